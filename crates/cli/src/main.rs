@@ -1,0 +1,40 @@
+//! The `domboot` command line. Each subcommand lives in its own module under `commands/`.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "domboot",
+    version,
+    about = "Linux domain builder and direct-kernel-boot VMM",
+    long_about = "domboot takes x86 Linux kernels apart, builds guest domains from kernel + initrd + \
+command line (or a libvirt / xl / xm / xend domain configuration) and boots them."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Inspect(commands::inspect::Args),
+    Extract(commands::extract::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Extract(args) => commands::extract::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("domboot: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

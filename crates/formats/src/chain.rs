@@ -1,0 +1,261 @@
+//! The probe chain: walk the registered loaders until a terminal layer is reached.
+
+use crate::loader::{Layer, LoadContext, Loaded, Loader};
+use crate::{Format, FormatError, bzimage, compression, elf, pe, read};
+use bytes::Bytes;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Decompression limit for a compressed file that is not inside a bzImage (1 GiB).
+pub const DEFAULT_MAX_DECOMPRESSED: u64 = 1 << 30;
+/// Wrapper nesting allowed before the chain is rejected (uki → bzimage → xz → elf is 4).
+pub const DEFAULT_MAX_DEPTH: usize = 8;
+/// A bzImage payload may decompress to at most this multiple of the kernel's `init_size`
+/// (the kernel itself decompresses inside `init_size`, so a real payload is smaller).
+pub const PAYLOAD_INIT_SIZE_FACTOR: u64 = 2;
+
+/// Limits for walking a chain.
+#[derive(Clone, Debug)]
+pub struct ChainOptions {
+    /// Maximum number of layers.
+    pub max_depth: usize,
+    /// Overrides every decompression limit (default: relative to init_size inside a bzImage,
+    /// [`DEFAULT_MAX_DECOMPRESSED`] otherwise).
+    pub max_decompressed: Option<u64>,
+}
+
+impl Default for ChainOptions {
+    fn default() -> Self {
+        ChainOptions {
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_decompressed: None,
+        }
+    }
+}
+
+/// The loaders, in probe order.
+pub struct Registry {
+    loaders: Vec<Box<dyn Loader>>,
+}
+
+impl Default for Registry {
+    /// Every built-in format. ELF first (cheapest, and terminal); bzImage before PE because a
+    /// bzImage with an EFI stub is also a valid PE; then the compressed streams.
+    fn default() -> Self {
+        let mut loaders: Vec<Box<dyn Loader>> = vec![
+            Box::new(elf::ElfLoader),
+            Box::new(bzimage::BzImageLoader),
+            Box::new(pe::PeLoader),
+        ];
+        loaders.extend(compression::loaders());
+        Registry { loaders }
+    }
+}
+
+impl Registry {
+    /// Adds a loader at the end of the probe order.
+    pub fn register(&mut self, loader: Box<dyn Loader>) {
+        self.loaders.push(loader);
+    }
+
+    /// The first loader whose probe accepts `data`.
+    pub fn probe(&self, data: &[u8]) -> Option<(&dyn Loader, Format)> {
+        self.loaders
+            .iter()
+            .find_map(|l| l.probe(data).map(|f| (l.as_ref(), f)))
+    }
+
+    /// Walks the chain starting at `data`.
+    pub fn unwrap(&self, data: Bytes, opts: &ChainOptions) -> Result<Chain, LayerError> {
+        let mut layers: Vec<Layer> = Vec::new();
+        let mut next = Some(data);
+        while let Some(data) = next.take() {
+            let index = layers.len();
+            if index >= opts.max_depth {
+                return Err(LayerError {
+                    layer: index,
+                    format: None,
+                    kind: LayerErrorKind::TooDeep {
+                        limit: opts.max_depth,
+                    },
+                });
+            }
+            let Some((loader, format)) = self.probe(&data) else {
+                return Err(LayerError {
+                    layer: index,
+                    format: None,
+                    kind: LayerErrorKind::Unrecognised {
+                        after: layers.last().map(|l| l.format),
+                        first_bytes: read::hex_prefix(&data, 0),
+                        size: data.len() as u64,
+                    },
+                });
+            };
+            let ctx = context_for(layers.last(), opts);
+            let Loaded {
+                format,
+                details,
+                inner,
+            } = loader.load(&data, &ctx).map_err(|e| LayerError {
+                layer: index,
+                format: Some(format),
+                kind: LayerErrorKind::Format(e),
+            })?;
+            layers.push(Layer {
+                format,
+                size: data.len() as u64,
+                data,
+                details,
+            });
+            next = inner;
+        }
+        Ok(Chain { path: None, layers })
+    }
+}
+
+/// The decompression limit for the layer after `parent`.
+fn context_for(parent: Option<&Layer>, opts: &ChainOptions) -> LoadContext {
+    if let Some(max) = opts.max_decompressed {
+        return LoadContext {
+            max_output: max,
+            max_output_reason: "the limit given with --max-decompressed",
+        };
+    }
+    match parent.and_then(|p| p.bzimage()).and_then(|b| b.init_size) {
+        Some(init_size) => LoadContext {
+            max_output: u64::from(init_size).saturating_mul(PAYLOAD_INIT_SIZE_FACTOR),
+            max_output_reason: "twice the kernel's init_size",
+        },
+        None => LoadContext::default(),
+    }
+}
+
+/// A kernel image taken apart, outermost layer first.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    /// The file it came from, when it came from a file.
+    pub path: Option<PathBuf>,
+    pub layers: Vec<Layer>,
+}
+
+impl Chain {
+    /// The innermost ELF kernel, if the chain reaches one.
+    pub fn kernel_elf(&self) -> Option<&Layer> {
+        self.layers.iter().rev().find(|l| l.format.is_elf())
+    }
+    /// The boot-protocol image, if there is one.
+    pub fn bzimage(&self) -> Option<&Layer> {
+        self.layers.iter().find(|l| l.format == Format::BzImage)
+    }
+    /// The UKI wrapper, if there is one (its initrd and cmdline are boot defaults).
+    pub fn uki(&self) -> Option<&pe::Uki> {
+        self.layers.iter().find_map(|l| l.uki())
+    }
+    /// The innermost layer.
+    pub fn innermost(&self) -> &Layer {
+        // A chain is built only when its first layer loaded.
+        &self.layers[self.layers.len() - 1]
+    }
+}
+
+/// Why a layer could not be loaded (without the file name; see [`ChainError`]).
+#[derive(Debug)]
+pub struct LayerError {
+    pub layer: usize,
+    pub format: Option<Format>,
+    pub kind: LayerErrorKind,
+}
+
+#[derive(Debug)]
+pub enum LayerErrorKind {
+    Format(FormatError),
+    Unrecognised {
+        after: Option<Format>,
+        first_bytes: String,
+        size: u64,
+    },
+    TooDeep {
+        limit: usize,
+    },
+}
+
+impl fmt::Display for LayerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "layer {}", self.layer)?;
+        if let Some(format) = self.format {
+            write!(f, " ({format})")?;
+        }
+        match &self.kind {
+            LayerErrorKind::Format(e) => write!(f, ": {e}"),
+            LayerErrorKind::Unrecognised {
+                after,
+                first_bytes,
+                size,
+            } => {
+                write!(f, ": unrecognised format ({size} bytes")?;
+                if let Some(after) = after {
+                    write!(f, ", unwrapped from {after}")?;
+                }
+                write!(
+                    f,
+                    "; first bytes: {first_bytes}); expected a bzImage, ELF, PE/UKI or a gzip, bzip2, lzma, xz, lzo, lz4 or zstd stream"
+                )
+            }
+            LayerErrorKind::TooDeep { limit } => write!(
+                f,
+                ": wrappers nest deeper than {limit} layers (a real kernel needs at most 4)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LayerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            LayerErrorKind::Format(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A chain error with the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Layer { path: PathBuf, source: LayerError },
+}
+
+impl ChainError {
+    /// The failing layer, when the error is about one.
+    pub fn layer(&self) -> Option<&LayerError> {
+        match self {
+            ChainError::Layer { source, .. } => Some(source),
+            ChainError::Io { .. } => None,
+        }
+    }
+}
+
+/// Reads `path` and walks its chain with the default registry.
+pub fn open(path: impl AsRef<Path>, opts: &ChainOptions) -> Result<Chain, ChainError> {
+    let path = path.as_ref();
+    let data = std::fs::read(path).map_err(|source| ChainError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut chain = unwrap_bytes(Bytes::from(data), opts).map_err(|source| ChainError::Layer {
+        path: path.to_owned(),
+        source,
+    })?;
+    chain.path = Some(path.to_owned());
+    Ok(chain)
+}
+
+/// Walks the chain of in-memory bytes with the default registry.
+pub fn unwrap_bytes(data: Bytes, opts: &ChainOptions) -> Result<Chain, LayerError> {
+    Registry::default().unwrap(data, opts)
+}
