@@ -1,0 +1,676 @@
+//! `DomainConfig`: the one model every syntax reads into and writes from.
+//!
+//! It keeps everything the four syntaxes say about a domain, including what domboot does
+//! not run yet (graphics, bridges, disks), so converting between syntaxes loses nothing
+//! the target syntax can say. Its serde form *is* the native TOML format (see the crate's
+//! README for the schema).
+mod units;
+mod validate;
+
+pub use units::{MemSize, Unit, Uuid};
+pub use validate::{MAX_VCPUS, Unsupported, resolve_path};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// A whole domain configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// libvirt's `<domain type=...>` (`kvm`, `qemu`, ...). `None` means `xen`, which is
+    /// what xl, xm and xend files describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypervisor: Option<String>,
+    /// How the guest boots: PV-style direct kernel, HVM (firmware, or kernel), PVH.
+    #[serde(rename = "type", default)]
+    pub guest_type: GuestType,
+    /// CPU architecture and machine type (libvirt `<type arch= machine=>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    /// Memory at start (xl `memory`, libvirt `<currentMemory>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemSize>,
+    /// Maximum memory when above `memory` (xl `maxmem`, libvirt `<memory>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<MemSize>,
+    /// vCPUs online at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    /// Maximum vCPUs when above `vcpus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_vcpus: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_poweroff: Option<LifecycleAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_reboot: Option<LifecycleAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_crash: Option<LifecycleAction>,
+    /// Device model (QEMU) path: libvirt `<emulator>`, xl `device_model_override`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<String>,
+    #[serde(default, skip_serializing_if = "Boot::is_empty")]
+    pub boot: Boot,
+    #[serde(default, skip_serializing_if = "Features::is_empty")]
+    pub features: Features,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Clock>,
+    #[serde(default, rename = "disk", skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<Disk>,
+    #[serde(default, rename = "interface", skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<Interface>,
+    #[serde(default, rename = "serial", skip_serializing_if = "Vec::is_empty")]
+    pub serials: Vec<CharDev>,
+    #[serde(default, rename = "console", skip_serializing_if = "Vec::is_empty")]
+    pub consoles: Vec<CharDev>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub graphics: Vec<Graphics>,
+    #[serde(default, rename = "input", skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<Input>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestType {
+    /// Paravirtual-style direct kernel boot (libvirt `linux`/`xen`, xl `pv`).
+    #[default]
+    Pv,
+    /// Full virtualisation: firmware (`loader`) and optionally a kernel to boot directly.
+    Hvm,
+    /// PVH: 32-bit entry through the Xen ELF note (libvirt `xenpvh`).
+    Pvh,
+}
+
+impl GuestType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestType::Pv => "pv",
+            GuestType::Hvm => "hvm",
+            GuestType::Pvh => "pvh",
+        }
+    }
+}
+
+/// What to do when the guest powers off, reboots or crashes (same names in every syntax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LifecycleAction {
+    Destroy,
+    Restart,
+    RenameRestart,
+    Preserve,
+    CoredumpDestroy,
+    CoredumpRestart,
+    SoftReset,
+}
+
+impl LifecycleAction {
+    pub const ALL: [LifecycleAction; 7] = [
+        LifecycleAction::Destroy,
+        LifecycleAction::Restart,
+        LifecycleAction::RenameRestart,
+        LifecycleAction::Preserve,
+        LifecycleAction::CoredumpDestroy,
+        LifecycleAction::CoredumpRestart,
+        LifecycleAction::SoftReset,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleAction::Destroy => "destroy",
+            LifecycleAction::Restart => "restart",
+            LifecycleAction::RenameRestart => "rename-restart",
+            LifecycleAction::Preserve => "preserve",
+            LifecycleAction::CoredumpDestroy => "coredump-destroy",
+            LifecycleAction::CoredumpRestart => "coredump-restart",
+            LifecycleAction::SoftReset => "soft-reset",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// How the guest boots.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    /// Firmware file for HVM guests (xm `loader`, libvirt `<loader>`), e.g. hvmloader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loader: Option<String>,
+    /// Firmware by name (xl `firmware="uefi"`, libvirt `<os firmware="efi">`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd: Option<String>,
+    /// Kernel command line (xl `extra` or `cmdline`, libvirt `<cmdline>`, xend `args`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    /// Root device, prepended to the command line as `root=...` (xl `root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Host-side bootloader such as pygrub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootloader: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootloader_args: Option<String>,
+    /// Firmware boot device order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<BootDevice>,
+}
+
+impl Boot {
+    pub fn is_empty(&self) -> bool {
+        *self == Boot::default()
+    }
+
+    /// The command line the kernel gets, combining `root` and `cmdline` as xl does:
+    /// `root=ROOT CMDLINE`.
+    pub fn effective_cmdline(&self) -> Option<String> {
+        match (&self.root, &self.cmdline) {
+            (None, None) => None,
+            (None, Some(c)) => Some(c.clone()),
+            (Some(r), None) => Some(format!("root={r}")),
+            (Some(r), Some(c)) => Some(format!("root={r} {c}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootDevice {
+    Hd,
+    Cdrom,
+    Fd,
+    Network,
+}
+
+impl BootDevice {
+    /// The letter xl, xm and xend use (`boot="dc"`).
+    pub fn letter(self) -> char {
+        match self {
+            BootDevice::Fd => 'a',
+            BootDevice::Hd => 'c',
+            BootDevice::Cdrom => 'd',
+            BootDevice::Network => 'n',
+        }
+    }
+
+    pub fn from_letter(c: char) -> Option<Self> {
+        Some(match c {
+            'a' => BootDevice::Fd,
+            'c' => BootDevice::Hd,
+            'd' => BootDevice::Cdrom,
+            'n' => BootDevice::Network,
+            _ => return None,
+        })
+    }
+
+    /// libvirt's `<boot dev=...>` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootDevice::Hd => "hd",
+            BootDevice::Cdrom => "cdrom",
+            BootDevice::Fd => "fd",
+            BootDevice::Network => "network",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            BootDevice::Hd,
+            BootDevice::Cdrom,
+            BootDevice::Fd,
+            BootDevice::Network,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+
+    /// `"dc"` for `[Cdrom, Hd]`.
+    pub fn letters(order: &[BootDevice]) -> String {
+        order.iter().map(|d| d.letter()).collect()
+    }
+}
+
+/// CPU and platform features. Absent means off, as in libvirt XML; xl's HVM defaults
+/// (acpi, apic, pae, hap on) are applied when an xl file is read.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Features {
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub acpi: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub apic: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pae: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hap: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub viridian: bool,
+    /// Other libvirt features by element name (kept for conversion).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub other: BTreeSet<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Features {
+    pub fn is_empty(&self) -> bool {
+        *self == Features::default()
+    }
+
+    /// The named boolean features, in a fixed order.
+    pub fn named(&self) -> [(&'static str, bool); 5] {
+        [
+            ("acpi", self.acpi),
+            ("apic", self.apic),
+            ("pae", self.pae),
+            ("hap", self.hap),
+            ("viridian", self.viridian),
+        ]
+    }
+
+    /// Set a named feature; false if the name is not one of [`Features::named`].
+    pub fn set(&mut self, name: &str, on: bool) -> bool {
+        let slot = match name {
+            "acpi" => &mut self.acpi,
+            "apic" => &mut self.apic,
+            "pae" => &mut self.pae,
+            "hap" => &mut self.hap,
+            "viridian" => &mut self.viridian,
+            _ => return false,
+        };
+        *slot = on;
+        true
+    }
+}
+
+/// The guest's real-time clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "offset", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Clock {
+    Utc,
+    Localtime,
+    /// Offset in seconds from UTC (xl `rtc_timeoffset`).
+    Variable {
+        adjustment: i64,
+    },
+    Timezone {
+        timezone: String,
+    },
+}
+
+/// A disk (or cdrom / floppy drive).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// Image file or block device; `None` for an empty cdrom drive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `file` or `block` (libvirt `<disk type>`).
+    #[serde(default, skip_serializing_if = "DiskKind::is_file")]
+    pub kind: DiskKind,
+    /// Backend driver: libvirt `<driver name>`, xm's `file:`/`phy:`/`tap:` prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Image format or tap sub-driver: `raw`, `qcow2`, `aio` (libvirt `<driver type>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Device name in the guest: `hda`, `xvda`, `vda`.
+    pub target: String,
+    /// Bus when it is not the one the target's prefix implies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+    #[serde(default, skip_serializing_if = "DiskDevice::is_disk")]
+    pub device: DiskDevice,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub readonly: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shareable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskKind {
+    #[default]
+    File,
+    Block,
+}
+
+impl DiskKind {
+    fn is_file(&self) -> bool {
+        *self == DiskKind::File
+    }
+
+    /// What xl and xend imply: `phy:` or a `/dev/` path is a block device.
+    pub fn infer(driver: Option<&str>, source: Option<&str>) -> DiskKind {
+        if driver == Some("phy") || source.is_some_and(|s| s.starts_with("/dev/")) {
+            DiskKind::Block
+        } else {
+            DiskKind::File
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskDevice {
+    #[default]
+    Disk,
+    Cdrom,
+    Floppy,
+}
+
+impl DiskDevice {
+    fn is_disk(&self) -> bool {
+        *self == DiskDevice::Disk
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskDevice::Disk => "disk",
+            DiskDevice::Cdrom => "cdrom",
+            DiskDevice::Floppy => "floppy",
+        }
+    }
+}
+
+/// The bus a target name implies (`hda` → ide, `xvda` → xen, `vda` → virtio...).
+pub fn implied_bus(target: &str) -> Option<&'static str> {
+    [
+        ("xvd", "xen"),
+        ("hd", "ide"),
+        ("sd", "scsi"),
+        ("vd", "virtio"),
+        ("fd", "fdc"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| target.starts_with(prefix))
+    .map(|(_, bus)| bus)
+}
+
+/// A network interface.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    /// libvirt `<interface type>`: `bridge`, `network`, `ethernet`, `user`...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Bridge or network name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// NIC model (`e1000`, `virtio`, `netfront`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Host-side device name (xl `vifname`, libvirt `<target dev>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// A character device: serial port or console.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CharDev {
+    #[serde(rename = "type")]
+    pub kind: CharKind,
+    /// File, device, pipe or socket path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Port (tcp/udp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Listen (server / bind) rather than connect.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub listen: bool,
+    /// Speak telnet on a tcp socket.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub telnet: bool,
+    /// Console only: libvirt `<target type>` (`serial`, `xen`, `virtio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CharKind {
+    #[default]
+    Pty,
+    File,
+    Null,
+    Stdio,
+    Vc,
+    Dev,
+    Pipe,
+    Unix,
+    Tcp,
+    Udp,
+}
+
+impl CharKind {
+    pub const ALL: [CharKind; 10] = [
+        CharKind::Pty,
+        CharKind::File,
+        CharKind::Null,
+        CharKind::Stdio,
+        CharKind::Vc,
+        CharKind::Dev,
+        CharKind::Pipe,
+        CharKind::Unix,
+        CharKind::Tcp,
+        CharKind::Udp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CharKind::Pty => "pty",
+            CharKind::File => "file",
+            CharKind::Null => "null",
+            CharKind::Stdio => "stdio",
+            CharKind::Vc => "vc",
+            CharKind::Dev => "dev",
+            CharKind::Pipe => "pipe",
+            CharKind::Unix => "unix",
+            CharKind::Tcp => "tcp",
+            CharKind::Udp => "udp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A graphical display (VNC, SDL, SPICE).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Graphics {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// TCP port when fixed (VNC display N is port 5900+N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// Pick a free port (xl `vncunused`, libvirt `autoport` / `port='-1'`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub autoport: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keymap: Option<String>,
+    /// X display for SDL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xauth: Option<String>,
+}
+
+/// An input device (`mouse`, `tablet`, `keyboard` on `ps2`, `usb`, `xen`...).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+}
+
+impl DomainConfig {
+    /// Put equivalent spellings into one form, so that every reader gives the same model
+    /// for the same meaning: a maximum equal to the current value is no maximum, `xen` is
+    /// the default hypervisor, a fixed port is dropped when autoport is on, a disk bus the
+    /// target implies is not repeated.
+    pub fn normalize(&mut self) {
+        if self.max_memory.is_some() && self.max_memory == self.memory {
+            self.max_memory = None;
+        }
+        if self.max_vcpus.is_some() && self.max_vcpus == self.vcpus {
+            self.max_vcpus = None;
+        }
+        if self.hypervisor.as_deref() == Some("xen") {
+            self.hypervisor = None;
+        }
+        for g in &mut self.graphics {
+            if g.autoport {
+                g.port = None;
+            }
+        }
+        // xl and xend keep USB inputs apart from the others: list them first.
+        self.inputs.sort_by_key(|i| i.bus.as_deref() != Some("usb"));
+        for d in &mut self.disks {
+            if d.bus.is_some() && d.bus.as_deref() == implied_bus(&d.target) {
+                d.bus = None;
+            }
+        }
+    }
+
+    /// The firmware-path compatibility rule of the seeds: an HVM configuration whose
+    /// `kernel` names the HVM firmware (hvmloader) and that has no `loader` means
+    /// `loader`. Returns true when it applied.
+    pub fn apply_hvm_kernel_is_loader_rule(&mut self) -> bool {
+        if self.guest_type != GuestType::Hvm || self.boot.loader.is_some() {
+            return false;
+        }
+        match self.boot.kernel.take() {
+            Some(k) if is_firmware_path(&k) => {
+                self.boot.loader = Some(k);
+                true
+            }
+            other => {
+                self.boot.kernel = other;
+                false
+            }
+        }
+    }
+}
+
+/// Whether a path names HVM firmware rather than a kernel: its file name contains
+/// `hvmloader` (Xen's firmware loader), `ovmf`, `seabios`, `rombios` or is `bios.bin`.
+pub fn is_firmware_path(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    ["hvmloader", "ovmf", "seabios", "rombios"]
+        .iter()
+        .any(|f| name.contains(f))
+        || name == "bios.bin"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_cmdline_combines_root_like_xl() {
+        let mut b = Boot::default();
+        assert_eq!(b.effective_cmdline(), None);
+        b.cmdline = Some("console=hvc0".into());
+        assert_eq!(b.effective_cmdline().as_deref(), Some("console=hvc0"));
+        b.root = Some("/dev/xvda1 ro".into());
+        assert_eq!(
+            b.effective_cmdline().as_deref(),
+            Some("root=/dev/xvda1 ro console=hvc0")
+        );
+        b.cmdline = None;
+        assert_eq!(b.effective_cmdline().as_deref(), Some("root=/dev/xvda1 ro"));
+    }
+
+    #[test]
+    fn hvm_kernel_naming_firmware_means_loader() {
+        let mut c = DomainConfig {
+            guest_type: GuestType::Hvm,
+            ..Default::default()
+        };
+        c.boot.kernel = Some("/usr/lib/xen/boot/hvmloader".into());
+        assert!(c.apply_hvm_kernel_is_loader_rule());
+        assert_eq!(
+            c.boot.loader.as_deref(),
+            Some("/usr/lib/xen/boot/hvmloader")
+        );
+        assert_eq!(c.boot.kernel, None);
+
+        // A real kernel stays a kernel; a PV kernel is never firmware.
+        let mut c = DomainConfig {
+            guest_type: GuestType::Hvm,
+            ..Default::default()
+        };
+        c.boot.kernel = Some("/root/vmlinuz".into());
+        assert!(!c.apply_hvm_kernel_is_loader_rule());
+        assert_eq!(c.boot.kernel.as_deref(), Some("/root/vmlinuz"));
+        let mut c = DomainConfig::default();
+        c.boot.kernel = Some("/usr/lib/xen/boot/hvmloader".into());
+        assert!(!c.apply_hvm_kernel_is_loader_rule());
+    }
+
+    #[test]
+    fn letters_round_trip() {
+        for c in ['a', 'c', 'd', 'n'] {
+            assert_eq!(BootDevice::from_letter(c).map(BootDevice::letter), Some(c));
+        }
+        assert_eq!(BootDevice::from_letter('z'), None);
+        assert_eq!(
+            BootDevice::letters(&[BootDevice::Cdrom, BootDevice::Hd]),
+            "dc"
+        );
+    }
+
+    #[test]
+    fn normalize_merges_equivalent_spellings() {
+        let mut c = DomainConfig {
+            memory: MemSize::from_mib(512),
+            max_memory: MemSize::from_mib(512),
+            vcpus: Some(2),
+            max_vcpus: Some(2),
+            hypervisor: Some("xen".into()),
+            ..Default::default()
+        };
+        c.disks.push(Disk {
+            target: "hda".into(),
+            bus: Some("ide".into()),
+            ..Default::default()
+        });
+        c.normalize();
+        assert_eq!(c.max_memory, None);
+        assert_eq!(c.max_vcpus, None);
+        assert_eq!(c.hypervisor, None);
+        assert_eq!(c.disks[0].bus, None);
+    }
+}

@@ -1,0 +1,58 @@
+//! xend S-expressions: `(vm (name ...)(memory ...)(image (hvm (loader ...)(kernel ...)))
+//! (device (vbd ...))...)`, as xend took them for `xm create` and libvirt's Xen driver
+//! wrote them (seed 002). `(domain ...)` as xend reports a live domain is read too (its
+//! run-time keys are skipped).
+//!
+//! Read: `name`, `uuid`, `description`, `memory`, `maxmem`, `vcpus`, `vcpu_avail`, `on_*`,
+//! `bootloader`, `bootloader_args`, `localtime`, `image` with `linux` / `hvm` / `pvh` and
+//! its `kernel`, `ramdisk`, `args`, `root`, `loader`, `device_model`, `boot`, `acpi`,
+//! `apic`, `pae`, `hap`, `viridian`, `localtime`, `rtc_timeoffset`, `serial`, `usbdevice`,
+//! `cdrom`, `vnc*`, `sdl`, `display`, `xauthority`, `keymap`; devices `vbd` / `tap`,
+//! `vif`, `vfb`; and domboot's `(domboot ...)` extension (what xend has no key for).
+//! The seeds' rule applies: an HVM `kernel` naming the firmware without `loader` is the
+//! loader. The writer indents (one key per line) for readable diffs; [`write_compact`]
+//! prints the single-line form.
+mod parse;
+mod read;
+mod write;
+
+pub use parse::{Sexp, parse as parse_tree};
+
+use crate::error::{ConfigError, Warning};
+use crate::model::DomainConfig;
+
+/// Parse a xend S-expression.
+pub fn parse(text: &str, source: &str) -> Result<DomainConfig, ConfigError> {
+    parse_with_warnings(text, source).map(|(c, _)| c)
+}
+
+/// Parse, also returning what was read but not kept.
+pub fn parse_with_warnings(
+    text: &str,
+    source: &str,
+) -> Result<(DomainConfig, Vec<Warning>), ConfigError> {
+    let tree = parse::parse(text, source)?;
+    let mut r = read::Reader::new(text, source);
+    let c = r.read(&tree)?;
+    Ok((c, r.warnings))
+}
+
+/// The indented form (one item per line), ending with a newline.
+pub fn write(config: &DomainConfig) -> String {
+    let mut out = String::new();
+    parse::to_indented(&write::tree(config), 0, &mut out);
+    out.push('\n');
+    out
+}
+
+/// The single-line form xend and libvirt print.
+pub fn write_compact(config: &DomainConfig) -> String {
+    let mut out = String::new();
+    parse::to_compact(&write::tree(config), &mut out);
+    out
+}
+
+/// The tree [`write`] prints.
+pub fn to_tree(config: &DomainConfig) -> Sexp {
+    write::tree(config)
+}

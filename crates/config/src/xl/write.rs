@@ -1,0 +1,225 @@
+//! From the model to an xl.cfg file (xm-compatible spellings where xl accepts them).
+use super::parse::quote;
+use super::spec;
+use crate::model::*;
+use std::fmt::Write as _;
+
+struct Out(String);
+
+impl Out {
+    fn str(&mut self, key: &str, v: Option<&str>) {
+        if let Some(v) = v {
+            let _ = writeln!(self.0, "{key} = {}", quote(v));
+        }
+    }
+    fn num(&mut self, key: &str, v: Option<impl std::fmt::Display>) {
+        if let Some(v) = v {
+            let _ = writeln!(self.0, "{key} = {v}");
+        }
+    }
+    fn list(&mut self, key: &str, items: &[String]) {
+        match items {
+            [] => {}
+            [one] => {
+                let _ = writeln!(self.0, "{key} = [ {} ]", quote(one));
+            }
+            many => {
+                let _ = writeln!(self.0, "{key} = [");
+                for i in many {
+                    let _ = writeln!(self.0, "    {},", quote(i));
+                }
+                let _ = writeln!(self.0, "]");
+            }
+        }
+    }
+}
+
+pub fn write(c: &DomainConfig) -> String {
+    let mut o = Out(String::from(
+        "# xl.cfg(5) domain configuration, written by domboot\n",
+    ));
+    o.str("name", Some(&c.name));
+    o.str("uuid", c.uuid.map(|u| u.to_string()).as_deref());
+    o.str("type", Some(c.guest_type.as_str()));
+    o.num("memory", c.memory.map(MemSize::mib_ceil));
+    o.num("maxmem", c.max_memory.map(MemSize::mib_ceil));
+    o.num("vcpus", c.vcpus);
+    o.num("maxvcpus", c.max_vcpus);
+
+    let b = &c.boot;
+    o.str("loader", b.loader.as_deref());
+    o.str("firmware", b.firmware.as_deref());
+    o.str("kernel", b.kernel.as_deref());
+    o.str("ramdisk", b.initrd.as_deref());
+    o.str("root", b.root.as_deref());
+    o.str("extra", b.cmdline.as_deref());
+    o.str("bootloader", b.bootloader.as_deref());
+    o.str("bootloader_args", b.bootloader_args.as_deref());
+    if !b.order.is_empty() {
+        o.str("boot", Some(&BootDevice::letters(&b.order)));
+    }
+    o.str("on_poweroff", c.on_poweroff.map(LifecycleAction::as_str));
+    o.str("on_reboot", c.on_reboot.map(LifecycleAction::as_str));
+    o.str("on_crash", c.on_crash.map(LifecycleAction::as_str));
+    o.str("device_model_override", c.emulator.as_deref());
+
+    // xl turns acpi, apic, pae and hap on for HVM guests unless told otherwise: say
+    // every value for HVM, only the ones that are on for the others.
+    let hvm = c.guest_type == GuestType::Hvm;
+    for (name, on) in c.features.named() {
+        if hvm || on {
+            o.num(name, Some(u8::from(on)));
+        }
+    }
+    match &c.clock {
+        Some(Clock::Utc) => o.num("localtime", Some(0)),
+        Some(Clock::Localtime) => o.num("localtime", Some(1)),
+        Some(Clock::Variable { adjustment }) => o.num("rtc_timeoffset", Some(adjustment)),
+        Some(Clock::Timezone { .. }) | None => {}
+    }
+
+    let disks: Vec<String> = c.disks.iter().map(spec::write_disk).collect();
+    o.list("disk", &disks);
+    let vifs: Vec<String> = c.interfaces.iter().map(spec::write_vif).collect();
+    o.list("vif", &vifs);
+    let serials: Vec<String> = c.serials.iter().map(spec::write_chardev).collect();
+    match serials.as_slice() {
+        [one] => o.str("serial", Some(one)),
+        many => o.list("serial", many),
+    }
+    graphics(&mut o, c);
+    let usb: Vec<String> = c
+        .inputs
+        .iter()
+        .filter(|i| i.bus.as_deref() == Some("usb"))
+        .map(|i| i.kind.clone())
+        .collect();
+    match usb.as_slice() {
+        [one] => o.str("usbdevice", Some(one)),
+        many => o.list("usbdevice", many),
+    }
+    extensions(&mut o, c);
+    o.0
+}
+
+fn graphics(o: &mut Out, c: &DomainConfig) {
+    let count = |k: &str| c.graphics.iter().filter(|g| g.kind == k).count();
+    let top_level = c.guest_type == GuestType::Hvm
+        && count("vnc") <= 1
+        && count("sdl") <= 1
+        && count("spice") <= 1
+        && c.graphics.iter().all(spec::fits_hvm_graphics_keys);
+    if top_level {
+        for g in &c.graphics {
+            match g.kind.as_str() {
+                "vnc" => {
+                    o.num("vnc", Some(1));
+                    o.num("vncunused", Some(u8::from(g.autoport)));
+                    o.num("vncdisplay", g.port.map(|p| p - 5900));
+                    o.str("vnclisten", g.listen.as_deref());
+                    o.str("vncpasswd", g.passwd.as_deref());
+                    o.str("keymap", g.keymap.as_deref());
+                }
+                "sdl" => {
+                    o.num("sdl", Some(1));
+                    o.str("display", g.display.as_deref());
+                    o.str("xauthority", g.xauth.as_deref());
+                }
+                _ => {
+                    o.num("spice", Some(1));
+                    o.num("spiceport", g.port);
+                    o.str("spicehost", g.listen.as_deref());
+                    o.str("spicepasswd", g.passwd.as_deref());
+                }
+            }
+        }
+        return;
+    }
+    let vfbs: Vec<String> = c
+        .graphics
+        .iter()
+        .map(|g| {
+            let mut parts = match g.kind.as_str() {
+                "vnc" | "sdl" => vec![format!("{}=1", g.kind)],
+                other => vec![format!("type={other}")],
+            };
+            if g.kind == "vnc" || g.autoport {
+                parts.push(format!("vncunused={}", u8::from(g.autoport)));
+            }
+            match g.port {
+                Some(p) if g.kind == "vnc" && p >= 5900 => {
+                    parts.push(format!("vncdisplay={}", p - 5900))
+                }
+                Some(p) => parts.push(format!("port={p}")),
+                None => {}
+            }
+            for (k, v) in [
+                ("vnclisten", &g.listen),
+                ("vncpasswd", &g.passwd),
+                ("keymap", &g.keymap),
+                ("display", &g.display),
+                ("xauthority", &g.xauth),
+            ] {
+                if let Some(v) = v {
+                    parts.push(format!("{k}={v}"));
+                }
+            }
+            parts.join(",")
+        })
+        .collect();
+    o.list("vfb", &vfbs);
+}
+
+/// What xl has no key for, in `domboot_*` keys (xl ignores keys it does not know).
+fn extensions(o: &mut Out, c: &DomainConfig) {
+    let mut ext = Out(String::new());
+    ext.str("domboot_hypervisor", c.hypervisor.as_deref());
+    ext.str("domboot_arch", c.arch.as_deref());
+    ext.str("domboot_machine", c.machine.as_deref());
+    ext.str("domboot_description", c.description.as_deref());
+    if let Some(Clock::Timezone { timezone }) = &c.clock {
+        ext.str("domboot_timezone", Some(timezone));
+    }
+    let other: Vec<String> = c.features.other.iter().cloned().collect();
+    ext.list("domboot_features", &other);
+    let consoles: Vec<String> = c.consoles.iter().map(console_spec).collect();
+    ext.list("domboot_console", &consoles);
+    let inputs: Vec<String> = c
+        .inputs
+        .iter()
+        .filter(|i| i.bus.as_deref() != Some("usb"))
+        .map(|i| {
+            let mut s = format!("type={}", i.kind);
+            if let Some(b) = &i.bus {
+                let _ = write!(s, ",bus={b}");
+            }
+            s
+        })
+        .collect();
+    ext.list("domboot_input", &inputs);
+    if !ext.0.is_empty() {
+        o.0.push_str("# domboot extensions: what xl has no key for (xl ignores these)\n");
+        o.0.push_str(&ext.0);
+    }
+}
+
+fn console_spec(d: &CharDev) -> String {
+    let mut s = format!("type={}", d.kind.as_str());
+    for (k, v) in [
+        ("path", &d.path),
+        ("host", &d.host),
+        ("service", &d.service),
+        ("target", &d.target),
+    ] {
+        if let Some(v) = v {
+            let _ = write!(s, ",{k}={v}");
+        }
+    }
+    if d.listen {
+        s.push_str(",listen=1");
+    }
+    if d.telnet {
+        s.push_str(",telnet=1");
+    }
+    s
+}
