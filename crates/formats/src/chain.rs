@@ -209,32 +209,28 @@ impl fmt::Display for LayerError {
     }
 }
 
-impl std::error::Error for LayerError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            LayerErrorKind::Format(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+// Display already includes the format error, so it is not also reported as a source
+// (which would print it twice in an error chain).
+impl std::error::Error for LayerError {}
 
-/// A chain error with the file it concerns.
+/// A chain error with the file it concerns. Its message is complete on its own: the file,
+/// the layer, the field or offset, and the violated limit.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
-    Layer { path: PathBuf, source: LayerError },
+    #[error("{}: {error}", path.display())]
+    Layer { path: PathBuf, error: LayerError },
 }
 
 impl ChainError {
     /// The failing layer, when the error is about one.
     pub fn layer(&self) -> Option<&LayerError> {
         match self {
-            ChainError::Layer { source, .. } => Some(source),
+            ChainError::Layer { error, .. } => Some(error),
             ChainError::Io { .. } => None,
         }
     }
@@ -243,13 +239,13 @@ impl ChainError {
 /// Reads `path` and walks its chain with the default registry.
 pub fn open(path: impl AsRef<Path>, opts: &ChainOptions) -> Result<Chain, ChainError> {
     let path = path.as_ref();
-    let data = std::fs::read(path).map_err(|source| ChainError::Io {
+    let data = std::fs::read(path).map_err(|error| ChainError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
-    let mut chain = unwrap_bytes(Bytes::from(data), opts).map_err(|source| ChainError::Layer {
+    let mut chain = unwrap_bytes(Bytes::from(data), opts).map_err(|error| ChainError::Layer {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     chain.path = Some(path.to_owned());
     Ok(chain)
