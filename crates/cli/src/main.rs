@@ -1,6 +1,9 @@
 //! The `domboot` command line. Each subcommand lives in its own module under `commands/`.
 
+mod atomic;
 mod commands;
+mod table;
+mod units;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
