@@ -226,8 +226,15 @@ impl Reader<'_> {
                     ),
                 );
             }
-            if !c.features.set(name, on) && on {
-                c.features.other.insert(name.to_string());
+            if !c.features.set(name, on) {
+                if on {
+                    c.features.other.insert(name.to_string());
+                } else {
+                    self.warn(
+                        n,
+                        format!("<{name} state='off'/> is kept as an absent feature"),
+                    );
+                }
             }
         }
     }

@@ -270,6 +270,15 @@ fn devices(x: &mut Xml, c: &DomainConfig) {
 }
 
 fn chardev(x: &mut Xml, tag: &str, d: &CharDev, port: Option<usize>) {
+    let bare = matches!(
+        d.kind,
+        CharKind::Pty | CharKind::Null | CharKind::Stdio | CharKind::Vc
+    ) && port.is_none()
+        && d.target.is_none();
+    if bare {
+        x.line(&format!("<{tag} type='{}'/>", d.kind.as_str()));
+        return;
+    }
     x.open(&format!("<{tag} type='{}'>", d.kind.as_str()));
     let mode = if d.listen { "bind" } else { "connect" };
     match d.kind {

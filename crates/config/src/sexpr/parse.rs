@@ -197,16 +197,19 @@ impl P<'_> {
     }
 }
 
-/// Whether an atom can be written bare: a number or a word without special characters.
-fn is_bare(s: &str) -> bool {
-    !s.is_empty()
+/// Whether an atom can be written bare: keys (a list's head) that are plain words, and
+/// values that are numbers; xend quotes every other value.
+fn is_bare(s: &str, head: bool) -> bool {
+    let word = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let number = !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    if head { word } else { number }
 }
 
-fn quote(s: &str, out: &mut String) {
-    if is_bare(s) {
+fn quote(s: &str, head: bool, out: &mut String) {
+    if is_bare(s, head) {
         out.push_str(s);
         return;
     }
@@ -229,7 +232,7 @@ fn quote(s: &str, out: &mut String) {
 /// One line, as xend and libvirt print it: `(vm (name 'a')(memory 512))`.
 pub fn to_compact(e: &Sexp, out: &mut String) {
     match e {
-        Sexp::Atom { text, .. } => quote(text, out),
+        Sexp::Atom { text, .. } => quote(text, false, out),
         Sexp::List { items, .. } => {
             out.push('(');
             let mut prev_list = false;
@@ -238,7 +241,10 @@ pub fn to_compact(e: &Sexp, out: &mut String) {
                 if i > 0 && !(is_list && prev_list) {
                     out.push(' ');
                 }
-                to_compact(item, out);
+                match item {
+                    Sexp::Atom { text, .. } => quote(text, i == 0, out),
+                    Sexp::List { .. } => to_compact(item, out),
+                }
                 prev_list = is_list;
             }
             out.push(')');
@@ -265,7 +271,7 @@ pub fn to_indented(e: &Sexp, depth: usize, out: &mut String) {
                 if !first {
                     out.push(' ');
                 }
-                quote(text, out);
+                quote(text, first, out);
             }
             Sexp::List { .. } => {
                 out.push('\n');
@@ -356,13 +362,13 @@ mod tests {
         to_compact(&e, &mut compact);
         assert_eq!(
             compact,
-            "(vm (name 'a b')(memory 512)(image (hvm (kernel '/k')(boot c))))"
+            "(vm (name 'a b')(memory 512)(image (hvm (kernel '/k')(boot 'c'))))"
         );
         let mut ind = String::new();
         to_indented(&e, 0, &mut ind);
         assert_eq!(
             ind,
-            "(vm\n  (name 'a b')\n  (memory 512)\n  (image\n    (hvm\n      (kernel '/k')\n      (boot c))))"
+            "(vm\n  (name 'a b')\n  (memory 512)\n  (image\n    (hvm\n      (kernel '/k')\n      (boot 'c'))))"
         );
         for text in [compact, ind] {
             let back = parse(&text, "t").expect("reads back");

@@ -205,7 +205,7 @@ impl<'a> Reader<'a> {
             ("acpi", hvm),
             ("apic", hvm),
             ("pae", hvm),
-            ("hap", hvm),
+            ("hap", false),
             ("viridian", false),
         ] {
             if name == "viridian"
@@ -450,6 +450,28 @@ impl<'a> Reader<'a> {
         for (f, _) in self.strs("domboot_features")? {
             c.features.other.insert(f);
         }
+        for key in ["domboot_disk_bus", "domboot_disk_kind"] {
+            for (s, off) in self.strs(key)? {
+                let bad = |m: String| ConfigError::semantic(self.span(off), key, m);
+                let (target, v) = s
+                    .split_once('=')
+                    .ok_or_else(|| bad(format!("`{s}` is not TARGET=VALUE")))?;
+                let disk = c
+                    .disks
+                    .iter_mut()
+                    .find(|d| d.target == target)
+                    .ok_or_else(|| bad(format!("no disk `{target}` in `disk`")))?;
+                if key == "domboot_disk_bus" {
+                    disk.bus = Some(v.to_string());
+                } else {
+                    disk.kind = match v {
+                        "block" => DiskKind::Block,
+                        "file" => DiskKind::File,
+                        _ => return Err(bad(format!("`{v}` is not file or block"))),
+                    };
+                }
+            }
+        }
         for (s, off) in self.strs("domboot_console")? {
             let bad = |m: String| ConfigError::semantic(self.span(off), "domboot_console", m);
             let kv = spec::parse_kv(&s).map_err(bad)?;
@@ -487,7 +509,7 @@ impl<'a> Reader<'a> {
     }
 
     fn unknown_keys(&mut self, settings: &[Setting]) {
-        const KNOWN: [&str; 48] = [
+        const KNOWN: &[&str] = &[
             "name",
             "uuid",
             "type",
@@ -536,6 +558,8 @@ impl<'a> Reader<'a> {
             "vncdisplay",
             "vnclisten",
             "vncpasswd",
+            "domboot_disk_bus",
+            "domboot_disk_kind",
         ];
         for s in settings {
             let k = s.key.as_str();

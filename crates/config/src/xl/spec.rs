@@ -18,7 +18,8 @@ pub fn split_uname(s: &str) -> (Option<String>, Option<String>, String) {
     let mut format = None;
     let mut rest = s;
     if let Some((d, r)) = rest.split_once(':') {
-        if DRIVER_PREFIXES.contains(&d) {
+        // libvirt also writes `qemu:` (its driver name for xl's qdisk backend).
+        if DRIVER_PREFIXES.contains(&d) || d == "qemu" {
             driver = Some(d.to_string());
             rest = r;
         }

@@ -63,11 +63,12 @@ pub fn write(c: &DomainConfig) -> String {
     o.str("on_crash", c.on_crash.map(LifecycleAction::as_str));
     o.str("device_model_override", c.emulator.as_deref());
 
-    // xl turns acpi, apic, pae and hap on for HVM guests unless told otherwise: say
-    // every value for HVM, only the ones that are on for the others.
+    // xl turns acpi, apic and pae on for HVM guests unless told otherwise: say those
+    // for HVM either way, and any other feature that is on.
     let hvm = c.guest_type == GuestType::Hvm;
     for (name, on) in c.features.named() {
-        if hvm || on {
+        let hvm_default_on = matches!(name, "acpi" | "apic" | "pae");
+        if on || (hvm && hvm_default_on) {
             o.num(name, Some(u8::from(on)));
         }
     }
@@ -180,6 +181,26 @@ fn extensions(o: &mut Out, c: &DomainConfig) {
     if let Some(Clock::Timezone { timezone }) = &c.clock {
         ext.str("domboot_timezone", Some(timezone));
     }
+    let buses: Vec<String> = c
+        .disks
+        .iter()
+        .filter_map(|d| d.bus.as_ref().map(|b| format!("{}={b}", d.target)))
+        .collect();
+    ext.list("domboot_disk_bus", &buses);
+    let kinds: Vec<String> = c
+        .disks
+        .iter()
+        .filter(|d| d.kind != DiskKind::infer(d.driver.as_deref(), d.source.as_deref()))
+        .map(|d| {
+            let k = if d.kind == DiskKind::Block {
+                "block"
+            } else {
+                "file"
+            };
+            format!("{}={k}", d.target)
+        })
+        .collect();
+    ext.list("domboot_disk_kind", &kinds);
     let other: Vec<String> = c.features.other.iter().cloned().collect();
     ext.list("domboot_features", &other);
     let consoles: Vec<String> = c.consoles.iter().map(console_spec).collect();
