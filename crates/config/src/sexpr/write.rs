@@ -59,13 +59,7 @@ pub fn tree(c: &DomainConfig) -> Sexp {
 }
 
 fn hvm_graphics_in_image(c: &DomainConfig) -> bool {
-    let count = |k: &str| c.graphics.iter().filter(|g| g.kind == k).count();
-    c.guest_type == GuestType::Hvm
-        && count("vnc") <= 1
-        && count("sdl") <= 1
-        && c.graphics
-            .iter()
-            .all(|g| matches!(g.kind.as_str(), "vnc" | "sdl") && spec::fits_hvm_graphics_keys(g))
+    c.guest_type == GuestType::Hvm && spec::hvm_graphics_keys_fit(&c.graphics, &["vnc", "sdl"])
 }
 
 fn image(c: &DomainConfig) -> Sexp {
@@ -164,7 +158,7 @@ fn devices(c: &DomainConfig, vm: &mut Vec<Sexp>) {
         // domboot additions xend ignores: a bus the name does not imply, a disk kind the
         // path does not imply.
         opt(&mut v, "bus", d.bus.as_deref());
-        if d.kind != DiskKind::infer(d.driver.as_deref(), d.source.as_deref()) {
+        if d.kind != spec::implied_kind(d) {
             v.push(pair(
                 "kind",
                 if d.kind == DiskKind::Block {

@@ -44,6 +44,15 @@ pub fn join_uname(driver: Option<&str>, format: Option<&str>, path: &str) -> Str
     s
 }
 
+/// The disk kind a reader infers from what the xl and xend writers put down: an empty
+/// drive carries no driver prefix, so it reads as a file.
+pub fn implied_kind(d: &Disk) -> DiskKind {
+    match &d.source {
+        None => DiskKind::File,
+        Some(s) => DiskKind::infer(d.driver.as_deref(), Some(s)),
+    }
+}
+
 /// Parse one xl DISKSPEC.
 pub fn parse_disk(spec: &str) -> Result<Disk, String> {
     let mut disk = Disk::default();
@@ -362,7 +371,20 @@ pub fn write_chardev(d: &CharDev) -> String {
 
 /// Whether the HVM graphics keys (`vnc`, `sdl`, `spice` and friends, in xl and in xend's
 /// image) can say all of `g`.
-pub fn fits_hvm_graphics_keys(g: &Graphics) -> bool {
+/// Whether `graphics` can be said with the HVM keys for `kinds` (in that order, as the
+/// readers collect them): at most one of each kind, in order, each fitting its keys.
+pub fn hvm_graphics_keys_fit(graphics: &[Graphics], kinds: &[&str]) -> bool {
+    let mut next = 0;
+    for g in graphics {
+        match kinds.iter().skip(next).position(|k| *k == g.kind) {
+            Some(i) if fits_hvm_graphics_keys(g) => next += i + 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn fits_hvm_graphics_keys(g: &Graphics) -> bool {
     match g.kind.as_str() {
         "vnc" => g.port.is_none_or(|p| p >= 5900) && g.display.is_none() && g.xauth.is_none(),
         "sdl" => {

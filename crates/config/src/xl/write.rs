@@ -104,12 +104,8 @@ pub fn write(c: &DomainConfig) -> String {
 }
 
 fn graphics(o: &mut Out, c: &DomainConfig) {
-    let count = |k: &str| c.graphics.iter().filter(|g| g.kind == k).count();
     let top_level = c.guest_type == GuestType::Hvm
-        && count("vnc") <= 1
-        && count("sdl") <= 1
-        && count("spice") <= 1
-        && c.graphics.iter().all(spec::fits_hvm_graphics_keys);
+        && spec::hvm_graphics_keys_fit(&c.graphics, &["vnc", "sdl", "spice"]);
     if top_level {
         for g in &c.graphics {
             match g.kind.as_str() {
@@ -190,7 +186,7 @@ fn extensions(o: &mut Out, c: &DomainConfig) {
     let kinds: Vec<String> = c
         .disks
         .iter()
-        .filter(|d| d.kind != DiskKind::infer(d.driver.as_deref(), d.source.as_deref()))
+        .filter(|d| d.kind != spec::implied_kind(d))
         .map(|d| {
             let k = if d.kind == DiskKind::Block {
                 "block"

@@ -1,0 +1,363 @@
+//! Property: for every syntax, write → read gives the same model, for every model the
+//! syntax can express. `expressible` says precisely what each syntax cannot say (the
+//! generator already keeps to values every syntax can spell: no commas in paths, known
+//! image formats after an xm driver prefix, consistent character devices).
+use domboot_config::*;
+use proptest::collection::vec;
+use proptest::option::of;
+use proptest::prelude::*;
+use proptest::sample::select;
+
+fn word() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9_-]{0,7}"
+}
+
+fn path() -> impl Strategy<Value = String> {
+    "(/[a-z0-9_.-]{1,8}){1,3}".prop_filter("not firmware", |p| !is_firmware_path(p))
+}
+
+/// Free text: quotes, backslashes, spaces, a little Unicode; no control characters
+/// (XML 1.0 cannot carry them).
+fn text() -> impl Strategy<Value = String> {
+    "[ -~é✓]{0,24}"
+}
+
+fn mem() -> impl Strategy<Value = MemSize> {
+    (1u64..(64 << 20)).prop_map(MemSize::from_kib)
+}
+
+fn action() -> impl Strategy<Value = LifecycleAction> {
+    select(LifecycleAction::ALL.to_vec())
+}
+
+fn boot() -> impl Strategy<Value = Boot> {
+    (
+        (of(path()), of(word()), of(path()), of(path())),
+        (of(text()), of(text()), of(path()), of(text())),
+        vec(
+            select(vec![
+                BootDevice::Hd,
+                BootDevice::Cdrom,
+                BootDevice::Fd,
+                BootDevice::Network,
+            ]),
+            0..3,
+        ),
+    )
+        .prop_map(
+            |(
+                (loader, firmware, kernel, initrd),
+                (cmdline, root, bootloader, bootloader_args),
+                order,
+            )| Boot {
+                loader,
+                firmware,
+                kernel,
+                initrd,
+                cmdline,
+                root,
+                bootloader,
+                bootloader_args,
+                order,
+            },
+        )
+}
+
+fn features() -> impl Strategy<Value = Features> {
+    (
+        any::<[bool; 5]>(),
+        proptest::collection::btree_set(word(), 0..3),
+    )
+        .prop_map(|(b, other)| {
+            let mut f = Features::default();
+            for (name, on) in ["acpi", "apic", "pae", "hap", "viridian"]
+                .into_iter()
+                .zip(b)
+            {
+                f.set(name, on);
+            }
+            f.other = other
+                .into_iter()
+                .filter(|o| !["acpi", "apic", "pae", "hap", "viridian"].contains(&o.as_str()))
+                .collect();
+            f
+        })
+}
+
+fn clock() -> impl Strategy<Value = Clock> {
+    prop_oneof![
+        Just(Clock::Utc),
+        Just(Clock::Localtime),
+        any::<i32>().prop_map(|a| Clock::Variable {
+            adjustment: a.into()
+        }),
+        word().prop_map(|timezone| Clock::Timezone { timezone }),
+    ]
+}
+
+const DRIVERS: [&str; 7] = ["file", "phy", "tap", "tap2", "qemu", "ioemu", "tapdisk"];
+const FORMATS: [&str; 6] = ["raw", "qcow", "qcow2", "vhd", "qed", "aio"];
+
+fn disk() -> impl Strategy<Value = Disk> {
+    (
+        (
+            of(path()),
+            any::<bool>(),
+            of(select(DRIVERS.to_vec())),
+            of(select(FORMATS.to_vec())),
+        ),
+        ("(hd|sd|xvd|vd|fd)[a-d]", of(word())),
+        (
+            select(vec![
+                DiskDevice::Disk,
+                DiskDevice::Cdrom,
+                DiskDevice::Floppy,
+            ]),
+            any::<bool>(),
+            any::<bool>(),
+        ),
+    )
+        .prop_map(
+            |((source, block, driver, format), (target, bus), (device, readonly, shareable))| {
+                Disk {
+                    source,
+                    kind: if block {
+                        DiskKind::Block
+                    } else {
+                        DiskKind::File
+                    },
+                    driver: driver.map(str::to_string),
+                    format: format.map(str::to_string),
+                    target,
+                    bus,
+                    device,
+                    readonly,
+                    shareable,
+                }
+            },
+        )
+}
+
+fn mac() -> impl Strategy<Value = String> {
+    "[0-9a-f]{2}(:[0-9a-f]{2}){5}"
+}
+
+fn interface() -> impl Strategy<Value = Interface> {
+    (
+        select(vec!["bridge", "network", "ethernet", "user"]),
+        of(word()),
+        of(mac()),
+        of(word()),
+        (of(word()), of("[0-9]{1,3}(\\.[0-9]{1,3}){3}"), of(word())),
+    )
+        .prop_map(
+            |(kind, source, mac, script, (model, ip, target))| Interface {
+                kind: kind.to_string(),
+                source,
+                mac,
+                script,
+                model,
+                ip,
+                target,
+            },
+        )
+}
+
+fn chardev(console: bool) -> impl Strategy<Value = CharDev> {
+    (
+        select(CharKind::ALL.to_vec()),
+        path(),
+        of(word()),
+        "[0-9]{1,5}",
+        any::<bool>(),
+        any::<bool>(),
+        of(word()),
+    )
+        .prop_map(move |(kind, path, host, service, listen, telnet, target)| {
+            let mut d = CharDev {
+                kind,
+                target: if console { target } else { None },
+                ..Default::default()
+            };
+            match kind {
+                CharKind::Pty | CharKind::Null | CharKind::Stdio | CharKind::Vc => {}
+                CharKind::File | CharKind::Dev | CharKind::Pipe => d.path = Some(path),
+                CharKind::Unix => {
+                    d.path = Some(path);
+                    d.listen = listen;
+                }
+                CharKind::Tcp | CharKind::Udp => {
+                    d.host = host;
+                    d.service = Some(service);
+                    d.listen = listen && kind == CharKind::Tcp;
+                    d.telnet = telnet && kind == CharKind::Tcp;
+                }
+            }
+            d
+        })
+}
+
+fn graphics() -> impl Strategy<Value = Graphics> {
+    (
+        select(vec!["vnc", "sdl", "spice", "egl-headless"]),
+        (of(5800u32..6000), any::<bool>()),
+        (of(word()), of(word()), of(word()), of(word()), of(path())),
+    )
+        .prop_map(
+            |(kind, (port, autoport), (listen, passwd, keymap, display, xauth))| Graphics {
+                kind: kind.to_string(),
+                port,
+                autoport,
+                listen,
+                passwd,
+                keymap,
+                display,
+                xauth,
+            },
+        )
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    (
+        select(vec!["mouse", "tablet", "keyboard"]),
+        of(select(vec!["ps2", "usb", "xen", "virtio"])),
+    )
+        .prop_map(|(k, b)| Input {
+            kind: k.to_string(),
+            bus: b.map(str::to_string),
+        })
+}
+
+prop_compose! {
+    fn config()(
+        (name, uuid, description, hypervisor, guest_type, arch, machine) in (
+            word(), of(any::<[u8; 16]>().prop_map(Uuid)), of(text()), of(word()),
+            select(vec![GuestType::Pv, GuestType::Hvm, GuestType::Pvh]), of(word()), of(word()),
+        ),
+        (memory, extra_mem, vcpus, extra_vcpus) in (of(mem()), of(1u64..(1 << 20)), of(1u32..64), of(1u32..64)),
+        (on_poweroff, on_reboot, on_crash, emulator) in (of(action()), of(action()), of(action()), of(path())),
+        boot in boot(),
+        features in features(),
+        clock in of(clock()),
+        disks in vec(disk(), 0..3),
+        interfaces in vec(interface(), 0..3),
+        serials in vec(chardev(false), 0..3),
+        consoles in vec(chardev(true), 0..2),
+        graphics in vec(graphics(), 0..3),
+        inputs in vec(input(), 0..3),
+    ) -> DomainConfig {
+        let mut c = DomainConfig {
+            name, uuid, description, hypervisor, guest_type, arch, machine,
+            memory,
+            max_memory: memory.zip(extra_mem).map(|(m, e)| MemSize::from_kib(m.kib() + e)),
+            vcpus,
+            max_vcpus: vcpus.zip(extra_vcpus).map(|(v, e)| v + e),
+            on_poweroff, on_reboot, on_crash, emulator, boot, features, clock,
+            disks, interfaces, serials, consoles, graphics, inputs,
+        };
+        // A domain's disks have distinct guest device names.
+        let mut seen = std::collections::HashSet::new();
+        c.disks.retain(|d| seen.insert(d.target.clone()));
+        c.normalize();
+        c
+    }
+}
+
+/// What `syntax` keeps of `c`: the model a write → read must give back.
+fn expressible(c: &DomainConfig, syntax: Syntax) -> DomainConfig {
+    let mut c = c.clone();
+    if matches!(syntax, Syntax::Xl | Syntax::Sexpr) {
+        // Both count whole MiB.
+        let round = |m: MemSize| MemSize::from_kib(m.mib_ceil() * 1024);
+        c.memory = c.memory.map(round);
+        c.max_memory = c.max_memory.map(round);
+        for d in &mut c.disks {
+            // Access is one of r / w / w!: read-only wins over shareable.
+            if d.readonly {
+                d.shareable = false;
+            }
+            let xm_prefix = d
+                .driver
+                .as_deref()
+                .is_some_and(|v| xl::spec::DRIVER_PREFIXES.contains(&v));
+            if syntax == Syntax::Xl && !xm_prefix {
+                // xl's key=value disk spec has no "shareable".
+                d.shareable = false;
+            }
+            // An empty drive has no `uname` / target to carry the driver prefix on.
+            if d.source.is_none() && (syntax == Syntax::Sexpr || xm_prefix) {
+                d.driver = None;
+                d.format = None;
+            }
+        }
+        for n in &mut c.interfaces {
+            // A vif is a bridge when it names one (or a bridge script), an ethernet
+            // (routed) vif otherwise; libvirt's network is kept by domboot's extension.
+            n.kind = if n.kind == "network" && n.source.is_some() {
+                "network".into()
+            } else if n.source.is_some()
+                || n.script.as_deref().is_some_and(|s| s.contains("bridge"))
+            {
+                "bridge".into()
+            } else {
+                "ethernet".into()
+            };
+        }
+        c.normalize();
+    }
+    c
+}
+
+fn check(c: &DomainConfig, syntax: Syntax) -> Result<(), TestCaseError> {
+    let text = write(c, syntax);
+    let back =
+        parse(&text, syntax, "prop").map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+    let want = expressible(c, syntax);
+    prop_assert_eq!(&back, &want, "{} text:\n{}", syntax, text);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::default())]
+
+    #[test]
+    fn toml_round_trips(c in config()) { check(&c, Syntax::Toml)?; }
+
+    #[test]
+    fn xml_round_trips(c in config()) { check(&c, Syntax::Xml)?; }
+
+    #[test]
+    fn xl_round_trips(c in config()) { check(&c, Syntax::Xl)?; }
+
+    #[test]
+    fn sexpr_round_trips(c in config()) { check(&c, Syntax::Sexpr)?; }
+
+    #[test]
+    fn compact_sexpr_round_trips(c in config()) {
+        let back = sexpr::parse(&sexpr::write_compact(&c), "p").map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(back, expressible(&c, Syntax::Sexpr));
+    }
+
+    /// A model every syntax can say converts through all of them unchanged.
+    #[test]
+    fn chains_through_every_syntax(c in config()) {
+        let mut c = c;
+        for _ in 0..3 {
+            c = expressible(&expressible(&c, Syntax::Xl), Syntax::Sexpr);
+        }
+        let mut cur = c.clone();
+        for s in [Syntax::Xl, Syntax::Sexpr, Syntax::Xml, Syntax::Toml, Syntax::Xl] {
+            cur = parse(&write(&cur, s), s, "chain").map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+        prop_assert_eq!(cur, c);
+    }
+
+    /// Parsers never panic on arbitrary text (the fuzz targets go further).
+    #[test]
+    fn parsers_do_not_panic(text in "\\PC{0,200}") {
+        for s in Syntax::ALL {
+            let _ = parse(&text, s, "junk");
+        }
+        let _ = detect(&text, "junk");
+    }
+}
