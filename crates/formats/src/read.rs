@@ -57,6 +57,10 @@ pub(crate) fn be32(data: &[u8], offset: u64, what: &'static str) -> Result<u32, 
     Ok(u32::from_be_bytes(array(data, offset, what)?))
 }
 
+pub(crate) fn be64(data: &[u8], offset: u64, what: &'static str) -> Result<u64, FormatError> {
+    Ok(u64::from_be_bytes(array(data, offset, what)?))
+}
+
 /// A NUL-terminated string of at most `max` bytes starting at `offset`, lossily decoded.
 /// `None` when the offset is outside the data or no terminator is found within `max`.
 pub(crate) fn c_string(data: &[u8], offset: u64, max: usize) -> Option<String> {
@@ -88,7 +92,12 @@ mod tests {
         assert_eq!(le32(&d, 1, "x").unwrap(), 0x05040302);
         assert!(matches!(
             le32(&d, 2, "field"),
-            Err(FormatError::Truncated { what: "field", offset: 2, need: 4, have: 3 })
+            Err(FormatError::Truncated {
+                what: "field",
+                offset: 2,
+                need: 4,
+                have: 3
+            })
         ));
         assert!(slice(&d, u64::MAX, 2, "x").is_err());
         assert!(slice(&d, 4, u64::MAX, "x").is_err());

@@ -1,0 +1,770 @@
+//! ELF notes: the walk over note segments and sections, and the decoding of the GNU, Linux
+//! and Xen notes.
+//!
+//! Xen note numbers are those of Xen's `xen/include/public/elfnote.h`; numeric Xen notes are
+//! 1, 2, 4 or 8 bytes (Xen's `elf_note_numeric`), in the file's byte order.
+
+use super::parse::Rd;
+use super::{MAX_DESC_HEX, MAX_NOTE_STRING, MAX_NOTES};
+use crate::FormatError;
+use crate::read::slice;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+pub const NT_GNU_ABI_TAG: u32 = 1;
+pub const NT_GNU_HWCAP: u32 = 2;
+pub const NT_GNU_BUILD_ID: u32 = 3;
+pub const NT_GNU_GOLD_VERSION: u32 = 4;
+pub const NT_GNU_PROPERTY_TYPE_0: u32 = 5;
+
+/// Owner "Linux", type 0: `LINUX_VERSION_CODE` (the vDSO carries it).
+pub const LINUX_ELFNOTE_VERSION: u32 = 0;
+/// `include/linux/build-salt.h`: the `CONFIG_BUILD_SALT` string.
+pub const LINUX_ELFNOTE_BUILD_SALT: u32 = 0x100;
+/// `include/linux/elfnote-lto.h`: 1 when the kernel was built with LTO.
+pub const LINUX_ELFNOTE_LTO_INFO: u32 = 0x101;
+
+pub const XEN_ELFNOTE_INFO: u32 = 0;
+pub const XEN_ELFNOTE_ENTRY: u32 = 1;
+pub const XEN_ELFNOTE_HYPERCALL_PAGE: u32 = 2;
+pub const XEN_ELFNOTE_VIRT_BASE: u32 = 3;
+pub const XEN_ELFNOTE_PADDR_OFFSET: u32 = 4;
+pub const XEN_ELFNOTE_XEN_VERSION: u32 = 5;
+pub const XEN_ELFNOTE_GUEST_OS: u32 = 6;
+pub const XEN_ELFNOTE_GUEST_VERSION: u32 = 7;
+pub const XEN_ELFNOTE_LOADER: u32 = 8;
+pub const XEN_ELFNOTE_PAE_MODE: u32 = 9;
+pub const XEN_ELFNOTE_FEATURES: u32 = 10;
+pub const XEN_ELFNOTE_BSD_SYMTAB: u32 = 11;
+pub const XEN_ELFNOTE_HV_START_LOW: u32 = 12;
+pub const XEN_ELFNOTE_L1_MFN_VALID: u32 = 13;
+pub const XEN_ELFNOTE_SUSPEND_CANCEL: u32 = 14;
+pub const XEN_ELFNOTE_INIT_P2M: u32 = 15;
+pub const XEN_ELFNOTE_MOD_START_PFN: u32 = 16;
+pub const XEN_ELFNOTE_SUPPORTED_FEATURES: u32 = 17;
+pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+/// Xen 4.20+: alignment, minimum and maximum physical load address (32-bit each) of a
+/// relocatable PVH kernel.
+pub const XEN_ELFNOTE_PHYS32_RELOC: u32 = 19;
+pub const XEN_ELFNOTE_CRASH_INFO: u32 = 0x100_0001;
+pub const XEN_ELFNOTE_CRASH_REGS: u32 = 0x100_0002;
+pub const XEN_ELFNOTE_DUMPCORE_NONE: u32 = 0x200_0000;
+pub const XEN_ELFNOTE_DUMPCORE_HEADER: u32 = 0x200_0001;
+pub const XEN_ELFNOTE_DUMPCORE_XEN_VERSION: u32 = 0x200_0002;
+pub const XEN_ELFNOTE_DUMPCORE_FORMAT_VERSION: u32 = 0x200_0003;
+
+/// Maximum entries decoded from a list-valued note.
+const MAX_LIST: usize = 64;
+
+/// One ELF note.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Note {
+    /// The owner name (`"GNU"`, `"Linux"`, `"Xen"`), without its NUL.
+    pub owner: String,
+    #[serde(rename = "type")]
+    pub n_type: u32,
+    /// The type's symbolic name, when known for this owner (`"XEN_ELFNOTE_PHYS32_ENTRY"`).
+    pub type_name: Option<&'static str>,
+    /// File offset of the note header.
+    pub offset: u64,
+    /// File offset of the descriptor.
+    pub desc_offset: u64,
+    pub desc_size: u64,
+    /// The descriptor in hex, when at most [`super::MAX_DESC_HEX`] bytes.
+    pub desc_hex: Option<String>,
+    /// The descriptor decoded, for the notes this parser knows.
+    pub value: Option<NoteValue>,
+    /// The `PT_NOTE` program header the note was found in.
+    pub segment: Option<usize>,
+    /// The `SHT_NOTE` section the note was found in (its name, or `[index]`).
+    pub section: Option<String>,
+}
+
+/// A decoded note descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum NoteValue {
+    Number(u64),
+    Numbers(Vec<u64>),
+    Text(String),
+}
+
+/// `XEN_ELFNOTE_PHYS32_RELOC`: where a relocatable PVH kernel may be loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Phys32Reloc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub align: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+}
+
+/// The Xen notes, decoded by name. A field is `None` (and absent from the JSON) when the
+/// image lacks that note. With duplicates the first note wins (a warning says so).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct XenNotes {
+    /// INFO (0): a `NAME=VALUE` string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<String>,
+    /// ENTRY (1): virtual address of the PV entry point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<u64>,
+    /// HYPERCALL_PAGE (2): virtual address of the hypercall page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hypercall_page: Option<u64>,
+    /// VIRT_BASE (3): where the kernel is mapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virt_base: Option<u64>,
+    /// PADDR_OFFSET (4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paddr_offset: Option<u64>,
+    /// XEN_VERSION (5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xen_version: Option<String>,
+    /// GUEST_OS (6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_os: Option<String>,
+    /// GUEST_VERSION (7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_version: Option<String>,
+    /// LOADER (8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loader: Option<String>,
+    /// PAE_MODE (9): "yes", "no", "bimodal"...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pae_mode: Option<String>,
+    /// FEATURES (10): `|`-separated XENFEAT names, `!` marking required ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<String>,
+    /// BSD_SYMTAB (11): "yes" or "no".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bsd_symtab: Option<String>,
+    /// HV_START_LOW (12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hv_start_low: Option<u64>,
+    /// L1_MFN_VALID (13): mask/value pairs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l1_mfn_valid: Option<Vec<u64>>,
+    /// SUSPEND_CANCEL (14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspend_cancel: Option<u64>,
+    /// INIT_P2M (15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_p2m: Option<u64>,
+    /// MOD_START_PFN (16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mod_start_pfn: Option<u64>,
+    /// SUPPORTED_FEATURES (17): bitmap of XENFEAT numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supported_features: Option<u32>,
+    /// PHYS32_ENTRY (18): the PVH entry (physical, 32-bit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phys32_entry: Option<u64>,
+    /// PHYS32_RELOC (19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phys32_reloc: Option<Phys32Reloc>,
+}
+
+impl XenNotes {
+    /// True when the image has no decoded Xen note.
+    pub fn is_empty(&self) -> bool {
+        *self == XenNotes::default()
+    }
+}
+
+/// The symbolic name of a note type, when known for its owner.
+pub fn note_type_name(owner: &str, n_type: u32) -> Option<&'static str> {
+    Some(match (owner, n_type) {
+        ("GNU", NT_GNU_ABI_TAG) => "NT_GNU_ABI_TAG",
+        ("GNU", NT_GNU_HWCAP) => "NT_GNU_HWCAP",
+        ("GNU", NT_GNU_BUILD_ID) => "NT_GNU_BUILD_ID",
+        ("GNU", NT_GNU_GOLD_VERSION) => "NT_GNU_GOLD_VERSION",
+        ("GNU", NT_GNU_PROPERTY_TYPE_0) => "NT_GNU_PROPERTY_TYPE_0",
+        ("Linux", LINUX_ELFNOTE_VERSION) => "LINUX_VERSION_CODE",
+        ("Linux", LINUX_ELFNOTE_BUILD_SALT) => "LINUX_ELFNOTE_BUILD_SALT",
+        ("Linux", LINUX_ELFNOTE_LTO_INFO) => "LINUX_ELFNOTE_LTO_INFO",
+        ("Xen", t) => return xen_note_name(t),
+        _ => return None,
+    })
+}
+
+fn xen_note_name(n_type: u32) -> Option<&'static str> {
+    Some(match n_type {
+        XEN_ELFNOTE_INFO => "XEN_ELFNOTE_INFO",
+        XEN_ELFNOTE_ENTRY => "XEN_ELFNOTE_ENTRY",
+        XEN_ELFNOTE_HYPERCALL_PAGE => "XEN_ELFNOTE_HYPERCALL_PAGE",
+        XEN_ELFNOTE_VIRT_BASE => "XEN_ELFNOTE_VIRT_BASE",
+        XEN_ELFNOTE_PADDR_OFFSET => "XEN_ELFNOTE_PADDR_OFFSET",
+        XEN_ELFNOTE_XEN_VERSION => "XEN_ELFNOTE_XEN_VERSION",
+        XEN_ELFNOTE_GUEST_OS => "XEN_ELFNOTE_GUEST_OS",
+        XEN_ELFNOTE_GUEST_VERSION => "XEN_ELFNOTE_GUEST_VERSION",
+        XEN_ELFNOTE_LOADER => "XEN_ELFNOTE_LOADER",
+        XEN_ELFNOTE_PAE_MODE => "XEN_ELFNOTE_PAE_MODE",
+        XEN_ELFNOTE_FEATURES => "XEN_ELFNOTE_FEATURES",
+        XEN_ELFNOTE_BSD_SYMTAB => "XEN_ELFNOTE_BSD_SYMTAB",
+        XEN_ELFNOTE_HV_START_LOW => "XEN_ELFNOTE_HV_START_LOW",
+        XEN_ELFNOTE_L1_MFN_VALID => "XEN_ELFNOTE_L1_MFN_VALID",
+        XEN_ELFNOTE_SUSPEND_CANCEL => "XEN_ELFNOTE_SUSPEND_CANCEL",
+        XEN_ELFNOTE_INIT_P2M => "XEN_ELFNOTE_INIT_P2M",
+        XEN_ELFNOTE_MOD_START_PFN => "XEN_ELFNOTE_MOD_START_PFN",
+        XEN_ELFNOTE_SUPPORTED_FEATURES => "XEN_ELFNOTE_SUPPORTED_FEATURES",
+        XEN_ELFNOTE_PHYS32_ENTRY => "XEN_ELFNOTE_PHYS32_ENTRY",
+        XEN_ELFNOTE_PHYS32_RELOC => "XEN_ELFNOTE_PHYS32_RELOC",
+        XEN_ELFNOTE_CRASH_INFO => "XEN_ELFNOTE_CRASH_INFO",
+        XEN_ELFNOTE_CRASH_REGS => "XEN_ELFNOTE_CRASH_REGS",
+        XEN_ELFNOTE_DUMPCORE_NONE => "XEN_ELFNOTE_DUMPCORE_NONE",
+        XEN_ELFNOTE_DUMPCORE_HEADER => "XEN_ELFNOTE_DUMPCORE_HEADER",
+        XEN_ELFNOTE_DUMPCORE_XEN_VERSION => "XEN_ELFNOTE_DUMPCORE_XEN_VERSION",
+        XEN_ELFNOTE_DUMPCORE_FORMAT_VERSION => "XEN_ELFNOTE_DUMPCORE_FORMAT_VERSION",
+        _ => return None,
+    })
+}
+
+/// Where a run of notes lives.
+pub(super) enum NoteSource {
+    /// A `PT_NOTE` program header (its index).
+    Segment(usize),
+    /// An `SHT_NOTE` section (its name or `[index]`).
+    Section(String),
+}
+
+/// One `PT_NOTE` segment or `SHT_NOTE` section; already checked to lie inside the file.
+pub(super) struct NoteRegion {
+    pub start: u64,
+    pub size: u64,
+    /// `p_align` / `sh_addralign`: 8 selects 8-byte note alignment, anything else 4.
+    pub align: u64,
+    pub source: NoteSource,
+}
+
+impl NoteRegion {
+    fn describe(&self) -> String {
+        match &self.source {
+            NoteSource::Segment(i) => format!("PT_NOTE program header {i}"),
+            NoteSource::Section(name) => format!("SHT_NOTE section {name}"),
+        }
+    }
+}
+
+/// Accumulates the notes of every region, once per file offset.
+pub(super) struct NoteCollector<'a> {
+    rd: Rd<'a>,
+    notes: Vec<Note>,
+    by_offset: HashMap<u64, usize>,
+    parsed: usize,
+    xen: XenNotes,
+    warnings: Vec<String>,
+}
+
+fn align_up(value: u64, align: u64) -> u64 {
+    value.saturating_add(align - 1) & !(align - 1)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes up to the first NUL (or the end), cut at [`MAX_NOTE_STRING`], lossily decoded.
+fn text(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end.min(MAX_NOTE_STRING)]).into_owned()
+}
+
+impl<'a> NoteCollector<'a> {
+    pub fn new(rd: Rd<'a>) -> Self {
+        NoteCollector {
+            rd,
+            notes: Vec::new(),
+            by_offset: HashMap::new(),
+            parsed: 0,
+            xen: XenNotes::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn finish(self) -> (Vec<Note>, XenNotes, Vec<String>) {
+        (self.notes, self.xen, self.warnings)
+    }
+
+    pub fn parse_region(&mut self, region: &NoteRegion) -> Result<(), FormatError> {
+        let align = if region.align == 8 { 8 } else { 4 };
+        let (start, size) = (region.start, region.size);
+        let data = self.rd.data;
+        let mut pos = 0u64;
+        while pos < size {
+            let at = start + pos;
+            let remaining = size - pos;
+            if remaining < 12 {
+                // Padding after the last note is fine; anything else is a cut-off header.
+                let tail = slice(data, at, remaining, "note padding")?;
+                if tail.iter().all(|&b| b == 0) {
+                    break;
+                }
+                return Err(FormatError::Truncated {
+                    what: "note header",
+                    offset: at,
+                    need: 12,
+                    have: remaining,
+                });
+            }
+            self.parsed += 1;
+            if self.parsed > MAX_NOTES {
+                return Err(FormatError::Field {
+                    field: "note count",
+                    offset: at,
+                    value: self.parsed as u64,
+                    limit: format!(
+                        "exceeds the limit of {MAX_NOTES} notes (reached in {})",
+                        region.describe()
+                    ),
+                });
+            }
+            let namesz = u64::from(self.rd.u32(at, "n_namesz")?);
+            let descsz = u64::from(self.rd.u32(at + 4, "n_descsz")?);
+            let n_type = self.rd.u32(at + 8, "n_type")?;
+            let name_end = pos.saturating_add(12).saturating_add(namesz);
+            if name_end > size {
+                return Err(FormatError::Field {
+                    field: "n_namesz",
+                    offset: at,
+                    value: namesz,
+                    limit: format!(
+                        "runs past the end of {} ({size:#x} bytes at file offset {start:#x})",
+                        region.describe()
+                    ),
+                });
+            }
+            let desc_pos = if descsz == 0 {
+                align_up(name_end, align).min(size)
+            } else {
+                align_up(name_end, align)
+            };
+            let desc_end = desc_pos.saturating_add(descsz);
+            if desc_end > size {
+                return Err(FormatError::Field {
+                    field: "n_descsz",
+                    offset: at + 4,
+                    value: descsz,
+                    limit: format!(
+                        "(descriptor at file offset {:#x}) runs past the end of {} ({size:#x} bytes at file offset {start:#x})",
+                        start.saturating_add(desc_pos),
+                        region.describe()
+                    ),
+                });
+            }
+            if let Some(&i) = self.by_offset.get(&at) {
+                let note = &mut self.notes[i];
+                match &region.source {
+                    NoteSource::Segment(s) => {
+                        note.segment.get_or_insert(*s);
+                    }
+                    NoteSource::Section(name) => {
+                        note.section.get_or_insert_with(|| name.clone());
+                    }
+                }
+            } else {
+                let name = slice(data, at + 12, namesz, "note name")?;
+                let desc = slice(data, start + desc_pos, descsz, "note descriptor")?;
+                let owner = text(name);
+                let desc_offset = start + desc_pos;
+                let value = self.decode(&owner, n_type, desc, at, desc_offset)?;
+                let (segment, section) = match &region.source {
+                    NoteSource::Segment(s) => (Some(*s), None),
+                    NoteSource::Section(name) => (None, Some(name.clone())),
+                };
+                self.by_offset.insert(at, self.notes.len());
+                self.notes.push(Note {
+                    type_name: note_type_name(&owner, n_type),
+                    owner,
+                    n_type,
+                    offset: at,
+                    desc_offset,
+                    desc_size: descsz,
+                    desc_hex: (descsz <= MAX_DESC_HEX).then(|| hex(desc)),
+                    value,
+                    segment,
+                    section,
+                });
+            }
+            pos = align_up(desc_end, align).min(size);
+        }
+        Ok(())
+    }
+
+    /// A 1, 2, 4 or 8-byte number in the file's byte order.
+    fn number(&self, desc: &[u8]) -> Option<u64> {
+        let mut buf = [0u8; 8];
+        match desc.len() {
+            1 | 2 | 4 | 8 => {}
+            _ => return None,
+        }
+        if self.rd.big {
+            buf[8 - desc.len()..].copy_from_slice(desc);
+            Some(u64::from_be_bytes(buf))
+        } else {
+            buf[..desc.len()].copy_from_slice(desc);
+            Some(u64::from_le_bytes(buf))
+        }
+    }
+
+    /// Consecutive `width`-byte numbers (at most [`MAX_LIST`]).
+    fn numbers(&self, desc: &[u8], width: usize) -> Vec<u64> {
+        desc.chunks_exact(width)
+            .take(MAX_LIST)
+            .filter_map(|c| self.number(c))
+            .collect()
+    }
+
+    fn decode(
+        &mut self,
+        owner: &str,
+        n_type: u32,
+        desc: &[u8],
+        at: u64,
+        desc_offset: u64,
+    ) -> Result<Option<NoteValue>, FormatError> {
+        Ok(match (owner, n_type) {
+            ("GNU", NT_GNU_BUILD_ID) => Some(NoteValue::Text(hex(
+                &desc[..desc.len().min(MAX_NOTE_STRING / 2)]
+            ))),
+            ("GNU", NT_GNU_ABI_TAG) if desc.len() >= 16 => {
+                let w = self.numbers(&desc[..16], 4);
+                let os = match w[0] {
+                    0 => "Linux",
+                    1 => "GNU",
+                    2 => "Solaris",
+                    3 => "FreeBSD",
+                    _ => "unknown OS",
+                };
+                Some(NoteValue::Text(format!("{os} {}.{}.{}", w[1], w[2], w[3])))
+            }
+            ("GNU", NT_GNU_GOLD_VERSION) => Some(NoteValue::Text(text(desc))),
+            ("Linux", LINUX_ELFNOTE_VERSION) if desc.len() == 4 => {
+                let code = self.number(desc).unwrap_or(0);
+                Some(NoteValue::Text(format!(
+                    "{}.{}.{}",
+                    code >> 16,
+                    (code >> 8) & 0xff,
+                    code & 0xff
+                )))
+            }
+            ("Linux", LINUX_ELFNOTE_BUILD_SALT) => Some(NoteValue::Text(text(desc))),
+            ("Linux", LINUX_ELFNOTE_LTO_INFO) => self.number(desc).map(NoteValue::Number),
+            ("Xen", _) => self.decode_xen(n_type, desc, at, desc_offset)?,
+            _ => None,
+        })
+    }
+
+    fn decode_xen(
+        &mut self,
+        n_type: u32,
+        desc: &[u8],
+        at: u64,
+        desc_offset: u64,
+    ) -> Result<Option<NoteValue>, FormatError> {
+        let Some(name) = xen_note_name(n_type) else {
+            return Ok(None);
+        };
+        let numeric = |this: &Self| {
+            this.number(desc).ok_or_else(|| FormatError::Field {
+                field: "n_descsz",
+                offset: at + 4,
+                value: desc.len() as u64,
+                limit: format!(
+                    "of the {name} note is not 1, 2, 4 or 8, as a numeric Xen note must be"
+                ),
+            })
+        };
+        let value = match n_type {
+            XEN_ELFNOTE_INFO
+            | XEN_ELFNOTE_XEN_VERSION
+            | XEN_ELFNOTE_GUEST_OS
+            | XEN_ELFNOTE_GUEST_VERSION
+            | XEN_ELFNOTE_LOADER
+            | XEN_ELFNOTE_PAE_MODE
+            | XEN_ELFNOTE_FEATURES
+            | XEN_ELFNOTE_BSD_SYMTAB => {
+                let s = text(desc);
+                let x = &mut self.xen;
+                let slot = match n_type {
+                    XEN_ELFNOTE_INFO => &mut x.info,
+                    XEN_ELFNOTE_XEN_VERSION => &mut x.xen_version,
+                    XEN_ELFNOTE_GUEST_OS => &mut x.guest_os,
+                    XEN_ELFNOTE_GUEST_VERSION => &mut x.guest_version,
+                    XEN_ELFNOTE_LOADER => &mut x.loader,
+                    XEN_ELFNOTE_PAE_MODE => &mut x.pae_mode,
+                    XEN_ELFNOTE_FEATURES => &mut x.features,
+                    _ => &mut x.bsd_symtab,
+                };
+                set(slot, s.clone(), name, &mut self.warnings);
+                NoteValue::Text(s)
+            }
+            XEN_ELFNOTE_L1_MFN_VALID => {
+                let width = if desc.len() % 8 == 0 { 8 } else { 4 };
+                let list = self.numbers(desc, width);
+                set(
+                    &mut self.xen.l1_mfn_valid,
+                    list.clone(),
+                    name,
+                    &mut self.warnings,
+                );
+                NoteValue::Numbers(list)
+            }
+            XEN_ELFNOTE_PHYS32_RELOC => {
+                let list = self.numbers(desc, 4);
+                let field = |i: usize| list.get(i).map(|&v| v as u32);
+                let reloc = Phys32Reloc {
+                    align: field(0),
+                    min: field(1),
+                    max: field(2),
+                };
+                set(&mut self.xen.phys32_reloc, reloc, name, &mut self.warnings);
+                NoteValue::Numbers(list)
+            }
+            XEN_ELFNOTE_PHYS32_ENTRY => {
+                let v = numeric(self)?;
+                if v > u64::from(u32::MAX) {
+                    return Err(FormatError::Field {
+                        field: "XEN_ELFNOTE_PHYS32_ENTRY",
+                        offset: desc_offset,
+                        value: v,
+                        limit: "does not fit in 32 bits (the PVH entry runs in 32-bit protected mode, paging off)".into(),
+                    });
+                }
+                if let Some(first) = self.xen.phys32_entry {
+                    if first != v {
+                        return Err(FormatError::Invalid(format!(
+                            "two XEN_ELFNOTE_PHYS32_ENTRY notes disagree: {first:#x} and {v:#x} (the second at file offset {at:#x}); the PVH entry is ambiguous"
+                        )));
+                    }
+                }
+                self.xen.phys32_entry = Some(v);
+                NoteValue::Number(v)
+            }
+            XEN_ELFNOTE_SUPPORTED_FEATURES => {
+                let v = numeric(self)?;
+                let bitmap = u32::try_from(v).map_err(|_| FormatError::Field {
+                    field: "XEN_ELFNOTE_SUPPORTED_FEATURES",
+                    offset: desc_offset,
+                    value: v,
+                    limit: "is not a 32-bit feature bitmap".into(),
+                })?;
+                set(
+                    &mut self.xen.supported_features,
+                    bitmap,
+                    name,
+                    &mut self.warnings,
+                );
+                NoteValue::Number(v)
+            }
+            XEN_ELFNOTE_ENTRY
+            | XEN_ELFNOTE_HYPERCALL_PAGE
+            | XEN_ELFNOTE_VIRT_BASE
+            | XEN_ELFNOTE_PADDR_OFFSET
+            | XEN_ELFNOTE_HV_START_LOW
+            | XEN_ELFNOTE_SUSPEND_CANCEL
+            | XEN_ELFNOTE_INIT_P2M
+            | XEN_ELFNOTE_MOD_START_PFN => {
+                let v = numeric(self)?;
+                let x = &mut self.xen;
+                let slot = match n_type {
+                    XEN_ELFNOTE_ENTRY => &mut x.entry,
+                    XEN_ELFNOTE_HYPERCALL_PAGE => &mut x.hypercall_page,
+                    XEN_ELFNOTE_VIRT_BASE => &mut x.virt_base,
+                    XEN_ELFNOTE_PADDR_OFFSET => &mut x.paddr_offset,
+                    XEN_ELFNOTE_HV_START_LOW => &mut x.hv_start_low,
+                    XEN_ELFNOTE_SUSPEND_CANCEL => &mut x.suspend_cancel,
+                    XEN_ELFNOTE_INIT_P2M => &mut x.init_p2m,
+                    _ => &mut x.mod_start_pfn,
+                };
+                set(slot, v, name, &mut self.warnings);
+                NoteValue::Number(v)
+            }
+            // Crash and dump-core notes: named, not decoded.
+            _ => return Ok(None),
+        };
+        Ok(Some(value))
+    }
+}
+
+/// Stores the first value of a Xen note; a differing duplicate becomes a warning.
+fn set<T: PartialEq + Debug>(
+    slot: &mut Option<T>,
+    value: T,
+    name: &str,
+    warnings: &mut Vec<String>,
+) {
+    match slot {
+        None => *slot = Some(value),
+        Some(first) if *first == value => {}
+        Some(first) => warnings.push(format!(
+            "duplicate {name} note: {value:?} ignored, keeping the first value {first:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::ElfClass;
+
+    fn note(owner: &str, n_type: u32, desc: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        let name = [owner.as_bytes(), b"\0"].concat();
+        v.extend((name.len() as u32).to_le_bytes());
+        v.extend((desc.len() as u32).to_le_bytes());
+        v.extend(n_type.to_le_bytes());
+        v.extend(&name);
+        v.resize(v.len().next_multiple_of(4), 0);
+        v.extend(desc);
+        v.resize(v.len().next_multiple_of(4), 0);
+        v
+    }
+
+    fn collect(data: &[u8]) -> Result<(Vec<Note>, XenNotes, Vec<String>), FormatError> {
+        let rd = Rd {
+            data,
+            big: false,
+            class: ElfClass::Elf64,
+        };
+        let mut c = NoteCollector::new(rd);
+        c.parse_region(&NoteRegion {
+            start: 0,
+            size: data.len() as u64,
+            align: 4,
+            source: NoteSource::Segment(0),
+        })?;
+        Ok(c.finish())
+    }
+
+    #[test]
+    fn decodes_xen_gnu_and_linux_notes() {
+        let mut data = Vec::new();
+        data.extend(note("GNU", 3, &[0xde, 0xad, 0xbe, 0xef]));
+        data.extend(note("Linux", 0x101, &0u32.to_le_bytes()));
+        data.extend(note("Linux", 0x100, b"\0"));
+        data.extend(note("Xen", 18, &0x1000480u64.to_le_bytes()));
+        data.extend(note("Xen", 6, b"linux\0"));
+        data.extend(note("Xen", 17, &0x801u32.to_le_bytes()));
+        data.extend(note(
+            "Xen",
+            13,
+            &[1u64.to_le_bytes(), 1u64.to_le_bytes()].concat(),
+        ));
+        data.extend(note(
+            "Xen",
+            19,
+            &[0x20_0000u32, 0x100_0000, 0xffff_ffff]
+                .map(u32::to_le_bytes)
+                .concat(),
+        ));
+        data.extend(note("Xen", 1, &0xffff_ffff_8100_0000u64.to_le_bytes()));
+        data.extend(note("Xen", 0x200_0000, &[]));
+        let (notes, xen, warnings) = collect(&data).unwrap();
+        assert_eq!(notes.len(), 10);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(notes[0].value, Some(NoteValue::Text("deadbeef".into())));
+        assert_eq!(notes[0].type_name, Some("NT_GNU_BUILD_ID"));
+        assert_eq!(notes[1].type_name, Some("LINUX_ELFNOTE_LTO_INFO"));
+        assert_eq!(notes[1].value, Some(NoteValue::Number(0)));
+        assert_eq!(notes[2].value, Some(NoteValue::Text(String::new())));
+        assert_eq!(xen.phys32_entry, Some(0x1000480));
+        assert_eq!(xen.guest_os.as_deref(), Some("linux"));
+        assert_eq!(xen.supported_features, Some(0x801));
+        assert_eq!(xen.l1_mfn_valid, Some(vec![1, 1]));
+        assert_eq!(
+            xen.phys32_reloc,
+            Some(Phys32Reloc {
+                align: Some(0x20_0000),
+                min: Some(0x100_0000),
+                max: Some(0xffff_ffff)
+            })
+        );
+        assert_eq!(xen.entry, Some(0xffff_ffff_8100_0000));
+        assert_eq!(notes[9].type_name, Some("XEN_ELFNOTE_DUMPCORE_NONE"));
+        assert_eq!(notes[9].value, None);
+        let json = serde_json::to_value(&xen).unwrap();
+        assert_eq!(json["phys32_entry"], 0x1000480);
+        assert!(json.get("info").is_none());
+    }
+
+    #[test]
+    fn bad_numeric_xen_notes() {
+        let data = note("Xen", 18, &[1, 2, 3]);
+        assert!(matches!(
+            collect(&data),
+            Err(FormatError::Field {
+                field: "n_descsz",
+                offset: 4,
+                value: 3,
+                ..
+            })
+        ));
+        let data = note("Xen", 18, &0x1_0000_0000u64.to_le_bytes());
+        assert!(matches!(
+            collect(&data),
+            Err(FormatError::Field {
+                field: "XEN_ELFNOTE_PHYS32_ENTRY",
+                offset: 16,
+                ..
+            })
+        ));
+        let data = [
+            note("Xen", 18, &1u32.to_le_bytes()),
+            note("Xen", 18, &2u32.to_le_bytes()),
+        ]
+        .concat();
+        assert!(matches!(collect(&data), Err(FormatError::Invalid(_))));
+        let data = [note("Xen", 6, b"a\0"), note("Xen", 6, b"b\0")].concat();
+        let (_, xen, warnings) = collect(&data).unwrap();
+        assert_eq!(xen.guest_os.as_deref(), Some("a"));
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn note_bounds() {
+        let mut data = note("GNU", 3, &[0; 20]);
+        // descsz past the region.
+        data[4] = 0xff;
+        assert!(matches!(
+            collect(&data),
+            Err(FormatError::Field {
+                field: "n_descsz",
+                ..
+            })
+        ));
+        // namesz overflowing.
+        let mut data = note("GNU", 3, &[0; 20]);
+        data[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            collect(&data),
+            Err(FormatError::Field {
+                field: "n_namesz",
+                ..
+            })
+        ));
+        // A cut-off header; zero padding is fine.
+        let mut data = note("GNU", 3, &[0; 4]);
+        data.extend([0; 8]);
+        assert_eq!(collect(&data).unwrap().0.len(), 1);
+        data.extend([1]);
+        assert!(matches!(
+            collect(&data),
+            Err(FormatError::Truncated {
+                what: "note header",
+                ..
+            })
+        ));
+        // Too many notes.
+        let data = note("X", 1, &[]).repeat(MAX_NOTES + 1);
+        assert!(matches!(
+            collect(&data),
+            Err(FormatError::Field {
+                field: "note count",
+                ..
+            })
+        ));
+    }
+}
