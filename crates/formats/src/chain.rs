@@ -22,6 +22,9 @@ pub struct ChainOptions {
     /// Overrides every decompression limit (default: relative to init_size inside a bzImage,
     /// [`DEFAULT_MAX_DECOMPRESSED`] otherwise).
     pub max_decompressed: Option<u64>,
+    /// Stop after the first layer of one of these formats, leaving its inner bytes
+    /// unwrapped (a boot loader entering a bzImage need not decompress its payload).
+    pub stop_at: Vec<Format>,
 }
 
 impl Default for ChainOptions {
@@ -29,6 +32,7 @@ impl Default for ChainOptions {
         ChainOptions {
             max_depth: DEFAULT_MAX_DEPTH,
             max_decompressed: None,
+            stop_at: Vec::new(),
         }
     }
 }
@@ -107,7 +111,9 @@ impl Registry {
                 data,
                 details,
             });
-            next = inner;
+            if !opts.stop_at.contains(&format) {
+                next = inner;
+            }
         }
         Ok(Chain { path: None, layers })
     }
@@ -236,19 +242,45 @@ impl ChainError {
     }
 }
 
-/// Reads `path` and walks its chain with the default registry.
+/// Maps `path` read-only and walks its chain with the default registry. Layers that are
+/// not compressed (a bzImage inside a UKI, a payload inside a bzImage) are slices of the
+/// mapping, not copies.
 pub fn open(path: impl AsRef<Path>, opts: &ChainOptions) -> Result<Chain, ChainError> {
     let path = path.as_ref();
-    let data = std::fs::read(path).map_err(|error| ChainError::Io {
+    let data = map_file(path).map_err(|error| ChainError::Io {
         path: path.to_owned(),
         error,
     })?;
-    let mut chain = unwrap_bytes(Bytes::from(data), opts).map_err(|error| ChainError::Layer {
+    let mut chain = unwrap_bytes(data, opts).map_err(|error| ChainError::Layer {
         path: path.to_owned(),
         error,
     })?;
     chain.path = Some(path.to_owned());
     Ok(chain)
+}
+
+/// Maps a file read-only into [`Bytes`] (copy-on-write private mapping; an empty file
+/// becomes empty bytes, which cannot be mapped).
+pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() == 0 {
+        return Ok(Bytes::new());
+    }
+    // SAFETY: the mapping is private and read-only, so this process never writes through
+    // it. Another process truncating or rewriting the file while it is mapped could change
+    // the bytes we read or raise SIGBUS; like every tool that maps its inputs (linkers,
+    // debuggers, QEMU with file-backed memory), we accept that: kernels and initrds are not
+    // rewritten while a VM is being built from them, and every read is bounds-checked
+    // against the length captured here, so torn contents can only produce a parse error.
+    let map = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file)? };
+    Ok(Bytes::from_owner(map))
 }
 
 /// Walks the chain of in-memory bytes with the default registry.

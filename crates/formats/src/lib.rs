@@ -25,7 +25,7 @@ mod read;
 
 pub use chain::{
     Chain, ChainError, ChainOptions, DEFAULT_MAX_DECOMPRESSED, DEFAULT_MAX_DEPTH, LayerError,
-    LayerErrorKind, Registry, open, unwrap_bytes,
+    LayerErrorKind, Registry, map_file, open, unwrap_bytes,
 };
 pub use error::FormatError;
 pub use format::Format;

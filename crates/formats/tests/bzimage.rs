@@ -1,6 +1,6 @@
 //! Property tests of the setup-header parser, and the bzImage facts of real kernels.
 
-mod support;
+use domboot_testkit as support;
 
 use domboot_formats::bzimage::{BzImage, SetupHeader};
 use domboot_formats::{Format, FormatError};
@@ -118,8 +118,20 @@ fn setup_sects_beyond_the_file_is_an_error_naming_the_field() {
     let mut d = image(15, &[60], 0x1000);
     d.truncate(0x1000);
     let err = BzImage::parse(&d).unwrap_err();
-    assert!(matches!(err, FormatError::Field { field: "setup_sects", .. }), "{err}");
-    assert!(err.to_string().contains("past the end of the file"), "{err}");
+    assert!(
+        matches!(
+            err,
+            FormatError::Field {
+                field: "setup_sects",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("past the end of the file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -127,10 +139,28 @@ fn a_bad_kernel_info_is_rejected() {
     let mut d = image(15, &[1], 0x1000);
     d[0x268..0x26C].copy_from_slice(&0x100u32.to_le_bytes());
     let err = BzImage::parse(&d).unwrap_err();
-    assert!(matches!(err, FormatError::BadMagic { what: "kernel_info", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            FormatError::BadMagic {
+                what: "kernel_info",
+                ..
+            }
+        ),
+        "{err}"
+    );
     d[0x268..0x26C].copy_from_slice(&0x10_0000u32.to_le_bytes());
     let err = BzImage::parse(&d).unwrap_err();
-    assert!(matches!(err, FormatError::Field { field: "kernel_info_offset", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            FormatError::Field {
+                field: "kernel_info_offset",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -144,12 +174,18 @@ fn tiny_kernels_have_the_expected_headers() {
         assert_eq!(b.entry_points.entry64_offset.is_some(), is64, "{name}");
         assert_eq!(b.pref_address, Some(0x100_0000), "{name}");
         assert!(b.loadflags.loaded_high(), "{name}");
-        assert!(b.kernel_version.as_deref().unwrap().starts_with("6.1."), "{name}");
+        assert!(
+            b.kernel_version.as_deref().unwrap().starts_with("6.1."),
+            "{name}"
+        );
         assert!(b.init_size.unwrap() as usize > data.len(), "{name}");
         let p = b.payload.as_ref().unwrap();
         assert!(p.file_offset + p.length <= data.len() as u64, "{name}");
         assert!(b.kernel_info.is_some(), "{name}");
-        assert!(b.efi_stub.is_none(), "{name}: tiny kernels have no EFI stub");
+        assert!(
+            b.efi_stub.is_none(),
+            "{name}: tiny kernels have no EFI stub"
+        );
         assert!(b.warnings.is_empty(), "{name}: {:?}", b.warnings);
     }
 }
@@ -164,13 +200,26 @@ fn debian_kernels_are_relocatable_2_15_with_an_efi_stub() {
         assert!(b.relocatable);
         assert!(b.xloadflags.kernel_64() && b.xloadflags.can_be_loaded_above_4g());
         let version = b.kernel_version.clone().unwrap();
-        assert!(version.starts_with(&k.release), "{version} vs {}", k.release);
-        assert!(version.contains(&k.package_version), "{version} vs {}", k.package_version);
-        let stub = b.efi_stub.as_ref().expect("Debian kernels have an EFI stub");
+        assert!(
+            version.starts_with(&k.release),
+            "{version} vs {}",
+            k.release
+        );
+        assert!(
+            version.contains(&k.package_version),
+            "{version} vs {}",
+            k.package_version
+        );
+        let stub = b
+            .efi_stub
+            .as_ref()
+            .expect("Debian kernels have an EFI stub");
         assert_eq!(stub.machine_name, "x86_64");
         assert!(b.entry_points.efi_handover_64_offset.is_some());
         assert_eq!(
-            domboot_formats::Registry::default().probe(&data).map(|(_, f)| f),
+            domboot_formats::Registry::default()
+                .probe(&data)
+                .map(|(_, f)| f),
             Some(Format::BzImage),
             "an EFI-stub bzImage is a bzImage, not a plain PE"
         );

@@ -1,7 +1,7 @@
 //! Whole chains of real kernels: every payload compression of the tiny kernels, the Debian
 //! kernels, and the limits on nesting and decompressed size.
 
-mod support;
+use domboot_testkit as support;
 
 use bytes::Bytes;
 use domboot_formats::{ChainOptions, Format, LayerErrorKind, open, unwrap_bytes};
@@ -61,9 +61,16 @@ fn debian_kernels_unwrap_to_a_pvh_elf() {
         let k = support::debian_kernel(flavour);
         let chain = open(&k.vmlinuz, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
         let formats: Vec<Format> = chain.layers.iter().map(|l| l.format).collect();
-        assert_eq!(formats, [Format::BzImage, compression, Format::Elf64], "{flavour}");
+        assert_eq!(
+            formats,
+            [Format::BzImage, compression, Format::Elf64],
+            "{flavour}"
+        );
         let elf = chain.kernel_elf().unwrap().elf().unwrap();
-        assert!(elf.pvh_entry.is_some(), "{flavour}: Debian kernels carry the PVH note");
+        assert!(
+            elf.pvh_entry.is_some(),
+            "{flavour}: Debian kernels carry the PVH note"
+        );
         let b = chain.bzimage().unwrap().bzimage().unwrap();
         assert!(
             chain.kernel_elf().unwrap().size <= u64::from(b.init_size.unwrap()),
@@ -101,7 +108,10 @@ fn nesting_beyond_the_limit_is_rejected() {
         ..Default::default()
     };
     let err = unwrap_bytes(Bytes::from(data.clone()), &opts).unwrap_err();
-    assert!(matches!(err.kind, LayerErrorKind::TooDeep { limit: 3 }), "{err}");
+    assert!(
+        matches!(err.kind, LayerErrorKind::TooDeep { limit: 3 }),
+        "{err}"
+    );
     let chain = unwrap_bytes(Bytes::from(data), &Default::default()).unwrap();
     assert_eq!(chain.layers.len(), 4);
 }

@@ -1,7 +1,7 @@
 //! A UKI built from a real kernel, initrd and command line the way systemd's documentation
 //! builds one with objcopy, unwraps into exactly those three.
 
-mod support;
+use domboot_testkit as support;
 
 use domboot_formats::{Format, FormatError, Loader, open, pe::PeLoader};
 use std::path::Path;
@@ -62,7 +62,9 @@ fn uki_of_the_debian_kernel_unwraps_into_kernel_initrd_and_cmdline() {
     let k = support::debian_kernel("cloud");
     let dir = tempfile::tempdir().unwrap();
     // A real initramfs-sized blob with no structure the parser could lean on.
-    let initrd: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let initrd: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let cmdline = "console=ttyS0 root=/dev/vda1 ro quiet";
     let uki = build_uki(dir.path(), &k.vmlinuz, &initrd, cmdline);
 
@@ -80,7 +82,11 @@ fn uki_of_the_debian_kernel_unwraps_into_kernel_initrd_and_cmdline() {
     assert_eq!(u.initrd_size, Some(initrd.len() as u64));
     assert_eq!(u.pe.machine_name, "x86_64");
     let kernel = std::fs::read(&k.vmlinuz).unwrap();
-    assert_eq!(&chain.layers[1].data[..], &kernel[..], ".linux is the kernel byte for byte");
+    assert_eq!(
+        &chain.layers[1].data[..],
+        &kernel[..],
+        ".linux is the kernel byte for byte"
+    );
 }
 
 #[test]
@@ -101,8 +107,17 @@ fn sections_past_the_end_of_the_file_are_rejected() {
     let cut = bytes::Bytes::from(full[..full.len() / 2].to_vec());
     let err = PeLoader.load(&cut, &Default::default()).unwrap_err();
     assert!(
-        matches!(err, FormatError::Field { field: "section PointerToRawData + size", .. }),
+        matches!(
+            err,
+            FormatError::Field {
+                field: "section PointerToRawData + size",
+                ..
+            }
+        ),
         "{err}"
     );
-    assert!(err.to_string().contains("past the end of the file"), "{err}");
+    assert!(
+        err.to_string().contains("past the end of the file"),
+        "{err}"
+    );
 }

@@ -1,6 +1,6 @@
-//! Locating the real kernels tests run against: the prebuilt tiny kernels in ../shared and
-//! the Debian kernels that scripts/setup.sh fetches into the cache.
-#![allow(dead_code)]
+//! Test support shared by the crates' integration tests: locating the real kernels tests run
+//! against (the prebuilt tiny kernels in ../shared and the Debian kernels that
+//! scripts/setup.sh fetches into the cache).
 
 use std::path::PathBuf;
 

@@ -39,6 +39,7 @@ impl LimitArgs {
         ChainOptions {
             max_depth: self.max_depth,
             max_decompressed: self.max_decompressed,
+            ..Default::default()
         }
     }
 }
@@ -60,7 +61,10 @@ struct LayerReport<'a> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let chain = domboot_formats::open(&args.file, &args.limits.options())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report(&args.file, &chain))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report(&args.file, &chain))?
+        );
     } else {
         print!("{}", human::render(&args.file, &chain));
     }

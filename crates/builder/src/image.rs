@@ -1,0 +1,185 @@
+//! `DomainImage`: the one struct that holds the domain under construction — its inputs,
+//! the parsed kernel and the build options — from which [`crate::x86_64`] makes a plan.
+
+use crate::error::BuildError;
+use crate::memory::MemoryMap;
+use crate::plan::BootPlan;
+use bytes::Bytes;
+use domboot_formats::{Chain, ChainOptions, Format};
+use std::path::{Path, PathBuf};
+
+/// Which boot protocol to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProtocolChoice {
+    /// linux64 for a 64-bit bzImage, linux32 for a 32-bit one, pvh for an ELF with the PVH
+    /// note, the ELF entry conventions otherwise.
+    #[default]
+    Auto,
+    Linux64,
+    Linux32,
+    Pvh,
+}
+
+/// Everything about the build that is not an input file.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    pub memory: u64,
+    pub protocol: ProtocolChoice,
+    /// Where the kernel's protected-mode code goes (relocatable: any kernel_alignment
+    /// multiple; non-relocatable: anywhere, through the code32_start hook).
+    pub load_address: Option<u64>,
+    /// Pick a random kernel_alignment-aligned load address.
+    pub kaslr: bool,
+    /// Makes --kaslr reproducible.
+    pub seed: Option<u64>,
+    /// Put the initrd above 4 GiB when the kernel allows it (XLF_CAN_BE_LOADED_ABOVE_4G)
+    /// and the guest has RAM there.
+    pub initrd_above_4g: bool,
+    /// Pass fresh entropy to the kernel as SETUP_RNG_SEED (linux protocols).
+    pub rng_seed: bool,
+    pub max_decompressed: Option<u64>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            memory: 512 << 20,
+            protocol: ProtocolChoice::Auto,
+            load_address: None,
+            kaslr: false,
+            seed: None,
+            initrd_above_4g: false,
+            rng_seed: true,
+            max_decompressed: None,
+        }
+    }
+}
+
+/// An initrd file, mapped, not copied.
+#[derive(Clone, Debug)]
+pub struct Initrd {
+    pub path: PathBuf,
+    pub data: Bytes,
+}
+
+/// The domain under construction.
+pub struct DomainImage {
+    pub kernel_path: PathBuf,
+    /// The kernel's layers, unwrapped up to the first bzImage (a bzImage entered through
+    /// the boot protocol needs no decompression) or to the ELF.
+    pub kernel: Chain,
+    /// Initrds in order; the guest sees them concatenated.
+    pub initrds: Vec<Initrd>,
+    /// Command line: the one given, or the UKI's, or empty.
+    pub cmdline: String,
+    pub memory: MemoryMap,
+    pub options: BuildOptions,
+}
+
+impl DomainImage {
+    /// Opens the kernel and the initrds. A UKI's embedded initrd and command line are used
+    /// when none are given.
+    pub fn new(
+        kernel: &Path,
+        initrds: &[PathBuf],
+        cmdline: Option<&str>,
+        options: BuildOptions,
+    ) -> Result<DomainImage, BuildError> {
+        let memory = MemoryMap::new(options.memory)?;
+        let chain = domboot_formats::open(
+            kernel,
+            &ChainOptions {
+                max_decompressed: options.max_decompressed,
+                stop_at: vec![Format::BzImage],
+                ..Default::default()
+            },
+        )?;
+        let mut files = Vec::with_capacity(initrds.len());
+        for path in initrds {
+            let data = domboot_formats::map_file(path).map_err(|error| BuildError::Io {
+                path: path.clone(),
+                error,
+            })?;
+            files.push(Initrd {
+                path: path.clone(),
+                data,
+            });
+        }
+        let uki = chain.uki();
+        if files.is_empty()
+            && let Some(data) = uki.and_then(|u| u.initrd.clone())
+        {
+            files.push(Initrd {
+                path: PathBuf::from(format!("{}:.initrd", kernel.display())),
+                data,
+            });
+        }
+        let cmdline = match cmdline {
+            Some(c) => c.to_string(),
+            None => uki.and_then(|u| u.cmdline.clone()).unwrap_or_default(),
+        };
+        Ok(DomainImage {
+            kernel_path: kernel.to_owned(),
+            kernel: chain,
+            initrds: files,
+            cmdline,
+            memory,
+            options,
+        })
+    }
+
+    /// Total initrd bytes.
+    pub fn initrd_size(&self) -> u64 {
+        self.initrds.iter().map(|i| i.data.len() as u64).sum()
+    }
+
+    /// The kernel's ELF, unwrapping a bzImage payload if the chain stopped at it.
+    pub fn kernel_elf(&self) -> Result<Chain, BuildError> {
+        if self.kernel.kernel_elf().is_some() {
+            return Ok(self.kernel.clone());
+        }
+        let Some(bz) = self.kernel.bzimage() else {
+            return Err(BuildError::Unsupported(format!(
+                "{}: no bzImage or ELF kernel inside (layers: {})",
+                self.kernel_path.display(),
+                self.layer_names()
+            )));
+        };
+        let payload = bz
+            .bzimage()
+            .and_then(|b| b.payload.as_ref())
+            .map(|p| bz.data.slice(p.file_offset as usize..(p.file_offset + p.length) as usize))
+            .ok_or_else(|| {
+                BuildError::Unsupported(format!(
+                    "{}: the bzImage declares no payload (boot protocol before 2.08), so its ELF kernel cannot be reached",
+                    self.kernel_path.display()
+                ))
+            })?;
+        let opts = ChainOptions {
+            max_decompressed: self.options.max_decompressed,
+            ..Default::default()
+        };
+        let mut inner = domboot_formats::unwrap_bytes(payload, &opts).map_err(|error| {
+            BuildError::Kernel(domboot_formats::ChainError::Layer {
+                path: self.kernel_path.clone(),
+                error,
+            })
+        })?;
+        inner.path = Some(self.kernel_path.clone());
+        Ok(inner)
+    }
+
+    pub fn layer_names(&self) -> String {
+        self.kernel
+            .layers
+            .iter()
+            .map(|l| l.format.name())
+            .collect::<Vec<_>>()
+            .join(" → ")
+    }
+
+    /// Builds the boot plan.
+    pub fn build(&self) -> Result<BootPlan, BuildError> {
+        crate::x86_64::build(self)
+    }
+}
