@@ -2,7 +2,7 @@
 //! every validation error, and property tests (mutations never panic; synthetic ELFs parse
 //! back to what was built).
 
-mod support;
+use domboot_testkit as support;
 
 use bytes::Bytes;
 use domboot_formats::elf::{ElfClass, ElfImage, ElfLoader, Endianness, NoteValue};
