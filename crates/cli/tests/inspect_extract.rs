@@ -18,7 +18,11 @@ fn cloud_kernel() -> PathBuf {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/domboot")
         });
     let k = cache.join("debian/cloud/vmlinuz");
-    assert!(k.exists(), "{} missing: run scripts/setup.sh --install-only", k.display());
+    assert!(
+        k.exists(),
+        "{} missing: run scripts/setup.sh --install-only",
+        k.display()
+    );
     k
 }
 
@@ -32,7 +36,11 @@ fn inspect_json(path: &std::path::Path) -> Value {
         .arg(path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -42,7 +50,10 @@ fn json_follows_the_documented_contract() {
     let v = inspect_json(&k);
     assert_eq!(v["file"], k.to_str().unwrap());
     let layers = v["layers"].as_array().unwrap();
-    let formats: Vec<&str> = layers.iter().map(|l| l["format"].as_str().unwrap()).collect();
+    let formats: Vec<&str> = layers
+        .iter()
+        .map(|l| l["format"].as_str().unwrap())
+        .collect();
     assert_eq!(formats, ["bzimage", "lz4", "elf64"]);
     let bz = &layers[0];
     assert_eq!(bz["protocol_version"], "2.15");
@@ -57,7 +68,12 @@ fn json_follows_the_documented_contract() {
         .map(|x| x.as_str().unwrap())
         .collect();
     assert!(xl.contains(&"XLF_KERNEL_64") && xl.contains(&"XLF_CAN_BE_LOADED_ABOVE_4G"));
-    assert!(bz["kernel_version"].as_str().unwrap().contains("cloud-amd64"));
+    assert!(
+        bz["kernel_version"]
+            .as_str()
+            .unwrap()
+            .contains("cloud-amd64")
+    );
     let elf = &layers[2];
     assert!(elf["entry"].is_u64());
     assert!(elf["pvh_entry"].is_u64());
@@ -65,7 +81,10 @@ fn json_follows_the_documented_contract() {
     for key in ["paddr", "vaddr", "offset", "filesz", "memsz"] {
         assert!(seg[key].is_u64(), "segment field {key}: {seg}");
     }
-    assert!(layers[1]["decompressed_size"].as_u64().unwrap() > layers[1]["compressed_size"].as_u64().unwrap());
+    assert!(
+        layers[1]["decompressed_size"].as_u64().unwrap()
+            > layers[1]["compressed_size"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -110,7 +129,10 @@ fn extract_writes_the_inner_elf_by_default_and_layers_on_request() {
     // The extracted ELF inspects to the PT_LOADs of the matching vmlinux.
     let ours = inspect_json(&out);
     let reference = inspect_json(&shared_kernel("vmlinux-x64-pvh-xz"));
-    assert_eq!(ours["layers"][0]["segments"], reference["layers"][0]["segments"]);
+    assert_eq!(
+        ours["layers"][0]["segments"],
+        reference["layers"][0]["segments"]
+    );
 
     let xz = dir.path().join("payload.xz");
     domboot()
@@ -178,7 +200,11 @@ fn malformed_images_get_an_error_naming_file_layer_and_field() {
     let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(err.contains("truncated: kernel_alignment"), "{err}");
 
-    let assert = domboot().arg("inspect").arg(dir.path().join("nope")).assert().code(2);
+    let assert = domboot()
+        .arg("inspect")
+        .arg(dir.path().join("nope"))
+        .assert()
+        .code(2);
     let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(err.contains("nope: No such file"), "{err}");
 }

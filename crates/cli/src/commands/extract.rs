@@ -46,13 +46,15 @@ impl FromStr for LayerSelector {
         if s.eq_ignore_ascii_case("elf") {
             return Ok(LayerSelector::AnyElf);
         }
-        Format::from_name(s).map(LayerSelector::Format).ok_or_else(|| {
-            let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
-            format!(
-                "{s:?} is neither a layer index nor a format ({}, elf)",
-                names.join(", ")
-            )
-        })
+        Format::from_name(s)
+            .map(LayerSelector::Format)
+            .ok_or_else(|| {
+                let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
+                format!(
+                    "{s:?} is neither a layer index nor a format ({}, elf)",
+                    names.join(", ")
+                )
+            })
     }
 }
 

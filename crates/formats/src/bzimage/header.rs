@@ -188,18 +188,14 @@ impl SetupHeader {
             })?,
             cmdline_size: opt(since(6), || le32(data, 0x238, "cmdline_size"))?,
             hardware_subarch: opt(since(7), || le32(data, 0x23C, "hardware_subarch"))?,
-            hardware_subarch_data: opt(since(7), || {
-                le64(data, 0x240, "hardware_subarch_data")
-            })?,
+            hardware_subarch_data: opt(since(7), || le64(data, 0x240, "hardware_subarch_data"))?,
             payload_offset: opt(since(8), || le32(data, 0x248, "payload_offset"))?,
             payload_length: opt(since(8), || le32(data, 0x24C, "payload_length"))?,
             setup_data: opt(since(9), || le64(data, 0x250, "setup_data"))?,
             pref_address: opt(since(10), || le64(data, 0x258, "pref_address"))?,
             init_size: opt(since(10), || le32(data, 0x260, "init_size"))?,
             handover_offset: opt(since(11), || le32(data, 0x264, "handover_offset"))?,
-            kernel_info_offset: opt(since(15), || {
-                le32(data, 0x268, "kernel_info_offset")
-            })?,
+            kernel_info_offset: opt(since(15), || le32(data, 0x268, "kernel_info_offset"))?,
         };
         Ok(h)
     }
@@ -299,7 +295,10 @@ mod tests {
         d[0x207] = 3;
         assert!(matches!(
             SetupHeader::parse(&d),
-            Err(FormatError::Field { field: "version", .. })
+            Err(FormatError::Field {
+                field: "version",
+                ..
+            })
         ));
     }
 
@@ -308,7 +307,13 @@ mod tests {
         let d = header_bytes(15);
         let err = SetupHeader::parse(&d[..0x262]).unwrap_err();
         assert!(
-            matches!(err, FormatError::Truncated { what: "init_size", .. }),
+            matches!(
+                err,
+                FormatError::Truncated {
+                    what: "init_size",
+                    ..
+                }
+            ),
             "{err}"
         );
     }

@@ -265,11 +265,7 @@ impl BzImage {
     }
 }
 
-fn parse_kernel_info(
-    data: &[u8],
-    setup_size: u64,
-    offset: u64,
-) -> Result<KernelInfo, FormatError> {
+fn parse_kernel_info(data: &[u8], setup_size: u64, offset: u64) -> Result<KernelInfo, FormatError> {
     let at = setup_size + offset;
     let field_err = |limit: String| FormatError::Field {
         field: "kernel_info_offset",
@@ -277,8 +273,11 @@ fn parse_kernel_info(
         value: offset,
         limit,
     };
-    let magic = slice(data, at, 4, "kernel_info header")
-        .map_err(|_| field_err(format!("puts kernel_info at file offset {at:#x}, past the end")))?;
+    let magic = slice(data, at, 4, "kernel_info header").map_err(|_| {
+        field_err(format!(
+            "puts kernel_info at file offset {at:#x}, past the end"
+        ))
+    })?;
     if magic != KERNEL_INFO_MAGIC {
         return Err(FormatError::BadMagic {
             what: "kernel_info",

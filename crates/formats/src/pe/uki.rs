@@ -55,8 +55,7 @@ impl Uki {
             }
             let text = String::from_utf8_lossy(&b);
             Ok(Some(
-                text.trim_end_matches(['\0', '\n', '\r', ' '])
-                    .to_string(),
+                text.trim_end_matches(['\0', '\n', '\r', ' ']).to_string(),
             ))
         };
         let linux = bytes_of(LINUX_SECTION).unwrap_or_default();

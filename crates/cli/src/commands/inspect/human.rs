@@ -15,7 +15,13 @@ pub fn render(file: &Path, chain: &Chain) -> String {
     let mut out = String::new();
     let size = chain.layers.first().map_or(0, |l| l.size);
     let path: Vec<&str> = chain.layers.iter().map(|l| l.format.name()).collect();
-    let _ = writeln!(out, "{}: {} ({})", file.display(), path.join(" → "), human_size(size));
+    let _ = writeln!(
+        out,
+        "{}: {} ({})",
+        file.display(),
+        path.join(" → "),
+        human_size(size)
+    );
     for (i, layer) in chain.layers.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -43,10 +49,7 @@ pub fn render(file: &Path, chain: &Chain) -> String {
 }
 
 fn render_object(out: &mut String, map: &Map<String, Value>, indent: usize) {
-    let scalars: Vec<(&String, &Value)> = map
-        .iter()
-        .filter(|(_, v)| !is_compound(v))
-        .collect();
+    let scalars: Vec<(&String, &Value)> = map.iter().filter(|(_, v)| !is_compound(v)).collect();
     let width = scalars.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in &scalars {
         let _ = writeln!(out, "{:indent$}{:<width$}  {}", "", k, scalar(k, v));
@@ -168,8 +171,7 @@ fn is_size(key: &str) -> bool {
 fn is_address(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
-        "addr", "address", "entry", "offset", "start", "end", "align", "ptr", "rva", "base",
-        "max",
+        "addr", "address", "entry", "offset", "start", "end", "align", "ptr", "rva", "base", "max",
     ]
     .iter()
     .any(|s| k.contains(s))
