@@ -1,0 +1,582 @@
+//! The boot stub: x86 code generated with iced-x86's code assembler, and its data page.
+//!
+//! Memory layout of the stub region (base `B`, 4 KiB-aligned, at or above 1 MiB):
+//!
+//! ```text
+//! B            code page: [64-bit tail (Long64 only)] [32-bit PVH entry ...]
+//! B + 0x1000   data: stub GDT, GDTRs, variables, check table, staging table, messages,
+//!              then (zero-filled) the memory-map snapshot and the stack
+//! after data   staged copies of plan segments that live below 1 MiB
+//! ```
+//!
+//! The 32-bit part runs from the PVH entry (flat protected mode, paging off, EBX =
+//! `hvm_start_info`): own GDT and stack, snapshot of the loader's memory map, fit check
+//! (message on COM1 and port 0xE9, then a triple fault), copies of low segments, patching
+//! of boot_params / start_info, and the switch to the plan's entry state.
+
+use crate::ExportError;
+use crate::layout::{PAGE, Span};
+use domboot_builder::{BootPlan, CpuMode};
+use iced_x86::code_asm::*;
+use iced_x86::{BlockEncoderOptions, Code, Instruction};
+
+/// Bytes reserved for the code (one page).
+pub const CODE_SIZE: u64 = PAGE;
+
+/// Maximum memory-map entries the stub adopts (the size of boot_params' e820 table).
+pub const MAX_MAP_ENTRIES: u32 = 128;
+const MAP_ENTRY_SIZE: u32 = 24;
+const STACK_SIZE: u64 = 4096;
+
+pub const HVM_START_MAGIC: u32 = 0x336e_c578;
+/// `hvm_start_info` field offsets.
+const SI_MAGIC: u32 = 0;
+const SI_VERSION: u32 = 4;
+const SI_RSDP: u32 = 32;
+const SI_MEMMAP_PADDR: u32 = 40;
+const SI_MEMMAP_ENTRIES: u32 = 48;
+/// boot_params offsets.
+const BP_ACPI_RSDP: u32 = 0x070;
+const BP_E820_ENTRIES: u32 = 0x1E8;
+const BP_E820_TABLE: u32 = 0x2D0;
+const E820_ENTRY_SIZE: u32 = 20;
+
+const COM1: u32 = 0x3F8;
+const COM1_LSR: u32 = 0x3FD;
+const DEBUGCON: u32 = 0xE9;
+const MSR_EFER: u32 = 0xC000_0080;
+const EFER_LMA: u64 = 1 << 10;
+
+/// Stub GDT selectors.
+const STUB_CS: u16 = 0x08;
+const STUB_DS: u32 = 0x10;
+
+// Data page offsets.
+const D_GDT: u64 = 0;
+const D_STUB_GDTR: u64 = 32;
+const D_PLAN_GDTR: u64 = 40;
+const D_ZERO_IDTR: u64 = 48;
+const D_CUR: u64 = 64;
+const D_MAP_COUNT: u64 = 72;
+const D_RSDP: u64 = 80;
+const D_TABLES: u64 = 128;
+const ITEM_SIZE: u64 = 24;
+const STAGED_SIZE: u64 = 16;
+
+/// A range the loader's memory map must cover with RAM, and what to say when it does not.
+#[derive(Clone, Debug)]
+pub struct CheckItem {
+    pub span: Span,
+    pub message: String,
+}
+
+/// A plan segment below 1 MiB: its bytes travel at `src` and the stub copies them down.
+#[derive(Clone, Copy, Debug)]
+pub struct Staged {
+    pub src: u32,
+    pub dst: u32,
+    pub len: u32,
+    pub zero: u32,
+}
+
+/// Which structure receives the adopted memory map.
+#[derive(Clone, Copy, Debug)]
+pub enum Patch {
+    Linux {
+        boot_params: u32,
+    },
+    Pvh {
+        start_info: u32,
+        memmap: Option<(u32, u32)>,
+    },
+}
+
+/// Where things are in the data page.
+#[derive(Clone, Debug)]
+pub struct DataLayout {
+    items: u64,
+    items_end: u64,
+    staged: u64,
+    staged_end: u64,
+    messages: u64,
+    /// Bytes with contents (the rest of `mem_size` is zero-filled by the loader).
+    pub file_size: u64,
+    snapshot: u64,
+    stack_top: u64,
+    pub mem_size: u64,
+}
+
+impl DataLayout {
+    pub fn new(items: &[CheckItem], staged: usize) -> DataLayout {
+        let items_off = D_TABLES;
+        let items_end = items_off + ITEM_SIZE * items.len() as u64;
+        let staged_off = items_end;
+        let staged_end = staged_off + STAGED_SIZE * staged as u64;
+        let messages = staged_end;
+        let file_size = messages + items.iter().map(|i| i.message.len() as u64).sum::<u64>();
+        let snapshot = file_size.next_multiple_of(16);
+        let stack_top = snapshot + u64::from(MAX_MAP_ENTRIES * MAP_ENTRY_SIZE) + STACK_SIZE;
+        DataLayout {
+            items: items_off,
+            items_end,
+            staged: staged_off,
+            staged_end,
+            messages,
+            file_size,
+            snapshot,
+            stack_top,
+            mem_size: stack_top.next_multiple_of(PAGE),
+        }
+    }
+}
+
+/// Everything the code generator needs.
+pub struct StubParams<'a> {
+    pub plan: &'a BootPlan,
+    pub base: u32,
+    pub items: &'a [CheckItem],
+    pub staged: &'a [Staged],
+    pub patch: Patch,
+    pub layout: &'a DataLayout,
+}
+
+/// The generated stub.
+pub struct StubImage {
+    pub code: Vec<u8>,
+    pub data: Vec<u8>,
+    pub entry: u64,
+}
+
+impl StubParams<'_> {
+    fn data_base(&self) -> u32 {
+        self.base + CODE_SIZE as u32
+    }
+    fn d(&self, off: u64) -> u64 {
+        u64::from(self.data_base()) + off
+    }
+}
+
+/// A flat 4 GiB descriptor with the given access byte and flags nibble.
+fn flat_descriptor(access: u8, flags: u8) -> u64 {
+    0xFFFF | (u64::from(access) << 40) | (0xF << 48) | (u64::from(flags) << 52)
+}
+
+fn put(buf: &mut [u8], off: u64, bytes: &[u8]) {
+    let off = off as usize;
+    buf[off..off + bytes.len()].copy_from_slice(bytes);
+}
+
+fn data_page(p: &StubParams) -> Vec<u8> {
+    let l = p.layout;
+    let mut d = vec![0u8; l.file_size as usize];
+    // Null, 32-bit flat code (0x08), 32-bit flat data (0x10).
+    put(&mut d, D_GDT + 8, &flat_descriptor(0x9A, 0xC).to_le_bytes());
+    put(
+        &mut d,
+        D_GDT + 16,
+        &flat_descriptor(0x92, 0xC).to_le_bytes(),
+    );
+    put(&mut d, D_STUB_GDTR, &23u16.to_le_bytes());
+    put(&mut d, D_STUB_GDTR + 2, &(p.d(D_GDT) as u32).to_le_bytes());
+    put(&mut d, D_PLAN_GDTR, &p.plan.entry.gdt_limit.to_le_bytes());
+    put(
+        &mut d,
+        D_PLAN_GDTR + 2,
+        &(p.plan.entry.gdt_base as u32).to_le_bytes(),
+    );
+    let mut msg = l.messages;
+    for (i, item) in p.items.iter().enumerate() {
+        let at = l.items + ITEM_SIZE * i as u64;
+        put(&mut d, at, &item.span.start.to_le_bytes());
+        put(&mut d, at + 8, &item.span.end.to_le_bytes());
+        put(&mut d, at + 16, &(p.d(msg) as u32).to_le_bytes());
+        put(&mut d, at + 20, &(item.message.len() as u32).to_le_bytes());
+        put(&mut d, msg, item.message.as_bytes());
+        msg += item.message.len() as u64;
+    }
+    for (i, s) in p.staged.iter().enumerate() {
+        let at = l.staged + STAGED_SIZE * i as u64;
+        put(&mut d, at, &s.src.to_le_bytes());
+        put(&mut d, at + 4, &s.dst.to_le_bytes());
+        put(&mut d, at + 8, &s.len.to_le_bytes());
+        put(&mut d, at + 12, &s.zero.to_le_bytes());
+    }
+    d
+}
+
+/// Generates code and data for a stub at `p.base`.
+pub fn generate(p: &StubParams) -> Result<StubImage, ExportError> {
+    let base = u64::from(p.base);
+    let (tail, tail_len) = match p.plan.entry.mode {
+        CpuMode::Long64 => {
+            let code = tail64(p)?.assemble(base)?;
+            let len = code.len() as u64;
+            (code, len.next_multiple_of(16))
+        }
+        CpuMode::Protected32 => (Vec::new(), 0),
+    };
+    let entry = base + tail_len;
+    // Two passes: the first finds where the far jump that reloads CS must land.
+    let (mut a, reload) = main32(p, 0)?;
+    let first = a.assemble_options(entry, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let target = first.label_ip(&reload)?;
+    let (mut a, reload) = main32(p, target as u32)?;
+    let second = a.assemble_options(entry, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    if second.label_ip(&reload)? != target {
+        return Err(ExportError::Assembler(
+            "the stub's layout changed between passes".into(),
+        ));
+    }
+    let mut code = tail;
+    code.resize(tail_len as usize, 0xCC);
+    code.extend_from_slice(&second.inner.code_buffer);
+    if code.len() as u64 > CODE_SIZE {
+        return Err(ExportError::StubTooLarge {
+            size: code.len(),
+            limit: CODE_SIZE as usize,
+        });
+    }
+    Ok(StubImage {
+        code,
+        data: data_page(p),
+        entry,
+    })
+}
+
+/// Loads DS, ES, FS, GS and SS from AX.
+fn load_data_segments(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.mov(ds, ax)?;
+    a.mov(es, ax)?;
+    a.mov(fs, ax)?;
+    a.mov(gs, ax)?;
+    a.mov(ss, ax)
+}
+
+/// The 64-bit tail: the plan's data segments and registers, then a jump to its RIP.
+fn tail64(p: &StubParams) -> Result<CodeAssembler, ExportError> {
+    let e = &p.plan.entry;
+    let mut a = CodeAssembler::new(64)?;
+    let mut target = a.create_label();
+    a.mov(eax, u32::from(e.ds.selector))?;
+    load_data_segments(&mut a)?;
+    a.mov(rax, e.rax)?;
+    a.mov(rbx, e.rbx)?;
+    a.mov(rcx, e.rcx)?;
+    a.mov(rdx, e.rdx)?;
+    a.mov(rsi, e.rsi)?;
+    a.mov(rdi, e.rdi)?;
+    a.mov(rbp, e.rbp)?;
+    a.mov(rsp, e.rsp)?;
+    a.jmp(qword_ptr(target))?;
+    a.set_label(&mut target)?;
+    a.dq(&[e.rip])?;
+    Ok(a)
+}
+
+/// RFLAGS for the entry: the plan's, with interrupts, single-step, nested-task, resume
+/// and virtual-8086 forced off, and the always-one bit on.
+pub fn entry_rflags(rflags: u64) -> u32 {
+    const CLEAR: u64 = (1 << 8) | (1 << 9) | (1 << 14) | (1 << 16) | (1 << 17);
+    ((rflags & !CLEAR & 0xFFFF_FFFF) | 2) as u32
+}
+
+/// 64-bit compare of the unsigned value at `[lo]`/`[hi]` in EAX:EDX-style memory pairs:
+/// sets CF when `(a_lo, a_hi) < (b_lo, b_hi)` via `cmp`/`sbb`, clobbering `scratch`.
+fn cmp64(
+    a: &mut CodeAssembler,
+    scratch_lo: AsmRegister32,
+    scratch_hi: AsmRegister32,
+    lhs: (AsmMemoryOperand, AsmMemoryOperand),
+    rhs: (AsmMemoryOperand, AsmMemoryOperand),
+) -> Result<(), IcedError> {
+    a.mov(scratch_lo, lhs.0)?;
+    a.mov(scratch_hi, lhs.1)?;
+    a.cmp(scratch_lo, rhs.0)?;
+    a.sbb(scratch_hi, rhs.1)
+}
+
+/// The 32-bit main part. Returns the assembler and the label after the CS reload.
+fn main32(p: &StubParams, reload_target: u32) -> Result<(CodeAssembler, CodeLabel), ExportError> {
+    let l = p.layout;
+    let e = &p.plan.entry;
+    let mut a = CodeAssembler::new(32)?;
+    let abs = |off: u64| dword_ptr(p.d(off));
+
+    // 1. Own GDT and stack.
+    let mut reload = a.create_label();
+    a.cli()?;
+    a.cld()?;
+    a.lgdt(ptr(p.d(D_STUB_GDTR)))?;
+    a.add_instruction(Instruction::with_far_branch(
+        Code::Jmp_ptr1632,
+        STUB_CS,
+        reload_target,
+    )?)?;
+    a.set_label(&mut reload)?;
+    a.mov(eax, STUB_DS)?;
+    load_data_segments(&mut a)?;
+    a.mov(esp, p.d(l.stack_top) as u32)?;
+
+    // 2. Snapshot the loader's hvm_start_info memory map and RSDP.
+    let mut no_info = a.create_label();
+    let mut count_ok = a.create_label();
+    a.xor(eax, eax)?;
+    a.mov(abs(D_MAP_COUNT), eax)?;
+    a.mov(abs(D_RSDP), eax)?;
+    a.mov(abs(D_RSDP + 4), eax)?;
+    a.test(ebx, ebx)?;
+    a.jz(no_info)?;
+    a.cmp(dword_ptr(ebx + SI_MAGIC), HVM_START_MAGIC)?;
+    a.jne(no_info)?;
+    a.mov(eax, dword_ptr(ebx + SI_RSDP))?;
+    a.mov(abs(D_RSDP), eax)?;
+    a.mov(eax, dword_ptr(ebx + SI_RSDP + 4))?;
+    a.mov(abs(D_RSDP + 4), eax)?;
+    a.cmp(dword_ptr(ebx + SI_VERSION), 1u32)?;
+    a.jb(no_info)?;
+    // A memory map above 4 GiB is out of reach with paging off.
+    a.cmp(dword_ptr(ebx + SI_MEMMAP_PADDR + 4), 0u32)?;
+    a.jne(no_info)?;
+    a.mov(esi, dword_ptr(ebx + SI_MEMMAP_PADDR))?;
+    a.test(esi, esi)?;
+    a.jz(no_info)?;
+    a.mov(ecx, dword_ptr(ebx + SI_MEMMAP_ENTRIES))?;
+    a.test(ecx, ecx)?;
+    a.jz(no_info)?;
+    a.cmp(ecx, MAX_MAP_ENTRIES)?;
+    a.jbe(count_ok)?;
+    a.mov(ecx, MAX_MAP_ENTRIES)?;
+    a.set_label(&mut count_ok)?;
+    a.mov(abs(D_MAP_COUNT), ecx)?;
+    a.lea(ecx, ecx + ecx * 2)?;
+    a.shl(ecx, 1)?; // dwords: entries * 6
+    a.mov(edi, p.d(l.snapshot) as u32)?;
+    a.rep().movsd()?;
+    a.set_label(&mut no_info)?;
+
+    // 3. Every segment, reservation and the stub itself must be RAM in the adopted map.
+    let mut checked = a.create_label();
+    let mut item_loop = a.create_label();
+    let mut cover_loop = a.create_label();
+    let mut entry_loop = a.create_label();
+    let mut next_entry = a.create_label();
+    let mut next_item = a.create_label();
+    let mut no_overflow = a.create_label();
+    let mut fail = a.create_label();
+    let cur = (abs(D_CUR), abs(D_CUR + 4));
+    a.cmp(abs(D_MAP_COUNT), 0u32)?;
+    a.je(checked)?;
+    a.mov(ebp, p.d(l.items) as u32)?;
+    a.set_label(&mut item_loop)?;
+    a.cmp(ebp, p.d(l.items_end) as u32)?;
+    a.jae(checked)?;
+    a.mov(eax, dword_ptr(ebp))?;
+    a.mov(cur.0, eax)?;
+    a.mov(eax, dword_ptr(ebp + 4))?;
+    a.mov(cur.1, eax)?;
+    a.set_label(&mut cover_loop)?;
+    // cur >= item end: covered.
+    cmp64(
+        &mut a,
+        eax,
+        edx,
+        cur,
+        (dword_ptr(ebp + 8), dword_ptr(ebp + 12)),
+    )?;
+    a.jae(next_item)?;
+    a.mov(esi, p.d(l.snapshot) as u32)?;
+    a.mov(ecx, abs(D_MAP_COUNT))?;
+    a.set_label(&mut entry_loop)?;
+    a.test(ecx, ecx)?;
+    a.jz(fail)?;
+    a.cmp(dword_ptr(esi + 16), 1u32)?;
+    a.jne(next_entry)?;
+    // cur < entry address: not this entry.
+    cmp64(&mut a, eax, edx, cur, (dword_ptr(esi), dword_ptr(esi + 4)))?;
+    a.jb(next_entry)?;
+    // EDX:EAX = entry end (saturating).
+    a.mov(eax, dword_ptr(esi))?;
+    a.mov(edx, dword_ptr(esi + 4))?;
+    a.add(eax, dword_ptr(esi + 8))?;
+    a.adc(edx, dword_ptr(esi + 12))?;
+    a.jnc(no_overflow)?;
+    a.mov(eax, u32::MAX)?;
+    a.mov(edx, u32::MAX)?;
+    a.set_label(&mut no_overflow)?;
+    // cur >= entry end: not this entry.
+    a.mov(ebx, cur.0)?;
+    a.cmp(ebx, eax)?;
+    a.mov(ebx, cur.1)?;
+    a.sbb(ebx, edx)?;
+    a.jae(next_entry)?;
+    a.mov(cur.0, eax)?;
+    a.mov(cur.1, edx)?;
+    a.jmp(cover_loop)?;
+    a.set_label(&mut next_entry)?;
+    a.add(esi, MAP_ENTRY_SIZE)?;
+    a.dec(ecx)?;
+    a.jmp(entry_loop)?;
+    a.set_label(&mut next_item)?;
+    a.add(ebp, ITEM_SIZE as u32)?;
+    a.jmp(item_loop)?;
+
+    // Does not fit: say so on COM1 and the debug console, then triple-fault.
+    a.set_label(&mut fail)?;
+    let mut print = a.create_label();
+    let mut wait = a.create_label();
+    let mut ready = a.create_label();
+    let mut halt = a.create_label();
+    a.mov(esi, dword_ptr(ebp + 16))?;
+    a.mov(ecx, dword_ptr(ebp + 20))?;
+    a.set_label(&mut print)?;
+    a.mov(edx, COM1_LSR)?;
+    a.mov(ebx, 0x10000u32)?;
+    a.set_label(&mut wait)?;
+    a.in_(al, dx)?;
+    a.test(al, 0x20u32)?;
+    a.jnz(ready)?;
+    a.dec(ebx)?;
+    a.jnz(wait)?;
+    a.set_label(&mut ready)?;
+    a.mov(al, byte_ptr(esi))?;
+    a.mov(edx, COM1)?;
+    a.out(dx, al)?;
+    a.mov(edx, DEBUGCON)?;
+    a.out(dx, al)?;
+    a.inc(esi)?;
+    a.dec(ecx)?;
+    a.jnz(print)?;
+    a.lidt(ptr(p.d(D_ZERO_IDTR)))?;
+    a.int3()?;
+    a.set_label(&mut halt)?;
+    a.hlt()?;
+    a.jmp(halt)?;
+
+    // 4. Copy the segments that live below 1 MiB into place.
+    a.set_label(&mut checked)?;
+    if !p.staged.is_empty() {
+        let mut stage_loop = a.create_label();
+        let mut staged = a.create_label();
+        a.mov(ebp, p.d(l.staged) as u32)?;
+        a.set_label(&mut stage_loop)?;
+        a.cmp(ebp, p.d(l.staged_end) as u32)?;
+        a.jae(staged)?;
+        a.mov(esi, dword_ptr(ebp))?;
+        a.mov(edi, dword_ptr(ebp + 4))?;
+        a.mov(ecx, dword_ptr(ebp + 8))?;
+        a.rep().movsb()?;
+        a.mov(ecx, dword_ptr(ebp + 12))?;
+        a.xor(eax, eax)?;
+        a.rep().stosb()?;
+        a.add(ebp, STAGED_SIZE as u32)?;
+        a.jmp(stage_loop)?;
+        a.set_label(&mut staged)?;
+    }
+
+    // 5. Hand the adopted memory map and RSDP to the kernel.
+    let mut no_map = a.create_label();
+    let mut no_rsdp = a.create_label();
+    a.cmp(abs(D_MAP_COUNT), 0u32)?;
+    a.je(no_map)?;
+    let rsdp_at = match p.patch {
+        Patch::Linux { boot_params } => {
+            let zero_page = u64::from(boot_params);
+            let mut copy = a.create_label();
+            a.mov(ecx, abs(D_MAP_COUNT))?;
+            a.mov(byte_ptr(zero_page + u64::from(BP_E820_ENTRIES)), cl)?;
+            a.mov(esi, p.d(l.snapshot) as u32)?;
+            a.mov(edi, (zero_page + u64::from(BP_E820_TABLE)) as u32)?;
+            a.set_label(&mut copy)?;
+            for off in (0..E820_ENTRY_SIZE).step_by(4) {
+                a.mov(eax, dword_ptr(esi + off))?;
+                a.mov(dword_ptr(edi + off), eax)?;
+            }
+            a.add(esi, MAP_ENTRY_SIZE)?;
+            a.add(edi, E820_ENTRY_SIZE)?;
+            a.dec(ecx)?;
+            a.jnz(copy)?;
+            zero_page + u64::from(BP_ACPI_RSDP)
+        }
+        Patch::Pvh { start_info, memmap } => {
+            let info = u64::from(start_info);
+            if let Some((table, capacity)) = memmap.filter(|&(_, c)| c > 0) {
+                let mut fits = a.create_label();
+                let mut versioned = a.create_label();
+                a.mov(ecx, abs(D_MAP_COUNT))?;
+                a.cmp(ecx, capacity)?;
+                a.jbe(fits)?;
+                a.mov(ecx, capacity)?;
+                a.set_label(&mut fits)?;
+                a.mov(dword_ptr(info + u64::from(SI_MEMMAP_ENTRIES)), ecx)?;
+                a.mov(dword_ptr(info + u64::from(SI_MEMMAP_PADDR)), table)?;
+                a.mov(dword_ptr(info + u64::from(SI_MEMMAP_PADDR) + 4), 0u32)?;
+                a.cmp(dword_ptr(info + u64::from(SI_VERSION)), 1u32)?;
+                a.jae(versioned)?;
+                a.mov(dword_ptr(info + u64::from(SI_VERSION)), 1u32)?;
+                a.set_label(&mut versioned)?;
+                a.mov(esi, p.d(l.snapshot) as u32)?;
+                a.mov(edi, table)?;
+                a.lea(ecx, ecx + ecx * 2)?;
+                a.shl(ecx, 1)?;
+                a.rep().movsd()?;
+            }
+            info + u64::from(SI_RSDP)
+        }
+    };
+    a.set_label(&mut no_map)?;
+    a.mov(eax, abs(D_RSDP))?;
+    a.or(eax, abs(D_RSDP + 4))?;
+    a.jz(no_rsdp)?;
+    a.mov(eax, abs(D_RSDP))?;
+    a.mov(dword_ptr(rsdp_at), eax)?;
+    a.mov(eax, abs(D_RSDP + 4))?;
+    a.mov(dword_ptr(rsdp_at + 4), eax)?;
+    a.set_label(&mut no_rsdp)?;
+
+    // 6. The plan's entry state.
+    a.lgdt(ptr(p.d(D_PLAN_GDTR)))?;
+    a.push(entry_rflags(e.rflags))?;
+    a.popfd()?;
+    match e.mode {
+        CpuMode::Protected32 => {
+            a.mov(eax, e.cr4 as u32)?;
+            a.mov(cr4, eax)?;
+            a.mov(eax, e.cr0 as u32)?;
+            a.mov(cr0, eax)?;
+            a.mov(eax, u32::from(e.ds.selector))?;
+            load_data_segments(&mut a)?;
+            a.mov(eax, e.rax as u32)?;
+            a.mov(ebx, e.rbx as u32)?;
+            a.mov(ecx, e.rcx as u32)?;
+            a.mov(edx, e.rdx as u32)?;
+            a.mov(esi, e.rsi as u32)?;
+            a.mov(edi, e.rdi as u32)?;
+            a.mov(ebp, e.rbp as u32)?;
+            a.mov(esp, e.rsp as u32)?;
+            a.add_instruction(Instruction::with_far_branch(
+                Code::Jmp_ptr1632,
+                e.cs.selector,
+                e.rip as u32,
+            )?)?;
+        }
+        CpuMode::Long64 => {
+            a.mov(eax, e.cr4 as u32)?;
+            a.mov(cr4, eax)?;
+            a.mov(eax, e.cr3 as u32)?;
+            a.mov(cr3, eax)?;
+            a.mov(ecx, MSR_EFER)?;
+            a.mov(eax, (e.efer & !EFER_LMA) as u32)?;
+            a.mov(edx, (e.efer >> 32) as u32)?;
+            a.wrmsr()?;
+            a.mov(eax, e.cr0 as u32)?;
+            a.mov(cr0, eax)?;
+            // Compatibility mode now; the plan's 64-bit CS takes us to the tail at the base.
+            a.add_instruction(Instruction::with_far_branch(
+                Code::Jmp_ptr1632,
+                e.cs.selector,
+                p.base,
+            )?)?;
+        }
+    }
+    Ok((a, reload))
+}
