@@ -335,7 +335,7 @@ fn memory_sizes_around_the_mmio_gap() {
     ] {
         let p = plan(
             &k.vmlinuz,
-            &[initrd.clone()],
+            std::slice::from_ref(&initrd),
             "",
             BuildOptions {
                 memory: mem,

@@ -45,7 +45,7 @@ const RFLAGS_RESERVED: u64 = 1 << 1;
 /// The kernel the plan boots, as selected from the image's chain.
 enum Kernel<'a> {
     BzImage { data: &'a Bytes, image: &'a BzImage },
-    Elf { data: Bytes, image: ElfImage },
+    Elf { data: Bytes, image: Box<ElfImage> },
 }
 
 pub fn build(img: &DomainImage) -> Result<BootPlan, BuildError> {
@@ -63,7 +63,7 @@ pub fn build(img: &DomainImage) -> Result<BootPlan, BuildError> {
             })?;
             Kernel::Elf {
                 data: layer.data.clone(),
-                image: layer.elf().cloned().ok_or_else(|| {
+                image: layer.elf().cloned().map(Box::new).ok_or_else(|| {
                     BuildError::Unsupported("ELF layer without ELF details".into())
                 })?,
             }
