@@ -218,7 +218,7 @@ impl<'a> PageWalk<'a> {
                     next: base.saturating_add(span),
                 };
             }
-            if shift == 12 || (large_size != 0 && shift != 12 && e & LARGE != 0) {
+            if shift == 12 || (large_size != 0 && e & LARGE != 0) {
                 let frame = e & ADDR_MASK & !(span - 1);
                 return Walked::Mapped {
                     page: base,
@@ -299,10 +299,7 @@ pub fn place_stub(
             continue;
         };
         let region_end = r.end.min(limit);
-        loop {
-            let Some(end) = base.checked_add(size) else {
-                break;
-            };
+        while let Some(end) = base.checked_add(size) {
             if end > region_end {
                 break;
             }

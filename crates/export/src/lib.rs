@@ -351,7 +351,7 @@ fn validate_entry(plan: &BootPlan) -> Result<(), ExportError> {
             e.cr0
         )));
     }
-    let gdt_end = e.gdt_base + u64::from(e.gdt_limit) + 1;
+    let gdt_end = e.gdt_base.saturating_add(u64::from(e.gdt_limit) + 1);
     if gdt_end > FOUR_GIB {
         return Err(ExportError::Above4GiB {
             what: "the plan's GDT".into(),
@@ -432,7 +432,7 @@ fn validate_entry(plan: &BootPlan) -> Result<(), ExportError> {
                 e.gdt_limit
             )));
         }
-        layout::read_u64(plan, e.gdt_base + u64::from(sel)).ok_or_else(|| {
+        layout::read_u64(plan, e.gdt_base.saturating_add(u64::from(sel))).ok_or_else(|| {
             entry_error(format!(
                 "the GDT at {:#x} is not in any segment of the plan",
                 e.gdt_base
