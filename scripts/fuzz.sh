@@ -66,6 +66,10 @@ if [[ $FUZZ_SECONDS -eq 0 ]]; then
     exit 0
 fi
 if [[ ! -f $FUZZ_DIR/Cargo.toml ]]; then
+    if compgen -G "$FUZZ_DIR/fuzz_targets/*.rs" >/dev/null; then
+        loud "fuzz/fuzz_targets/ has targets but fuzz/Cargo.toml is missing (not committed?):" \
+            "nothing can be fuzzed"
+    fi
     log "no fuzz/Cargo.toml: 0 fuzz targets"
     exit 0
 fi

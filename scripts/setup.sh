@@ -71,20 +71,28 @@ APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
 
 # ---------------------------------------------------------------- apt ----------
 APT_UPDATED=0
+APT_STAMP=$CACHE/.apt-updated # touched after each apt-get update of ours
 apt_lists_age_hours() {
-    # Age of the newest package list, or a huge number when there is none.
-    local newest
-    newest=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -printf '%T@\n' 2>/dev/null |
+    # Hours since the package lists were last refreshed: the newest list written (ctime:
+    # apt sets a list's mtime to the server's Last-Modified) or our last update, whichever
+    # is newer; a huge number when there are no lists.
+    local newest stamp=0
+    newest=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -printf '%C@\n' 2>/dev/null |
         sort -n | tail -1)
     if [[ -z $newest ]]; then echo 999999; return; fi
-    echo $(((${EPOCHSECONDS:-$(date +%s)} - ${newest%.*}) / 3600))
+    [[ -f $APT_STAMP ]] && stamp=$(stat -c %Y "$APT_STAMP")
+    newest=${newest%.*}
+    ((stamp > newest)) && newest=$stamp
+    echo $(((${EPOCHSECONDS:-$(date +%s)} - newest) / 3600))
 }
 apt_update_once() {
     # $1 = "fatal" to fail when the update fails (e.g. before an install), else warn.
     [[ $APT_UPDATED -eq 1 ]] && return 0
     APT_UPDATED=1
     log "apt-get update"
-    if ! apt_get_logged update; then
+    if apt_get_logged update; then
+        mkdir -p "$CACHE" && touch "$APT_STAMP"
+    else
         [[ ${1:-} == fatal ]] && die "apt-get update failed"
         warn "apt-get update failed (offline?): using the package lists already here"
     fi
@@ -161,10 +169,12 @@ install_qemu() {
                 "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm-backports" \
                 "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" |
                 "${SUDO[@]}" tee "$BACKPORTS_LIST" >/dev/null
-            APT_UPDATED=0
+        fi
+        if ! apt-cache policy qemu-system-x86 | grep -q bookworm-backports; then
+            APT_UPDATED=0 # the new source has no lists yet: update even if we already did
             apt_update_once
         fi
-        if [[ -n $(apt-cache policy qemu-system-x86 | awk '/bookworm-backports/') ]] &&
+        if apt-cache policy qemu-system-x86 | grep -q bookworm-backports &&
             apt_install -t bookworm-backports "${QEMU_PKGS[@]}"; then
             log "QEMU: $(dpkg-query -W -f='${Version}' qemu-system-x86) from bookworm-backports"
             return 0
@@ -176,6 +186,8 @@ install_qemu() {
     local v
     v=$(pkg_candidate qemu-system-x86)
     [[ -n $v ]] || die "no installable qemu-system-x86"
+    pkg_installed qemu-utils && [[ $(dpkg-query -W -f='${Version}' qemu-utils) != "$v" ]] &&
+        warn "bringing qemu-utils $(dpkg-query -W -f='${Version}' qemu-utils) to $v, the version of qemu-system-x86"
     apt_install --allow-downgrades "qemu-system-x86=$v" "qemu-utils=$v" ||
         die "could not install QEMU (${QEMU_PKGS[*]}); see $APT_LOG"
 }

@@ -92,13 +92,17 @@ stage fuzz "$ROOT/scripts/fuzz.sh"
 echo
 echo "test.sh summary ($((SECONDS - START))s):"
 printf '  %s\n' "${RESULTS[@]}"
-# Totals over every "test result:" line of cargo test.
-read -r passed failed ignored < <(awk '/^test result:/ {
-        for (i = 1; i <= NF; i++) {
-            if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i
-        }
-    } END { print p + 0, f + 0, s + 0 }' "$TEST_OUT")
-echo "tests: $passed passed, $failed failed, $ignored skipped"
+# Totals over every "test result:" line of cargo test (none when it did not get that far).
+if grep -q '^test result:' "$TEST_OUT"; then
+    read -r passed failed ignored < <(awk '/^test result:/ {
+            for (i = 1; i <= NF; i++) {
+                if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i
+            }
+        } END { print p + 0, f + 0, s + 0 }' "$TEST_OUT")
+    echo "tests: $passed passed, $failed failed, $ignored skipped"
+else
+    echo "cargo test printed no test results (it did not build or run)"
+fi
 if [[ $FAILED -gt 0 ]]; then
     echo "test.sh: $FAILED stage(s) FAILED"
     exit 1
