@@ -25,6 +25,7 @@ struct Cli {
 enum Command {
     Inspect(commands::inspect::Args),
     Extract(commands::extract::Args),
+    Convert(commands::convert::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Extract(args) => commands::extract::run(args),
+        Command::Convert(args) => commands::convert::run(args),
     };
     match result {
         Ok(code) => code,

@@ -190,7 +190,17 @@ pub fn write_disk(d: &Disk) -> String {
         DiskDevice::Floppy => ":floppy",
     };
     let path = d.source.as_deref().unwrap_or("");
-    if let Some(driver) = d.driver.as_deref().filter(|v| DRIVER_PREFIXES.contains(v)) {
+    // The positional form cannot carry a path with a comma, or one that starts like a
+    // prefix (`raw:...`); `target=` (last) takes the rest of the spec verbatim.
+    let positional_safe = !path.contains(',')
+        && path.split_once(':').is_none_or(|(pre, _)| {
+            !DRIVER_PREFIXES.contains(&pre) && !FORMATS.contains(&pre) && pre != "qemu"
+        });
+    if let Some(driver) = d
+        .driver
+        .as_deref()
+        .filter(|v| DRIVER_PREFIXES.contains(v) && positional_safe)
+    {
         let uname = if path.is_empty() {
             String::new()
         } else {
@@ -458,6 +468,25 @@ mod tests {
         assert!(parse_disk("/x,raw").is_err());
         assert!(parse_disk("/x,raw,hda,rx").is_err());
         assert!(parse_disk("bogus=1,vdev=xvda").is_err());
+    }
+
+    #[test]
+    fn awkward_paths_use_the_target_key() {
+        for path in ["/a,b", "raw:/x", "file:y"] {
+            let d = Disk {
+                source: Some(path.into()),
+                driver: Some("tap".into()),
+                format: Some("aio".into()),
+                target: "xvda".into(),
+                ..Default::default()
+            };
+            let spec = write_disk(&d);
+            assert!(spec.ends_with(&format!("target={path}")), "{spec}");
+            assert_eq!(
+                parse_disk(&spec).map(|x| x.source),
+                Ok(Some(path.to_string()))
+            );
+        }
     }
 
     #[test]
