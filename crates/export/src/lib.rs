@@ -6,8 +6,27 @@
 //! with `XEN_ELFNOTE_PHYS32_ENTRY` pointing at the stub. The stub adopts the memory map
 //! the loader hands over in `hvm_start_info` (so the image boots with whatever RAM it is
 //! given, as long as the plan's segments fit, and says so clearly when they do not),
-//! switches to the plan's entry state and enters the kernel. See [`stub`](crate) for the
-//! stub's steps.
+//! switches to the plan's entry state and enters the kernel.
+//!
+//! The stub (generated with iced-x86's code assembler) runs from the PVH entry, 32-bit
+//! protected mode with paging off and EBX = `hvm_start_info`:
+//! 1. `cli`, loads its own GDT (flat code 0x08, data 0x10) and stack.
+//! 2. If the start_info magic is right: keeps its RSDP; if it is version 1 or later with a
+//!    memory map below 4 GiB, copies up to [`MAX_MAP_ENTRIES`] entries to its own data
+//!    (the loader's structures may sit where low segments go).
+//! 3. With a map: checks that every segment, reservation and the stub itself lies in RAM
+//!    (type 1) of it; if not, prints which range is missing and the RAM to give on COM1
+//!    and port 0xE9, then ends the VM with a triple fault. Without a map it trusts the
+//!    plan's own e820 (already in the segments).
+//! 4. Copies the plan segments that live below 1 MiB into place (firmware overwrites low
+//!    memory before the entry, so they travel in the stub's region above 1 MiB).
+//! 5. Writes the adopted map and RSDP into boot_params (linux protocols: 0x1E8, 0x2D0,
+//!    0x070) or into the plan's start_info and its memory-map table (pvh, up to the
+//!    table's capacity).
+//! 6. Loads the plan's GDT, RFLAGS (interrupts off), CR4/CR3/EFER/CR0, data segments and
+//!    general registers, and far-jumps to the plan's CS:RIP (Long64 through a 64-bit part
+//!    of the stub at its base, which the plan's page tables must identity-map: checked
+//!    here, and the stub is placed where they do).
 //!
 //! ```no_run
 //! # fn demo(plan: &domboot_builder::BootPlan) -> Result<(), Box<dyn std::error::Error>> {

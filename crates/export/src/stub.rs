@@ -280,8 +280,9 @@ pub fn entry_rflags(rflags: u64) -> u32 {
     ((rflags & !CLEAR & 0xFFFF_FFFF) | 2) as u32
 }
 
-/// 64-bit compare of the unsigned value at `[lo]`/`[hi]` in EAX:EDX-style memory pairs:
-/// sets CF when `(a_lo, a_hi) < (b_lo, b_hi)` via `cmp`/`sbb`, clobbering `scratch`.
+/// Unsigned 64-bit compare of two (low dword, high dword) memory pairs in 32-bit code:
+/// `cmp` the low halves, `sbb` the high halves, so CF is set exactly when `lhs < rhs`.
+/// Clobbers the two scratch registers.
 fn cmp64(
     a: &mut CodeAssembler,
     scratch_lo: AsmRegister32,

@@ -38,7 +38,14 @@ fn boot(kernel: &str, protocol: ProtocolChoice) {
     let plan = image.build().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("kernel.elf");
-    export(&plan, &path);
+    let elf = export(&plan, &path);
+    eprintln!("{kernel}: {:?}", elf.stub());
+    for s in &plan.segments {
+        eprintln!("  segment {} at {:#x}+{:#x}", s.name, s.addr, s.mem_size);
+    }
+    for r in &plan.reservations {
+        eprintln!("  reservation {} at {:#x}+{:#x}", r.name, r.address, r.size);
+    }
     let run = qemu(&path, "pc", 256, &[]);
     assert!(!run.timed_out, "QEMU hung:\n{}", run.serial);
     assert!(run.serial.contains("Linux version"), "{}", run.serial);
