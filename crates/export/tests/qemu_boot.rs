@@ -150,3 +150,68 @@ fn too_little_ram_is_reported_and_qemu_exits_by_itself() {
     assert_eq!(run.status, Some(QEMU_OK), "{}", run.serial);
     assert_top(&run.serial, 1024);
 }
+
+#[test]
+fn segments_above_4gib_are_checked_with_64_bit_arithmetic() {
+    require_qemu!();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("high.elf");
+    // Built for 6 GiB: -M pc puts 3 GiB below 4 GiB and the rest at 4 GiB and up.
+    let mut plan = linux_plan(false, 3072 * MIB);
+    plan.memory_size = 6144 * MIB;
+    plan.e820.push(domboot_builder::E820Entry {
+        address: 4096 * MIB,
+        size: 3072 * MIB,
+        kind: domboot_builder::E820Type::Ram,
+    });
+    plan.segments.push(segment(
+        "initrd",
+        4608 * MIB,
+        b"high initrd".to_vec(),
+        0x1000,
+    ));
+    export(&plan, &image);
+    let run = qemu(&image, "pc", 1024, &[]);
+    assert!(
+        !run.timed_out,
+        "QEMU did not exit by itself:\n{}",
+        run.serial
+    );
+    assert!(
+        run.serial.contains(
+            "needs RAM at 0x120000000-0x120001000 (initrd) but the loader's memory map has none there; give the VM at least 6144 MiB"
+        ),
+        "{}",
+        run.serial
+    );
+    let run = qemu(&image, "pc", 6144, &[]);
+    assert_eq!(run.status, Some(QEMU_OK), "{}", run.serial);
+    assert!(
+        run.serial.contains("GUEST32 esi=00007000"),
+        "{}",
+        run.serial
+    );
+}
+
+#[test]
+fn stub_placed_above_2gib_runs() {
+    require_qemu!();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("stub-high.elf");
+    let mut plan = linux_plan(false, 3072 * MIB);
+    plan.reservations.push(domboot_builder::Reservation {
+        name: "busy".into(),
+        address: MIB,
+        size: 2559 * MIB,
+    });
+    let elf = export(&plan, &image);
+    assert_eq!(elf.stub().base, 2560 * MIB);
+    let run = qemu(&image, "pc", 3072, &[]);
+    assert_eq!(run.status, Some(QEMU_OK), "{}", run.serial);
+    assert!(
+        run.serial.contains("GUEST32 esi=00007000"),
+        "{}",
+        run.serial
+    );
+    assert_top(&run.serial, 3072);
+}
