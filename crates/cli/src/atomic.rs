@@ -6,8 +6,17 @@ use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically, with mode 0644 (subject to the umask-free rename).
+/// Writes `bytes` to `path` atomically, with mode 0644.
 pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_with(path, |w| w.write_all(bytes))
+}
+
+/// Streams output produced by `fill` into `path` atomically, with mode 0644: on any error
+/// the temporary file is removed and `path` is untouched.
+pub fn write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -16,9 +25,15 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .prefix(".domboot-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        fill(&mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write {}", path.display()))?;
     set_readable(tmp.as_file())?;
     tmp.persist(path)
         .with_context(|| format!("cannot rename the output into place at {}", path.display()))?;

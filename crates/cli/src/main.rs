@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     Inspect(commands::inspect::Args),
     Extract(commands::extract::Args),
+    Plan(commands::plan::Args),
+    Build(commands::build::Args),
     Convert(commands::convert::Args),
 }
 
@@ -33,6 +35,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Extract(args) => commands::extract::run(args),
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Build(args) => commands::build::run(args),
         Command::Convert(args) => commands::convert::run(args),
     };
     match result {

@@ -74,3 +74,192 @@ pub const TINY_KERNELS: &[(&str, &str, bool, bool, bool)] = &[
     ("x64-norelo-gzip", "gzip", true, false, false),
     ("i386-norelo-xz", "xz", false, false, false),
 ];
+
+/// Static busybox for x86_64 guests (Debian's busybox-static).
+pub fn busybox() -> PathBuf {
+    let p = PathBuf::from("/bin/busybox");
+    assert!(
+        p.exists(),
+        "/bin/busybox missing: run scripts/setup.sh --install-only (busybox-static)"
+    );
+    p
+}
+
+/// Static busybox for i386 guests, which scripts/setup.sh unpacks into the cache.
+pub fn busybox_i386() -> PathBuf {
+    let p = cache_dir().join("debian/busybox-i386/bin/busybox");
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/setup.sh --install-only",
+        p.display()
+    );
+    p
+}
+
+/// What the guest's /init reports.
+pub struct GuestReport {
+    pub marker: Option<String>,
+    pub cmdline: Option<String>,
+    pub payload_sum: Option<String>,
+    pub mem_total_kib: Option<u64>,
+    /// Everything the guest printed on its serial console.
+    pub console: String,
+}
+
+/// A random-enough marker so a test cannot pass on stale output.
+pub fn marker() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("domboot-{:x}-{}", nanos, std::process::id())
+}
+
+/// Builds a gzip'd newc initramfs (with the host's `cpio` and `gzip`, an oracle
+/// independent of domboot's own writer) holding `busybox`, a `/payload` file and an /init
+/// that prints the marker, /proc/cmdline, the payload's SHA-256 and MemTotal, then reboots.
+pub fn report_initramfs(
+    dir: &std::path::Path,
+    busybox: &std::path::Path,
+    marker: &str,
+    payload: &[u8],
+) -> PathBuf {
+    use std::process::{Command, Stdio};
+    let root = dir.join(format!("root-{marker}"));
+    for d in ["bin", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    std::fs::write(root.join("payload"), payload).unwrap();
+    let init = format!(
+        "#!/bin/busybox sh\n\
+         B=/bin/busybox\n\
+         $B mount -t proc proc /proc\n\
+         echo\n\
+         echo \"MARKER $(echo {marker})\"\n\
+         echo \"CMDLINE $($B cat /proc/cmdline)\"\n\
+         echo \"SUM $($B sha256sum /payload | $B cut -d' ' -f1)\"\n\
+         echo \"MEM $($B grep MemTotal /proc/meminfo | $B tr -s ' ' | $B cut -d' ' -f2)\"\n\
+         $B reboot -f\n"
+    );
+    std::fs::write(root.join("init"), init).unwrap();
+    set_exec(&root.join("init"));
+    set_exec(&root.join("bin/busybox"));
+    let out = dir.join(format!("initramfs-{marker}.cpio.gz"));
+    let script = format!(
+        "cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1 > '{}'",
+        root.display(),
+        out.display()
+    );
+    let status = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .status()
+        .expect("sh runs");
+    assert!(status.success(), "building the initramfs with cpio failed");
+    std::fs::remove_dir_all(&root).unwrap();
+    out
+}
+
+fn set_exec(p: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Boots `image` (anything QEMU's `-kernel` takes) under TCG and collects what the guest
+/// printed. The guest ends the VM itself (reboot with -no-reboot); `timeout` guards hangs.
+pub fn qemu_boot(
+    image: &std::path::Path,
+    memory: &str,
+    extra: &[&str],
+    timeout: std::time::Duration,
+) -> GuestReport {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-M", "pc", "-m", memory])
+        .args([
+            "-no-reboot",
+            "-nographic",
+            "-nodefaults",
+            "-serial",
+            "stdio",
+        ])
+        .arg("-kernel")
+        .arg(image)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 runs (scripts/setup.sh installs it)");
+    // Drain the pipes while the guest runs: a full pipe would stall QEMU.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("wait for qemu").is_some() {
+            break;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut console = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
+    console.push_str(&String::from_utf8_lossy(&err.join().unwrap_or_default()));
+    let field = |key: &str| {
+        // Firmware may have printed on the same line without a newline.
+        let tag = format!("{key} ");
+        console.lines().find_map(|l| {
+            let l = l.trim_end_matches('\r');
+            l.find(&tag).map(|at| l[at + tag.len()..].to_string())
+        })
+    };
+    GuestReport {
+        marker: field("MARKER"),
+        cmdline: field("CMDLINE"),
+        payload_sum: field("SUM"),
+        mem_total_kib: field("MEM").and_then(|m| m.trim().parse().ok()),
+        console,
+    }
+}
+
+/// SHA-256 of `data` as lower-case hex, computed by the host's `sha256sum`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum runs");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}

@@ -1,5 +1,8 @@
 //! One module per subcommand.
 
+pub mod boot_args;
+pub mod build;
 pub mod convert;
 pub mod extract;
 pub mod inspect;
+pub mod plan;

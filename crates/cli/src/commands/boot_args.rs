@@ -1,0 +1,79 @@
+//! Kernel, initrd and layout options shared by `build`, `plan` (and later `run`).
+
+use crate::units::parse_size;
+use domboot_builder::{BuildOptions, DomainImage, ProtocolChoice};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct BootArgs {
+    /// Kernel image: bzImage, vmlinux ELF, UKI or a compressed kernel.
+    #[arg(long, short = 'k', value_name = "FILE")]
+    pub kernel: PathBuf,
+    /// Initial ramdisk; repeat to concatenate several (in order).
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub initrd: Vec<PathBuf>,
+    /// Kernel command line (default: a UKI's embedded one, or empty).
+    #[arg(long, short = 'c', value_name = "TEXT")]
+    pub cmdline: Option<String>,
+    /// Guest RAM (K/M/G suffixes).
+    #[arg(long, short = 'm', value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    pub memory: u64,
+    /// How to enter the kernel: auto picks linux64 for a 64-bit bzImage, linux32 for a
+    /// 32-bit one, pvh for an ELF with the PVH note.
+    #[arg(long, value_enum, default_value_t = Protocol::Auto)]
+    pub boot_protocol: Protocol,
+    /// Physical load address of the kernel (relocatable: a kernel_alignment multiple;
+    /// non-relocatable: anywhere, through a code32_start hook). Hex with 0x.
+    #[arg(long, value_name = "ADDR", value_parser = parse_size)]
+    pub load_address: Option<u64>,
+    /// Load a relocatable kernel at a random aligned address.
+    #[arg(long)]
+    pub kaslr: bool,
+    /// Seed for --kaslr, for a reproducible placement.
+    #[arg(long, value_name = "N", requires = "kaslr")]
+    pub seed: Option<u64>,
+    /// Put the initrd above 4 GiB (needs a kernel with XLF_CAN_BE_LOADED_ABOVE_4G and RAM
+    /// above 4 GiB).
+    #[arg(long)]
+    pub initrd_above_4g: bool,
+    /// Do not pass a SETUP_RNG_SEED to the kernel (makes the output reproducible).
+    #[arg(long)]
+    pub no_rng_seed: bool,
+    /// Most bytes decompressing the kernel may produce.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_decompressed: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Protocol {
+    Auto,
+    Linux64,
+    Linux32,
+    Pvh,
+}
+
+impl BootArgs {
+    pub fn image(&self) -> anyhow::Result<DomainImage> {
+        let options = BuildOptions {
+            memory: self.memory,
+            protocol: match self.boot_protocol {
+                Protocol::Auto => ProtocolChoice::Auto,
+                Protocol::Linux64 => ProtocolChoice::Linux64,
+                Protocol::Linux32 => ProtocolChoice::Linux32,
+                Protocol::Pvh => ProtocolChoice::Pvh,
+            },
+            load_address: self.load_address,
+            kaslr: self.kaslr,
+            seed: self.seed,
+            initrd_above_4g: self.initrd_above_4g,
+            rng_seed: !self.no_rng_seed,
+            max_decompressed: self.max_decompressed,
+        };
+        Ok(DomainImage::new(
+            &self.kernel,
+            &self.initrd,
+            self.cmdline.as_deref(),
+            options,
+        )?)
+    }
+}
