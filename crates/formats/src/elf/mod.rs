@@ -183,6 +183,26 @@ pub fn elf_type_name(e_type: u16) -> Option<&'static str> {
     })
 }
 
+/// A section with bytes in the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Section {
+    pub index: u64,
+    /// Name from the section-name string table (`None` when there is none).
+    pub name: Option<String>,
+    pub sh_type: u32,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl Section {
+    /// The section's bytes (bounds were checked when the ELF was parsed).
+    pub fn bytes<'a>(&self, data: &'a [u8]) -> Option<&'a [u8]> {
+        let start = usize::try_from(self.offset).ok()?;
+        let end = start.checked_add(usize::try_from(self.size).ok()?)?;
+        data.get(start..end)
+    }
+}
+
 /// A parsed ELF kernel. Serialised (flattened) into `domboot inspect --json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ElfImage {
@@ -212,6 +232,10 @@ pub struct ElfImage {
     pub xen: XenNotes,
     /// The legacy `__xen_guest` section string (pre-ELF-note Xen PV kernels).
     pub xen_guest: Option<String>,
+    /// Section headers with file contents (SHT_NOBITS left out): name, type, file range.
+    /// Used to read sections such as a kernel module's `.modinfo`.
+    #[serde(skip)]
+    pub sections: Vec<Section>,
     /// Things worth knowing that are not errors.
     pub warnings: Vec<String>,
 }

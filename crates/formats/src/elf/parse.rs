@@ -1,5 +1,6 @@
 //! The ELF header, program header and section header tables.
 
+use super::Section;
 use super::notes::{NoteCollector, NoteRegion, NoteSource};
 use super::{
     ELF_MAGIC, ElfClass, ElfImage, Endianness, MAX_PROGRAM_HEADERS, MAX_SEGMENT_MEMSZ,
@@ -423,6 +424,7 @@ pub(super) fn parse(data: &[u8]) -> Result<ElfImage, FormatError> {
 
     // Sections: names, notes and __xen_guest.
     let mut xen_guest = None;
+    let mut sections = Vec::new();
     let mut warnings = Vec::new();
     if shnum > 0 {
         let shstrndx = if shstrndx_raw == SHN_XINDEX {
@@ -461,6 +463,15 @@ pub(super) fn parse(data: &[u8]) -> Result<ElfImage, FormatError> {
                 continue;
             }
             let name = strtab.and_then(|t| c_string(t, sh.name.into(), MAX_SECTION_NAME));
+            if section_data(data, l, &sh, "a section").is_ok() {
+                sections.push(Section {
+                    index: j,
+                    name: name.clone(),
+                    sh_type: sh.sh_type,
+                    offset: sh.offset,
+                    size: sh.size,
+                });
+            }
             if sh.sh_type == SHT_NOTE {
                 let label = name.clone().unwrap_or_else(|| format!("[{j}]"));
                 section_data(data, l, &sh, "an SHT_NOTE section")?;
@@ -509,6 +520,7 @@ pub(super) fn parse(data: &[u8]) -> Result<ElfImage, FormatError> {
         notes,
         xen,
         xen_guest,
+        sections,
         warnings,
     };
     Ok(with_warnings(image))
