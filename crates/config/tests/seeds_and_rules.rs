@@ -311,3 +311,36 @@ fn losses_name_what_a_syntax_cannot_say() {
         ["interface[0].type: \"user\" → \"ethernet\""]
     );
 }
+
+#[test]
+fn readme_example_is_valid_toml_for_the_model() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README");
+    let start = readme.find("```toml\n").expect("a toml example") + "```toml\n".len();
+    let len = readme[start..].find("```").expect("closed");
+    let c = toml::parse(&readme[start..start + len], "README.md").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.name, "hvmdemo");
+    assert_eq!(c.serials[0].path.as_deref(), Some("/tmp/hvmdemo.log"));
+}
+
+#[test]
+fn validate_resolves_relative_paths_against_the_config_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = golden("native_example.toml");
+    let c = toml::parse(&text, "native_example.toml").expect("parses");
+    // Kernel and initrd are relative: missing next to the file, found once created.
+    let e = c
+        .validate(dir.path(), "native_example.toml")
+        .expect_err("no kernel yet");
+    assert_eq!(e.key(), Some("boot.kernel"));
+    assert!(e.to_string().contains("arch/x86/boot/bzImage"), "{e}");
+    std::fs::create_dir_all(dir.path().join("arch/x86/boot")).expect("mkdir");
+    std::fs::write(dir.path().join("arch/x86/boot/bzImage"), b"k").expect("write");
+    let e = c
+        .validate(dir.path(), "native_example.toml")
+        .expect_err("no initrd yet");
+    assert_eq!(e.key(), Some("boot.initrd"));
+    std::fs::write(dir.path().join("initramfs.cpio.gz"), b"i").expect("write");
+    assert_eq!(c.validate(dir.path(), "native_example.toml"), Ok(vec![]));
+    assert!(c.unsupported_items().is_empty());
+}
