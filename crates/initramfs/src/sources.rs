@@ -280,7 +280,7 @@ pub(crate) fn add_list(fs: &mut Initramfs, text: &str, origin: &Path, base: &Pat
                 // DEST SRC: a host file, symlink, device or directory tree.
                 let src = base.join(expand_env(f[1]).map_err(err)?);
                 let meta = std::fs::symlink_metadata(&src)
-                    .map_err(|e| err(format!("{}: {e}", src.display())))?;
+                    .map_err(|e| err(format!("`{} {}`: {}: {e}", f[0], f[1], src.display())))?;
                 if meta.is_dir() {
                     add_tree(fs, &src, f[0].as_bytes())?;
                 } else {
