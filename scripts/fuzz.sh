@@ -222,6 +222,7 @@ for t in "${TARGETS[@]}"; do
     else
         artifact=$(grep -oE 'Test unit written to [^ ]+' "$tlog" | tail -1 | sed 's/^Test unit written to //' || true)
         kind=$(grep -oE 'ERROR: libFuzzer: [a-z -]+|ERROR: AddressSanitizer: [a-zA-Z-]+' "$tlog" | head -1 || true)
+        grep -q 'failed to build fuzz script' "$tlog" && kind="the target did not build"
         [[ $rc -eq 124 || $rc -eq 137 ]] && kind="wedged: killed by the outer timeout"
         line="$t: FAILED (exit $rc${kind:+, $kind})${artifact:+, input $artifact}"
         SUMMARY+=("$line")
