@@ -42,9 +42,9 @@ APT_OPTIONAL=(systemd-boot-efi)
 KERNEL_FLAVOURS=(cloud generic)
 declare -A KERNEL_META=([cloud]=linux-image-cloud-amd64 [generic]=linux-image-amd64)
 
-# The main job. To be replaced by: domboot run --exec 'uname -a' (kernel from the cache).
-MAIN_JOB=(cargo run --release -p domboot -- inspect "$CACHE/debian/cloud/vmlinuz")
-MAIN_JOB_TEXT="cargo run --release -p domboot -- inspect \"\$CACHE/debian/cloud/vmlinuz\""
+# The main job: one command in a throwaway VM (the cached Debian cloud kernel, TCG here).
+MAIN_JOB=(cargo run --release -p domboot -- run --exec 'uname -a')
+MAIN_JOB_TEXT="cargo run --release -p domboot -- run --exec 'uname -a'"
 
 INSTALL_ONLY=0
 for arg in "$@"; do
@@ -371,6 +371,35 @@ fetch_kernel() {
     log "$flavour kernel: $pkg $ver -> $pub (kernel-release $kver)"
 }
 
+# The i386 tiny kernel runs only 32-bit userland: its boot tests need Debian's i386
+# busybox-static, unpacked into $CACHE/debian/busybox-i386 (needs the i386 architecture
+# in dpkg to download; nothing i386 is installed).
+fetch_busybox_i386() {
+    local dest=$CACHE/debian/busybox-i386
+    if [[ -x $dest/bin/busybox ]]; then
+        log "i386 busybox-static: $dest - cached"
+        return 0
+    fi
+    if ! dpkg --print-foreign-architectures | grep -qx i386; then
+        log "dpkg --add-architecture i386 (to download the i386 busybox-static)"
+        "${SUDO[@]}" dpkg --add-architecture i386
+        APT_UPDATED=0
+        apt_update_once fatal
+    fi
+    local dl deb
+    dl=$(mktemp -d "$CACHE/debian/.download.XXXXXX")
+    if ! (cd "$dl" && apt-get "${APT_OPTS[@]}" -o APT::Sandbox::User="$(id -un)" -qq download busybox-static:i386 >&2); then
+        rm -rf "$dl"
+        die "apt-get download busybox-static:i386 failed"
+    fi
+    deb=$(find "$dl" -maxdepth 1 -name '*.deb' | head -1)
+    rm -rf "$dest.partial"
+    dpkg-deb -x "$deb" "$dest.partial"
+    rm -rf "$dl" "$dest"
+    mv "$dest.partial" "$dest"
+    log "i386 busybox-static -> $dest"
+}
+
 remove_stale_kernels() {
     # Drop unpacked kernel packages no flavour points at any more.
     local debian=$CACHE/debian keep=() f dir name k
@@ -398,6 +427,7 @@ fetch_kernels() {
     resolve_kernel_packages
     local f
     for f in "${KERNEL_FLAVOURS[@]}"; do fetch_kernel "$f"; done
+    fetch_busybox_i386
     remove_stale_kernels
     rm -rf "$CACHE"/debian/.download.*
     exec 9>&-
