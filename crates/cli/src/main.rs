@@ -28,6 +28,7 @@ enum Command {
     Plan(commands::plan::Args),
     Build(commands::build::Args),
     Convert(commands::convert::Args),
+    Initrd(commands::initrd::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Build(args) => commands::build::run(args),
         Command::Convert(args) => commands::convert::run(args),
+        Command::Initrd(args) => commands::initrd::run(args),
     };
     match result {
         Ok(code) => code,

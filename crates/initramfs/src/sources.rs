@@ -320,6 +320,26 @@ struct Manifest {
     node: Vec<NodeItem>,
 }
 
+/// A mode in a manifest: a string of octal digits. Integers are refused, since TOML's
+/// `755` is decimal (0o1363) and `0o755` cannot be told apart from `493`.
+struct Mode(String);
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Mode;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mode as a string of octal digits, like \"0755\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Mode, E> {
+                Ok(Mode(v.to_string()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum BusyboxSetting {
@@ -343,7 +363,7 @@ fn slash() -> String {
 #[serde(deny_unknown_fields)]
 struct DirItem {
     path: String,
-    mode: Option<String>,
+    mode: Option<Mode>,
     uid: Option<u32>,
     gid: Option<u32>,
 }
@@ -354,7 +374,7 @@ struct FileItem {
     path: String,
     source: Option<PathBuf>,
     contents: Option<String>,
-    mode: Option<String>,
+    mode: Option<Mode>,
     uid: Option<u32>,
     gid: Option<u32>,
 }
@@ -385,7 +405,7 @@ struct NodeItem {
     kind: NodeType,
     major: Option<u32>,
     minor: Option<u32>,
-    mode: Option<String>,
+    mode: Option<Mode>,
     uid: Option<u32>,
     gid: Option<u32>,
 }
@@ -404,9 +424,9 @@ pub(crate) fn add_manifest(
     };
     let m: Manifest = toml::from_str(text).map_err(|e| err(e.to_string()))?;
     let host = |p: &Path| base.join(p);
-    let mode = |what: &str, path: &str, m: &Option<String>, default: u32| match m {
+    let mode = |what: &str, path: &str, m: &Option<Mode>, default: u32| match m {
         None => Ok(default),
-        Some(s) => {
+        Some(Mode(s)) => {
             parse_mode(s.trim_start_matches("0o")).map_err(|e| err(format!("{what} {path:?}: {e}")))
         }
     };

@@ -322,7 +322,7 @@ fn host_file_changes_between_adding_and_writing_are_errors() {
         .dir_tree(tmp.path().join("missing"), "/")
         .unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
-    let err = Initramfs::new().dir_tree(&f.join("x"), "/").unwrap_err();
+    let err = Initramfs::new().dir_tree(f.join("x"), "/").unwrap_err();
     assert!(err.to_string().contains("cannot read"), "{err}");
 }
 

@@ -197,7 +197,7 @@ fn manifest_errors_are_clear() {
             "[[file]]\npath = \"/x\"\ncontents = \"a\"\nsource = \"b\"\n",
             "exactly one of",
         ),
-        ("[[dir]]\npath = \"/x\"\nmode = 755\n", "mode"),
+        ("[[dir]]\npath = \"/x\"\nmode = 755\n", "like \"0755\""),
         ("[[dir]]\npath = \"/x\"\nmode = \"0789\"\n", "not octal"),
         ("[[dir]]\npth = \"/x\"\n", "pth"),
         ("[[node]]\npath = \"/c\"\ntype = \"char\"\n", "major"),

@@ -4,5 +4,6 @@ pub mod boot_args;
 pub mod build;
 pub mod convert;
 pub mod extract;
+pub mod initrd;
 pub mod inspect;
 pub mod plan;
