@@ -2,6 +2,7 @@
 
 mod atomic;
 mod commands;
+mod run;
 mod table;
 mod units;
 
@@ -27,6 +28,7 @@ enum Command {
     Extract(commands::extract::Args),
     Plan(commands::plan::Args),
     Build(commands::build::Args),
+    Run(run::Args),
     Convert(commands::convert::Args),
     Initrd(commands::initrd::Args),
 }
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => commands::extract::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Build(args) => commands::build::run(args),
+        Command::Run(args) => run::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Initrd(args) => commands::initrd::run(args),
     };

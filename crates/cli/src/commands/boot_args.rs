@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BootArgs {
-    /// Kernel image: bzImage, vmlinux ELF, UKI or a compressed kernel.
+    /// Kernel image: bzImage, vmlinux ELF, UKI or a compressed kernel. (`run --exec`
+    /// defaults to /boot/vmlinuz-$(uname -r), then the kernel scripts/setup.sh cached.)
     #[arg(long, short = 'k', value_name = "FILE")]
-    pub kernel: PathBuf,
+    pub kernel: Option<PathBuf>,
     /// Initial ramdisk; repeat to concatenate several (in order).
     #[arg(long, short = 'i', value_name = "FILE")]
     pub initrd: Vec<PathBuf>,
@@ -53,7 +54,25 @@ pub enum Protocol {
 }
 
 impl BootArgs {
+    /// The kernel given with --kernel, or an error saying it is needed.
+    pub fn kernel(&self) -> anyhow::Result<&PathBuf> {
+        self.kernel
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("--kernel FILE is required"))
+    }
+
     pub fn image(&self) -> anyhow::Result<DomainImage> {
+        let kernel = self.kernel()?.clone();
+        self.image_of(&kernel, &[], self.cmdline.as_deref())
+    }
+
+    /// The domain for `kernel`, with `extra_initrds` after the user's and `cmdline`.
+    pub fn image_of(
+        &self,
+        kernel: &std::path::Path,
+        extra_initrds: &[PathBuf],
+        cmdline: Option<&str>,
+    ) -> anyhow::Result<DomainImage> {
         let options = BuildOptions {
             memory: self.memory,
             protocol: match self.boot_protocol {
@@ -69,11 +88,8 @@ impl BootArgs {
             rng_seed: !self.no_rng_seed,
             max_decompressed: self.max_decompressed,
         };
-        Ok(DomainImage::new(
-            &self.kernel,
-            &self.initrd,
-            self.cmdline.as_deref(),
-            options,
-        )?)
+        let mut initrds = self.initrd.clone();
+        initrds.extend_from_slice(extra_initrds);
+        Ok(DomainImage::new(kernel, &initrds, cmdline, options)?)
     }
 }

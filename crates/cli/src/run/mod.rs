@@ -1,0 +1,379 @@
+//! `domboot run`: build the plan and boot it — on KVM when this host's KVM can run the guest,
+//! under QEMU's TCG otherwise — with the guest's COM1 as the console and its end mapped to
+//! domboot's exit status.
+//!
+//! Exit status: 0 when the guest powers off or resets; `v` when it writes `v` to the
+//! debug-exit port 0xf4; 124 when `--timeout` expires; 128+N when signal N stopped it; 2 when
+//! domboot itself fails (bad input, QEMU or KVM missing).
+
+pub mod console;
+pub mod exec;
+pub mod modules;
+pub mod tcg;
+
+use crate::commands::boot_args::BootArgs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::atomic::AtomicI32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Boot a kernel: serial console on stdio, KVM or QEMU TCG.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub boot: BootArgs,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub cpus: u8,
+    /// Where the guest's COM1 goes: stdio, file:PATH or none.
+    #[arg(long, default_value = "stdio", value_name = "stdio|file:PATH|none")]
+    pub serial: SerialArg,
+    /// kvm, tcg (QEMU), or auto: KVM when this host's KVM can run the guest, TCG otherwise.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// Stop a guest that runs longer than this many seconds (exit status 124).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Explain decisions (which accelerator and why, the QEMU command line); with --exec,
+    /// also show the kernel's messages (on stderr).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Run this shell command in a throwaway VM (busybox userland) and exit with its
+    /// status; its output passes through unchanged.
+    #[arg(long, short = 'e', value_name = "CMD")]
+    pub exec: Option<String>,
+    /// With --exec: the modules tree to take --module from (default: the one matching the
+    /// kernel, /lib/modules/RELEASE or the cache's copy).
+    #[arg(long, value_name = "DIR", requires = "exec")]
+    pub modules: Option<PathBuf>,
+    /// With --exec: load this module (and what it depends on) before the command; repeat
+    /// for several.
+    #[arg(long, value_name = "NAME", requires = "exec")]
+    pub module: Vec<String>,
+    /// With --exec: print {"status", "boot_ms", "command_ms"} as JSON after the output.
+    #[arg(long, requires = "exec")]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Clone, Debug)]
+pub enum SerialArg {
+    Stdio,
+    File(PathBuf),
+    None,
+}
+
+impl FromStr for SerialArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stdio" => Ok(SerialArg::Stdio),
+            "none" | "null" => Ok(SerialArg::None),
+            _ => match s.strip_prefix("file:") {
+                Some(p) if !p.is_empty() => Ok(SerialArg::File(PathBuf::from(p))),
+                _ => Err(format!("{s:?}: expected stdio, file:PATH or none")),
+            },
+        }
+    }
+}
+
+/// Receives the guest's console output (for `--exec`, which strips its own markers).
+pub trait ConsoleFilter: Send {
+    fn write(&mut self, bytes: &[u8]);
+    fn finish(&mut self);
+}
+
+/// Where the guest's serial output goes.
+#[derive(Clone)]
+pub enum SerialSink {
+    Stdout,
+    File(PathBuf),
+    None,
+    Filter(Arc<Mutex<dyn ConsoleFilter>>),
+}
+
+impl SerialSink {
+    pub fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        match self {
+            SerialSink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(bytes);
+                let _ = out.flush();
+            }
+            SerialSink::Filter(f) => {
+                if let Ok(mut f) = f.lock() {
+                    f.write(bytes);
+                }
+            }
+            SerialSink::File(_) | SerialSink::None => {}
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let SerialSink::Filter(f) = self
+            && let Ok(mut f) = f.lock()
+        {
+            f.finish();
+        }
+    }
+}
+
+/// How a run is wired.
+pub struct RunConfig {
+    pub cpus: u8,
+    pub serial: SerialSink,
+    pub forward_stdin: bool,
+    pub timeout: Option<Duration>,
+    pub verbose: bool,
+    /// Set to a signal number by the SIGINT/SIGTERM handlers.
+    pub signal: Arc<AtomicI32>,
+}
+
+/// How a guest run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Power-off or reset.
+    Ended,
+    /// The guest wrote this status to the debug-exit port.
+    DebugExit(u8),
+    Timeout(Duration),
+    Interrupted(i32),
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Ended => 0,
+            Outcome::DebugExit(v) => *v,
+            Outcome::Timeout(_) => 124,
+            Outcome::Interrupted(sig) => 128u8.saturating_add(*sig as u8),
+        }
+    }
+}
+
+/// Registers SIGINT/SIGTERM to set `flag` instead of killing domboot, so the VM is stopped
+/// and the terminal restored on the way out.
+pub fn catch_signals() -> anyhow::Result<Arc<AtomicI32>> {
+    let flag = Arc::new(AtomicI32::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let f = flag.clone();
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                f.store(sig, std::sync::atomic::Ordering::Relaxed)
+            })
+        }?;
+    }
+    Ok(flag)
+}
+
+/// Which accelerator to use, and why (for --verbose and for errors).
+pub fn choose_accel(requested: Accel) -> anyhow::Result<(Accel, String)> {
+    match requested {
+        Accel::Tcg => Ok((Accel::Tcg, "TCG requested with --accel tcg".into())),
+        Accel::Kvm => anyhow::bail!(
+            "--accel kvm: the KVM backend is not part of this build yet; use --accel tcg"
+        ),
+        Accel::Auto => Ok((Accel::Tcg, kvm_reason())),
+    }
+}
+
+fn kvm_reason() -> String {
+    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        "this host's /dev/kvm is PVM (module kvm_pvm), which runs only PVM-aware guests; stock kernels hang there, so domboot uses QEMU TCG".into()
+    } else if !std::path::Path::new("/dev/kvm").exists() {
+        "/dev/kvm does not exist (no KVM module loaded, or virtualization is off in firmware/nested), so domboot uses QEMU TCG".into()
+    } else {
+        "using QEMU TCG".into()
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.exec.is_some() {
+        return run_exec(args);
+    }
+    let image = args.boot.image()?;
+    let plan = image.build()?;
+    let (accel, why) = choose_accel(args.accel)?;
+    if args.verbose {
+        eprintln!("domboot: accelerator {accel:?}: {why}");
+    }
+    let serial = match &args.serial {
+        SerialArg::Stdio => SerialSink::Stdout,
+        SerialArg::File(p) => SerialSink::File(p.clone()),
+        SerialArg::None => SerialSink::None,
+    };
+    let interactive = matches!(args.serial, SerialArg::Stdio);
+    let cfg = RunConfig {
+        cpus: args.cpus,
+        serial,
+        forward_stdin: interactive,
+        timeout: args.timeout.map(Duration::from_secs_f64),
+        verbose: args.verbose,
+        signal: catch_signals()?,
+    };
+    let outcome = {
+        let _raw = interactive.then(console::RawTerminal::enter);
+        tcg::run(&plan, &cfg)?
+    };
+    report(&outcome, args.verbose);
+    Ok(ExitCode::from(outcome.exit_code()))
+}
+
+/// One line on stderr for endings the user did not obviously cause.
+pub fn report(outcome: &Outcome, verbose: bool) {
+    match outcome {
+        Outcome::Timeout(d) => eprintln!(
+            "domboot: the guest was still running after {:.1} s (--timeout); stopped it",
+            d.as_secs_f64()
+        ),
+        Outcome::Interrupted(sig) => eprintln!("domboot: stopped the guest on signal {sig}"),
+        Outcome::DebugExit(v) if verbose => {
+            eprintln!("domboot: the guest exited through the debug-exit port with status {v}")
+        }
+        Outcome::Ended if verbose => eprintln!("domboot: the guest powered off or reset"),
+        _ => {}
+    }
+}
+
+fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let cmd = args.exec.clone().unwrap_or_default();
+    let progress = Progress::new();
+    let kernel = match &args.boot.kernel {
+        Some(k) => k.clone(),
+        None => exec::default_kernel()?,
+    };
+    let modules = if args.module.is_empty() {
+        Vec::new()
+    } else {
+        let dir = match &args.modules {
+            Some(d) => d.clone(),
+            None => exec::default_modules(&kernel).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--module needs a modules tree: none matches {} (give one with --modules DIR)",
+                    kernel.display()
+                )
+            })?,
+        };
+        modules::resolve(&dir, &args.module)?
+    };
+    progress.say("building the initramfs");
+    let initrds = exec::prepare(&cmd, &modules)?;
+    let marker = exec::marker()?;
+    let cmdline = format!(
+        "{}{}console=ttyS0 panic=-1 {} domboot.marker={marker}",
+        args.boot.cmdline.as_deref().unwrap_or(""),
+        if args.boot.cmdline.is_some() { " " } else { "" },
+        if args.verbose {
+            "loglevel=7"
+        } else {
+            "quiet loglevel=0"
+        },
+    );
+    let plan = args
+        .boot
+        .image_of(&kernel, &initrds.files, Some(&cmdline))?
+        .build()?;
+    let (accel, why) = choose_accel(args.accel)?;
+    if args.verbose {
+        eprintln!(
+            "domboot: kernel {}; accelerator {accel:?}: {why}",
+            kernel.display()
+        );
+    }
+    let filter = Arc::new(Mutex::new(exec::ExecFilter::new(
+        &marker,
+        args.verbose,
+        started,
+        Box::new(std::io::stdout()),
+    )));
+    let sink: Arc<Mutex<dyn ConsoleFilter>> = filter.clone();
+    let cfg = RunConfig {
+        cpus: args.cpus,
+        serial: SerialSink::Filter(sink),
+        forward_stdin: false,
+        timeout: args.timeout.map(Duration::from_secs_f64),
+        verbose: args.verbose,
+        signal: catch_signals()?,
+    };
+    progress.say("booting");
+    let outcome = tcg::run(&plan, &cfg);
+    progress.clear();
+    let outcome = outcome?;
+    let f = filter
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the console filter failed"))?;
+    let code = match (f.status, &outcome) {
+        (Some(status), _) => (status & 0xff) as u8,
+        (None, Outcome::Timeout(d)) => {
+            eprintln!(
+                "domboot: the command was still running after {:.1} s (--timeout); stopped the VM",
+                d.as_secs_f64()
+            );
+            124
+        }
+        (None, Outcome::Interrupted(sig)) => {
+            eprintln!("domboot: stopped the VM on signal {sig}");
+            outcome.exit_code()
+        }
+        (None, _) => {
+            eprintln!(
+                "domboot: the guest stopped before the command finished{} (run with --verbose to see the kernel's messages)",
+                if f.boot_time.is_none() {
+                    ", before it even started"
+                } else {
+                    ""
+                }
+            );
+            2
+        }
+    };
+    if args.json {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+        println!(
+            "{}",
+            serde_json::json!({
+                "status": f.status,
+                "boot_ms": ms(f.boot_time),
+                "command_ms": ms(f.command_time),
+            })
+        );
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// A one-line status on stderr while the initramfs is built and the VM boots, only when
+/// stderr is a terminal.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Progress(Some(bar))
+    }
+    fn say(&self, what: &str) {
+        if let Some(b) = &self.0 {
+            b.set_message(format!("domboot: {what}…"));
+        }
+    }
+    fn clear(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}

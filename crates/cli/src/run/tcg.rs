@@ -1,0 +1,171 @@
+//! Running a plan under QEMU's TCG: export the plan as a PVH ELF into a temporary folder and
+//! run `qemu-system-x86_64 -accel tcg` on it, with the guest's COM1 wired through domboot
+//! and QEMU's exit status mapped back to domboot's (see [`Outcome`]).
+
+use super::{Outcome, RunConfig, SerialSink};
+use anyhow::{Context, bail};
+use domboot_builder::BootPlan;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// QEMU's isa-debug-exit: a guest write of `v` to this port ends QEMU with `(v << 1) | 1`.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+const QEMU: &str = "qemu-system-x86_64";
+
+pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
+    let dir = tempfile::Builder::new()
+        .prefix("domboot-tcg-")
+        .tempdir()
+        .context("cannot create a temporary folder for the image")?;
+    let image = dir.path().join("image.elf");
+    let elf = domboot_export::pvh_elf(plan).context("cannot export the plan for QEMU")?;
+    crate::atomic::write_with(&image, |mut w| elf.write_to(&mut w))?;
+
+    let mut cmd = Command::new(QEMU);
+    cmd.args(["-accel", "tcg", "-M", "pc", "-no-reboot"])
+        .args(["-display", "none", "-nodefaults", "-monitor", "none"])
+        .args(["-m", &format!("{}M", plan.memory_size.div_ceil(1 << 20))])
+        .args(["-smp", &cfg.cpus.to_string()])
+        .args([
+            "-device",
+            &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
+        ])
+        .arg("-kernel")
+        .arg(&image)
+        .stderr(Stdio::piped());
+    match &cfg.serial {
+        SerialSink::Stdout | SerialSink::Filter(_) => {
+            cmd.args(["-serial", "stdio"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped());
+        }
+        SerialSink::File(path) => {
+            cmd.arg("-serial")
+                .arg(format!("file:{}", path.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+        }
+        SerialSink::None => {
+            cmd.args(["-serial", "null"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+        }
+    }
+    if cfg.verbose {
+        eprintln!("domboot: running {cmd:?}");
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot start {QEMU}: {e}; install it with `apt-get install qemu-system-x86` (scripts/setup.sh does)"
+        )
+    })?;
+    let stderr = drain(child.stderr.take());
+    let forward_out = child.stdout.take().map(|mut out| {
+        let mut sink = cfg.serial.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match out.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink.write(&buf[..n]),
+                }
+            }
+            sink.finish();
+        })
+    });
+    if let Some(mut input) = child.stdin.take()
+        && cfg.forward_stdin
+    {
+        // Keystrokes to the guest's console. The thread ends with the process; a blocked
+        // read on our stdin cannot be interrupted portably, so it is not joined.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 || input.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                let _ = input.flush();
+            }
+        });
+    }
+
+    let outcome = wait(&mut child, cfg, started)?;
+    if let Some(t) = forward_out {
+        let _ = t.join();
+    }
+    let stderr = stderr.join().unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&stderr);
+    match outcome {
+        Waited::Exited(code) => map_exit(code, &stderr),
+        Waited::TimedOut => Ok(Outcome::Timeout(started.elapsed())),
+        Waited::Interrupted(sig) => Ok(Outcome::Interrupted(sig)),
+    }
+}
+
+enum Waited {
+    Exited(Option<i32>),
+    TimedOut,
+    Interrupted(i32),
+}
+
+fn wait(child: &mut Child, cfg: &RunConfig, started: Instant) -> anyhow::Result<Waited> {
+    loop {
+        if let Some(status) = child.try_wait().context("cannot wait for QEMU")? {
+            return Ok(Waited::Exited(status.code()));
+        }
+        let signal = cfg.signal.load(Ordering::Relaxed);
+        if signal != 0 {
+            stop(child);
+            return Ok(Waited::Interrupted(signal));
+        }
+        if cfg.timeout.is_some_and(|t| started.elapsed() >= t) {
+            stop(child);
+            return Ok(Waited::TimedOut);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// QEMU exits 0 when the guest powers off or resets (-no-reboot), `(v << 1) | 1` after a
+/// debug-exit write of `v`, and 1 with a message on stderr when QEMU itself fails.
+fn map_exit(code: Option<i32>, stderr: &str) -> anyhow::Result<Outcome> {
+    let qemu_error = stderr
+        .lines()
+        .filter(|l| l.starts_with("qemu-system"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    match code {
+        Some(0) => Ok(Outcome::Ended),
+        Some(c) if c % 2 == 1 && qemu_error.is_empty() => {
+            Ok(Outcome::DebugExit(((c - 1) / 2) as u8))
+        }
+        Some(c) => bail!(
+            "QEMU failed (exit status {c}){}",
+            if qemu_error.is_empty() {
+                String::new()
+            } else {
+                format!(": {qemu_error}")
+            }
+        ),
+        None => bail!("QEMU was killed by a signal"),
+    }
+}
+
+fn drain(pipe: Option<std::process::ChildStderr>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
