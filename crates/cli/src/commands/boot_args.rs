@@ -1,11 +1,23 @@
 //! Kernel, initrd and layout options shared by `build`, `plan` (and later `run`).
 
+use super::domain_config::{self, FromConfig, Overrides};
 use crate::units::parse_size;
 use domboot_builder::{BuildOptions, DomainImage, ProtocolChoice};
 use std::path::PathBuf;
 
+/// Guest RAM when neither --memory nor a configuration says.
+pub const DEFAULT_MEMORY: u64 = 512 << 20;
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct BootArgs {
+    /// A domain configuration (TOML, libvirt XML, xl/xm or xend SEXPR; detected) giving
+    /// kernel, initrd, command line, memory and vCPUs; options given here override it.
+    #[arg(value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+    /// With CONFIG: fail on items domboot keeps but cannot honour yet (a VNC display, a
+    /// bridge, disks) instead of warning.
+    #[arg(long, requires = "config")]
+    pub strict: bool,
     /// Kernel image: bzImage, vmlinux ELF, UKI or a compressed kernel. (`run --exec`
     /// defaults to /boot/vmlinuz-$(uname -r), then the kernel scripts/setup.sh cached.)
     #[arg(long, short = 'k', value_name = "FILE")]
@@ -16,9 +28,9 @@ pub struct BootArgs {
     /// Kernel command line (default: a UKI's embedded one, or empty).
     #[arg(long, short = 'c', value_name = "TEXT")]
     pub cmdline: Option<String>,
-    /// Guest RAM (K/M/G suffixes).
-    #[arg(long, short = 'm', value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
-    pub memory: u64,
+    /// Guest RAM (K/M/G suffixes; default: the configuration's, else 512M).
+    #[arg(long, short = 'm', value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
     /// How to enter the kernel: auto picks linux64 for a 64-bit bzImage, linux32 for a
     /// 32-bit one, pvh for an ELF with the PVH note.
     #[arg(long, value_enum, default_value_t = Protocol::Auto)]
@@ -58,12 +70,40 @@ impl BootArgs {
     pub fn kernel(&self) -> anyhow::Result<&PathBuf> {
         self.kernel
             .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("--kernel FILE is required"))
+            .ok_or_else(|| anyhow::anyhow!("--kernel FILE (or a CONFIG file) is required"))
+    }
+
+    /// The configuration file's settings with the command line's applied, when a CONFIG was
+    /// given.
+    pub fn from_config(&self) -> anyhow::Result<Option<FromConfig>> {
+        let Some(path) = &self.config else {
+            return Ok(None);
+        };
+        let over = Overrides {
+            kernel: self.kernel.as_deref(),
+            initrds: &self.initrd,
+            cmdline: self.cmdline.as_deref(),
+        };
+        domain_config::load(path, &over, self.strict).map(Some)
     }
 
     pub fn image(&self) -> anyhow::Result<DomainImage> {
-        let kernel = self.kernel()?.clone();
-        self.image_of(&kernel, &[], self.cmdline.as_deref())
+        self.image_and_vcpus().map(|(image, _)| image)
+    }
+
+    /// The domain, and the vCPU count the configuration asks for (if any).
+    pub fn image_and_vcpus(&self) -> anyhow::Result<(DomainImage, Option<u32>)> {
+        match self.from_config()? {
+            Some(c) => {
+                let image =
+                    self.image_from(&c.kernel, &c.initrds, c.cmdline.as_deref(), c.memory, c.pvh)?;
+                Ok((image, c.vcpus))
+            }
+            None => {
+                let kernel = self.kernel()?.clone();
+                Ok((self.image_of(&kernel, &[], self.cmdline.as_deref())?, None))
+            }
+        }
     }
 
     /// The domain for `kernel`, with `extra_initrds` after the user's and `cmdline`.
@@ -73,9 +113,25 @@ impl BootArgs {
         extra_initrds: &[PathBuf],
         cmdline: Option<&str>,
     ) -> anyhow::Result<DomainImage> {
+        let mut initrds = self.initrd.clone();
+        initrds.extend_from_slice(extra_initrds);
+        self.image_from(kernel, &initrds, cmdline, None, false)
+    }
+
+    /// The domain from resolved inputs; `memory` and `pvh` are a configuration's defaults,
+    /// which --memory and --boot-protocol override.
+    pub fn image_from(
+        &self,
+        kernel: &std::path::Path,
+        initrds: &[PathBuf],
+        cmdline: Option<&str>,
+        memory: Option<u64>,
+        pvh: bool,
+    ) -> anyhow::Result<DomainImage> {
         let options = BuildOptions {
-            memory: self.memory,
+            memory: self.memory.or(memory).unwrap_or(DEFAULT_MEMORY),
             protocol: match self.boot_protocol {
+                Protocol::Auto if pvh => ProtocolChoice::Pvh,
                 Protocol::Auto => ProtocolChoice::Auto,
                 Protocol::Linux64 => ProtocolChoice::Linux64,
                 Protocol::Linux32 => ProtocolChoice::Linux32,
@@ -88,8 +144,6 @@ impl BootArgs {
             rng_seed: !self.no_rng_seed,
             max_decompressed: self.max_decompressed,
         };
-        let mut initrds = self.initrd.clone();
-        initrds.extend_from_slice(extra_initrds);
-        Ok(DomainImage::new(kernel, &initrds, cmdline, options)?)
+        Ok(DomainImage::new(kernel, initrds, cmdline, options)?)
     }
 }

@@ -19,10 +19,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let kernel = args.boot.kernel()?;
-    let plan = args.boot.image()?.build()?;
+    let image = args.boot.image()?;
+    let plan = image.build()?;
     let elf = domboot_export::pvh_elf(&plan)
-        .with_context(|| format!("cannot export {}", kernel.display()))?;
+        .with_context(|| format!("cannot export {}", image.kernel_path.display()))?;
     crate::atomic::write_with(&args.output, |mut w| elf.write_to(&mut w))?;
     eprintln!(
         "domboot: wrote {} ({}, {} protocol, needs {} of RAM or more)",

@@ -3,6 +3,7 @@
 pub mod boot_args;
 pub mod build;
 pub mod convert;
+pub mod domain_config;
 pub mod extract;
 pub mod initrd;
 pub mod inspect;

@@ -24,9 +24,9 @@ use std::time::Duration;
 pub struct Args {
     #[command(flatten)]
     pub boot: BootArgs,
-    /// Virtual CPUs.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=64))]
-    pub cpus: u8,
+    /// Virtual CPUs (default: the configuration's, else 1).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub cpus: Option<u8>,
     /// Where the guest's COM1 goes: stdio, file:PATH or none.
     #[arg(long, default_value = "stdio", value_name = "stdio|file:PATH|none")]
     pub serial: SerialArg,
@@ -160,6 +160,20 @@ impl Outcome {
     }
 }
 
+/// --cpus, else the configuration's vcpus, else 1.
+fn cpu_count(flag: Option<u8>, config: Option<u32>) -> anyhow::Result<u8> {
+    match (flag, config) {
+        (Some(n), _) => Ok(n),
+        (None, Some(n)) => u8::try_from(n)
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| {
+                anyhow::anyhow!("the configuration asks for {n} vCPUs; domboot runs 1 to 64")
+            }),
+        (None, None) => Ok(1),
+    }
+}
+
 /// Registers SIGINT/SIGTERM to set `flag` instead of killing domboot, so the VM is stopped
 /// and the terminal restored on the way out.
 pub fn catch_signals() -> anyhow::Result<Arc<AtomicI32>> {
@@ -201,7 +215,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.exec.is_some() {
         return run_exec(args);
     }
-    let image = args.boot.image()?;
+    let (image, vcpus) = args.boot.image_and_vcpus()?;
+    let cpus = cpu_count(args.cpus, vcpus)?;
     let plan = image.build()?;
     let (accel, why) = choose_accel(args.accel)?;
     if args.verbose {
@@ -214,7 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let interactive = matches!(args.serial, SerialArg::Stdio);
     let cfg = RunConfig {
-        cpus: args.cpus,
+        cpus,
         serial,
         forward_stdin: interactive,
         timeout: args.timeout.map(Duration::from_secs_f64),
@@ -249,9 +264,11 @@ fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let cmd = args.exec.clone().unwrap_or_default();
     let progress = Progress::new();
-    let kernel = match &args.boot.kernel {
-        Some(k) => k.clone(),
-        None => exec::default_kernel()?,
+    let from_config = args.boot.from_config()?;
+    let kernel = match (&args.boot.kernel, &from_config) {
+        (Some(k), _) => k.clone(),
+        (None, Some(c)) => c.kernel.clone(),
+        (None, None) => exec::default_kernel()?,
     };
     let modules = if args.module.is_empty() {
         Vec::new()
@@ -280,9 +297,12 @@ fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
             "quiet loglevel=0"
         },
     );
+    let memory = from_config.as_ref().and_then(|c| c.memory);
+    let mut all_initrds = args.boot.initrd.clone();
+    all_initrds.extend_from_slice(&initrds.files);
     let plan = args
         .boot
-        .image_of(&kernel, &initrds.files, Some(&cmdline))?
+        .image_from(&kernel, &all_initrds, Some(&cmdline), memory, false)?
         .build()?;
     let (accel, why) = choose_accel(args.accel)?;
     if args.verbose {
@@ -299,7 +319,7 @@ fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     )));
     let sink: Arc<Mutex<dyn ConsoleFilter>> = filter.clone();
     let cfg = RunConfig {
-        cpus: args.cpus,
+        cpus: cpu_count(args.cpus, None)?,
         serial: SerialSink::Filter(sink),
         forward_stdin: false,
         timeout: args.timeout.map(Duration::from_secs_f64),

@@ -1,0 +1,105 @@
+//! `domboot run CONFIG` / `build CONFIG` / `plan CONFIG`: read a domain configuration in
+//! any of the four syntaxes, let command-line options override it, validate it, and report
+//! what domboot keeps but cannot honour yet (warnings, or an error with --strict).
+
+use anyhow::{Context, bail};
+use domboot_config::{DomainConfig, GuestType, Syntax};
+use std::path::{Path, PathBuf};
+
+/// Command-line values that override the configuration's.
+#[derive(Default)]
+pub struct Overrides<'a> {
+    pub kernel: Option<&'a Path>,
+    pub initrds: &'a [PathBuf],
+    pub cmdline: Option<&'a str>,
+}
+
+/// What the builder needs from a configuration.
+#[derive(Debug)]
+pub struct FromConfig {
+    pub kernel: PathBuf,
+    pub initrds: Vec<PathBuf>,
+    pub cmdline: Option<String>,
+    pub memory: Option<u64>,
+    pub vcpus: Option<u32>,
+    pub pvh: bool,
+}
+
+pub fn load(path: &Path, over: &Overrides<'_>, strict: bool) -> anyhow::Result<FromConfig> {
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {source}"))?;
+    let syntax = domboot_config::detect(&text, &source).with_context(|| {
+        format!(
+            "{source}: cannot tell which syntax this is (TOML, libvirt XML, xl/xm or xend SEXPR)"
+        )
+    })?;
+    let (mut cfg, warnings) = domboot_config::parse_with_warnings(&text, syntax, &source)?;
+    for w in &warnings {
+        eprintln!("domboot: warning: {w}");
+    }
+    apply(&mut cfg, over);
+    let base = path.parent().unwrap_or(Path::new("."));
+    for w in cfg.validate(base, &source)? {
+        eprintln!("domboot: warning: {w}");
+    }
+    let unsupported = cfg.unsupported_items();
+    for u in &unsupported {
+        eprintln!(
+            "domboot: {}: {source}: {} is not supported yet: {}",
+            if strict { "error" } else { "warning" },
+            u.item,
+            u.reason
+        );
+    }
+    if strict && !unsupported.is_empty() {
+        bail!(
+            "{source}: {} item(s) domboot cannot honour yet (--strict); remove them or drop --strict",
+            unsupported.len()
+        );
+    }
+    let resolve = |p: &str| domboot_config::resolve_path(base, p);
+    let kernel =
+        cfg.boot.kernel.as_deref().map(resolve).with_context(|| {
+            format!("{source}: no kernel (set one in the file or with --kernel)")
+        })?;
+    let mut initrds: Vec<PathBuf> = over.initrds.to_vec();
+    if initrds.is_empty()
+        && let Some(i) = &cfg.boot.initrd
+    {
+        initrds.push(resolve(i));
+    }
+    let memory = match cfg.memory {
+        Some(m) => Some(
+            m.bytes()
+                .with_context(|| format!("{source}: memory is too large"))?,
+        ),
+        None => None,
+    };
+    if syntax == Syntax::Xl && cfg.boot.loader.is_some() && cfg.boot.kernel.is_some() {
+        eprintln!(
+            "domboot: note: {source}: booting the kernel directly; the firmware loader is kept but not run"
+        );
+    }
+    Ok(FromConfig {
+        kernel,
+        initrds,
+        cmdline: cfg.boot.effective_cmdline(),
+        memory,
+        vcpus: cfg.vcpus,
+        pvh: cfg.guest_type == GuestType::Pvh,
+    })
+}
+
+/// Command-line options win over the file.
+fn apply(cfg: &mut DomainConfig, over: &Overrides<'_>) {
+    if let Some(k) = over.kernel {
+        cfg.boot.kernel = Some(k.display().to_string());
+    }
+    if let Some(first) = over.initrds.first() {
+        cfg.boot.initrd = Some(first.display().to_string());
+    }
+    if let Some(c) = over.cmdline {
+        cfg.boot.cmdline = Some(c.to_string());
+        cfg.boot.root = None;
+    }
+}
