@@ -75,7 +75,7 @@ impl BootArgs {
 
     /// The configuration file's settings with the command line's applied, when a CONFIG was
     /// given.
-    pub fn from_config(&self) -> anyhow::Result<Option<FromConfig>> {
+    pub fn config_settings(&self) -> anyhow::Result<Option<FromConfig>> {
         let Some(path) = &self.config else {
             return Ok(None);
         };
@@ -93,7 +93,7 @@ impl BootArgs {
 
     /// The domain, and the vCPU count the configuration asks for (if any).
     pub fn image_and_vcpus(&self) -> anyhow::Result<(DomainImage, Option<u32>)> {
-        match self.from_config()? {
+        match self.config_settings()? {
             Some(c) => {
                 let image =
                     self.image_from(&c.kernel, &c.initrds, c.cmdline.as_deref(), c.memory, c.pvh)?;

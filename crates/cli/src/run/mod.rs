@@ -264,7 +264,7 @@ fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let cmd = args.exec.clone().unwrap_or_default();
     let progress = Progress::new();
-    let from_config = args.boot.from_config()?;
+    let from_config = args.boot.config_settings()?;
     let kernel = match (&args.boot.kernel, &from_config) {
         (Some(k), _) => k.clone(),
         (None, Some(c)) => c.kernel.clone(),
