@@ -318,7 +318,7 @@ impl Sink {
     ) -> Result<Sink, FormatError> {
         let initial = match hint.filter(|&h| h <= limit.max) {
             Some(h) => h.saturating_add(HINT_SLACK),
-            None => input_len.saturating_mul(4).max(256 << 10),
+            None => input_len.saturating_mul(4).max(64 << 10),
         }
         .min(limit.max.saturating_add(1));
         Ok(Sink {
