@@ -80,7 +80,7 @@ fn interpreter(elf: &[u8]) -> std::result::Result<Option<String>, &'static str> 
         _ => return Err("unknown ELF byte order"),
     };
     let u16_at = |o: usize| -> Option<u64> {
-        let b: [u8; 2] = elf.get(o..o + 2)?.try_into().ok()?;
+        let b: [u8; 2] = elf.get(o..o.checked_add(2)?)?.try_into().ok()?;
         Some(u64::from(if le {
             u16::from_le_bytes(b)
         } else {
@@ -88,7 +88,7 @@ fn interpreter(elf: &[u8]) -> std::result::Result<Option<String>, &'static str> 
         }))
     };
     let u32_at = |o: usize| -> Option<u64> {
-        let b: [u8; 4] = elf.get(o..o + 4)?.try_into().ok()?;
+        let b: [u8; 4] = elf.get(o..o.checked_add(4)?)?.try_into().ok()?;
         Some(u64::from(if le {
             u32::from_le_bytes(b)
         } else {
@@ -96,7 +96,7 @@ fn interpreter(elf: &[u8]) -> std::result::Result<Option<String>, &'static str> 
         }))
     };
     let u64_at = |o: usize| -> Option<u64> {
-        let b: [u8; 8] = elf.get(o..o + 8)?.try_into().ok()?;
+        let b: [u8; 8] = elf.get(o..o.checked_add(8)?)?.try_into().ok()?;
         Some(if le {
             u64::from_le_bytes(b)
         } else {
@@ -120,7 +120,12 @@ fn interpreter(elf: &[u8]) -> std::result::Result<Option<String>, &'static str> 
     );
     const BAD_PH: &str = "program headers out of the file";
     for i in 0..phnum {
-        let at = usize::try_from(phoff + i * phentsize).map_err(|_| BAD_PH)?;
+        let at = i
+            .checked_mul(phentsize)
+            .and_then(|o| o.checked_add(phoff))
+            .and_then(|o| usize::try_from(o).ok())
+            .filter(|&o| o.checked_add(56).is_some())
+            .ok_or(BAD_PH)?;
         if u32_at(at).ok_or(BAD_PH)? != 3 {
             continue; // not PT_INTERP
         }
@@ -227,9 +232,25 @@ mod tests {
         let mut truncated = elf64(Some(b"/lib/ld.so\0"));
         truncated.truncate(100);
         assert!(interpreter(&truncated).is_err());
+        let mut huge = elf64(Some(b"x\0"));
+        huge[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(interpreter(&huge).is_err());
         let mut bad_off = elf64(Some(b"x\0"));
         bad_off[0x20] = 0xff;
         bad_off[0x27] = 0xff;
         assert!(interpreter(&bad_off).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), class in 1u8..3, order in 1u8..3) {
+            // Mostly valid-looking headers, so the program header walk is reached.
+            if bytes.len() >= 6 {
+                bytes[..4].copy_from_slice(b"\x7fELF");
+                bytes[4] = class;
+                bytes[5] = order;
+            }
+            let _ = interpreter(&bytes);
+        }
     }
 }

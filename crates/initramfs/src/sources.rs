@@ -578,4 +578,15 @@ mod tests {
         assert!(parse_mode("100644").is_err());
         assert!(parse_mode("9").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn lists_and_manifests_never_panic(text in "(file|dir|nod|slink|pipe|sock|[a-z.{}=\\[\\]\" 0-9#\n])*") {
+            // No '/' or '$' in the text: every host path stays below a missing base.
+            let base = std::path::Path::new("/nonexistent-base");
+            let mut fs = Initramfs::new();
+            let _ = add_list(&mut fs, &text, Path::new("l"), base);
+            let _ = add_manifest(&mut fs, &text, Path::new("m"), base);
+        }
+    }
 }
