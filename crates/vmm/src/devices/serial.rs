@@ -1,0 +1,145 @@
+//! COM1: a 16550A (vm-superio) at I/O ports 0x3F8-0x3FF on IRQ 4, raised through an irqfd.
+//! Output goes to the [`SerialSink`]; with [`SerialSink::Stdout`], standard input is fed to
+//! the receive FIFO.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use vm_superio::{Serial, Trigger, serial::NoEvents};
+use vmm_sys_util::eventfd::EventFd;
+
+pub const COM1_BASE: u16 = 0x3F8;
+pub const COM1_IRQ: u32 = 4;
+
+/// Where the guest's serial console goes.
+#[derive(Clone, Debug, Default)]
+pub enum SerialSink {
+    /// Standard output, and standard input into the guest (raw terminal when interactive).
+    #[default]
+    Stdout,
+    /// A file, created or truncated.
+    File(PathBuf),
+    /// Discarded.
+    None,
+    /// Appended to a shared buffer (for tests and embedding).
+    Capture(Arc<Mutex<Vec<u8>>>),
+}
+
+/// The writer behind the UART.
+pub enum SinkWriter {
+    Stdout(io::Stdout),
+    File(File),
+    Null,
+    Capture(Arc<Mutex<Vec<u8>>>),
+}
+
+impl SinkWriter {
+    pub fn open(sink: &SerialSink) -> io::Result<SinkWriter> {
+        Ok(match sink {
+            SerialSink::Stdout => SinkWriter::Stdout(io::stdout()),
+            SerialSink::File(p) => SinkWriter::File(File::create(p)?),
+            SerialSink::None => SinkWriter::Null,
+            SerialSink::Capture(buf) => SinkWriter::Capture(buf.clone()),
+        })
+    }
+}
+
+impl Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            SinkWriter::Stdout(s) => s.write(buf),
+            SinkWriter::File(f) => f.write(buf),
+            SinkWriter::Null => Ok(buf.len()),
+            SinkWriter::Capture(c) => {
+                c.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            SinkWriter::Stdout(s) => s.flush(),
+            // A file is flushed by the kernel's page cache; flushing each byte costs nothing
+            // here since File is unbuffered.
+            SinkWriter::File(f) => f.flush(),
+            SinkWriter::Null | SinkWriter::Capture(_) => Ok(()),
+        }
+    }
+}
+
+/// Raises IRQ 4 by writing the irqfd.
+pub struct IrqTrigger(pub EventFd);
+
+impl Trigger for IrqTrigger {
+    type E = io::Error;
+    fn trigger(&self) -> io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+pub type Uart = Serial<IrqTrigger, NoEvents, SinkWriter>;
+
+pub fn contains(port: u16) -> bool {
+    (COM1_BASE..COM1_BASE + 8).contains(&port)
+}
+
+/// Ctrl-A, then `x`: leave (like QEMU's -nographic). Ctrl-A twice sends one Ctrl-A.
+pub const ESCAPE: u8 = 0x01;
+
+/// Splits interactive input on the escape sequence.
+#[derive(Default)]
+pub struct EscapeFilter {
+    pending: bool,
+}
+
+impl EscapeFilter {
+    /// Returns the bytes for the guest and whether the user asked to quit.
+    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if self.pending {
+                self.pending = false;
+                match b {
+                    b'x' | b'X' => return (out, true),
+                    ESCAPE => out.push(ESCAPE),
+                    other => {
+                        out.push(ESCAPE);
+                        out.push(other);
+                    }
+                }
+            } else if b == ESCAPE {
+                self.pending = true;
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequence() {
+        let mut f = EscapeFilter::default();
+        assert_eq!(f.feed(b"ab"), (b"ab".to_vec(), false));
+        assert_eq!(f.feed(b"\x01\x01c"), (b"\x01c".to_vec(), false));
+        assert_eq!(f.feed(b"\x01"), (vec![], false));
+        assert_eq!(f.feed(b"q"), (b"\x01q".to_vec(), false));
+        assert_eq!(f.feed(b"z\x01x rest"), (b"z".to_vec(), true));
+    }
+
+    #[test]
+    fn capture_sink_collects() {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let mut w = SinkWriter::open(&SerialSink::Capture(buf.clone())).unwrap();
+        w.write_all(b"hi").unwrap();
+        assert_eq!(&*buf.lock().unwrap(), b"hi");
+    }
+}
