@@ -1,66 +1,120 @@
-//! Conformance guests on this machine's /dev/kvm: each checks what the boot protocol
-//! handed it and reports over COM1.
+//! Conformance guests on this machine's /dev/kvm, booted from real plans the builder made:
+//! each checks what its boot protocol handed it (entry registers and segment state, the
+//! command line, the initrd bytes by checksum, the memory map, boot_params / start_info
+//! fields), reports over COM1 and ends through the debug-exit port.
 
 mod common;
 
 use common::*;
-use domboot_builder::ProtocolChoice;
+use domboot_builder::{BootPlan, BootProtocol, ProtocolChoice};
 use domboot_vmm::Outcome;
 use std::time::Duration;
 
 const CMDLINE: &str = "console=ttyS0 domboot.test=conformance quiet";
+const MEMORY: u64 = 256 * MIB;
 
-#[test]
-fn linux64_elf_entry() {
-    let dir = tempfile::tempdir().unwrap();
-    let initrd = initrd_bytes(300_001, 7);
-    let mut e = Expect {
+fn expect(initrd: &[u8]) -> Expect {
+    Expect {
         cmdline: CMDLINE.into(),
-        initrd: initrd.clone(),
+        initrd: initrd.to_vec(),
         ram_total: 0,
         gdt: None,
         code32_start: None,
-    };
-    // First pass learns the plan's RAM total and GDT; the guest's size does not depend on
-    // the values it compares against, so the layout stays the same.
-    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
-    let code = linux_guest(64, &e, stack).assemble(GUEST_ADDR);
-    let probe = build_plan(
-        dir.path(),
-        &elf64(&code, GUEST_ADDR, IMAGE_MEMSZ),
-        &initrd,
-        CMDLINE,
-        256 * MIB,
-        ProtocolChoice::Auto,
-    );
+    }
+}
+
+/// Builds the plan twice: the first pass tells the guest what to expect (RAM total, GDT,
+/// load address); the guest's size does not depend on those values, so the second plan
+/// has the same layout, which the caller can assert.
+fn two_pass(
+    initrd: &[u8],
+    protocol: ProtocolChoice,
+    mut kernel: impl FnMut(&Expect) -> Vec<u8>,
+    fill: impl Fn(&mut Expect, &BootPlan),
+) -> (BootPlan, Expect) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = expect(initrd);
+    let probe = build_plan(dir.path(), &kernel(&e), initrd, CMDLINE, MEMORY, protocol);
     e.ram_total = ram_total(&probe);
-    e.gdt = Some((probe.entry.gdt_base as u32, probe.entry.gdt_limit));
-    let code = linux_guest(64, &e, stack).assemble(GUEST_ADDR);
-    let plan = build_plan(
-        dir.path(),
-        &elf64(&code, GUEST_ADDR, IMAGE_MEMSZ),
-        &initrd,
-        CMDLINE,
-        256 * MIB,
-        ProtocolChoice::Auto,
-    );
-    assert_eq!(plan.protocol, domboot_builder::BootProtocol::Linux64);
+    fill(&mut e, &probe);
+    let plan = build_plan(dir.path(), &kernel(&e), initrd, CMDLINE, MEMORY, protocol);
     assert_eq!(plan.entry.gdt_base, probe.entry.gdt_base);
-    let r = run(&plan, 1, Duration::from_secs(20));
-    assert_eq!(r.outcome, Outcome::DebugExit(OK), "{}", r.serial);
-    assert!(r.serial.contains("ALL OK"));
+    assert_eq!(plan.entry.rip, probe.entry.rip);
+    (plan, e)
+}
+
+fn passes(plan: &BootPlan, what: &str) {
+    let r = run(plan, 1, Duration::from_secs(30));
+    assert_eq!(
+        r.outcome,
+        Outcome::DebugExit(OK),
+        "{what}: {}\n{}",
+        r.outcome.describe(),
+        r.serial
+    );
+    assert!(r.serial.contains("ALL OK"), "{what}: {}", r.serial);
+    assert!(!r.serial.contains("FAIL"), "{what}: {}", r.serial);
 }
 
 #[test]
-#[ignore]
-fn dump_guest() {
-    let e = Expect {
-        cmdline: CMDLINE.into(),
-        initrd: vec![1, 2, 3],
-        ram_total: 0x1234,
-        gdt: Some((0x100040, 31)),
-        code32_start: None,
-    };
-    let code = linux_guest(64, &e, 0x210000).assemble(GUEST_ADDR);
-    std::fs::write("/tmp/guest64.bin", code).unwrap();
+fn linux64_elf_entry_rsi_boot_params() {
+    let initrd = initrd_bytes(300_001, 7);
+    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
+    let (plan, _) = two_pass(
+        &initrd,
+        ProtocolChoice::Auto,
+        |e| {
+            let code = linux_guest(64, GUEST_ADDR, e, stack).assemble();
+            elf64(&code, GUEST_ADDR, IMAGE_MEMSZ)
+        },
+        |e, p| e.gdt = Some((p.entry.gdt_base as u32, p.entry.gdt_limit)),
+    );
+    assert_eq!(plan.protocol, BootProtocol::Linux64);
+    assert_eq!(plan.entry.rip, GUEST_ADDR);
+    passes(&plan, "linux64 ELF");
+}
+
+#[test]
+fn pvh_elf32_entry_ebx_start_info() {
+    let initrd = initrd_bytes(123_457, 11);
+    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
+    let (plan, _) = two_pass(
+        &initrd,
+        ProtocolChoice::Auto,
+        |e| {
+            let code = pvh_guest(GUEST_ADDR, e, stack).assemble();
+            elf32_pvh(&code, GUEST_ADDR as u32, IMAGE_MEMSZ as u32)
+        },
+        |_, _| {},
+    );
+    assert_eq!(plan.protocol, BootProtocol::Pvh);
+    assert_ne!(plan.entry.rbx, 0);
+    passes(&plan, "pvh ELF32");
+}
+
+fn bzimage_plan(protocol: ProtocolChoice) -> BootPlan {
+    let initrd = initrd_bytes(77_777, 3);
+    let (plan, _) = two_pass(&initrd, protocol, conformance_bzimage, |e, p| {
+        e.gdt = Some((p.entry.gdt_base as u32, p.entry.gdt_limit));
+        e.code32_start = Some(BZ_LOAD as u32);
+    });
+    let kernel = plan.segments.iter().find(|s| s.name == "kernel").unwrap();
+    assert_eq!(kernel.addr, BZ_LOAD, "the builder honours pref_address");
+    plan
+}
+
+#[test]
+fn bzimage_linux64_entry() {
+    let plan = bzimage_plan(ProtocolChoice::Auto);
+    assert_eq!(plan.protocol, BootProtocol::Linux64);
+    assert_eq!(plan.entry.rip, BZ_LOAD + 0x200);
+    passes(&plan, "bzImage linux64");
+}
+
+#[test]
+fn bzimage_linux32_entry() {
+    let plan = bzimage_plan(ProtocolChoice::Linux32);
+    assert_eq!(plan.protocol, BootProtocol::Linux32);
+    assert_eq!(plan.entry.rip, BZ_LOAD);
+    passes(&plan, "bzImage linux32");
 }

@@ -22,6 +22,8 @@ pub const GUEST_ADDR: u64 = 0x20_0000;
 pub const BZ_LOAD: u64 = 0x100_0000;
 /// Guests put their stack and scratch variables in the zero-filled tail of their image.
 pub const IMAGE_MEMSZ: u64 = 0x1_0000;
+/// Conformance guests keep code below this offset and data from it.
+pub const DATA_OFF: u64 = 0x1800;
 
 /// The checksum guests compute over the initrd/module: h = h * 31 + byte (wrapping).
 pub fn checksum(bytes: &[u8]) -> u32 {
@@ -47,24 +49,34 @@ pub struct Expect {
 pub struct Guest {
     pub a: CodeAssembler,
     pub bits: u32,
+    /// Where the code is placed; data follows at `base + data_off` (absolute addresses:
+    /// iced's label memory operands exist only in 64-bit mode).
+    base: u64,
+    data_off: u64,
+    data: Vec<u8>,
     putc: CodeLabel,
+    puts: CodeLabel,
     hex: CodeLabel,
     fails: Vec<(CodeLabel, String)>,
-    data: Vec<(CodeLabel, Vec<u8>)>,
 }
 
 impl Guest {
-    pub fn new(bits: u32) -> Guest {
+    /// A guest whose code goes at `base` with at most `data_off` bytes of code.
+    pub fn new(bits: u32, base: u64, data_off: u64) -> Guest {
         let mut a = CodeAssembler::new(bits).unwrap();
         let putc = a.create_label();
+        let puts = a.create_label();
         let hex = a.create_label();
         Guest {
             a,
             bits,
+            base,
+            data_off,
+            data: Vec::new(),
             putc,
+            puts,
             hex,
             fails: Vec::new(),
-            data: Vec::new(),
         }
     }
 
@@ -93,13 +105,14 @@ impl Guest {
         }
     }
 
-    /// Prints `s` (EAX preserved; needs a stack).
+    /// Prints `s` (registers preserved; needs a stack).
     pub fn print(&mut self, s: &str) {
+        let mut z = s.as_bytes().to_vec();
+        z.push(0);
+        let at = self.bytes(z);
         self.push_a();
-        for b in s.bytes() {
-            self.a.mov(al, u32::from(b)).unwrap();
-            self.a.call(self.putc).unwrap();
-        }
+        self.a.mov(eax, at).unwrap();
+        self.a.call(self.puts).unwrap();
         self.pop_a();
     }
 
@@ -115,15 +128,18 @@ impl Guest {
         l
     }
 
-    /// Zero-initialised scratch data of `len` bytes (writable: it is guest RAM).
-    pub fn scratch(&mut self, len: usize) -> CodeLabel {
+    /// Zero-initialised scratch data of `len` bytes (writable: it is guest RAM); returns
+    /// its address.
+    pub fn scratch(&mut self, len: usize) -> u32 {
         self.bytes(vec![0; len])
     }
 
-    pub fn bytes(&mut self, b: Vec<u8>) -> CodeLabel {
-        let l = self.a.create_label();
-        self.data.push((l, b));
-        l
+    /// Places `b` in the data area (8-byte aligned); returns its address.
+    pub fn bytes(&mut self, b: Vec<u8>) -> u32 {
+        self.data.resize(self.data.len().next_multiple_of(8), 0);
+        let at = self.base + self.data_off + self.data.len() as u64;
+        self.data.extend_from_slice(&b);
+        at as u32
     }
 
     /// `out 0xF4, eax` with `value`, then halt forever.
@@ -165,12 +181,8 @@ impl Guest {
         self.a.set_label(&mut done).unwrap();
     }
 
-    fn lea_edi(&mut self, label: CodeLabel) {
-        if self.long() {
-            self.a.lea(rdi, ptr(label)).unwrap();
-        } else {
-            self.a.lea(edi, ptr(label)).unwrap();
-        }
+    fn lea_edi(&mut self, addr: u32) {
+        self.a.mov(edi, addr).unwrap();
     }
 
     /// EAX = checksum of ECX bytes at ESI. Clobbers ECX, EDX, ESI.
@@ -194,9 +206,8 @@ impl Guest {
     /// u64 size, u32 type): 1..=128 entries, each non-empty with a known type, sorted and
     /// non-overlapping; the RAM sizes add up to `ram_total`; a RAM entry covers the 32-bit
     /// address in `covers` (a scratch dword). Clobbers EAX, EBX, ECX, EDX, ESI.
-    pub fn memory_map(&mut self, stride: u32, ram_total: u64, covers: CodeLabel, what: &str) {
-        // prev_end lo/hi, RAM total lo/hi, found; addressed through EBP (a label operand
-        // plus a displacement does not assemble to label + displacement).
+    pub fn memory_map(&mut self, stride: u32, ram_total: u64, covers: u32, what: &str) {
+        // prev_end lo/hi, RAM total lo/hi, found; addressed through EBP.
         let vars = self.scratch(24);
         let f_count = self.fail(&format!("{what}: entry count"));
         let f_type = self.fail(&format!("{what}: entry type"));
@@ -204,11 +215,7 @@ impl Guest {
         let f_order = self.fail(&format!("{what}: entries unsorted or overlapping"));
         let f_total = self.fail(&format!("{what}: RAM total"));
         let f_cover = self.fail(&format!("{what}: no RAM entry covers the boot structure"));
-        if self.long() {
-            self.a.lea(rbp, ptr(vars)).unwrap();
-        } else {
-            self.a.lea(ebp, ptr(vars)).unwrap();
-        }
+        self.a.mov(ebp, vars).unwrap();
         let a = &mut self.a;
         a.test(ecx, ecx).unwrap();
         a.jz(f_count).unwrap();
@@ -258,7 +265,7 @@ impl Guest {
         // covered if address_hi == 0 && address_lo <= X && (end_hi != 0 || end_lo > X)
         a.cmp(dword_ptr(esi + 4), 0u32).unwrap();
         a.jne(next).unwrap();
-        a.mov(ebx, dword_ptr(covers)).unwrap();
+        a.mov(ebx, dword_ptr(u64::from(covers))).unwrap();
         a.cmp(dword_ptr(esi), ebx).unwrap();
         a.ja(next).unwrap();
         let mut covered = a.create_label();
@@ -362,21 +369,17 @@ impl Guest {
         let buf = self.scratch(16);
         let fb = self.fail("GDTR base");
         let fl = self.fail("GDTR limit");
-        self.a.sgdt(ptr(buf)).unwrap();
-        if self.long() {
-            self.a.lea(rbp, ptr(buf)).unwrap();
-        } else {
-            self.a.lea(ebp, ptr(buf)).unwrap();
-        }
+        self.a.mov(ebp, buf).unwrap();
+        self.a.sgdt(ptr(ebp)).unwrap();
         self.print("gdtr limit=");
-        self.a.movzx(eax, word_ptr(buf)).unwrap();
+        self.a.movzx(eax, word_ptr(ebp)).unwrap();
         self.hex_eax();
         self.print(" base=");
         self.a.mov(eax, dword_ptr(ebp + 2)).unwrap();
         self.hex_eax();
         self.print("\n");
         let a = &mut self.a;
-        a.movzx(eax, word_ptr(buf)).unwrap();
+        a.movzx(eax, word_ptr(ebp)).unwrap();
         a.cmp(eax, u32::from(limit)).unwrap();
         a.jne(fl).unwrap();
         a.mov(eax, dword_ptr(ebp + 2)).unwrap();
@@ -384,8 +387,9 @@ impl Guest {
         a.jne(fb).unwrap();
     }
 
-    /// Appends the failure handlers, subroutines and data, and assembles at `addr`.
-    pub fn assemble(mut self, addr: u64) -> Vec<u8> {
+    /// Appends the failure handlers and subroutines, assembles at the base, and appends the
+    /// data area.
+    pub fn assemble(mut self) -> Vec<u8> {
         let fails = std::mem::take(&mut self.fails);
         for (mut l, name) in fails {
             self.a.set_label(&mut l).unwrap();
@@ -415,6 +419,35 @@ impl Guest {
             self.a.pop(rdx).unwrap();
         } else {
             self.a.pop(edx).unwrap();
+        }
+        self.a.ret().unwrap();
+        // puts: the NUL-terminated string at EAX; preserves everything.
+        let mut puts = self.puts;
+        self.a.set_label(&mut puts).unwrap();
+        if self.long() {
+            self.a.push(rsi).unwrap();
+            self.a.push(rax).unwrap();
+        } else {
+            self.a.push(esi).unwrap();
+            self.a.push(eax).unwrap();
+        }
+        self.a.mov(esi, eax).unwrap();
+        let mut next = self.a.create_label();
+        let mut end = self.a.create_label();
+        self.a.set_label(&mut next).unwrap();
+        self.a.mov(al, byte_ptr(esi)).unwrap();
+        self.a.test(al, al).unwrap();
+        self.a.jz(end).unwrap();
+        self.a.call(self.putc).unwrap();
+        self.a.inc(esi).unwrap();
+        self.a.jmp(next).unwrap();
+        self.a.set_label(&mut end).unwrap();
+        if self.long() {
+            self.a.pop(rax).unwrap();
+            self.a.pop(rsi).unwrap();
+        } else {
+            self.a.pop(eax).unwrap();
+            self.a.pop(esi).unwrap();
         }
         self.a.ret().unwrap();
         // hex: EAX as 8 digits; preserves everything.
@@ -455,21 +488,25 @@ impl Guest {
             }
         }
         self.a.ret().unwrap();
-        let data = std::mem::take(&mut self.data);
-        for (mut l, bytes) in data {
-            self.a.set_label(&mut l).unwrap();
-            self.a.db(&bytes).unwrap();
-        }
-        self.a.assemble(addr).unwrap()
+        let mut out = self.a.assemble(self.base).unwrap();
+        assert!(
+            out.len() as u64 <= self.data_off,
+            "guest code ({} bytes) runs into its data at +{:#x}",
+            out.len(),
+            self.data_off
+        );
+        out.resize(self.data_off as usize, 0);
+        out.extend_from_slice(&self.data);
+        out
     }
 }
 
 /// The Linux-protocol conformance guest (ELF entry, or a bzImage's 32-bit or 64-bit entry):
 /// ESI/RSI = boot_params.
-pub fn linux_guest(bits: u32, e: &Expect, stack_top: u32) -> Guest {
-    let mut g = Guest::new(bits);
+pub fn linux_guest(bits: u32, base: u64, e: &Expect, stack_top: u32) -> Guest {
+    let mut g = Guest::new(bits, base, DATA_OFF);
     let bp_var = g.scratch(8);
-    g.a.mov(dword_ptr(bp_var), esi).unwrap();
+    g.a.mov(dword_ptr(u64::from(bp_var)), esi).unwrap();
     g.stack(stack_top);
     g.print(if bits == 64 {
         "linux64 conformance: rsi="
@@ -493,7 +530,7 @@ pub fn linux_guest(bits: u32, e: &Expect, stack_top: u32) -> Guest {
     }
     g.print("entry state ok\n");
     // The setup header as the loader must leave it.
-    g.a.mov(esi, dword_ptr(bp_var)).unwrap();
+    g.a.mov(esi, dword_ptr(u64::from(bp_var))).unwrap();
     g.expect_eq(
         dword_ptr(esi + 0x202),
         0x5372_6448,
@@ -521,7 +558,7 @@ pub fn linux_guest(bits: u32, e: &Expect, stack_top: u32) -> Guest {
     g.expect_str(&e.cmdline, "command line");
     g.print("cmdline ok\n");
     // Initrd bytes.
-    g.a.mov(esi, dword_ptr(bp_var)).unwrap();
+    g.a.mov(esi, dword_ptr(u64::from(bp_var))).unwrap();
     g.expect_eq(dword_ptr(esi + 0xC0), 0, "boot_params: ext_ramdisk_image");
     g.expect_eq(dword_ptr(esi + 0xC4), 0, "boot_params: ext_ramdisk_size");
     g.expect_eq(
@@ -539,7 +576,7 @@ pub fn linux_guest(bits: u32, e: &Expect, stack_top: u32) -> Guest {
     g.a.cmp(eax, checksum(&e.initrd)).unwrap();
     g.a.jne(f).unwrap();
     // Memory map.
-    g.a.mov(esi, dword_ptr(bp_var)).unwrap();
+    g.a.mov(esi, dword_ptr(u64::from(bp_var))).unwrap();
     g.a.movzx(ecx, byte_ptr(esi + 0x1E8)).unwrap();
     g.print("e820 entries=");
     g.a.mov(eax, ecx).unwrap();
@@ -553,10 +590,10 @@ pub fn linux_guest(bits: u32, e: &Expect, stack_top: u32) -> Guest {
 }
 
 /// The PVH conformance guest: EBX = hvm_start_info.
-pub fn pvh_guest(e: &Expect, stack_top: u32) -> Guest {
-    let mut g = Guest::new(32);
+pub fn pvh_guest(base: u64, e: &Expect, stack_top: u32) -> Guest {
+    let mut g = Guest::new(32, base, DATA_OFF);
     let si_var = g.scratch(8);
-    g.a.mov(dword_ptr(si_var), ebx).unwrap();
+    g.a.mov(dword_ptr(u64::from(si_var)), ebx).unwrap();
     g.stack(stack_top);
     g.print("pvh conformance: ebx=");
     g.a.mov(eax, ebx).unwrap();
@@ -566,7 +603,7 @@ pub fn pvh_guest(e: &Expect, stack_top: u32) -> Guest {
     g.flags_clear();
     g.control_registers(true);
     g.print("entry state ok\n");
-    g.a.mov(esi, dword_ptr(si_var)).unwrap();
+    g.a.mov(esi, dword_ptr(u64::from(si_var))).unwrap();
     g.expect_eq(dword_ptr(esi), 0x336E_C578, "start_info: magic");
     let f = g.fail("start_info: version < 1");
     g.a.cmp(dword_ptr(esi + 4), 1u32).unwrap();
@@ -575,7 +612,7 @@ pub fn pvh_guest(e: &Expect, stack_top: u32) -> Guest {
     g.a.mov(esi, dword_ptr(esi + 24)).unwrap();
     g.expect_str(&e.cmdline, "command line");
     g.print("cmdline ok\n");
-    g.a.mov(esi, dword_ptr(si_var)).unwrap();
+    g.a.mov(esi, dword_ptr(u64::from(si_var))).unwrap();
     g.expect_eq(dword_ptr(esi + 12), 1, "start_info: nr_modules");
     g.a.mov(esi, dword_ptr(esi + 16)).unwrap();
     g.expect_eq(dword_ptr(esi + 4), 0, "module 0 above 4 GiB");
@@ -589,7 +626,7 @@ pub fn pvh_guest(e: &Expect, stack_top: u32) -> Guest {
     let f = g.fail("module 0 checksum");
     g.a.cmp(eax, checksum(&e.initrd)).unwrap();
     g.a.jne(f).unwrap();
-    g.a.mov(esi, dword_ptr(si_var)).unwrap();
+    g.a.mov(esi, dword_ptr(u64::from(si_var))).unwrap();
     g.a.mov(ecx, dword_ptr(esi + 48)).unwrap();
     g.print("memmap entries=");
     g.a.mov(eax, ecx).unwrap();
@@ -718,12 +755,12 @@ pub fn bzimage(pm: &[u8], init_size: u32) -> Vec<u8> {
 pub fn conformance_bzimage(e: &Expect) -> Vec<u8> {
     let body32_off = 0x4000u64;
     let stack = (BZ_LOAD + 0xF000) as u32;
-    let g64 = linux_guest(64, e, stack).assemble(BZ_LOAD + 0x200);
+    let g64 = linux_guest(64, BZ_LOAD + 0x200, e, stack).assemble();
     assert!(
         0x200 + g64.len() as u64 <= body32_off,
         "64-bit body too big"
     );
-    let g32 = linux_guest(32, e, stack).assemble(BZ_LOAD + body32_off);
+    let g32 = linux_guest(32, BZ_LOAD + body32_off, e, stack).assemble();
     let mut jmp = CodeAssembler::new(32).unwrap();
     jmp.jmp(BZ_LOAD + body32_off).unwrap();
     let jmp = jmp.assemble(BZ_LOAD).unwrap();
