@@ -10,7 +10,7 @@ Usage: scripts/test.sh [--help]
 Stages (all run; the script fails if any fails):
   1. cargo fmt --all -- --check
   2. cargo clippy --workspace --all-targets -- -D warnings
-  3. cargo test --workspace
+  3. cargo test --workspace --no-fail-fast
   4. scripts/fuzz.sh   (every fuzz target for FUZZ_SECONDS, default 20; 0 skips)
 
 Run scripts/setup.sh --install-only first (tools, QEMU, Debian kernels in the cache).
@@ -81,7 +81,7 @@ stage() {
 
 cargo_test() {
     # cargo test, keeping its "test result:" lines in $TEST_OUT for the totals below.
-    cargo test --workspace 2>&1 | tee "$TEST_OUT"
+    cargo test --workspace --no-fail-fast 2>&1 | tee "$TEST_OUT"
 }
 
 stage fmt cargo fmt --all -- --check
