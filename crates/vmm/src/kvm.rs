@@ -115,9 +115,11 @@ impl KvmStatus {
 }
 
 const PVM_ADVICE: &str = "/dev/kvm here is PVM (the kvm_pvm module), a paravirtual KVM: stock \
-    Linux kernels cannot run on it (they hang once they reach 64-bit mode, because they are not \
-    PVM-aware). Freestanding guests that use only port I/O, with no interrupts and no IDT, do \
-    run. To boot a stock kernel, use the TCG fallback (QEMU without KVM) or a host with VMX/SVM.";
+    Linux kernels cannot run on it. PVM runs a guest that is not PVM-aware through KVM's \
+    instruction emulator: far too slowly to boot, and only until an instruction the emulator \
+    lacks (a stock kernel stops at XRSTOR). Freestanding guests that use only port I/O, with \
+    no interrupts and no IDT, do run. To boot a stock kernel, use the TCG fallback (QEMU \
+    without KVM) or a host with VMX/SVM.";
 
 impl Probe {
     pub fn status(&self) -> KvmStatus {

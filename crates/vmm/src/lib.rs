@@ -124,14 +124,28 @@ impl Outcome {
                 );
                 if kvm::pvm_loaded(&kvm::ProbePaths::default()) {
                     s.push_str(
-                        " (this host's /dev/kvm is PVM, on which stock Linux kernels hang; \
-                         use the TCG fallback for them)",
+                        " (this host's /dev/kvm is PVM: a stock Linux kernel crawls through \
+                         KVM's instruction emulator there and never finishes booting; use the \
+                         TCG fallback for it)",
                     );
                 }
                 s
             }
             Outcome::Interrupted(sig) => format!("stopped by signal {sig} ({})", signal_name(*sig)),
-            Outcome::Crash(r) => format!("guest crashed: {r}"),
+            Outcome::Crash(r) => {
+                let mut s = format!("guest crashed: {r}");
+                if r.reason.contains("emulation failed")
+                    && kvm::pvm_loaded(&kvm::ProbePaths::default())
+                {
+                    s.push_str(
+                        "note: this host's /dev/kvm is PVM, which runs a guest that is not \
+                         PVM-aware through KVM's instruction emulator; it cannot emulate the \
+                         instruction at rip (stock Linux kernels end like this, e.g. at XRSTOR). \
+                         Use the TCG fallback for them.\n",
+                    );
+                }
+                s
+            }
         }
     }
 }
@@ -472,6 +486,10 @@ fn vcpu_loop(
 ) {
     loop {
         if stop.load(Ordering::SeqCst) {
+            if devices.verbose {
+                let state = CrashReport::capture(index, "stopped by domboot".into(), &fd, mem);
+                eprint!("domboot-vmm: {state}");
+            }
             return;
         }
         let step = match fd.run() {

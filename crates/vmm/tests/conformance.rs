@@ -118,3 +118,32 @@ fn bzimage_linux32_entry() {
     assert_eq!(plan.entry.rip, BZ_LOAD);
     passes(&plan, "bzImage linux32");
 }
+
+/// The checks can fail: a guest told to expect another command line, then another initrd,
+/// reports the mismatch and exits with the failure status.
+#[test]
+fn conformance_guest_catches_a_wrong_handover() {
+    let initrd = initrd_bytes(1000, 5);
+    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
+    for (cmdline, expected_initrd, failure) in [
+        ("console=ttyS0 other", initrd.clone(), "FAIL: command line"),
+        (CMDLINE, initrd_bytes(1000, 6), "FAIL: initrd checksum"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = expect(&expected_initrd);
+        e.cmdline = cmdline.into();
+        e.ram_total = 0; // never reached
+        let code = linux_guest(64, GUEST_ADDR, &e, stack).assemble();
+        let plan = build_plan(
+            dir.path(),
+            &elf64(&code, GUEST_ADDR, IMAGE_MEMSZ),
+            &initrd,
+            CMDLINE,
+            MEMORY,
+            ProtocolChoice::Auto,
+        );
+        let r = run(&plan, 1, Duration::from_secs(30));
+        assert_eq!(r.outcome, Outcome::DebugExit(BAD), "{}", r.serial);
+        assert!(r.serial.contains(failure), "{}", r.serial);
+    }
+}

@@ -364,6 +364,18 @@ impl Guest {
         }
     }
 
+    /// The x87 control word domboot sets (0x37F, FNINIT's value). (Only x87: SSE state
+    /// cannot be read without CR4.OSFXSR, which the boot protocols leave clear.)
+    pub fn fpu_control_word(&mut self) {
+        let buf = self.scratch(4);
+        let f = self.fail("x87 control word is not 0x37f");
+        self.a.mov(ebp, buf).unwrap();
+        self.a.fnstcw(word_ptr(ebp)).unwrap();
+        self.a.movzx(eax, word_ptr(ebp)).unwrap();
+        self.a.cmp(eax, 0x37Fu32).unwrap();
+        self.a.jne(f).unwrap();
+    }
+
     /// GDTR base (low 32 bits) and limit.
     pub fn gdtr(&mut self, base: u32, limit: u16) {
         let buf = self.scratch(16);
@@ -525,6 +537,7 @@ pub fn linux_guest(bits: u32, base: u64, e: &Expect, stack_top: u32) -> Guest {
     g.selectors(0x10, 0x18);
     g.flags_clear();
     g.control_registers(false);
+    g.fpu_control_word();
     if let Some((base, limit)) = e.gdt {
         g.gdtr(base, limit);
     }
@@ -602,6 +615,7 @@ pub fn pvh_guest(base: u64, e: &Expect, stack_top: u32) -> Guest {
     g.selectors(0x10, 0x18);
     g.flags_clear();
     g.control_registers(true);
+    g.fpu_control_word();
     g.print("entry state ok\n");
     g.a.mov(esi, dword_ptr(u64::from(si_var))).unwrap();
     g.expect_eq(dword_ptr(esi), 0x336E_C578, "start_info: magic");
