@@ -8,6 +8,7 @@
 
 pub mod console;
 pub mod exec;
+pub mod kvm;
 pub mod modules;
 pub mod tcg;
 
@@ -147,6 +148,8 @@ pub enum Outcome {
     DebugExit(u8),
     Timeout(Duration),
     Interrupted(i32),
+    /// Triple fault, KVM internal error or an unhandled exit, with the report.
+    Crash(String),
 }
 
 impl Outcome {
@@ -156,6 +159,7 @@ impl Outcome {
             Outcome::DebugExit(v) => *v,
             Outcome::Timeout(_) => 124,
             Outcome::Interrupted(sig) => 128u8.saturating_add(*sig as u8),
+            Outcome::Crash(_) => domboot_vmm::EXIT_CRASH,
         }
     }
 }
@@ -192,22 +196,46 @@ pub fn catch_signals() -> anyhow::Result<Arc<AtomicI32>> {
 
 /// Which accelerator to use, and why (for --verbose and for errors).
 pub fn choose_accel(requested: Accel) -> anyhow::Result<(Accel, String)> {
-    match requested {
-        Accel::Tcg => Ok((Accel::Tcg, "TCG requested with --accel tcg".into())),
-        Accel::Kvm => anyhow::bail!(
-            "--accel kvm: the KVM backend is not part of this build yet; use --accel tcg"
-        ),
-        Accel::Auto => Ok((Accel::Tcg, kvm_reason())),
+    use domboot_vmm::KvmStatus;
+    let status = domboot_vmm::kvm_status();
+    match (requested, &status) {
+        (Accel::Tcg, _) => Ok((Accel::Tcg, "TCG requested with --accel tcg".into())),
+        (Accel::Kvm, KvmStatus::Usable { pvm: false }) => {
+            Ok((Accel::Kvm, "KVM requested and usable".into()))
+        }
+        (Accel::Kvm, KvmStatus::Usable { pvm: true }) => {
+            Ok((Accel::Kvm, format!("KVM requested: {}", status.advice())))
+        }
+        (Accel::Kvm, _) => anyhow::bail!("--accel kvm: {}", status.advice()),
+        (Accel::Auto, KvmStatus::Usable { pvm: false }) => {
+            Ok((Accel::Kvm, "/dev/kvm is usable".into()))
+        }
+        (Accel::Auto, KvmStatus::Usable { pvm: true }) => Ok((
+            Accel::Tcg,
+            format!(
+                "{} So domboot runs the guest under QEMU TCG (--accel kvm forces KVM for a PVM-aware kernel).",
+                status.advice()
+            ),
+        )),
+        (Accel::Auto, _) => Ok((
+            Accel::Tcg,
+            format!("{} Using QEMU TCG meanwhile.", status.advice()),
+        )),
     }
 }
 
-fn kvm_reason() -> String {
-    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
-        "this host's /dev/kvm is PVM (module kvm_pvm), which runs only PVM-aware guests; stock kernels hang there, so domboot uses QEMU TCG".into()
-    } else if !std::path::Path::new("/dev/kvm").exists() {
-        "/dev/kvm does not exist (no KVM module loaded, or virtualization is off in firmware/nested), so domboot uses QEMU TCG".into()
-    } else {
-        "using QEMU TCG".into()
+/// Runs the plan on the chosen accelerator.
+fn boot(
+    accel: Accel,
+    plan: &domboot_builder::BootPlan,
+    cfg: &RunConfig,
+) -> anyhow::Result<Outcome> {
+    match accel {
+        Accel::Kvm => kvm::run(plan, cfg),
+        Accel::Tcg | Accel::Auto => {
+            let _raw = cfg.forward_stdin.then(console::RawTerminal::enter);
+            tcg::run(plan, cfg)
+        }
     }
 }
 
@@ -236,10 +264,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         verbose: args.verbose,
         signal: catch_signals()?,
     };
-    let outcome = {
-        let _raw = interactive.then(console::RawTerminal::enter);
-        tcg::run(&plan, &cfg)?
-    };
+    let outcome = boot(accel, &plan, &cfg)?;
     report(&outcome, args.verbose);
     Ok(ExitCode::from(outcome.exit_code()))
 }
@@ -252,6 +277,7 @@ pub fn report(outcome: &Outcome, verbose: bool) {
             d.as_secs_f64()
         ),
         Outcome::Interrupted(sig) => eprintln!("domboot: stopped the guest on signal {sig}"),
+        Outcome::Crash(report) => eprintln!("domboot: {report}"),
         Outcome::DebugExit(v) if verbose => {
             eprintln!("domboot: the guest exited through the debug-exit port with status {v}")
         }
@@ -327,7 +353,7 @@ fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         signal: catch_signals()?,
     };
     progress.say("booting");
-    let outcome = tcg::run(&plan, &cfg);
+    let outcome = boot(accel, &plan, &cfg);
     progress.clear();
     let outcome = outcome?;
     let f = filter

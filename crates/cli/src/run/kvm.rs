@@ -1,0 +1,38 @@
+//! Running a plan on KVM through `domboot-vmm`, with the CLI's console wiring.
+
+use super::{Outcome, RunConfig, SerialSink};
+use domboot_builder::BootPlan;
+use domboot_vmm::{Outcome as VmOutcome, VmConfig};
+use std::sync::{Arc, Mutex};
+
+pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
+    // The VMM owns the interactive console itself (raw terminal, Ctrl-A x, signals); a
+    // console filter (--exec) reads a captured copy once the guest has stopped.
+    let capture = Arc::new(Mutex::new(Vec::new()));
+    let serial = match &cfg.serial {
+        SerialSink::Stdout => domboot_vmm::SerialSink::Stdout,
+        SerialSink::File(p) => domboot_vmm::SerialSink::File(p.clone()),
+        SerialSink::None => domboot_vmm::SerialSink::None,
+        SerialSink::Filter(_) => domboot_vmm::SerialSink::Capture(capture.clone()),
+    };
+    let vm = VmConfig {
+        cpus: cfg.cpus,
+        serial,
+        timeout: cfg.timeout,
+        verbose: cfg.verbose,
+    };
+    let outcome = domboot_vmm::run(plan, &vm)?;
+    if let SerialSink::Filter(_) = &cfg.serial {
+        let mut sink = cfg.serial.clone();
+        let bytes = capture.lock().map(|b| b.clone()).unwrap_or_default();
+        sink.write(&bytes);
+        sink.finish();
+    }
+    Ok(match outcome {
+        VmOutcome::PowerOff | VmOutcome::Reset => Outcome::Ended,
+        VmOutcome::DebugExit(v) => Outcome::DebugExit(v),
+        VmOutcome::Timeout(d) => Outcome::Timeout(d),
+        VmOutcome::Interrupted(sig) => Outcome::Interrupted(sig),
+        crash @ VmOutcome::Crash(_) => Outcome::Crash(crash.describe()),
+    })
+}
