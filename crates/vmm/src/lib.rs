@@ -213,6 +213,9 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
             cfg.cpus
         )));
     }
+    // Memory is made before the VM so that it is also dropped after it, on every path.
+    let mem = Arc::new(memory::allocate(plan)?);
+    memory::load_segments(&mem, plan)?;
     let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
     if kvm.check_extension(Cap::SetIdentityMapAddr) {
         vm.set_identity_map_address(vcpu::KVM_IDENTITY_MAP_ADDR)
@@ -229,8 +232,6 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
     })
     .map_err(ioctl("KVM_CREATE_PIT2"))?;
 
-    let mem = Arc::new(memory::allocate(plan)?);
-    memory::load_segments(&mem, plan)?;
     let template = vcpu::supported_cpuid(&kvm)?;
     let signature = template
         .as_slice()
@@ -272,13 +273,15 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
     }
 
     let outcome = {
+        // Handlers first, terminal second: dropped in reverse, so no stop signal can find
+        // the terminal raw and the default (killing) disposition back in place.
+        let signals = StopSignals::install()?;
         let terminal_guard = match cfg.serial {
             SerialSink::Stdout => terminal::RawTerminal::new(libc::STDIN_FILENO)
                 .ok()
                 .flatten(),
             _ => None,
         };
-        let signals = StopSignals::install()?;
         supervise(
             vcpus,
             &mem,

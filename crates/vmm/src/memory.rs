@@ -101,8 +101,9 @@ pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmmError> {
             userspace_addr: host as u64,
         };
         // SAFETY: `userspace_addr` is the start of a live anonymous mapping of exactly
-        // `memory_size` bytes owned by `mem`, and `run` keeps `mem` alive until the VM fd
-        // (and with it the slot) is dropped, so KVM never maps freed host memory.
+        // `memory_size` bytes owned by `mem`. `run` creates `mem` before the VM and drops it
+        // after the VM fd on every path (vCPU threads hold their own `Arc` to it), so the
+        // slot never outlives the mapping while a vCPU can run.
         unsafe { vm.set_user_memory_region(desc) }.map_err(|e| VmmError::Ioctl {
             what: "KVM_SET_USER_MEMORY_REGION",
             error: e,

@@ -283,3 +283,35 @@ fn debug_exit_status_is_the_value_written() {
         assert_eq!(r.outcome.exit_code(), status);
     }
 }
+
+#[test]
+fn serial_output_to_a_file() {
+    let plan = plan64(|g| {
+        g.print("to the file\n");
+        g.exit(0);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.log");
+    std::fs::write(&path, "old contents, truncated").unwrap();
+    let cfg = domboot_vmm::VmConfig {
+        cpus: 1,
+        serial: domboot_vmm::SerialSink::File(path.clone()),
+        timeout: Some(Duration::from_secs(10)),
+        verbose: false,
+    };
+    assert_eq!(
+        domboot_vmm::run(&plan, &cfg).unwrap(),
+        Outcome::DebugExit(0)
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "to the file\n");
+    // An unwritable path is a set-up error naming the file, not a panic.
+    let cfg = domboot_vmm::VmConfig {
+        serial: domboot_vmm::SerialSink::File(dir.path().join("no/such/dir/log")),
+        ..cfg
+    };
+    let err = domboot_vmm::run(&plan, &cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("serial output file") && err.contains("no/such/dir"),
+        "{err}"
+    );
+}
