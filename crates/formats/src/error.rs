@@ -7,7 +7,9 @@ use crate::Format;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
     /// The data ends before a structure does.
-    #[error("truncated: {what} needs {need} bytes at offset {offset:#x}, but only {have} are there")]
+    #[error(
+        "truncated: {what} needs {need} bytes at offset {offset:#x}, but only {have} are there"
+    )]
     Truncated {
         what: &'static str,
         offset: u64,
