@@ -28,7 +28,8 @@ pub struct Args {
     /// Virtual CPUs (default: the configuration's, else 1).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub cpus: Option<u8>,
-    /// Where the guest's COM1 goes: stdio, file:PATH or none.
+    /// Where the guest's COM1 goes: stdio, file:PATH or none. On an interactive stdio
+    /// console keystrokes go to the guest (Ctrl-C too); Ctrl-A x stops the VM.
     #[arg(long, default_value = "stdio", value_name = "stdio|file:PATH|none")]
     pub serial: SerialArg,
     /// kvm, tcg (QEMU), or auto: KVM when this host's KVM can run the guest, TCG otherwise.

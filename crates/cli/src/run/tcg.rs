@@ -13,6 +13,8 @@ use std::time::Instant;
 /// QEMU's isa-debug-exit: a guest write of `v` to this port ends QEMU with `(v << 1) | 1`.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 const QEMU: &str = "qemu-system-x86_64";
+/// The console escape key (Ctrl-A), followed by `x` to stop the VM.
+const CTRL_A: u8 = 0x01;
 
 pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
     let dir = tempfile::Builder::new()
@@ -79,16 +81,41 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
     if let Some(mut input) = child.stdin.take()
         && cfg.forward_stdin
     {
-        // Keystrokes to the guest's console. The thread ends with the process; a blocked
-        // read on our stdin cannot be interrupted portably, so it is not joined.
+        // Keystrokes to the guest's console; on a raw terminal Ctrl-A x stops the VM (as
+        // on KVM and in QEMU), since Ctrl-C belongs to the guest. The thread ends with the
+        // process; a blocked read on our stdin cannot be interrupted portably.
+        let stop = cfg.signal.clone();
+        let escape = std::io::IsTerminal::is_terminal(&std::io::stdin());
         std::thread::spawn(move || {
             let mut buf = [0u8; 1024];
             let mut stdin = std::io::stdin();
+            let mut after_ctrl_a = false;
             while let Ok(n) = stdin.read(&mut buf) {
-                if n == 0 || input.write_all(&buf[..n]).is_err() {
+                if n == 0 {
                     break;
                 }
-                let _ = input.flush();
+                let mut out = Vec::with_capacity(n);
+                for &b in &buf[..n] {
+                    match (escape, after_ctrl_a, b) {
+                        (true, false, CTRL_A) => after_ctrl_a = true,
+                        (true, true, b'x') => {
+                            stop.store(libc::SIGINT, Ordering::Relaxed);
+                            return;
+                        }
+                        (true, true, _) => {
+                            // Ctrl-A Ctrl-A sends one Ctrl-A; anything else goes through.
+                            after_ctrl_a = false;
+                            if b != CTRL_A {
+                                out.push(CTRL_A);
+                            }
+                            out.push(b);
+                        }
+                        _ => out.push(b),
+                    }
+                }
+                if input.write_all(&out).and_then(|()| input.flush()).is_err() {
+                    break;
+                }
             }
         });
     }
