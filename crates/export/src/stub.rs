@@ -16,6 +16,7 @@
 
 use crate::ExportError;
 use crate::layout::{PAGE, Span};
+use domboot_builder::x86_64::{pvh, zero_page};
 use domboot_builder::{BootPlan, CpuMode};
 use iced_x86::code_asm::*;
 use iced_x86::{BlockEncoderOptions, Code, Instruction};
@@ -24,22 +25,25 @@ use iced_x86::{BlockEncoderOptions, Code, Instruction};
 pub const CODE_SIZE: u64 = PAGE;
 
 /// Maximum memory-map entries the stub adopts (the size of boot_params' e820 table).
-pub const MAX_MAP_ENTRIES: u32 = 128;
-const MAP_ENTRY_SIZE: u32 = 24;
+pub const MAX_MAP_ENTRIES: u32 = zero_page::E820_MAX as u32;
+/// One `hvm_memmap_table_entry`.
+const MAP_ENTRY_SIZE: u32 = pvh::MEMMAP_ENTRY_SIZE as u32;
 const STACK_SIZE: u64 = 4096;
 
-pub const HVM_START_MAGIC: u32 = 0x336e_c578;
+// The boot ABIs' layouts come from the builder, which writes these structures; the stub
+// only patches them, so both sides share one definition.
+pub const HVM_START_MAGIC: u32 = pvh::START_INFO_MAGIC;
 /// `hvm_start_info` field offsets.
-const SI_MAGIC: u32 = 0;
-const SI_VERSION: u32 = 4;
-const SI_RSDP: u32 = 32;
-const SI_MEMMAP_PADDR: u32 = 40;
-const SI_MEMMAP_ENTRIES: u32 = 48;
+const SI_MAGIC: u32 = pvh::MAGIC as u32;
+const SI_VERSION: u32 = pvh::VERSION as u32;
+const SI_RSDP: u32 = pvh::RSDP_PADDR as u32;
+const SI_MEMMAP_PADDR: u32 = pvh::MEMMAP_PADDR as u32;
+const SI_MEMMAP_ENTRIES: u32 = pvh::MEMMAP_ENTRIES as u32;
 /// boot_params offsets.
-const BP_ACPI_RSDP: u32 = 0x070;
-const BP_E820_ENTRIES: u32 = 0x1E8;
-const BP_E820_TABLE: u32 = 0x2D0;
-const E820_ENTRY_SIZE: u32 = 20;
+const BP_ACPI_RSDP: u32 = zero_page::ACPI_RSDP_ADDR as u32;
+const BP_E820_ENTRIES: u32 = zero_page::E820_ENTRIES as u32;
+const BP_E820_TABLE: u32 = zero_page::E820_TABLE as u32;
+const E820_ENTRY_SIZE: u32 = zero_page::E820_ENTRY_SIZE as u32;
 
 const COM1: u32 = 0x3F8;
 const COM1_LSR: u32 = 0x3FD;

@@ -14,6 +14,8 @@ use domboot_formats::elf::ElfImage;
 pub const START_INFO_MAGIC: u32 = 0x336E_C578;
 pub const START_INFO_SIZE: usize = 56;
 /// Offsets of `struct hvm_start_info` fields.
+pub const MAGIC: usize = 0;
+pub const VERSION: usize = 4;
 pub const NR_MODULES: usize = 12;
 pub const MODLIST_PADDR: usize = 16;
 pub const CMDLINE_PADDR: usize = 24;
@@ -82,8 +84,8 @@ fn start_info(base: u64, cmdline: u64, initrd: Option<(u64, u64)>, e820: &[E820E
     let mut p = vec![0u8; MEMMAP_OFFSET + e820.len() * MEMMAP_ENTRY_SIZE];
     let put32 = |p: &mut [u8], at: usize, v: u32| p[at..at + 4].copy_from_slice(&v.to_le_bytes());
     let put64 = |p: &mut [u8], at: usize, v: u64| p[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put32(&mut p, 0, START_INFO_MAGIC);
-    put32(&mut p, 4, 1);
+    put32(&mut p, MAGIC, START_INFO_MAGIC);
+    put32(&mut p, VERSION, 1);
     put64(&mut p, CMDLINE_PADDR, cmdline);
     if let Some((addr, size)) = initrd {
         put32(&mut p, NR_MODULES, 1);

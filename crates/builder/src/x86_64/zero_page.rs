@@ -12,7 +12,8 @@ pub const ACPI_RSDP_ADDR: usize = 0x070;
 pub const E820_ENTRIES: usize = 0x1E8;
 pub const E820_TABLE: usize = 0x2D0;
 pub const E820_MAX: usize = 128;
-const E820_ENTRY_SIZE: usize = 20;
+/// Bytes of one e820 entry in boot_params: u64 address, u64 size, u32 type.
+pub const E820_ENTRY_SIZE: usize = 20;
 // Setup header fields (same offsets as in the bzImage).
 const SETUP_HEADER: usize = 0x1F1;
 const BOOT_FLAG: usize = 0x1FE;
