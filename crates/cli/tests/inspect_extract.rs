@@ -4,26 +4,10 @@ use assert_cmd::Command;
 use serde_json::Value;
 use std::path::PathBuf;
 
-fn shared_kernel(name: &str) -> PathBuf {
-    let shared = std::env::var_os("DOMBOOT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    shared.join("kernels").join(name)
-}
+use domboot_testkit::shared_kernel;
 
 fn cloud_kernel() -> PathBuf {
-    let cache = std::env::var_os("DOMBOOT_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/domboot")
-        });
-    let k = cache.join("debian/cloud/vmlinuz");
-    assert!(
-        k.exists(),
-        "{} missing: run scripts/setup.sh --install-only",
-        k.display()
-    );
-    k
+    domboot_testkit::debian_kernel("cloud").vmlinuz
 }
 
 fn domboot() -> Command {
