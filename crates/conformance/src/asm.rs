@@ -3,6 +3,7 @@
 
 use crate::BAD;
 use iced_x86::code_asm::*;
+use std::ops::RangeInclusive;
 
 /// A guest under construction: code, failure handlers, subroutines, data.
 pub struct Guest {
@@ -163,31 +164,44 @@ impl Guest {
 
     /// Memory-map sanity for ECX entries of `stride` bytes at ESI (e820 layout: u64 address,
     /// u64 size, u32 type): 1..=128 entries, each non-empty with a known type, sorted and
-    /// non-overlapping; the RAM sizes add up to `ram_total`; a RAM entry covers the 32-bit
-    /// address in `covers` (a scratch dword). Clobbers EAX, EBX, ECX, EDX, ESI.
-    pub fn memory_map(&mut self, stride: u32, ram_total: u64, covers: u32, what: &str) {
+    /// non-overlapping; the RAM sizes add up to a total within `ram` (inclusive, compared as
+    /// 64-bit numbers); a RAM entry covers the 32-bit address in `covers` (a scratch dword).
+    /// Prints every entry and the RAM total before judging them. Clobbers EAX, EBX, ECX, EDX,
+    /// ESI.
+    pub fn memory_map(&mut self, stride: u32, ram: &RangeInclusive<u64>, covers: u32, what: &str) {
+        let (min, max) = (*ram.start(), *ram.end());
+        assert!(min <= max, "empty RAM range {min:#x}..={max:#x}");
         // prev_end lo/hi, RAM total lo/hi, found; addressed through EBP.
         let vars = self.scratch(24);
         let f_count = self.fail(&format!("{what}: entry count"));
         let f_type = self.fail(&format!("{what}: entry type"));
         let f_empty = self.fail(&format!("{what}: empty entry"));
         let f_order = self.fail(&format!("{what}: entries unsorted or overlapping"));
-        let f_total = self.fail(&format!("{what}: RAM total"));
+        let f_total = self.fail(&format!("{what}: RAM total outside {min:#x}..={max:#x}"));
         let f_cover = self.fail(&format!("{what}: no RAM entry covers the boot structure"));
         self.a.mov(ebp, vars).unwrap();
-        let a = &mut self.a;
-        a.test(ecx, ecx).unwrap();
-        a.jz(f_count).unwrap();
-        a.cmp(ecx, 128u32).unwrap();
-        a.ja(f_count).unwrap();
+        self.a.test(ecx, ecx).unwrap();
+        self.a.jz(f_count).unwrap();
+        self.a.cmp(ecx, 128u32).unwrap();
+        self.a.ja(f_count).unwrap();
         for off in [0u32, 4, 8, 12, 16] {
-            a.mov(dword_ptr(ebp) + off, 0u32).unwrap();
+            self.a.mov(dword_ptr(ebp) + off, 0u32).unwrap();
         }
-        let mut lp = a.create_label();
-        let mut hi_ok = a.create_label();
-        let mut not_ram = a.create_label();
-        let mut next = a.create_label();
-        a.set_label(&mut lp).unwrap();
+        let mut lp = self.a.create_label();
+        let mut hi_ok = self.a.create_label();
+        let mut not_ram = self.a.create_label();
+        let mut next = self.a.create_label();
+        self.a.set_label(&mut lp).unwrap();
+        // "  address size type" in hex, so a failure shows the map it judged.
+        self.print("  ");
+        for (off, sep) in [(4u32, ""), (0, " "), (12, ""), (8, " "), (16, "\n")] {
+            self.a.mov(eax, dword_ptr(esi + off)).unwrap();
+            self.hex_eax();
+            if !sep.is_empty() {
+                self.print(sep);
+            }
+        }
+        let a = &mut self.a;
         // type in 1..=5
         a.mov(eax, dword_ptr(esi + 16)).unwrap();
         a.cmp(eax, 1u32).unwrap();
@@ -241,11 +255,32 @@ impl Guest {
         a.add(esi, stride).unwrap();
         a.dec(ecx).unwrap();
         a.jnz(lp).unwrap();
-        a.cmp(dword_ptr(ebp + 8), ram_total as u32).unwrap();
-        a.jne(f_total).unwrap();
-        a.cmp(dword_ptr(ebp + 12), (ram_total >> 32) as u32)
-            .unwrap();
-        a.jne(f_total).unwrap();
+        self.print(&format!("{what} RAM total="));
+        self.a.mov(eax, dword_ptr(ebp + 12)).unwrap();
+        self.hex_eax();
+        self.a.mov(eax, dword_ptr(ebp + 8)).unwrap();
+        self.hex_eax();
+        self.print("\n");
+        // min <= total <= max, 64-bit: the high dwords decide unless they are equal.
+        let a = &mut self.a;
+        let mut above_min = a.create_label();
+        let mut below_max = a.create_label();
+        a.mov(eax, dword_ptr(ebp + 12)).unwrap();
+        a.cmp(eax, (min >> 32) as u32).unwrap();
+        a.ja(above_min).unwrap();
+        a.jb(f_total).unwrap();
+        a.mov(eax, dword_ptr(ebp + 8)).unwrap();
+        a.cmp(eax, min as u32).unwrap();
+        a.jb(f_total).unwrap();
+        a.set_label(&mut above_min).unwrap();
+        a.mov(eax, dword_ptr(ebp + 12)).unwrap();
+        a.cmp(eax, (max >> 32) as u32).unwrap();
+        a.jb(below_max).unwrap();
+        a.ja(f_total).unwrap();
+        a.mov(eax, dword_ptr(ebp + 8)).unwrap();
+        a.cmp(eax, max as u32).unwrap();
+        a.ja(f_total).unwrap();
+        a.set_label(&mut below_max).unwrap();
         a.cmp(dword_ptr(ebp + 16), 1u32).unwrap();
         a.jne(f_cover).unwrap();
     }

@@ -17,7 +17,7 @@ fn expect(initrd: &[u8]) -> Expect {
     Expect {
         cmdline: CMDLINE.into(),
         initrd: initrd.to_vec(),
-        ram_total: 0,
+        ram: 0..=0,
         gdt: None,
         code32_start: None,
     }
@@ -35,7 +35,9 @@ fn two_pass(
     let dir = tempfile::tempdir().unwrap();
     let mut e = expect(initrd);
     let probe = build_plan(dir.path(), &kernel(&e), initrd, CMDLINE, MEMORY, protocol);
-    e.ram_total = ram_total(&probe);
+    // domboot hands the guest its own e820: the total is exactly the plan's.
+    let total = ram_total(&probe);
+    e.ram = total..=total;
     fill(&mut e, &probe);
     let plan = build_plan(dir.path(), &kernel(&e), initrd, CMDLINE, MEMORY, protocol);
     assert_eq!(plan.entry.gdt_base, probe.entry.gdt_base);
@@ -132,7 +134,7 @@ fn conformance_guest_catches_a_wrong_handover() {
         let dir = tempfile::tempdir().unwrap();
         let mut e = expect(&expected_initrd);
         e.cmdline = cmdline.into();
-        e.ram_total = 0; // never reached
+        e.ram = 0..=0; // never reached
         let code = linux_guest(64, GUEST_ADDR, &e, stack).assemble();
         let plan = build_plan(
             dir.path(),
@@ -145,5 +147,73 @@ fn conformance_guest_catches_a_wrong_handover() {
         let r = run(&plan, 1, Duration::from_secs(30));
         assert_eq!(r.outcome, Outcome::DebugExit(BAD), "{}", r.serial);
         assert!(r.serial.contains(failure), "{}", r.serial);
+    }
+}
+
+/// The RAM-total check compares 64-bit bounds: a total one byte outside either end fails, the
+/// inclusive ends pass, and a bound's high dword decides before its low one.
+#[test]
+fn ram_total_range_is_inclusive_and_64_bit() {
+    let initrd = initrd_bytes(1000, 5);
+    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = expect(&initrd);
+    let kernel = |e: &Expect| {
+        elf64(
+            &linux_guest(64, GUEST_ADDR, e, stack).assemble(),
+            GUEST_ADDR,
+            IMAGE_MEMSZ,
+        )
+    };
+    let probe = build_plan(
+        dir.path(),
+        &kernel(&e),
+        &initrd,
+        CMDLINE,
+        MEMORY,
+        ProtocolChoice::Auto,
+    );
+    let t = ram_total(&probe);
+    e.gdt = Some((probe.entry.gdt_base as u32, probe.entry.gdt_limit));
+    const G4: u64 = 1 << 32;
+    // The total is below 4 GiB: its high dword is 0.
+    assert!(t < G4);
+    for (ram, passes) in [
+        (t..=t, true),
+        (t - 1..=t + 1, true),
+        (t + 1..=u64::MAX, false),
+        (0..=t - 1, false),
+        // The high dwords decide: the low dword of G4 (0) is below the total's.
+        (0..=G4, true),
+        (t + G4..=u64::MAX, false),
+    ] {
+        e.ram = ram.clone();
+        let plan = build_plan(
+            dir.path(),
+            &kernel(&e),
+            &initrd,
+            CMDLINE,
+            MEMORY,
+            ProtocolChoice::Auto,
+        );
+        assert_eq!(ram_total(&plan), t);
+        let r = run(&plan, 1, Duration::from_secs(30));
+        let (status, text) = if passes {
+            (OK, "ALL OK")
+        } else {
+            (BAD, "FAIL: e820: RAM total outside")
+        };
+        assert_eq!(
+            r.outcome,
+            Outcome::DebugExit(status),
+            "{ram:#x?}: {}",
+            r.serial
+        );
+        assert!(r.serial.contains(text), "{ram:#x?}: {}", r.serial);
+        assert!(
+            r.serial.contains(&format!("e820 RAM total={t:016X}")),
+            "{}",
+            r.serial
+        );
     }
 }
