@@ -7,11 +7,13 @@
 //! | 0xF4-0xF7     | debug exit, QEMU isa-debug-exit convention ([`debug_exit`])      |
 //! | 0xCF9         | reset control register: a write with bit 2 (RST_CPU) set resets   |
 //! | 0x80          | POST code: ignored                                                |
+//! | 0x600, 0x601  | ACPI sleep control/status, with ACPI on: S5 powers off ([`acpi_sleep`]) |
 //! | in KVM        | PIC 0x20/0xA0, PIT 0x40-0x43, speaker 0x61, ELCR, IOAPIC, LAPIC   |
 //!
 //! Anything else reads as all ones and ignores writes, like an empty ISA bus; such accesses
 //! are counted (and logged with `verbose`), never fatal.
 
+pub mod acpi_sleep;
 pub mod debug_exit;
 pub mod i8042;
 pub mod serial;
@@ -41,6 +43,8 @@ pub struct Devices {
     pub unhandled_pio: AtomicU64,
     pub unhandled_mmio: AtomicU64,
     pub verbose: bool,
+    /// The ACPI sleep registers answer (set when the VM has ACPI tables that name them).
+    pub acpi_sleep: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -57,7 +61,14 @@ impl Devices {
             unhandled_pio: AtomicU64::new(0),
             unhandled_mmio: AtomicU64::new(0),
             verbose,
+            acpi_sleep: false,
         }
+    }
+
+    /// With `on`, the ACPI sleep registers ([`acpi_sleep`]) are present.
+    pub fn with_acpi_sleep(mut self, on: bool) -> Devices {
+        self.acpi_sleep = on;
+        self
     }
 
     fn unhandled(&self, counter: &AtomicU64, what: &str, addr: u64, data: &[u8], write: bool) {
@@ -86,6 +97,8 @@ impl Devices {
             if let Some(b) = data.first_mut() {
                 *b = lock(&self.i8042).read(port);
             }
+        } else if self.acpi_sleep && acpi_sleep::contains(port) {
+            acpi_sleep::read(data);
         } else if debug_exit::contains(port) || port == POST_PORT {
         } else {
             self.unhandled(&self.unhandled_pio, "port", port.into(), data, false);
@@ -107,6 +120,14 @@ impl Devices {
             }
         } else if debug_exit::contains(port) {
             return Flow::Stop(Outcome::DebugExit(debug_exit::status(data)));
+        } else if self.acpi_sleep && acpi_sleep::contains(port) {
+            match acpi_sleep::write(port, data) {
+                acpi_sleep::Request::PowerOff => return Flow::Stop(Outcome::PowerOff),
+                acpi_sleep::Request::Ignored(what) if self.verbose => {
+                    eprintln!("domboot-vmm: ignored {what}");
+                }
+                _ => {}
+            }
         } else if port == RESET_CONTROL_PORT {
             if value & RESET_CONTROL_RST_CPU != 0 {
                 return Flow::Stop(Outcome::Reset);
@@ -163,5 +184,21 @@ mod tests {
         assert_eq!(d.unhandled_pio.load(Ordering::Relaxed), 2);
         d.mmio_read(0xD000_0000, &mut v);
         assert_eq!(v, [0xFF; 4]);
+    }
+
+    #[test]
+    fn acpi_sleep_registers_only_with_acpi() {
+        let (d, _) = devices();
+        // Without ACPI tables the ports are an empty bus.
+        assert_eq!(d.pio_write(0x600, &[0x34]), Flow::Continue);
+        let mut v = [0u8];
+        d.pio_read(0x601, &mut v);
+        assert_eq!(v, [0xFF]);
+        let d = d.with_acpi_sleep(true);
+        d.pio_read(0x601, &mut v);
+        assert_eq!(v, [0]);
+        assert_eq!(d.pio_write(0x601, &[0x80]), Flow::Continue);
+        assert_eq!(d.pio_write(0x600, &[0x2C]), Flow::Continue);
+        assert_eq!(d.pio_write(0x600, &[0x34]), Flow::Stop(Outcome::PowerOff));
     }
 }
