@@ -11,11 +11,13 @@
 //! ```
 //!
 //! One VM per call: in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT, guest RAM from the
-//! plan's e820, the plan's segments copied in, an MP table for the vCPUs, COM1, i8042 and
-//! the debug-exit port (see [`devices`]). vCPU 0 starts in the plan's entry state; the others
+//! plan's e820, the plan's segments copied in, an MP table and ACPI tables for the vCPUs
+//! (see [`acpi`]: the guest can power off through them), COM1, i8042 and the debug-exit
+//! port (see [`devices`]). vCPU 0 starts in the plan's entry state; the others
 //! wait for INIT/SIPI. The run ends with an [`Outcome`]; see [`Outcome::exit_code`] for
 //! the process exit status each one maps to.
 
+pub mod acpi;
 pub mod devices;
 pub mod exit;
 pub mod kvm;
@@ -57,6 +59,10 @@ pub struct VmConfig {
     pub timeout: Option<Duration>,
     /// Log set-up steps and unhandled device accesses to stderr.
     pub verbose: bool,
+    /// ACPI tables (RSDP, XSDT, FADT, MADT, DSDT) and the ACPI sleep registers, through
+    /// which the guest powers off (see [`acpi`]). On by default; off, the guest has only
+    /// the MP table and can reset but not power off.
+    pub acpi: bool,
 }
 
 impl Default for VmConfig {
@@ -66,6 +72,7 @@ impl Default for VmConfig {
             serial: SerialSink::Stdout,
             timeout: None,
             verbose: false,
+            acpi: true,
         }
     }
 }
@@ -73,7 +80,8 @@ impl Default for VmConfig {
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The guest powered off (KVM_SYSTEM_EVENT_SHUTDOWN).
+    /// The guest powered off: S5 through the ACPI sleep control register, or
+    /// KVM_SYSTEM_EVENT_SHUTDOWN.
     PowerOff,
     /// The guest reset the machine: i8042 command 0xFE, reset control 0xCF9, or
     /// KVM_SYSTEM_EVENT_RESET. domboot does not reboot; the run ends.
@@ -112,7 +120,7 @@ impl Outcome {
     /// A message for the user (multi-line for a crash).
     pub fn describe(&self) -> String {
         match self {
-            Outcome::PowerOff => "guest powered off".into(),
+            Outcome::PowerOff => "power-off: the guest switched the machine off".into(),
             Outcome::Reset => "guest reset the machine".into(),
             Outcome::DebugExit(v) => {
                 format!("guest exited through the debug-exit port with status {v}")
@@ -243,6 +251,19 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
         .find(|e| e.function == 1)
         .map_or(0, |e| e.eax);
     write_mptable(&mem, plan, cfg.cpus, signature)?;
+    if cfg.acpi {
+        let tables = acpi::install(&mem, plan, cfg.cpus)?;
+        log(&format!(
+            "ACPI: RSDP at {:#x}, tables {}",
+            tables.rsdp_addr(),
+            tables
+                .tables
+                .iter()
+                .map(|t| format!("{} {:#x}+{}", t.name, t.addr, t.bytes.len()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     log(&format!(
         "memory {}, {} segment(s), {} vCPU(s)",
         memory::ram_ranges(plan)?
@@ -268,7 +289,7 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
         error,
     })?;
     let uart = vm_superio::Serial::new(serial::IrqTrigger(irq), writer);
-    let devices = Arc::new(Devices::new(uart, verbose));
+    let devices = Arc::new(Devices::new(uart, verbose).with_acpi_sleep(cfg.acpi));
 
     let mut vcpus = Vec::with_capacity(cfg.cpus.into());
     for i in 0..cfg.cpus {

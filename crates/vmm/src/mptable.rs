@@ -31,6 +31,12 @@ const ISA_IRQS: u8 = 16;
 /// CPUID.1:EDX bits the processor entries advertise: FPU and APIC.
 const CPU_FEATURES: u32 = 1 | (1 << 9);
 
+/// The I/O APIC's ID next to `cpus` processors: the first ID after theirs (the ACPI MADT
+/// uses the same).
+pub fn ioapic_id(cpus: u8) -> u8 {
+    cpus
+}
+
 fn checksum(bytes: &[u8]) -> u8 {
     0u8.wrapping_sub(bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)))
 }
@@ -43,7 +49,7 @@ pub fn build(cpus: u8, base: u64, signature: u32) -> Result<Vec<u8>, VmmError> {
             "the MP table describes 1 to {MAX_CPUS} processors, not {cpus}"
         )));
     }
-    let ioapic_id = cpus;
+    let ioapic_id = ioapic_id(cpus);
     let mut entries: Vec<u8> = Vec::new();
     let mut count: u16 = 0;
     for id in 0..cpus {

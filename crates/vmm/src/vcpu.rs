@@ -83,11 +83,17 @@ fn bits_for(n: u32) -> u32 {
     }
 }
 
+/// The APIC ID of vCPU `index`: the index itself. CPUID reports it ([`cpuid_for`]), and
+/// the MP table and the ACPI MADT describe the processors with it.
+pub fn apic_id(index: u32) -> u32 {
+    index
+}
+
 /// Adjusts the template for vCPU `index` of `count`: APIC IDs, one socket of `count`
 /// single-threaded cores, the hypervisor bit.
 pub fn cpuid_for(template: &CpuId, index: u32, count: u32) -> CpuId {
     let mut cpuid = template.clone();
-    let apic_id = index;
+    let apic_id = apic_id(index);
     let core_bits = bits_for(count);
     for e in cpuid.as_mut_slice() {
         match e.function {

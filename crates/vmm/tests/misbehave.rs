@@ -298,6 +298,7 @@ fn serial_output_to_a_file() {
         serial: domboot_vmm::SerialSink::File(path.clone()),
         timeout: Some(Duration::from_secs(10)),
         verbose: false,
+        acpi: true,
     };
     assert_eq!(
         domboot_vmm::run(&plan, &cfg).unwrap(),

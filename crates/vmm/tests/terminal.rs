@@ -73,6 +73,7 @@ fn terminal_child_process() {
         serial: SerialSink::Stdout,
         timeout: Some(Duration::from_secs(60)),
         verbose: false,
+        acpi: true,
     };
     let outcome = domboot_vmm::run(&plan(&kind), &cfg).unwrap();
     eprintln!("child outcome: {}", outcome.describe());

@@ -21,6 +21,7 @@ pub fn run(plan: &BootPlan, cpus: u8, timeout: Duration) -> Run {
         serial: SerialSink::Capture(buf.clone()),
         timeout: Some(timeout),
         verbose: true,
+        acpi: true,
     };
     let outcome = domboot_vmm::run(plan, &cfg).expect("domboot_vmm::run");
     let serial = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();

@@ -1,0 +1,58 @@
+//! The DSDT: the AML namespace. It holds what the fixed tables cannot say:
+//!
+//! - `\_S5_`, the soft-off sleep state, whose first element is the `SLP_TYP` a guest
+//!   writes to the sleep control register to power off. Linux's `acpi_sleep_init` looks
+//!   the package up; without it there is no `acpi_power_off`.
+//! - `\_SB_.COM1`, the 16550 at 0x3F8–0x3FF on IRQ 4 (`PNP0501`), so the guest's serial
+//!   driver finds it through ACPI as it would on real firmware.
+
+use super::{OEM_ID, OEM_REVISION, table_id};
+use crate::devices::{acpi_sleep, serial};
+use acpi_tables::Aml;
+use acpi_tables::aml::{
+    Device, EISAName, IO, Interrupt, Name, Package, Path, ResourceTemplate, Scope,
+};
+use acpi_tables::sdt::Sdt;
+
+/// Revision 2 and above: AML integers are 64 bits wide.
+const REVISION: u8 = 2;
+const HEADER_LEN: u32 = 36;
+/// Bytes of I/O ports the 16550 decodes.
+const COM1_PORTS: u8 = 8;
+
+/// The DSDT's bytes, header and checksum included.
+pub fn build() -> Vec<u8> {
+    let mut aml = Vec::new();
+    // Package { SLP_TYPa, SLP_TYPb, reserved, reserved }: a hardware-reduced platform
+    // uses only SLP_TYPa; the other entries are 0 as on real firmware.
+    let s5_typ = acpi_sleep::S5_SLP_TYP;
+    Name::new(
+        Path::new("_S5_"),
+        &Package::new(vec![&s5_typ, &0u8, &0u8, &0u8]),
+    )
+    .to_aml_bytes(&mut aml);
+
+    let hid = EISAName::new("PNP0501");
+    let uid = 0u8;
+    let io = IO::new(serial::COM1_BASE, serial::COM1_BASE, 1, COM1_PORTS);
+    // Consumer, edge-triggered, active-high, exclusive: an ISA interrupt as the IOAPIC
+    // pin (GSI 4 = ISA IRQ 4, identity routing; see the MADT) sees it.
+    let irq = Interrupt::new(true, true, false, false, serial::COM1_IRQ);
+    let crs = ResourceTemplate::new(vec![&io, &irq]);
+    let hid = Name::new(Path::new("_HID"), &hid);
+    let uid = Name::new(Path::new("_UID"), &uid);
+    let crs = Name::new(Path::new("_CRS"), &crs);
+    let com1 = Device::new(Path::new("COM1"), vec![&hid, &uid, &crs]);
+    Scope::new(Path::new("\\_SB_"), vec![&com1]).to_aml_bytes(&mut aml);
+
+    let mut sdt = Sdt::new(
+        *b"DSDT",
+        HEADER_LEN,
+        REVISION,
+        OEM_ID,
+        table_id(b"DSDT"),
+        OEM_REVISION,
+    );
+    sdt.append_slice(&aml);
+    sdt.as_slice().to_vec()
+}
