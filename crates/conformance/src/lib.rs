@@ -6,6 +6,7 @@
 //! printing `FAIL: <check>` otherwise. The same guests run on KVM (crates/vmm/tests) and
 //! under QEMU TCG through `domboot run --accel tcg` (crates/cli/tests).
 
+pub mod acpi;
 pub mod asm;
 pub mod guests;
 pub mod images;
