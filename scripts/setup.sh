@@ -36,7 +36,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${DOMBOOT_CACHE:-$HOME/.cache/domboot}
 APT_MAX_AGE_HOURS=${DOMBOOT_APT_MAX_AGE_HOURS:-24}
 
-APT_REQUIRED=(busybox-static cpio lz4 lzop xz-utils zstd bzip2 gzip binutils file)
+# acpica-tools: iasl, acpiexec and acpixtract check the KVM backend's ACPI tables (crates/vmm/tests/acpi.rs).
+APT_REQUIRED=(busybox-static cpio lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools)
 APT_OPTIONAL=(systemd-boot-efi)
 # flavour name in the cache -> Debian metapackage that names the current kernel package
 KERNEL_FLAVOURS=(cloud generic)
