@@ -20,6 +20,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         serial,
         timeout: cfg.timeout,
         verbose: cfg.verbose,
+        acpi: cfg.acpi,
     };
     let outcome = domboot_vmm::run(plan, &vm)?;
     if let SerialSink::Filter(_) = &cfg.serial {

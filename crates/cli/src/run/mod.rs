@@ -38,6 +38,11 @@ pub struct Args {
     /// Stop a guest that runs longer than this many seconds (exit status 124).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// KVM: give the guest no ACPI tables (only the MP table). It then cannot power off
+    /// (Linux halts instead: end it with --timeout or Ctrl-A x), but can still reset.
+    /// Under TCG, QEMU's firmware supplies its own tables either way.
+    #[arg(long)]
+    pub no_acpi: bool,
     /// Explain decisions (which accelerator and why, the QEMU command line); with --exec,
     /// also show the kernel's messages (on stderr).
     #[arg(long, short = 'v')]
@@ -136,6 +141,8 @@ pub struct RunConfig {
     pub forward_stdin: bool,
     pub timeout: Option<Duration>,
     pub verbose: bool,
+    /// ACPI tables on KVM (`--no-acpi` clears it).
+    pub acpi: bool,
     /// Set to a signal number by the SIGINT/SIGTERM handlers.
     pub signal: Arc<AtomicI32>,
 }
@@ -263,6 +270,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         forward_stdin: interactive,
         timeout: args.timeout.map(Duration::from_secs_f64),
         verbose: args.verbose,
+        acpi: !args.no_acpi,
         signal: catch_signals()?,
     };
     let outcome = boot(accel, &plan, &cfg)?;
@@ -351,6 +359,7 @@ fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         forward_stdin: false,
         timeout: args.timeout.map(Duration::from_secs_f64),
         verbose: args.verbose,
+        acpi: !args.no_acpi,
         signal: catch_signals()?,
     };
     progress.say("booting");
