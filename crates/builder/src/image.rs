@@ -3,9 +3,9 @@
 
 use crate::error::BuildError;
 use crate::memory::MemoryMap;
-use crate::plan::BootPlan;
+use crate::plan::{BootPlan, FileBacking};
 use bytes::Bytes;
-use domboot_formats::{Chain, ChainOptions, Format};
+use domboot_formats::{Chain, ChainOptions, Format, MappedFile};
 use std::path::{Path, PathBuf};
 
 /// Which boot protocol to use.
@@ -74,6 +74,9 @@ pub struct DomainImage {
     pub cmdline: String,
     pub memory: MemoryMap,
     pub options: BuildOptions,
+    /// The mapped input files (kernel, initrds): a segment whose bytes are a slice of one
+    /// of them is marked as file-backed in the plan.
+    pub inputs: Vec<MappedFile>,
 }
 
 impl DomainImage {
@@ -86,7 +89,7 @@ impl DomainImage {
         options: BuildOptions,
     ) -> Result<DomainImage, BuildError> {
         let memory = MemoryMap::new(options.memory)?;
-        let chain = domboot_formats::open(
+        let (chain, kernel_file) = domboot_formats::open_mapped(
             kernel,
             &ChainOptions {
                 max_decompressed: options.max_decompressed,
@@ -95,15 +98,18 @@ impl DomainImage {
             },
         )?;
         let mut files = Vec::with_capacity(initrds.len());
+        let mut inputs = vec![kernel_file];
         for path in initrds {
-            let data = domboot_formats::map_file(path).map_err(|error| BuildError::Io {
-                path: path.clone(),
-                error,
-            })?;
+            let mapped =
+                domboot_formats::map_file_with_handle(path).map_err(|error| BuildError::Io {
+                    path: path.clone(),
+                    error,
+                })?;
             files.push(Initrd {
                 path: path.clone(),
-                data,
+                data: mapped.bytes.clone(),
             });
+            inputs.push(mapped);
         }
         let uki = chain.uki();
         if files.is_empty()
@@ -125,6 +131,7 @@ impl DomainImage {
             cmdline,
             memory,
             options,
+            inputs,
         })
     }
 
@@ -180,6 +187,20 @@ impl DomainImage {
 
     /// Builds the boot plan.
     pub fn build(&self) -> Result<BootPlan, BuildError> {
-        crate::x86_64::build(self)
+        let mut plan = crate::x86_64::build(self)?;
+        for seg in &mut plan.segments {
+            seg.backing = self.backing_of(&seg.data);
+        }
+        Ok(plan)
+    }
+
+    /// The input file `data` is an unchanged slice of, if any.
+    fn backing_of(&self, data: &[u8]) -> Option<FileBacking> {
+        self.inputs.iter().find_map(|input| {
+            input.offset_of(data).map(|offset| FileBacking {
+                file: input.file.clone(),
+                offset,
+            })
+        })
     }
 }

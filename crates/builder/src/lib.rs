@@ -25,6 +25,6 @@ pub mod x86_64;
 pub use error::BuildError;
 pub use image::{BuildOptions, DomainImage, Initrd, ProtocolChoice};
 pub use plan::{
-    BootPlan, BootProtocol, CpuMode, E820Entry, E820Type, EntryState, PatchPoints, Reservation,
-    Segment, SegmentRegister,
+    BootPlan, BootProtocol, CpuMode, E820Entry, E820Type, EntryState, FileBacking, PatchPoints,
+    Reservation, Segment, SegmentRegister,
 };

@@ -4,6 +4,8 @@
 
 use bytes::Bytes;
 use serde::{Serialize, Serializer};
+use std::fs::File;
+use std::sync::Arc;
 
 /// A complete, backend-neutral description of how to start the guest.
 #[derive(Clone, Debug, Serialize)]
@@ -59,6 +61,17 @@ pub struct Segment {
     /// The contents. Large inputs are slices of a file mapping, not copies.
     #[serde(rename = "file_size", serialize_with = "len_only")]
     pub data: Bytes,
+    /// Where `data` sits in an input file, when it is that file's bytes unchanged: a
+    /// backend may then map it copy-on-write instead of copying it.
+    #[serde(skip)]
+    pub backing: Option<FileBacking>,
+}
+
+/// An open input file and the offset of a segment's bytes in it.
+#[derive(Clone, Debug)]
+pub struct FileBacking {
+    pub file: Arc<File>,
+    pub offset: u64,
 }
 
 fn len_only<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {

@@ -200,6 +200,7 @@ fn streaming_a_large_segment_matches_size() {
         addr: 100 * MIB + 0x123,
         mem_size: big.len() as u64,
         data: big,
+        backing: None,
     });
     let elf = pvh_elf(&plan).unwrap();
     struct Count(u64, u64);

@@ -4,7 +4,9 @@ use crate::loader::{Layer, LoadContext, Loaded, Loader};
 use crate::{Format, FormatError, bzimage, compression, elf, pe, read};
 use bytes::Bytes;
 use std::fmt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Decompression limit for a compressed file that is not inside a bzImage (1 GiB).
 pub const DEFAULT_MAX_DECOMPRESSED: u64 = 1 << 30;
@@ -246,23 +248,58 @@ impl ChainError {
 /// not compressed (a bzImage inside a UKI, a payload inside a bzImage) are slices of the
 /// mapping, not copies.
 pub fn open(path: impl AsRef<Path>, opts: &ChainOptions) -> Result<Chain, ChainError> {
+    open_mapped(path, opts).map(|(chain, _)| chain)
+}
+
+/// [`open`], also returning the mapped file, so that a consumer can tell which layers are
+/// slices of it and map those bytes again straight from the file (guest memory does).
+pub fn open_mapped(
+    path: impl AsRef<Path>,
+    opts: &ChainOptions,
+) -> Result<(Chain, MappedFile), ChainError> {
     let path = path.as_ref();
-    let data = map_file(path).map_err(|error| ChainError::Io {
+    let file = map_file_with_handle(path).map_err(|error| ChainError::Io {
         path: path.to_owned(),
         error,
     })?;
-    let mut chain = unwrap_bytes(data, opts).map_err(|error| ChainError::Layer {
+    let mut chain = unwrap_bytes(file.bytes.clone(), opts).map_err(|error| ChainError::Layer {
         path: path.to_owned(),
         error,
     })?;
     chain.path = Some(path.to_owned());
-    Ok(chain)
+    Ok((chain, file))
+}
+
+/// A file mapped read-only together with the open file it came from: the handle lets a
+/// consumer map the same bytes again (copy-on-write guest memory does) without reopening a
+/// path that may since name another file.
+#[derive(Clone, Debug)]
+pub struct MappedFile {
+    pub bytes: Bytes,
+    pub file: Arc<File>,
+}
+
+impl MappedFile {
+    /// Where `slice` starts in the file, when it lies wholly inside this mapping (a
+    /// [`Bytes`] slice of it, or any other view of the same memory).
+    pub fn offset_of(&self, slice: &[u8]) -> Option<u64> {
+        let base = self.bytes.as_ptr() as usize;
+        let start = slice.as_ptr() as usize;
+        let end = start.checked_add(slice.len())?;
+        (!self.bytes.is_empty() && start >= base && end <= base + self.bytes.len())
+            .then(|| (start - base) as u64)
+    }
 }
 
 /// Maps a file read-only into [`Bytes`] (copy-on-write private mapping; an empty file
 /// becomes empty bytes, which cannot be mapped).
 pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
-    let file = std::fs::File::open(path)?;
+    map_file_with_handle(path).map(|m| m.bytes)
+}
+
+/// [`map_file`], keeping the open file.
+pub fn map_file_with_handle(path: &Path) -> std::io::Result<MappedFile> {
+    let file = File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::new(
@@ -271,7 +308,10 @@ pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
         ));
     }
     if meta.len() == 0 {
-        return Ok(Bytes::new());
+        return Ok(MappedFile {
+            bytes: Bytes::new(),
+            file: Arc::new(file),
+        });
     }
     // SAFETY: the mapping is private and read-only, so this process never writes through
     // it. Another process truncating or rewriting the file while it is mapped could change
@@ -280,7 +320,10 @@ pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
     // rewritten while a VM is being built from them, and every read is bounds-checked
     // against the length captured here, so torn contents can only produce a parse error.
     let map = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file)? };
-    Ok(Bytes::from_owner(map))
+    Ok(MappedFile {
+        bytes: Bytes::from_owner(map),
+        file: Arc::new(file),
+    })
 }
 
 /// Walks the chain of in-memory bytes with the default registry.

@@ -25,7 +25,8 @@ mod read;
 
 pub use chain::{
     Chain, ChainError, ChainOptions, DEFAULT_MAX_DECOMPRESSED, DEFAULT_MAX_DEPTH, LayerError,
-    LayerErrorKind, Registry, map_file, open, unwrap_bytes,
+    LayerErrorKind, MappedFile, Registry, map_file, map_file_with_handle, open, open_mapped,
+    unwrap_bytes,
 };
 pub use error::FormatError;
 pub use format::Format;

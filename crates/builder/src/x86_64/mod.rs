@@ -153,6 +153,7 @@ impl<'a> PlanBuilder<'a> {
             addr,
             mem_size: mem_size.max(data.len() as u64),
             data,
+            backing: None,
         });
     }
 

@@ -118,6 +118,7 @@ pub fn segment(name: &str, addr: u64, data: Vec<u8>, mem_size: u64) -> Segment {
         addr,
         mem_size: mem_size.max(data.len() as u64),
         data: Bytes::from(data),
+        backing: None,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Guest RAM: anonymous mappings laid out from the plan's e820 RAM (low RAM below the MMIO
 //! gap, the rest from 4 GiB), registered with KVM, and filled with the plan's segments.
 
+mod cow;
+
 use crate::VmmError;
 use domboot_builder::{BootPlan, E820Type};
 use kvm_bindings::kvm_userspace_memory_region;
@@ -65,9 +67,21 @@ pub fn allocate(plan: &BootPlan) -> Result<GuestMemoryMmap, VmmError> {
     GuestMemoryMmap::from_ranges(&regions).map_err(|e| VmmError::Memory(e.to_string()))
 }
 
-/// Checks that every segment lies in backed RAM, then copies it in (the zero tail needs no
-/// writing: fresh anonymous memory is zero).
-pub fn load_segments(mem: &GuestMemoryMmap, plan: &BootPlan) -> Result<(), VmmError> {
+/// What loading the segments did, for `--verbose` and the tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Bytes copied into guest memory.
+    pub copied: u64,
+    /// Bytes mapped copy-on-write straight from their input file.
+    pub mapped: u64,
+}
+
+/// Checks that every segment lies in backed RAM, then fills guest memory: file-backed
+/// segments are mapped copy-on-write from their file where the page offsets line up (see
+/// [`cow`]), everything else is copied (the zero tail needs no writing: fresh anonymous
+/// memory is zero). Mappings go first, because mapping replaces whole pages that a
+/// neighbouring segment's copied bytes may share.
+pub fn load_segments(mem: &GuestMemoryMmap, plan: &BootPlan) -> Result<LoadStats, VmmError> {
     for seg in &plan.segments {
         let len = seg.mem_size.max(seg.data.len() as u64);
         let end = seg.addr.saturating_add(len);
@@ -80,10 +94,31 @@ pub fn load_segments(mem: &GuestMemoryMmap, plan: &BootPlan) -> Result<(), VmmEr
                 seg.name, seg.addr, end
             )));
         }
-        mem.write_slice(&seg.data, GuestAddress(seg.addr))
-            .map_err(|e| VmmError::Memory(format!("writing segment {}: {e}", seg.name)))?;
     }
-    Ok(())
+    let mut mapped = Vec::with_capacity(plan.segments.len());
+    for seg in &plan.segments {
+        mapped.push(cow::map_segment(mem, seg)?);
+    }
+    let mut stats = LoadStats::default();
+    for (seg, pages) in plan.segments.iter().zip(mapped) {
+        let (head, tail) = match pages {
+            Some(r) => {
+                stats.mapped += r.end - r.start;
+                (r.start - seg.addr, r.end - seg.addr)
+            }
+            None => (seg.data.len() as u64, seg.data.len() as u64),
+        };
+        // Bytes outside the mapped pages: all of them, or the partial first and last page.
+        for (from, to) in [(0, head), (tail, seg.data.len() as u64)] {
+            if to > from {
+                let bytes = &seg.data[from as usize..to as usize];
+                mem.write_slice(bytes, GuestAddress(seg.addr + from))
+                    .map_err(|e| VmmError::Memory(format!("writing segment {}: {e}", seg.name)))?;
+                stats.copied += to - from;
+            }
+        }
+    }
+    Ok(stats)
 }
 
 /// Registers every region of `mem` as a KVM memory slot.
