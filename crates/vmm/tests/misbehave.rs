@@ -83,8 +83,8 @@ fn halted_guest_with_interrupts_off_times_out() {
     assert_eq!(r.outcome, Outcome::Timeout(Duration::from_millis(500)));
 }
 
-/// Writes and reads pseudo-random values at pseudo-random ports (all but the reset and
-/// exit ports), then re-initialises the UART and reports.
+/// Writes and reads pseudo-random values at pseudo-random ports (all but the reset, exit
+/// and ACPI sleep control ports), then re-initialises the UART and reports.
 fn garbage(g: &mut Guest, iterations: u32, spare_special_ports: bool) {
     let mut lp = g.a.create_label();
     let mut skip = g.a.create_label();
@@ -103,7 +103,7 @@ fn garbage(g: &mut Guest, iterations: u32, spare_special_ports: bool) {
     g.a.mov(edx, ebx).unwrap();
     g.a.and(edx, 0xFFFFu32).unwrap();
     if spare_special_ports {
-        for port in [0x60u32, 0x64, 0xCF9] {
+        for port in [0x60u32, 0x64, 0xCF9, 0x600] {
             g.a.cmp(edx, port).unwrap();
             g.a.je(skip).unwrap();
         }
