@@ -11,6 +11,7 @@ pub mod asm;
 pub mod guests;
 pub mod images;
 pub mod plans;
+pub mod smp;
 
 pub use asm::Guest;
 pub use guests::{Expect, conformance_bzimage, linux_guest, pvh_guest};
