@@ -10,7 +10,9 @@ usage() {
     cat <<'EOF'
 Usage: scripts/bench/startup.sh [RUNS]      (default RUNS: 10)
 
-Builds release (`domboot`, and the domboot-vmm examples `bench_guest` and `startup_probe`),
+Builds release (`domboot`, and the domboot-vmm examples `bench_guest` and `startup_probe`)
+and the lean release binary (scripts/build-release.sh: static, LTO, start-up functions
+laid out together), which is the domboot measured; the plain build is a reference row.
 writes the guest (crates/vmm/examples/bench_guest.rs: an ELF32 with a PVH note that writes
 one byte to COM1 at once, then a short line, then 0 to the debug-exit port 0xF4) and
 measures, for each command, one warm-up run plus RUNS runs:
@@ -57,7 +59,10 @@ command -v "$QEMU" >/dev/null || { echo "startup.sh: no $QEMU: run scripts/setup
 echo "building (release)..." >&2
 cargo build --release -q -p domboot
 cargo build --release -q -p domboot-vmm --example bench_guest --example startup_probe
-DOMBOOT=$ROOT/target/release/domboot
+# The measured domboot is the lean release build (static, LTO, start-up code laid out
+# together: scripts/build-release.sh); the plain `cargo build --release` one is a reference row.
+DOMBOOT=$("$ROOT/scripts/build-release.sh")
+PLAIN=$ROOT/target/release/domboot
 PROBE=$ROOT/target/release/examples/startup_probe
 
 WORK=$(mktemp -d)
@@ -107,6 +112,8 @@ for machine in microvm pc; do
     measure "qemu -M $machine -accel tcg" 1 60 "$EXPECT" "$QEMU" -M "$m" -accel tcg "${QEMU_COMMON[@]}" ||
         failed=1
 done
+measure "ref: domboot, plain build" 0 30 "$EXPECT" \
+    "$PLAIN" run --kernel "$GUEST" --accel kvm --serial stdio -m "$MEM" || failed=1
 measure "ref: domboot plan (no VM)" 0 30 protocol "$DOMBOOT" plan --kernel "$GUEST" -m "$MEM" ||
     failed=1
 measure "ref: /bin/echo (probe floor)" 0 30 floor /bin/echo floor || failed=1
