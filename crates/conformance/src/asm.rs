@@ -370,6 +370,18 @@ impl Guest {
         self.a.jne(f).unwrap();
     }
 
+    /// Both 8259 interrupt mask registers read 0xFF: every legacy PIC line masked at entry
+    /// (domboot's KVM backend sets its PIC so, the export stub masks firmware's).
+    pub fn pic_masked(&mut self) {
+        let f = self.fail("8259 not fully masked at entry (IMR of 0x21 or 0xA1 is not 0xff)");
+        for port in [0x21u32, 0xA1] {
+            self.a.mov(edx, port).unwrap();
+            self.a.in_(al, dx).unwrap();
+            self.a.cmp(al, 0xFFu32).unwrap();
+            self.a.jne(f).unwrap();
+        }
+    }
+
     /// GDTR base (low 32 bits) and limit.
     pub fn gdtr(&mut self, base: u32, limit: u16) {
         let buf = self.scratch(16);

@@ -47,6 +47,7 @@ pub fn linux_guest(bits: u32, base: u64, e: &Expect, stack_top: u32) -> Guest {
     g.flags_clear();
     g.control_registers(false);
     g.fpu_control_word();
+    g.pic_masked();
     if let Some((base, limit)) = e.gdt {
         g.gdtr(base, limit);
     }
@@ -125,6 +126,7 @@ pub fn pvh_guest(base: u64, e: &Expect, stack_top: u32) -> Guest {
     g.flags_clear();
     g.control_registers(true);
     g.fpu_control_word();
+    g.pic_masked();
     g.print("entry state ok\n");
     g.a.mov(esi, dword_ptr(u64::from(si_var))).unwrap();
     g.expect_eq(dword_ptr(esi), 0x336E_C578, "start_info: magic");

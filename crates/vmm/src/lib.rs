@@ -20,6 +20,7 @@
 pub mod acpi;
 pub mod devices;
 pub mod exit;
+mod irqchip;
 pub mod kvm;
 pub mod memory;
 pub mod mptable;
@@ -243,6 +244,7 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
             .map_err(ioctl("KVM_SET_TSS_ADDR"))?;
     }
     vm.create_irq_chip().map_err(ioctl("KVM_CREATE_IRQCHIP"))?;
+    irqchip::mask_8259s(&vm)?;
     vm.create_pit2(kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
