@@ -12,7 +12,7 @@
 //! The 32-bit part runs from the PVH entry (flat protected mode, paging off, EBX =
 //! `hvm_start_info`): own GDT and stack, snapshot of the loader's memory map, fit check
 //! (message on COM1 and port 0xE9, then a triple fault), copies of low segments, patching
-//! of boot_params / start_info, and the switch to the plan's entry state.
+//! of boot_params / start_info, masking the 8259s, and the switch to the plan's entry state.
 
 use crate::ExportError;
 use crate::layout::{PAGE, Span};
@@ -49,6 +49,9 @@ const COM1: u32 = 0x3F8;
 const COM1_LSR: u32 = 0x3FD;
 const DEBUGCON: u32 = 0xE9;
 const MSR_EFER: u32 = 0xC000_0080;
+/// The 8259 interrupt mask registers (OCW1).
+const PIC_MASTER_DATA: u32 = 0x21;
+const PIC_SLAVE_DATA: u32 = 0xA1;
 const EFER_LMA: u64 = 1 << 10;
 
 /// Stub GDT selectors.
@@ -538,7 +541,19 @@ fn main32(p: &StubParams, reload_target: u32) -> Result<(CodeAssembler, CodeLabe
     a.mov(dword_ptr(rsdp_at + 4), eax)?;
     a.set_label(&mut no_rsdp)?;
 
-    // 6. The plan's entry state.
+    // 6. Mask both 8259s. Firmware leaves its timer (PIT, IRQ 0) and keyboard unmasked with
+    // IRQ 0 at vector 8. A kernel that drives the 8259 (Linux with an MP table or full ACPI)
+    // reprograms it anyway; one told the platform is hardware-reduced ACPI (domboot's own
+    // tables say so) never touches it, and the firmware's next tick would arrive as a double
+    // fault once it enables interrupts. Masked is also how domboot's KVM backend hands over
+    // its PIC.
+    a.mov(al, 0xFFu32)?;
+    for port in [PIC_MASTER_DATA, PIC_SLAVE_DATA] {
+        a.mov(edx, port)?;
+        a.out(dx, al)?;
+    }
+
+    // 7. The plan's entry state.
     a.lgdt(ptr(p.d(D_PLAN_GDTR)))?;
     a.push(entry_rflags(e.rflags))?;
     a.popfd()?;
