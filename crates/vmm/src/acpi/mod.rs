@@ -70,8 +70,9 @@ pub struct AcpiTables {
 }
 
 impl AcpiTables {
+    /// Where the RSDP is (the first table).
     pub fn rsdp_addr(&self) -> u64 {
-        RSDP_ADDR
+        self.tables.first().map_or(RSDP_ADDR, |t| t.addr)
     }
 
     pub fn get(&self, name: &str) -> Option<&Table> {
@@ -98,8 +99,28 @@ fn align(addr: u64) -> u64 {
     addr.next_multiple_of(ALIGN)
 }
 
-/// Builds and places the tables for `cpus` vCPUs (1 to [`mptable::MAX_CPUS`]).
+/// Builds and places the tables for `cpus` vCPUs (1 to [`mptable::MAX_CPUS`]) in the
+/// BIOS area, where [`install`] puts them.
 pub fn build(cpus: u8) -> Result<AcpiTables, VmmError> {
+    let tables = build_at(ACPI_START, cpus)?;
+    if tables.end() > ACPI_END {
+        return Err(VmmError::Setup(format!(
+            "the ACPI tables for {cpus} processors end at {:#x}, past the BIOS area ({ACPI_END:#x})",
+            tables.end()
+        )));
+    }
+    Ok(tables)
+}
+
+/// Builds the tables with the RSDP at `base` (16-byte aligned) and the others right after
+/// it. Besides [`build`], tests use it to hand the same tables to Linux under QEMU, where
+/// the BIOS area is firmware's.
+pub fn build_at(base: u64, cpus: u8) -> Result<AcpiTables, VmmError> {
+    if base % ALIGN != 0 {
+        return Err(VmmError::Setup(format!(
+            "the RSDP must be 16-byte aligned, not at {base:#x}"
+        )));
+    }
     if cpus == 0 || cpus > mptable::MAX_CPUS {
         return Err(VmmError::Setup(format!(
             "the ACPI tables describe 1 to {} processors, not {cpus}",
@@ -111,7 +132,7 @@ pub fn build(cpus: u8) -> Result<AcpiTables, VmmError> {
     // XSDT: header + one 64-bit pointer per table (FADT, MADT).
     const XSDT_ENTRIES: u64 = 2;
     let rsdp_len = Rsdp::len() as u64;
-    let xsdt_addr = align(RSDP_ADDR + rsdp_len);
+    let xsdt_addr = align(base + rsdp_len);
     let fadt_addr = align(xsdt_addr + 36 + 8 * XSDT_ENTRIES);
     let madt_addr = align(fadt_addr + fadt::LEN as u64);
     let dsdt_addr = align(madt_addr + madt.len() as u64);
@@ -125,7 +146,7 @@ pub fn build(cpus: u8) -> Result<AcpiTables, VmmError> {
         tables: vec![
             Table {
                 name: "RSDP",
-                addr: RSDP_ADDR,
+                addr: base,
                 bytes: rsdp,
             },
             Table {
@@ -150,12 +171,6 @@ pub fn build(cpus: u8) -> Result<AcpiTables, VmmError> {
             },
         ],
     };
-    if tables.end() > ACPI_END {
-        return Err(VmmError::Setup(format!(
-            "the ACPI tables for {cpus} processors end at {:#x}, past the BIOS area ({ACPI_END:#x})",
-            tables.end()
-        )));
-    }
     Ok(tables)
 }
 

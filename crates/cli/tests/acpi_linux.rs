@@ -1,0 +1,183 @@
+//! Linux itself powers off through domboot's ACPI tables.
+//!
+//! A stock kernel cannot run on this PVM host's /dev/kvm, so the very tables the KVM
+//! backend installs (`domboot_vmm::acpi::build_at`) are handed to Debian's cloud kernel
+//! under QEMU TCG instead: `-M pc,acpi=off` (firmware makes no ACPI tables of its own), the
+//! tables in low RAM (Linux keeps the first MiB to itself), `boot_params.acpi_rsdp_addr`
+//! pointing at them, and an isa-debug-exit device on the FADT's sleep control port standing
+//! in for domboot's power-off register. `poweroff -f` in the guest goes through Linux's
+//! acpi_power_off: \_S5_ from our DSDT gives SLP_TYP 5, written with SLP_EN (0x34) to that
+//! port, and QEMU exits with status (0x34 << 1) | 1.
+
+use domboot_builder::x86_64::zero_page;
+use domboot_builder::{BootPlan, BuildOptions, DomainImage, ProtocolChoice, Segment};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the test puts the tables: conventional RAM below the EBDA in SeaBIOS's map.
+const TABLES_AT: u64 = 0x8_0000;
+/// The FADT's sleep control register (domboot's power-off port).
+const SLEEP_CONTROL_PORT: u16 = 0x600;
+/// SLP_TYP 5 (\_S5_) << 2 | SLP_EN, as Linux writes it; QEMU's isa-debug-exit status.
+const POWER_OFF_STATUS: i32 = ((5 << 2 | 1 << 5) << 1) | 1;
+
+fn initramfs(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("root");
+    for d in ["bin", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(domboot_testkit::busybox(), root.join("bin/busybox")).unwrap();
+    let init = "#!/bin/busybox sh\n\
+                B=/bin/busybox\n\
+                $B mount -t proc proc /proc\n\
+                $B mount -t sysfs sys /sys\n\
+                echo \"ACPI-TABLES: $($B ls /sys/firmware/acpi/tables | $B tr '\\n' ' ')\"\n\
+                $B poweroff -f\n\
+                echo STILL-RUNNING\n";
+    std::fs::write(root.join("init"), init).unwrap();
+    for f in ["init", "bin/busybox"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = dir.join("initramfs.cpio.gz");
+    let script = format!(
+        "cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1 > '{}'",
+        root.display(),
+        out.display()
+    );
+    let ok = Command::new("sh").args(["-c", &script]).status().unwrap();
+    assert!(ok.success(), "cpio | gzip failed");
+    out
+}
+
+/// The plan for Debian's cloud kernel with domboot's ACPI tables added at [`TABLES_AT`] and
+/// boot_params.acpi_rsdp_addr set, as the KVM backend sets it.
+fn plan_with_acpi(dir: &Path, cpus: u8) -> BootPlan {
+    let kernel = domboot_testkit::debian_kernel("cloud");
+    let image = DomainImage::new(
+        &kernel.vmlinuz,
+        &[initramfs(dir)],
+        Some("console=ttyS0 panic=-1"),
+        BuildOptions {
+            memory: 256 << 20,
+            protocol: ProtocolChoice::Linux64,
+            rng_seed: false,
+            ..Default::default()
+        },
+    )
+    .expect("domain image");
+    let mut plan = image.build().expect("plan");
+    let tables = domboot_vmm::acpi::build_at(TABLES_AT, cpus).expect("ACPI tables");
+    let zp = plan
+        .segments
+        .iter_mut()
+        .find(|s| s.name == "boot_params")
+        .expect("a boot_params segment");
+    let mut bytes = zp.data.to_vec();
+    bytes[zero_page::ACPI_RSDP_ADDR..zero_page::ACPI_RSDP_ADDR + 8]
+        .copy_from_slice(&tables.rsdp_addr().to_le_bytes());
+    zp.data = bytes.into();
+    for (i, t) in tables.tables.iter().enumerate() {
+        plan.segments.insert(
+            i,
+            Segment {
+                name: format!("ACPI {}", t.name),
+                addr: t.addr,
+                mem_size: t.bytes.len() as u64,
+                data: t.bytes.clone().into(),
+                backing: None,
+            },
+        );
+    }
+    plan
+}
+
+/// Boots the plan's export with `cpus` vCPUs; returns QEMU's exit status and the console.
+fn boot(cpus: u8) -> (Option<std::process::ExitStatus>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_with_acpi(dir.path(), cpus);
+    let elf = domboot_export::pvh_elf(&plan).expect("export");
+    let image = dir.path().join("image.elf");
+    elf.write_to(&mut std::fs::File::create(&image).unwrap())
+        .unwrap();
+
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-M", "pc,acpi=off", "-m", "256"])
+        .args(["-smp", &cpus.to_string()])
+        .args([
+            "-nodefaults",
+            "-nographic",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ])
+        .arg("-device")
+        .arg(format!(
+            "isa-debug-exit,iobase={SLEEP_CONTROL_PORT:#x},iosize=1"
+        ))
+        .arg("-kernel")
+        .arg(&image)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 runs (scripts/setup.sh installs it)");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if started.elapsed() > Duration::from_secs(240) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    let console = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    (
+        status,
+        format!("--- console ---\n{console}\n--- qemu stderr ---\n{stderr}"),
+    )
+}
+
+fn powers_off(cpus: u8) -> String {
+    let (status, shown) = boot(cpus);
+    let status = status.unwrap_or_else(|| panic!("the guest never powered off\n{shown}"));
+    assert!(
+        shown.contains("ACPI-TABLES: APIC DSDT FACP"),
+        "Linux did not take our tables (QEMU exit: {status:?})\n{shown}"
+    );
+    assert!(!shown.contains("STILL-RUNNING"), "{shown}");
+    assert!(shown.contains("reboot: Power down"), "{shown}");
+    assert_eq!(
+        status.code(),
+        Some(POWER_OFF_STATUS),
+        "QEMU's exit status is not the S5 write to the sleep control port\n{shown}"
+    );
+    shown
+}
+
+#[test]
+fn debian_kernel_powers_off_through_the_acpi_tables() {
+    powers_off(1);
+}
+
+#[test]
+fn debian_kernel_brings_up_the_processors_the_madt_lists() {
+    let shown = powers_off(2);
+    assert!(
+        shown.contains("smp: Brought up 1 node, 2 CPUs"),
+        "Linux did not start both processors of the MADT\n{shown}"
+    );
+}
