@@ -323,6 +323,11 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
         )?
     };
     if verbose {
+        if let Some(kib) = peak_rss_kib() {
+            // VmHWM is this process's own high-water mark (getrusage's ru_maxrss would also
+            // count the parent's RSS at the moment of exec); scripts/bench/startup.sh reads it.
+            log(&format!("peak RSS of this process: {kib} KiB (VmHWM)"));
+        }
         let pio = devices.unhandled_pio.load(Ordering::Relaxed);
         let mmio = devices.unhandled_mmio.load(Ordering::Relaxed);
         if pio + mmio > 0 {
@@ -338,6 +343,13 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
 }
 
 use signals::StopSignals;
+
+/// VmHWM from /proc/self/status, in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
 
 impl From<std::io::Error> for VmmError {
     fn from(error: std::io::Error) -> Self {
