@@ -14,9 +14,13 @@ cargo build --release -q -p domboot-vmm --example bench_guest
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 target/release/examples/bench_guest "$WORK/guest.elf" >/dev/null
+# Quiet with 1 vCPU, --verbose with 2 (the bench reads the peak RSS from --verbose).
 for cpus in 1 2; do
+    verbose=()
+    ((cpus == 2)) && verbose=(--verbose)
     valgrind -q --tool=callgrind --demangle=no --dump-instr=yes --callgrind-out-file="$WORK/cg.$cpus" \
-        "$BIN" run --kernel "$WORK/guest.elf" --accel kvm --serial stdio -m 16M --cpus "$cpus" >/dev/null
+        "$BIN" run --kernel "$WORK/guest.elf" --accel kvm --serial stdio -m 16M --cpus "$cpus" \
+        "${verbose[@]}" >/dev/null 2>&1
 done
 OUT=crates/cli/startup-order.txt
 python3 scripts/bench/callgrind_symbols.py "$BIN" "$WORK"/cg.1 "$WORK"/cg.2 >"$OUT.tmp"
