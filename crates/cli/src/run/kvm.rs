@@ -5,15 +5,29 @@ use domboot_builder::BootPlan;
 use domboot_vmm::{Outcome as VmOutcome, VmConfig};
 use std::sync::{Arc, Mutex};
 
+/// Feeds the UART's output to a console filter as the guest prints it.
+struct FilterWriter(SerialSink);
+
+impl std::io::Write for FilterWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
     // The VMM owns the interactive console itself (raw terminal, Ctrl-A x, signals); a
-    // console filter (--exec) reads a captured copy once the guest has stopped.
-    let capture = Arc::new(Mutex::new(Vec::new()));
+    // console filter (--exec) gets the output streamed as the guest prints it.
     let serial = match &cfg.serial {
         SerialSink::Stdout => domboot_vmm::SerialSink::Stdout,
         SerialSink::File(p) => domboot_vmm::SerialSink::File(p.clone()),
         SerialSink::None => domboot_vmm::SerialSink::None,
-        SerialSink::Filter(_) => domboot_vmm::SerialSink::Capture(capture.clone()),
+        SerialSink::Filter(_) => {
+            domboot_vmm::SerialSink::Writer(Arc::new(Mutex::new(FilterWriter(cfg.serial.clone()))))
+        }
     };
     let vm = VmConfig {
         cpus: cfg.cpus,
@@ -24,10 +38,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
     };
     let outcome = domboot_vmm::run(plan, &vm)?;
     if let SerialSink::Filter(_) = &cfg.serial {
-        let mut sink = cfg.serial.clone();
-        let bytes = capture.lock().map(|b| b.clone()).unwrap_or_default();
-        sink.write(&bytes);
-        sink.finish();
+        cfg.serial.clone().finish();
     }
     Ok(match outcome {
         VmOutcome::PowerOff | VmOutcome::Reset => Outcome::Ended,

@@ -12,8 +12,11 @@ use vmm_sys_util::eventfd::EventFd;
 pub const COM1_BASE: u16 = 0x3F8;
 pub const COM1_IRQ: u32 = 4;
 
+/// A caller's writer that receives the console as the guest prints it.
+pub type SharedWriter = Arc<Mutex<dyn Write + Send>>;
+
 /// Where the guest's serial console goes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub enum SerialSink {
     /// Standard output, and standard input into the guest (raw terminal when interactive).
     #[default]
@@ -24,6 +27,20 @@ pub enum SerialSink {
     None,
     /// Appended to a shared buffer (for tests and embedding).
     Capture(Arc<Mutex<Vec<u8>>>),
+    /// Written, as the guest prints it, to the caller's writer (e.g. a console filter).
+    Writer(SharedWriter),
+}
+
+impl std::fmt::Debug for SerialSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SerialSink::Stdout => f.write_str("Stdout"),
+            SerialSink::File(p) => f.debug_tuple("File").field(p).finish(),
+            SerialSink::None => f.write_str("None"),
+            SerialSink::Capture(_) => f.write_str("Capture"),
+            SerialSink::Writer(_) => f.write_str("Writer"),
+        }
+    }
 }
 
 /// The writer behind the UART.
@@ -32,6 +49,7 @@ pub enum SinkWriter {
     File(File),
     Null,
     Capture(Arc<Mutex<Vec<u8>>>),
+    Writer(SharedWriter),
 }
 
 impl SinkWriter {
@@ -41,6 +59,7 @@ impl SinkWriter {
             SerialSink::File(p) => SinkWriter::File(File::create(p)?),
             SerialSink::None => SinkWriter::Null,
             SerialSink::Capture(buf) => SinkWriter::Capture(buf.clone()),
+            SerialSink::Writer(w) => SinkWriter::Writer(w.clone()),
         })
     }
 }
@@ -57,6 +76,7 @@ impl Write for SinkWriter {
                     .extend_from_slice(buf);
                 Ok(buf.len())
             }
+            SinkWriter::Writer(w) => w.lock().unwrap_or_else(|p| p.into_inner()).write(buf),
         }
     }
 
@@ -66,6 +86,7 @@ impl Write for SinkWriter {
             // A file is flushed by the kernel's page cache; flushing each byte costs nothing
             // here since File is unbuffered.
             SinkWriter::File(f) => f.flush(),
+            SinkWriter::Writer(w) => w.lock().unwrap_or_else(|p| p.into_inner()).flush(),
             SinkWriter::Null | SinkWriter::Capture(_) => Ok(()),
         }
     }
