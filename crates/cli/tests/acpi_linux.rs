@@ -52,6 +52,24 @@ fn initramfs(dir: &Path) -> std::path::PathBuf {
     out
 }
 
+/// The TSC rate to tell the kernel. Under TCG there is no kvmclock, and a hardware-reduced
+/// platform has no PIT/HPET clock event, so Linux times its TSC against the PIT by busy
+/// waiting; on a loaded host (CI runs tests in parallel) that fails ("tsc: Unable to
+/// calibrate against PIT"), and without a TSC rate nor a clock event the kernel never
+/// ticks. `tsc_early_khz=` hands it the rate instead (QEMU's TCG TSC follows the host's); on
+/// KVM the rate comes from kvmclock.
+fn host_tsc_khz() -> u64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("cpu MHz"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map_or(2_000_000, |mhz| (mhz * 1000.0) as u64)
+}
+
 /// The plan for Debian's cloud kernel with domboot's ACPI tables added at [`TABLES_AT`] and
 /// boot_params.acpi_rsdp_addr set, as the KVM backend sets it.
 fn plan_with_acpi(dir: &Path, cpus: u8) -> BootPlan {
@@ -59,7 +77,10 @@ fn plan_with_acpi(dir: &Path, cpus: u8) -> BootPlan {
     let image = DomainImage::new(
         &kernel.vmlinuz,
         &[initramfs(dir)],
-        Some("console=ttyS0 panic=-1"),
+        Some(&format!(
+            "console=ttyS0 panic=-1 tsc_early_khz={}",
+            host_tsc_khz()
+        )),
         BuildOptions {
             memory: 256 << 20,
             protocol: ProtocolChoice::Linux64,
