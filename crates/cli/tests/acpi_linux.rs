@@ -11,10 +11,8 @@
 
 use domboot_builder::x86_64::zero_page;
 use domboot_builder::{BootPlan, BuildOptions, DomainImage, ProtocolChoice, Segment};
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where the test puts the tables: conventional RAM below the EBDA in SeaBIOS's map.
 const TABLES_AT: u64 = 0x8_0000;
@@ -24,11 +22,6 @@ const SLEEP_CONTROL_PORT: u16 = 0x600;
 const POWER_OFF_STATUS: i32 = ((5 << 2 | 1 << 5) << 1) | 1;
 
 fn initramfs(dir: &Path) -> std::path::PathBuf {
-    let root = dir.join("root");
-    for d in ["bin", "proc", "sys", "dev"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy(domboot_testkit::busybox(), root.join("bin/busybox")).unwrap();
     let init = "#!/bin/busybox sh\n\
                 B=/bin/busybox\n\
                 $B mount -t proc proc /proc\n\
@@ -36,20 +29,7 @@ fn initramfs(dir: &Path) -> std::path::PathBuf {
                 echo \"ACPI-TABLES: $($B ls /sys/firmware/acpi/tables | $B tr '\\n' ' ')\"\n\
                 $B poweroff -f\n\
                 echo STILL-RUNNING\n";
-    std::fs::write(root.join("init"), init).unwrap();
-    for f in ["init", "bin/busybox"] {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(root.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let out = dir.join("initramfs.cpio.gz");
-    let script = format!(
-        "cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1 > '{}'",
-        root.display(),
-        out.display()
-    );
-    let ok = Command::new("sh").args(["-c", &script]).status().unwrap();
-    assert!(ok.success(), "cpio | gzip failed");
-    out
+    domboot_testkit::busybox_initramfs(dir, &domboot_testkit::busybox(), "acpi", init, &[])
 }
 
 /// The TSC rate to tell the kernel. Under TCG there is no kvmclock, and a hardware-reduced
@@ -124,56 +104,24 @@ fn boot(cpus: u8) -> (Option<std::process::ExitStatus>, String) {
     elf.write_to(&mut std::fs::File::create(&image).unwrap())
         .unwrap();
 
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-M", "pc,acpi=off", "-m", "256"])
-        .args(["-smp", &cpus.to_string()])
-        .args([
-            "-nodefaults",
-            "-nographic",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ])
-        .arg("-device")
-        .arg(format!(
-            "isa-debug-exit,iobase={SLEEP_CONTROL_PORT:#x},iosize=1"
-        ))
-        .arg("-kernel")
-        .arg(&image)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64 runs (scripts/setup.sh installs it)");
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stdout.read_to_end(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if started.elapsed() > Duration::from_secs(240) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
-    let console = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
-    (
-        status,
-        format!("--- console ---\n{console}\n--- qemu stderr ---\n{stderr}"),
-    )
+    let device = format!("isa-debug-exit,iobase={SLEEP_CONTROL_PORT:#x},iosize=1");
+    let smp = cpus.to_string();
+    let args = [
+        "-M",
+        "pc,acpi=off",
+        "-m",
+        "256",
+        "-smp",
+        &smp,
+        "-device",
+        &device,
+    ];
+    domboot_testkit::qemu_run(&image, &args, Duration::from_secs(240))
 }
 
 fn powers_off(cpus: u8) -> String {
-    let (status, shown) = boot(cpus);
+    let (status, console) = boot(cpus);
+    let shown = format!("--- console and QEMU's messages ---\n{console}");
     let status = status.unwrap_or_else(|| panic!("the guest never powered off\n{shown}"));
     assert!(
         shown.contains("ACPI-TABLES: APIC DSDT FACP"),

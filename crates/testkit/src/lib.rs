@@ -124,13 +124,6 @@ pub fn report_initramfs(
     marker: &str,
     payload: &[u8],
 ) -> PathBuf {
-    use std::process::{Command, Stdio};
-    let root = dir.join(format!("root-{marker}"));
-    for d in ["bin", "proc", "sys", "dev"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    std::fs::write(root.join("payload"), payload).unwrap();
     let init = format!(
         "#!/bin/busybox sh\n\
          B=/bin/busybox\n\
@@ -142,10 +135,32 @@ pub fn report_initramfs(
          echo \"MEM $($B grep MemTotal /proc/meminfo | $B tr -s ' ' | $B cut -d' ' -f2)\"\n\
          $B reboot -f\n"
     );
+    busybox_initramfs(dir, busybox, marker, &init, &[("payload", payload)])
+}
+
+/// Builds `dir/initramfs-NAME.cpio.gz` with the host's `cpio` and `gzip`: `busybox` as
+/// /bin/busybox, `init` as the executable /init, the given extra files, and empty /proc,
+/// /sys and /dev.
+pub fn busybox_initramfs(
+    dir: &std::path::Path,
+    busybox: &std::path::Path,
+    name: &str,
+    init: &str,
+    files: &[(&str, &[u8])],
+) -> PathBuf {
+    use std::process::{Command, Stdio};
+    let root = dir.join(format!("root-{name}"));
+    for d in ["bin", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    for (path, bytes) in files {
+        std::fs::write(root.join(path), bytes).unwrap();
+    }
     std::fs::write(root.join("init"), init).unwrap();
     set_exec(&root.join("init"));
     set_exec(&root.join("bin/busybox"));
-    let out = dir.join(format!("initramfs-{marker}.cpio.gz"));
+    let out = dir.join(format!("initramfs-{name}.cpio.gz"));
     let script = format!(
         "cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1 > '{}'",
         root.display(),
@@ -174,10 +189,39 @@ pub fn qemu_boot(
     extra: &[&str],
     timeout: std::time::Duration,
 ) -> GuestReport {
+    let mut args = vec!["-M", "pc", "-m", memory];
+    args.extend_from_slice(extra);
+    let (_, console) = qemu_run(image, &args, timeout);
+    let field = |key: &str| {
+        // Firmware may have printed on the same line without a newline.
+        let tag = format!("{key} ");
+        console.lines().find_map(|l| {
+            let l = l.trim_end_matches('\r');
+            l.find(&tag).map(|at| l[at + tag.len()..].to_string())
+        })
+    };
+    GuestReport {
+        marker: field("MARKER"),
+        cmdline: field("CMDLINE"),
+        payload_sum: field("SUM"),
+        mem_total_kib: field("MEM").and_then(|m| m.trim().parse().ok()),
+        console,
+    }
+}
+
+/// Runs `qemu-system-x86_64 -accel tcg -no-reboot -nographic -nodefaults -serial stdio
+/// ARGS... -kernel IMAGE` until it exits or `timeout` passes (then kills it). Returns its
+/// exit status (`None` on timeout) and everything it printed (stdout, then stderr).
+pub fn qemu_run(
+    image: &std::path::Path,
+    args: &[&str],
+    timeout: std::time::Duration,
+) -> (Option<std::process::ExitStatus>, String) {
     use std::io::Read;
     use std::process::{Command, Stdio};
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-M", "pc", "-m", memory])
+        .args(["-accel", "tcg"])
+        .args(args)
         .args([
             "-no-reboot",
             "-nographic",
@@ -187,7 +231,6 @@ pub fn qemu_boot(
         ])
         .arg("-kernel")
         .arg(image)
-        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -216,34 +259,20 @@ pub fn qemu_boot(
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
     let started = std::time::Instant::now();
-    loop {
-        if child.try_wait().expect("wait for qemu").is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for qemu") {
+            break Some(status);
         }
         if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            break;
+            break None;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    };
     let mut console = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
     console.push_str(&String::from_utf8_lossy(&err.join().unwrap_or_default()));
-    let field = |key: &str| {
-        // Firmware may have printed on the same line without a newline.
-        let tag = format!("{key} ");
-        console.lines().find_map(|l| {
-            let l = l.trim_end_matches('\r');
-            l.find(&tag).map(|at| l[at + tag.len()..].to_string())
-        })
-    };
-    GuestReport {
-        marker: field("MARKER"),
-        cmdline: field("CMDLINE"),
-        payload_sum: field("SUM"),
-        mem_total_kib: field("MEM").and_then(|m| m.trim().parse().ok()),
-        console,
-    }
+    (status, console)
 }
 
 /// SHA-256 of `data` as lower-case hex, computed by the host's `sha256sum`.
