@@ -154,18 +154,11 @@ impl Case {
 
 #[test]
 fn linux64_elf_entry_under_tcg() {
-    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
     let case = Case::new(
         &initrd_bytes(300_001, 7),
         256 * MIB,
         ProtocolChoice::Linux64,
-        |e| {
-            elf64(
-                &linux_guest(64, GUEST_ADDR, e, stack).assemble(),
-                GUEST_ADDR,
-                IMAGE_MEMSZ,
-            )
-        },
+        linux64_elf,
         |e, p| e.gdt = Some((p.entry.gdt_base as u32, p.entry.gdt_limit)),
     );
     assert_eq!(case.plan.protocol, BootProtocol::Linux64);
@@ -175,15 +168,11 @@ fn linux64_elf_entry_under_tcg() {
 
 #[test]
 fn pvh_elf32_entry_under_tcg() {
-    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
     let case = Case::new(
         &initrd_bytes(123_457, 11),
         128 * MIB,
         ProtocolChoice::Pvh,
-        |e| {
-            let code = pvh_guest(GUEST_ADDR, e, stack).assemble();
-            elf32_pvh(&code, GUEST_ADDR as u32, IMAGE_MEMSZ as u32)
-        },
+        pvh_elf,
         |_, _| {},
     );
     assert_eq!(case.plan.protocol, BootProtocol::Pvh);
@@ -231,18 +220,11 @@ fn bzimage_linux64_entry_under_tcg() {
 /// and its failure status (0x11) becomes domboot's exit status 17.
 #[test]
 fn a_failing_guest_fails_under_tcg() {
-    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
     let case = Case::new(
         &initrd_bytes(1000, 5),
         128 * MIB,
         ProtocolChoice::Linux64,
-        |e| {
-            elf64(
-                &linux_guest(64, GUEST_ADDR, e, stack).assemble(),
-                GUEST_ADDR,
-                IMAGE_MEMSZ,
-            )
-        },
+        linux64_elf,
         |e, p| {
             e.gdt = Some((p.entry.gdt_base as u32, p.entry.gdt_limit));
             e.cmdline = "console=ttyS0 another command line".into();

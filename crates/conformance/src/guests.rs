@@ -1,9 +1,9 @@
 //! The conformance guests: what each boot protocol promises, checked from inside the guest.
 
 use crate::asm::Guest;
-use crate::images::bzimage;
+use crate::images::{bzimage, elf32_pvh, elf64};
 use crate::plans::checksum;
-use crate::{BZ_LOAD, DATA_OFF, OK};
+use crate::{BZ_LOAD, DATA_OFF, GUEST_ADDR, IMAGE_MEMSZ, OK};
 use iced_x86::code_asm::*;
 use std::ops::RangeInclusive;
 
@@ -184,4 +184,19 @@ pub fn conformance_bzimage(e: &Expect) -> Vec<u8> {
     pm.extend_from_slice(&g32);
     pm.resize(pm.len().next_multiple_of(16) + 0x1000, 0);
     bzimage(&pm, 0x10_0000)
+}
+
+/// The linux64 conformance guest as an ELF64 linked at [`GUEST_ADDR`], its stack at the
+/// top of its image.
+pub fn linux64_elf(e: &Expect) -> Vec<u8> {
+    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
+    let code = linux_guest(64, GUEST_ADDR, e, stack).assemble();
+    elf64(&code, GUEST_ADDR, IMAGE_MEMSZ)
+}
+
+/// The PVH conformance guest as an ELF32 with the PVH note, linked at [`GUEST_ADDR`].
+pub fn pvh_elf(e: &Expect) -> Vec<u8> {
+    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
+    let code = pvh_guest(GUEST_ADDR, e, stack).assemble();
+    elf32_pvh(&code, GUEST_ADDR as u32, IMAGE_MEMSZ as u32)
 }

@@ -14,7 +14,7 @@ pub mod plans;
 pub mod smp;
 
 pub use asm::Guest;
-pub use guests::{Expect, conformance_bzimage, linux_guest, pvh_guest};
+pub use guests::{Expect, conformance_bzimage, linux_guest, linux64_elf, pvh_elf, pvh_guest};
 pub use images::{bzimage, elf32_pvh, elf64};
 pub use plans::{build_plan, checksum, initrd_bytes, ram_total};
 

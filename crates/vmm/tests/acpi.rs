@@ -9,11 +9,10 @@ mod common;
 use common::*;
 use domboot_builder::{BootPlan, ProtocolChoice};
 use domboot_conformance::acpi::{AcpiBoot, SleepWrite, acpi_guest};
+use domboot_vmm::Outcome;
 use domboot_vmm::acpi;
-use domboot_vmm::{Outcome, SerialSink, VmConfig};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const CMDLINE: &str = "console=ttyS0 domboot.test=acpi";
@@ -38,22 +37,7 @@ fn plan(kind: AcpiBoot, cpus: u32, sleep: SleepWrite) -> BootPlan {
 }
 
 fn run_with(plan: &BootPlan, cpus: u8, acpi: bool) -> Run {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let cfg = VmConfig {
-        cpus,
-        serial: SerialSink::Capture(buf.clone()),
-        timeout: Some(Duration::from_secs(30)),
-        verbose: true,
-        acpi,
-    };
-    let outcome = domboot_vmm::run(plan, &cfg).expect("domboot_vmm::run");
-    let serial = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
-    eprintln!(
-        "--- serial ---\n{serial}\n--- outcome: {} (exit code {})",
-        outcome.describe(),
-        outcome.exit_code()
-    );
-    Run { outcome, serial }
+    run_acpi(plan, cpus, Duration::from_secs(30), acpi)
 }
 
 fn powers_off(kind: AcpiBoot, cpus: u8) {

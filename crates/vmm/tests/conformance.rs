@@ -61,16 +61,9 @@ fn passes(plan: &BootPlan, what: &str) {
 #[test]
 fn linux64_elf_entry_rsi_boot_params() {
     let initrd = initrd_bytes(300_001, 7);
-    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
-    let (plan, _) = two_pass(
-        &initrd,
-        ProtocolChoice::Auto,
-        |e| {
-            let code = linux_guest(64, GUEST_ADDR, e, stack).assemble();
-            elf64(&code, GUEST_ADDR, IMAGE_MEMSZ)
-        },
-        |e, p| e.gdt = Some((p.entry.gdt_base as u32, p.entry.gdt_limit)),
-    );
+    let (plan, _) = two_pass(&initrd, ProtocolChoice::Auto, linux64_elf, |e, p| {
+        e.gdt = Some((p.entry.gdt_base as u32, p.entry.gdt_limit))
+    });
     assert_eq!(plan.protocol, BootProtocol::Linux64);
     assert_eq!(plan.entry.rip, GUEST_ADDR);
     passes(&plan, "linux64 ELF");
@@ -79,16 +72,7 @@ fn linux64_elf_entry_rsi_boot_params() {
 #[test]
 fn pvh_elf32_entry_ebx_start_info() {
     let initrd = initrd_bytes(123_457, 11);
-    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
-    let (plan, _) = two_pass(
-        &initrd,
-        ProtocolChoice::Auto,
-        |e| {
-            let code = pvh_guest(GUEST_ADDR, e, stack).assemble();
-            elf32_pvh(&code, GUEST_ADDR as u32, IMAGE_MEMSZ as u32)
-        },
-        |_, _| {},
-    );
+    let (plan, _) = two_pass(&initrd, ProtocolChoice::Auto, pvh_elf, |_, _| {});
     assert_eq!(plan.protocol, BootProtocol::Pvh);
     assert_ne!(plan.entry.rbx, 0);
     passes(&plan, "pvh ELF32");
@@ -126,7 +110,6 @@ fn bzimage_linux32_entry() {
 #[test]
 fn conformance_guest_catches_a_wrong_handover() {
     let initrd = initrd_bytes(1000, 5);
-    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
     for (cmdline, expected_initrd, failure) in [
         ("console=ttyS0 other", initrd.clone(), "FAIL: command line"),
         (CMDLINE, initrd_bytes(1000, 6), "FAIL: initrd checksum"),
@@ -135,10 +118,9 @@ fn conformance_guest_catches_a_wrong_handover() {
         let mut e = expect(&expected_initrd);
         e.cmdline = cmdline.into();
         e.ram = 0..=0; // never reached
-        let code = linux_guest(64, GUEST_ADDR, &e, stack).assemble();
         let plan = build_plan(
             dir.path(),
-            &elf64(&code, GUEST_ADDR, IMAGE_MEMSZ),
+            &linux64_elf(&e),
             &initrd,
             CMDLINE,
             MEMORY,
@@ -155,16 +137,9 @@ fn conformance_guest_catches_a_wrong_handover() {
 #[test]
 fn ram_total_range_is_inclusive_and_64_bit() {
     let initrd = initrd_bytes(1000, 5);
-    let stack = (GUEST_ADDR + IMAGE_MEMSZ) as u32;
     let dir = tempfile::tempdir().unwrap();
     let mut e = expect(&initrd);
-    let kernel = |e: &Expect| {
-        elf64(
-            &linux_guest(64, GUEST_ADDR, e, stack).assemble(),
-            GUEST_ADDR,
-            IMAGE_MEMSZ,
-        )
-    };
+    let kernel = linux64_elf;
     let probe = build_plan(
         dir.path(),
         &kernel(&e),

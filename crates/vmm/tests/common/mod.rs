@@ -15,13 +15,18 @@ pub struct Run {
 }
 
 pub fn run(plan: &BootPlan, cpus: u8, timeout: Duration) -> Run {
+    run_acpi(plan, cpus, timeout, true)
+}
+
+/// [`run`] with the ACPI tables on or off.
+pub fn run_acpi(plan: &BootPlan, cpus: u8, timeout: Duration, acpi: bool) -> Run {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let cfg = VmConfig {
         cpus,
         serial: SerialSink::Capture(buf.clone()),
         timeout: Some(timeout),
         verbose: true,
-        acpi: true,
+        acpi,
     };
     let outcome = domboot_vmm::run(plan, &cfg).expect("domboot_vmm::run");
     let serial = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
