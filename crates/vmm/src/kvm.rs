@@ -220,23 +220,37 @@ pub fn kvm_status() -> KvmStatus {
 }
 
 /// Opens `/dev/kvm`, checking the API version and the capabilities domboot needs.
+///
+/// The device is opened once; the full [`probe`] (cpuinfo flags, a second open) runs only
+/// to explain a failure, so start-up does not pay for it.
 pub(crate) fn open() -> Result<(Kvm, bool), crate::VmmError> {
     let paths = ProbePaths::default();
-    let status = probe(&paths).status();
+    let kvm = Kvm::new_with_path(path_cstring(&paths.dev_kvm)).map_err(|e| {
+        let status = probe(&paths).status();
+        crate::VmmError::Kvm(if status.is_usable() {
+            // It opened for the probe: say what failed here.
+            KvmStatus::Unusable {
+                path: paths.dev_kvm.clone(),
+                why: format!(
+                    "opening it failed: {}",
+                    std::io::Error::from_raw_os_error(e.errno())
+                ),
+            }
+        } else {
+            status
+        })
+    })?;
+    let status = Probe {
+        dev_kvm: paths.dev_kvm.clone(),
+        dev_exists: true,
+        api_version: Some(kvm.get_api_version()),
+        pvm: pvm_loaded(&paths),
+        ..Default::default()
+    }
+    .status();
     if !status.is_usable() {
         return Err(crate::VmmError::Kvm(status));
     }
-    let kvm = Kvm::new().map_err(|e| {
-        crate::VmmError::Kvm(
-            Probe {
-                dev_kvm: paths.dev_kvm.clone(),
-                dev_exists: true,
-                open_errno: Some(e.errno()),
-                ..Default::default()
-            }
-            .status(),
-        )
-    })?;
     for (cap, name) in [
         (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
         (Cap::Pit2, "KVM_CAP_PIT2"),
