@@ -37,7 +37,9 @@ CACHE=${DOMBOOT_CACHE:-$HOME/.cache/domboot}
 APT_MAX_AGE_HOURS=${DOMBOOT_APT_MAX_AGE_HOURS:-24}
 
 # acpica-tools: iasl, acpiexec and acpixtract check the KVM backend's ACPI tables (crates/vmm/tests/acpi.rs).
-APT_REQUIRED=(busybox-static cpio lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools)
+# gdisk, parted, e2fsprogs, dosfstools, mtools, xorriso: the boot-disk tests build GPT/MBR, ext4, FAT and
+# ISO9660 images with the real tools (crates/bootdisk/tests, crates/cli/tests/boot_entries*.rs).
+APT_REQUIRED=(busybox-static cpio lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools gdisk parted e2fsprogs dosfstools mtools xorriso)
 APT_OPTIONAL=(systemd-boot-efi)
 # flavour name in the cache -> Debian metapackage that names the current kernel package
 KERNEL_FLAVOURS=(cloud generic)
