@@ -234,7 +234,7 @@ pub(super) enum NoteSource {
 pub(super) struct NoteRegion {
     pub start: u64,
     pub size: u64,
-    /// `p_align` / `sh_addralign`: 8 selects 8-byte note alignment, anything else 4.
+    /// `p_align` / `sh_addralign`: see [`NoteCollector::parse_region`] for how it is used.
     pub align: u64,
     pub source: NoteSource,
 }
@@ -246,6 +246,15 @@ impl NoteRegion {
             NoteSource::Section(name) => format!("SHT_NOTE section {name}"),
         }
     }
+}
+
+/// A note header's place in the file, before decoding.
+struct RawNote {
+    at: u64,
+    namesz: u64,
+    descsz: u64,
+    n_type: u32,
+    desc_offset: u64,
 }
 
 /// Accumulates the notes of every region, once per file offset.
@@ -288,17 +297,41 @@ impl<'a> NoteCollector<'a> {
         (self.notes, self.xen, self.warnings)
     }
 
+    /// Walks one region and records its notes. Linux's note macros (`elfnote.h`) align
+    /// names and descriptors to 4 bytes whatever the segment's `p_align` says, and
+    /// linux-loader walks every `PT_NOTE` that way; gABI-style 8-byte notes exist in
+    /// `SHT_NOTE` sections with `sh_addralign` 8 (`.note.gnu.property`). So a segment is
+    /// walked with 4-byte alignment, a section with its own, and a region that declares 8
+    /// falls back to the other alignment when its first walk fails (the first walk's error
+    /// is the one reported when both fail).
     pub fn parse_region(&mut self, region: &NoteRegion) -> Result<(), FormatError> {
-        let align = if region.align == 8 { 8 } else { 4 };
+        let first = match region.source {
+            NoteSource::Section(_) if region.align == 8 => 8,
+            _ => 4,
+        };
+        let raw = match self.walk(region, first) {
+            Ok(raw) => raw,
+            Err(error) if region.align == 8 => self.walk(region, 12 - first).map_err(|_| error)?,
+            Err(error) => return Err(error),
+        };
+        for note in raw {
+            self.record(region, note)?;
+        }
+        Ok(())
+    }
+
+    /// The note layout of a region at one alignment: header offsets and descriptor ranges,
+    /// every one inside the region.
+    fn walk(&self, region: &NoteRegion, align: u64) -> Result<Vec<RawNote>, FormatError> {
         let (start, size) = (region.start, region.size);
-        let data = self.rd.data;
+        let mut raw = Vec::new();
         let mut pos = 0u64;
         while pos < size {
             let at = start + pos;
             let remaining = size - pos;
             if remaining < 12 {
                 // Padding after the last note is fine; anything else is a cut-off header.
-                let tail = slice(data, at, remaining, "note padding")?;
+                let tail = slice(self.rd.data, at, remaining, "note padding")?;
                 if tail.iter().all(|&b| b == 0) {
                     break;
                 }
@@ -309,12 +342,11 @@ impl<'a> NoteCollector<'a> {
                     have: remaining,
                 });
             }
-            self.parsed += 1;
-            if self.parsed > MAX_NOTES {
+            if self.parsed + raw.len() >= MAX_NOTES {
                 return Err(FormatError::Field {
                     field: "note count",
                     offset: at,
-                    value: self.parsed as u64,
+                    value: (self.parsed + raw.len() + 1) as u64,
                     limit: format!(
                         "exceeds the limit of {MAX_NOTES} notes (reached in {})",
                         region.describe()
@@ -354,42 +386,57 @@ impl<'a> NoteCollector<'a> {
                     ),
                 });
             }
-            if let Some(&i) = self.by_offset.get(&at) {
-                let note = &mut self.notes[i];
-                match &region.source {
-                    NoteSource::Segment(s) => {
-                        note.segment.get_or_insert(*s);
-                    }
-                    NoteSource::Section(name) => {
-                        note.section.get_or_insert_with(|| name.clone());
-                    }
-                }
-            } else {
-                let name = slice(data, at + 12, namesz, "note name")?;
-                let desc = slice(data, start + desc_pos, descsz, "note descriptor")?;
-                let owner = text(name);
-                let desc_offset = start + desc_pos;
-                let value = self.decode(&owner, n_type, desc, at, desc_offset)?;
-                let (segment, section) = match &region.source {
-                    NoteSource::Segment(s) => (Some(*s), None),
-                    NoteSource::Section(name) => (None, Some(name.clone())),
-                };
-                self.by_offset.insert(at, self.notes.len());
-                self.notes.push(Note {
-                    type_name: note_type_name(&owner, n_type),
-                    owner,
-                    n_type,
-                    offset: at,
-                    desc_offset,
-                    desc_size: descsz,
-                    desc_hex: (descsz <= MAX_DESC_HEX).then(|| hex(desc)),
-                    value,
-                    segment,
-                    section,
-                });
-            }
+            raw.push(RawNote {
+                at,
+                namesz,
+                descsz,
+                n_type,
+                desc_offset: start + desc_pos,
+            });
             pos = align_up(desc_end, align).min(size);
         }
+        Ok(raw)
+    }
+
+    /// Records one note of `region` (or, for a note already seen at that file offset
+    /// through another region, notes where else it was found).
+    fn record(&mut self, region: &NoteRegion, raw: RawNote) -> Result<(), FormatError> {
+        self.parsed += 1;
+        let at = raw.at;
+        if let Some(&i) = self.by_offset.get(&at) {
+            let note = &mut self.notes[i];
+            match &region.source {
+                NoteSource::Segment(s) => {
+                    note.segment.get_or_insert(*s);
+                }
+                NoteSource::Section(name) => {
+                    note.section.get_or_insert_with(|| name.clone());
+                }
+            }
+            return Ok(());
+        }
+        let data = self.rd.data;
+        let name = slice(data, at + 12, raw.namesz, "note name")?;
+        let desc = slice(data, raw.desc_offset, raw.descsz, "note descriptor")?;
+        let owner = text(name);
+        let value = self.decode(&owner, raw.n_type, desc, at, raw.desc_offset)?;
+        let (segment, section) = match &region.source {
+            NoteSource::Segment(s) => (Some(*s), None),
+            NoteSource::Section(name) => (None, Some(name.clone())),
+        };
+        self.by_offset.insert(at, self.notes.len());
+        self.notes.push(Note {
+            type_name: note_type_name(&owner, raw.n_type),
+            owner,
+            n_type: raw.n_type,
+            offset: at,
+            desc_offset: raw.desc_offset,
+            desc_size: raw.descsz,
+            desc_hex: (raw.descsz <= MAX_DESC_HEX).then(|| hex(desc)),
+            value,
+            segment,
+            section,
+        });
         Ok(())
     }
 
@@ -524,6 +571,18 @@ impl<'a> NoteCollector<'a> {
                 NoteValue::Numbers(list)
             }
             XEN_ELFNOTE_PHYS32_ENTRY => {
+                // A 32-bit address needs at least 4 bytes: a 1- or 2-byte descriptor is a
+                // broken note, not an entry (linux-loader: InvalidPvhNote).
+                if desc.len() < 4 {
+                    return Err(FormatError::Field {
+                        field: "n_descsz",
+                        offset: at + 4,
+                        value: desc.len() as u64,
+                        limit: format!(
+                            "of the {name} note is not 4 or 8: a 32-bit entry address does not fit"
+                        ),
+                    });
+                }
                 let v = numeric(self)?;
                 if v > u64::from(u32::MAX) {
                     return Err(FormatError::Field {
