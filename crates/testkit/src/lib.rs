@@ -2,6 +2,8 @@
 //! against (the prebuilt tiny kernels in ../shared and the Debian kernels that
 //! scripts/setup.sh fetches into the cache).
 
+pub mod nested;
+
 use std::path::PathBuf;
 
 /// `$DOMBOOT_SHARED`, or the `shared` folder beside the repository.

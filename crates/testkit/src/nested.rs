@@ -1,0 +1,621 @@
+//! The nested test bench: real KVM for real Linux on a machine whose own `/dev/kvm` cannot
+//! run a stock kernel (this workplace's is PVM).
+//!
+//! QEMU's TCG emulates AMD SVM with nested paging (`-cpu max`), so Debian's cloud kernel
+//! booted under TCG can load its own kvm and kvm-amd modules and offer a real SVM KVM. The
+//! bench boots that *outer* guest once, with an initramfs holding busybox, those modules, a
+//! domboot binary (with the shared libraries `ldd` lists), the files the checks need and a
+//! script per check; the outer /init runs every check in turn and writes each one's status,
+//! time and output to its second serial port, which QEMU writes to a file the bench parses.
+//! One outer boot runs many inner checks, because the outer boot is the slow part.
+//!
+//! ```no_run
+//! use domboot_testkit::nested::Bench;
+//! // In a test of the `domboot` package: env!("CARGO_BIN_EXE_domboot").
+let mut bench = Bench::new(std::path::Path::new("target/debug/domboot"));
+//! bench.check("hello", "domboot --version");
+//! let run = bench.run().unwrap();
+//! assert_eq!(run.result("hello").unwrap().status, Some(0));
+//! ```
+//!
+//! Files go into the outer guest at the path they have on the host (see [`Bench::file`]),
+//! so a check's command line reads the same as it would on a host with a usable KVM.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The modules the outer guest loads for a real KVM, in load order (paths in the Debian
+/// kernel's modules tree).
+const KVM_MODULES: &[&str] = &[
+    "kernel/virt/lib/irqbypass.ko",
+    "kernel/arch/x86/kvm/kvm.ko",
+    "kernel/arch/x86/kvm/kvm-amd.ko",
+];
+
+/// Outer guest RAM. Generous because inner guests of up to 5 GiB run in it; QEMU only
+/// allocates what the guests touch.
+const OUTER_MEMORY_MIB: u64 = 8192;
+
+/// One inner check: a shell script run by the outer guest's busybox `sh`.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: String,
+    pub script: String,
+    /// The outer guest kills the check after this long (busybox `timeout`).
+    pub timeout: Duration,
+    /// Bytes written to the check's standard input (otherwise /dev/null).
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// What one check did inside the outer guest.
+#[derive(Clone, Debug)]
+pub struct CheckResult {
+    pub name: String,
+    /// The script's exit status; 143 when the outer guest's timeout killed it.
+    pub status: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Wall time inside the outer guest (its clock, which runs at host speed under TCG).
+    pub elapsed: Duration,
+}
+
+impl CheckResult {
+    /// stdout then stderr, for assertion messages.
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout of {} ---\n{}\n--- stderr ---\n{}",
+            self.name, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The outcome of one outer boot.
+#[derive(Debug)]
+pub struct BenchRun {
+    pub results: Vec<CheckResult>,
+    /// Everything the outer guest printed on its console (its kernel log, /init's notes).
+    pub console: String,
+    /// Wall time of the whole outer run, QEMU start to exit.
+    pub elapsed: Duration,
+}
+
+impl BenchRun {
+    pub fn result(&self, name: &str) -> Option<&CheckResult> {
+        self.results.iter().find(|r| r.name == name)
+    }
+}
+
+/// Builds and runs one outer boot.
+pub struct Bench {
+    domboot: PathBuf,
+    /// guest path -> host path
+    files: BTreeMap<String, PathBuf>,
+    /// guest path -> contents
+    blobs: BTreeMap<String, Vec<u8>>,
+    /// extra executables (guest path -> host path) whose libraries are copied too
+    programs: BTreeMap<String, PathBuf>,
+    checks: Vec<Check>,
+    outer_kernel: PathBuf,
+    modules_dir: PathBuf,
+    /// Longest the whole outer run may take.
+    pub timeout: Duration,
+    /// Print progress (check names as they finish) to stderr while the outer guest runs.
+    pub progress: bool,
+}
+
+impl Bench {
+    /// A bench whose outer guest runs Debian's cached cloud kernel and carries `domboot`
+    /// (the binary under test) as /bin/domboot.
+    pub fn new(domboot: &Path) -> Bench {
+        let kernel = crate::debian_kernel("cloud");
+        let modules_dir = kernel
+            .vmlinuz
+            .parent()
+            .map(|d| d.join("modules"))
+            .unwrap_or_default();
+        Bench {
+            domboot: domboot.to_path_buf(),
+            files: BTreeMap::new(),
+            blobs: BTreeMap::new(),
+            programs: BTreeMap::new(),
+            checks: Vec::new(),
+            outer_kernel: kernel.vmlinuz,
+            modules_dir,
+            timeout: Duration::from_secs(1800),
+            progress: false,
+        }
+    }
+
+    /// Copies the host file `host` into the outer guest at the same absolute path, and
+    /// returns that path (as a string for use in a check's command line).
+    pub fn file(&mut self, host: &Path) -> String {
+        let abs = std::fs::canonicalize(host)
+            .unwrap_or_else(|e| panic!("bench file {}: {e}", host.display()));
+        let guest = abs.to_string_lossy().into_owned();
+        self.files.insert(guest.clone(), abs);
+        guest
+    }
+
+    /// Puts `bytes` into the outer guest at `guest` (an absolute path).
+    pub fn bytes(&mut self, guest: &str, bytes: &[u8]) -> String {
+        assert!(guest.starts_with('/'), "guest paths are absolute: {guest}");
+        self.blobs.insert(guest.to_string(), bytes.to_vec());
+        guest.to_string()
+    }
+
+    /// Copies an executable and the libraries `ldd` lists for it into the outer guest
+    /// at `guest`.
+    pub fn program(&mut self, host: &Path, guest: &str) {
+        self.programs.insert(guest.to_string(), host.to_path_buf());
+    }
+
+    /// Adds a check that runs `script` with /dev/null as input and a 10-minute limit.
+    pub fn check(&mut self, name: &str, script: &str) -> &mut Check {
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "check names are [A-Za-z0-9._-]: {name}"
+        );
+        assert!(
+            self.checks.iter().all(|c| c.name != name),
+            "two checks named {name}"
+        );
+        self.checks.push(Check {
+            name: name.to_string(),
+            script: script.to_string(),
+            timeout: Duration::from_secs(600),
+            stdin: None,
+        });
+        self.checks.last_mut().expect("just pushed")
+    }
+
+    /// Builds the outer initramfs, boots it and collects every check's result.
+    pub fn run(&self) -> Result<BenchRun, String> {
+        let dir = tempdir("nested-bench")?;
+        let result = self.run_in(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    fn run_in(&self, dir: &Path) -> Result<BenchRun, String> {
+        let root = dir.join("root");
+        self.lay_out(&root)?;
+        let initramfs = dir.join("outer.cpio");
+        cpio(&root, &initramfs)?;
+        let console = dir.join("console.log");
+        let results = dir.join("results.log");
+        let started = Instant::now();
+        let status = self.boot(&initramfs, &console, &results)?;
+        let elapsed = started.elapsed();
+        let console_text =
+            String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
+        let results_text =
+            String::from_utf8_lossy(&std::fs::read(&results).unwrap_or_default()).into_owned();
+        let parsed = parse_results(&results_text);
+        if status.is_none() {
+            return Err(format!(
+                "the outer guest did not finish within {:?}; {} of {} checks reported\n\
+                 --- outer console (tail) ---\n{}",
+                self.timeout,
+                parsed.len(),
+                self.checks.len(),
+                tail(&console_text, 60)
+            ));
+        }
+        if !results_text.contains("@@BENCH-KVM ok") {
+            return Err(format!(
+                "the outer guest has no usable /dev/kvm (nested SVM under TCG)\n\
+                 --- outer console (tail) ---\n{}",
+                tail(&console_text, 60)
+            ));
+        }
+        Ok(BenchRun {
+            results: parsed,
+            console: console_text,
+            elapsed,
+        })
+    }
+
+    /// Writes the outer guest's root filesystem into `root`.
+    fn lay_out(&self, root: &Path) -> Result<(), String> {
+        for d in [
+            "bin",
+            "sbin",
+            "proc",
+            "sys",
+            "dev",
+            "tmp",
+            "run",
+            "kmod",
+            "bench/checks",
+        ] {
+            mkdir(&root.join(d))?;
+        }
+        copy(&crate::busybox(), &root.join("bin/busybox"))?;
+        for (i, module) in KVM_MODULES.iter().enumerate() {
+            copy(
+                &self.modules_dir.join(module),
+                &root.join(format!("kmod/{i}.ko")),
+            )?;
+        }
+        add_program(root, &self.domboot, "/bin/domboot")?;
+        for (guest, host) in &self.programs {
+            add_program(root, host, guest)?;
+        }
+        for (guest, host) in &self.files {
+            copy(host, &under(root, guest))?;
+        }
+        for (guest, bytes) in &self.blobs {
+            let path = under(root, guest);
+            if let Some(parent) = path.parent() {
+                mkdir(parent)?;
+            }
+            std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        let mut list = String::new();
+        for (i, check) in self.checks.iter().enumerate() {
+            let base = format!("bench/checks/{i:03}");
+            std::fs::write(root.join(format!("{base}.sh")), &check.script)
+                .map_err(|e| e.to_string())?;
+            if let Some(input) = &check.stdin {
+                std::fs::write(root.join(format!("{base}.in")), input)
+                    .map_err(|e| e.to_string())?;
+            }
+            list.push_str(&format!(
+                "{i:03} {} {}\n",
+                check.timeout.as_secs().max(1),
+                check.name
+            ));
+        }
+        std::fs::write(root.join("bench/list"), list).map_err(|e| e.to_string())?;
+        std::fs::write(root.join("init"), OUTER_INIT).map_err(|e| e.to_string())?;
+        set_exec(&root.join("init"))?;
+        set_exec(&root.join("bin/busybox"))
+    }
+
+    /// Runs QEMU on the outer initramfs; `None` when it had to be killed.
+    fn boot(
+        &self,
+        initramfs: &Path,
+        console: &Path,
+        results: &Path,
+    ) -> Result<Option<std::process::ExitStatus>, String> {
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(["-accel", "tcg", "-M", "pc", "-cpu", "max", "-smp", "2"])
+            .args(["-m", &OUTER_MEMORY_MIB.to_string()])
+            .args(["-display", "none", "-nodefaults", "-no-reboot"])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .arg("-serial")
+            .arg(format!("file:{}", results.display()))
+            .arg("-kernel")
+            .arg(&self.outer_kernel)
+            .arg("-initrd")
+            .arg(initramfs)
+            .args([
+                "-append",
+                "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init cryptomgr.notests",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                format!("qemu-system-x86_64: {e} (scripts/setup.sh --install-only installs it)")
+            })?;
+        let mut stderr = child.stderr.take();
+        let drain = std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(p) = stderr.as_mut() {
+                let _ = p.read_to_string(&mut s);
+            }
+            s
+        });
+        let started = Instant::now();
+        let mut reported = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break Some(status);
+            }
+            if self.progress {
+                reported = report_progress(results, reported);
+            }
+            if started.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let qemu_err = drain.join().unwrap_or_default();
+        if let Some(s) = status
+            && !s.success()
+        {
+            return Err(format!("the outer QEMU failed ({s}): {qemu_err}"));
+        }
+        Ok(status)
+    }
+}
+
+/// Prints the names of checks that finished since the last call; returns the new count.
+fn report_progress(results: &Path, reported: usize) -> usize {
+    let text = String::from_utf8_lossy(&std::fs::read(results).unwrap_or_default()).into_owned();
+    let done: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("@@END "))
+        .collect();
+    for name in done.iter().skip(reported) {
+        eprintln!("[nested] done: {name}");
+    }
+    done.len().max(reported)
+}
+
+/// The outer guest's /init. For each line `NNN TIMEOUT NAME` of /bench/list it runs
+/// /bench/checks/NNN.sh and reports on ttyS1:
+///
+/// ```text
+/// @@BEGIN NAME
+/// @@STATUS RC
+/// @@MS MILLISECONDS
+/// @@STDOUT
+/// base64 lines
+/// @@STDERR
+/// base64 lines
+/// @@END NAME
+/// ```
+const OUTER_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+R=/dev/ttyS1
+for m in /kmod/*.ko; do insmod "$m" || echo "bench: insmod $m failed"; done
+if [ -c /dev/kvm ]; then echo "@@BENCH-KVM ok" > $R; else echo "@@BENCH-KVM missing" > $R; fi
+ms() { read up rest < /proc/uptime; echo $(( ${up%.*} * 1000 + 1${up#*.}0 - 1000 )); }
+while read n t name; do
+    in=/dev/null
+    [ -f /bench/checks/$n.in ] && in=/bench/checks/$n.in
+    echo "bench: $name"
+    t0=$(ms)
+    (cd /tmp && timeout $t sh /bench/checks/$n.sh < $in > /tmp/out 2> /tmp/err)
+    rc=$?
+    t1=$(ms)
+    {
+        echo "@@BEGIN $name"
+        echo "@@STATUS $rc"
+        echo "@@MS $((t1 - t0))"
+        echo "@@STDOUT"
+        base64 < /tmp/out
+        echo "@@STDERR"
+        base64 < /tmp/err
+        echo "@@END $name"
+    } > $R
+done < /bench/list
+echo "@@BENCH-DONE" > $R
+sync
+poweroff -f
+"#;
+
+/// Parses the ttyS1 stream the outer /init wrote.
+pub fn parse_results(text: &str) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    let mut current: Option<CheckResult> = None;
+    let mut section = "";
+    let mut b64 = (String::new(), String::new());
+    for line in text.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(name) = line.strip_prefix("@@BEGIN ") {
+            current = Some(CheckResult {
+                name: name.to_string(),
+                status: None,
+                stdout: String::new(),
+                stderr: String::new(),
+                elapsed: Duration::ZERO,
+            });
+            b64 = (String::new(), String::new());
+            section = "";
+        } else if let Some(rc) = line.strip_prefix("@@STATUS ") {
+            if let Some(c) = current.as_mut() {
+                c.status = rc.trim().parse().ok();
+            }
+        } else if let Some(ms) = line.strip_prefix("@@MS ") {
+            if let Some(c) = current.as_mut() {
+                c.elapsed = Duration::from_millis(ms.trim().parse().unwrap_or(0));
+            }
+        } else if line == "@@STDOUT" || line == "@@STDERR" {
+            section = if line == "@@STDOUT" { "out" } else { "err" };
+        } else if line.starts_with("@@END ") {
+            if let Some(mut c) = current.take() {
+                c.stdout = String::from_utf8_lossy(&base64_decode(&b64.0)).into_owned();
+                c.stderr = String::from_utf8_lossy(&base64_decode(&b64.1)).into_owned();
+                out.push(c);
+            }
+            section = "";
+        } else if current.is_some() {
+            match section {
+                "out" => b64.0.push_str(line.trim()),
+                "err" => b64.1.push_str(line.trim()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 (busybox's output), skipping anything else.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for v in text.bytes().filter_map(value) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// Copies `host` (an executable) to `guest` under `root`, with every library `ldd` lists
+/// at the path `ldd` gives, so a dynamically linked binary runs in the outer guest.
+fn add_program(root: &Path, host: &Path, guest: &str) -> Result<(), String> {
+    let dest = under(root, guest);
+    if let Some(parent) = dest.parent() {
+        mkdir(parent)?;
+    }
+    // Debug builds carry ~70 MB of debug info the outer kernel would unpack under TCG;
+    // binutils' strip writes a copy without it (a plain copy when strip is missing).
+    let stripped = Command::new("strip")
+        .args(["--strip-debug", "-o"])
+        .arg(&dest)
+        .arg(host)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        copy(host, &dest)?;
+    }
+    set_exec(&under(root, guest))?;
+    let out = Command::new("ldd")
+        .arg(host)
+        .output()
+        .map_err(|e| format!("ldd: {e}"))?;
+    // A static binary: ldd says "not a dynamic executable" and fails.
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let lib = match line.split("=>").nth(1) {
+            Some(rest) => rest.split_whitespace().next(),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/')),
+        };
+        if let Some(lib) = lib.filter(|p| p.starts_with('/')) {
+            let dest = under(root, lib);
+            if !dest.exists() {
+                copy(Path::new(lib), &dest)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn under(root: &Path, guest: &str) -> PathBuf {
+    root.join(guest.trim_start_matches('/'))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    if let Some(parent) = to.parent() {
+        mkdir(parent)?;
+    }
+    // Symlinks (/lib64/ld-linux-x86-64.so.2 is one) are resolved: the guest gets the file.
+    let from = &std::fs::canonicalize(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    // Hard links are cheap for large kernels and images; cpio copies the bytes anyway.
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))
+}
+
+fn mkdir(p: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn set_exec(p: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Packs `root` as an uncompressed newc cpio with the host's `cpio` (the outer kernel
+/// unpacks it faster than a compressed one under TCG).
+fn cpio(root: &Path, out: &Path) -> Result<(), String> {
+    let script = format!(
+        "cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet > '{}'",
+        root.display(),
+        out.display()
+    );
+    let status = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("sh: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cpio of {} failed ({status})", root.display()))
+    }
+}
+
+/// A fresh folder under the system's temp dir.
+pub fn tempdir(prefix: &str) -> Result<PathBuf, String> {
+    let base = std::env::temp_dir();
+    for i in 0..1000u32 {
+        let p = base.join(format!("{prefix}-{}-{i}", std::process::id()));
+        if std::fs::create_dir(&p).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(format!("cannot make a folder in {}", base.display()))
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Writes a line to stderr at once (progress for long runs).
+pub fn note(msg: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "[nested] {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_round_trip_through_the_wire_format() {
+        let wire = "noise\r\n@@BENCH-KVM ok\n@@BEGIN a\n@@STATUS 3\n@@MS 1500\n@@STDOUT\n\
+                    aGVsbG8K\n@@STDERR\nZXJy\n@@END a\n@@BEGIN b\n@@STATUS 0\n@@MS 2\n\
+                    @@STDOUT\n@@STDERR\n@@END b\n@@BENCH-DONE\n";
+        let r = parse_results(wire);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].name, "a");
+        assert_eq!(r[0].status, Some(3));
+        assert_eq!(r[0].elapsed, Duration::from_millis(1500));
+        assert_eq!(r[0].stdout, "hello\n");
+        assert_eq!(r[0].stderr, "err");
+        assert_eq!(r[1].stdout, "");
+    }
+
+    #[test]
+    fn base64_matches_the_host_tool() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let mut child = Command::new("base64")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("base64 runs");
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(base64_decode(&String::from_utf8_lossy(&out.stdout)), data);
+    }
+}
