@@ -12,7 +12,7 @@
 //! ```no_run
 //! use domboot_testkit::nested::Bench;
 //! // In a test of the `domboot` package: env!("CARGO_BIN_EXE_domboot").
-let mut bench = Bench::new(std::path::Path::new("target/debug/domboot"));
+//! let mut bench = Bench::new(std::path::Path::new("target/debug/domboot"));
 //! bench.check("hello", "domboot --version");
 //! let run = bench.run().unwrap();
 //! assert_eq!(run.result("hello").unwrap().status, Some(0));
