@@ -1,0 +1,5 @@
+use super::parse;
+
+fn menu(text: &str) -> crate::entries::Menu {
+    parse(text, &mut |_| None).unwrap()
+}

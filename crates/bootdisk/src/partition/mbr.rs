@@ -1,0 +1,68 @@
+//! MBR with extended partitions through `mbrman`. A sector ending in 55 AA is also a FAT
+//! boot sector or an isohybrid boot record, so the entries are checked to be plausible
+//! before they are believed.
+
+use super::Extent;
+use crate::disk::Region;
+use crate::error::{Error, Location, Result};
+
+const SECTOR: u64 = 512;
+/// More logical partitions than this is a looping or hostile EBR chain.
+const MAX_LOGICAL: usize = 128;
+
+/// The partitions of an MBR disk (primary 1-4, logical from 5), or None without an MBR.
+pub(crate) fn read(disk: &Region, at: &Location) -> Result<Option<Vec<Extent>>> {
+    let mut sector = [0u8; 512];
+    if disk.read_exact_at(0, &mut sector).is_err() || sector[510..] != [0x55, 0xAA] {
+        return Ok(None);
+    }
+    if !plausible(&sector, disk.len()) {
+        return Ok(None);
+    }
+    let bad = |reason: String| Error::Table {
+        at: at.clone(),
+        scheme: "MBR",
+        reason,
+    };
+    let mut reader = disk.clone();
+    let mbr = mbrman::MBR::read_from(&mut reader, SECTOR as u32).map_err(|e| bad(e.to_string()))?;
+    if mbr.logical_partitions.len() > MAX_LOGICAL {
+        return Err(bad(format!(
+            "{} logical partitions (at most {MAX_LOGICAL} accepted)",
+            mbr.logical_partitions.len()
+        )));
+    }
+    let mut out = Vec::new();
+    for (number, p) in mbr.iter() {
+        // The extended partition itself holds the EBR chain, not a filesystem.
+        if !p.is_used() || matches!(p.sys, 0x05 | 0x0f | 0x85) {
+            continue;
+        }
+        out.push(Extent {
+            number: number as u32,
+            name: String::new(),
+            start: u64::from(p.starting_lba) * SECTOR,
+            size: u64::from(p.sectors) * SECTOR,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// Every used primary entry has a boot flag of 0 or 0x80, a non-zero size, and starts
+/// inside the disk; and at least one is used.
+fn plausible(sector: &[u8; 512], disk_len: u64) -> bool {
+    let mut used = 0;
+    for e in sector[446..510].chunks_exact(16) {
+        let sys = e[4];
+        let start = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
+        let count = u32::from_le_bytes([e[12], e[13], e[14], e[15]]);
+        if sys == 0 && count == 0 {
+            continue;
+        }
+        if !matches!(e[0], 0 | 0x80) || count == 0 || u64::from(start) * SECTOR >= disk_len {
+            return false;
+        }
+        used += 1;
+    }
+    used > 0
+}
