@@ -16,7 +16,8 @@
 //!    (the loader's structures may sit where low segments go).
 //! 3. With a map: checks that every segment, reservation and the stub itself lies in RAM
 //!    (type 1) of it; if not, prints which range is missing and the RAM to give on COM1
-//!    and port 0xE9, then ends the VM with a triple fault. Without a map it trusts the
+//!    and port 0xE9, writes [`NO_RAM_EXIT`] to QEMU's debug-exit port (so QEMU with that
+//!    device exits non-zero), then ends the VM with a triple fault. Without a map it trusts the
 //!    plan's own e820 (already in the segments).
 //! 4. Copies the plan segments that live below 1 MiB into place (firmware overwrites low
 //!    memory before the entry, so they travel in the stub's region above 1 MiB).
@@ -41,8 +42,9 @@ mod error;
 mod layout;
 mod stub;
 
+pub use elf::ElfClass;
 pub use error::ExportError;
-pub use stub::{HVM_START_MAGIC, MAX_MAP_ENTRIES};
+pub use stub::{DEBUG_EXIT_PORT, HVM_START_MAGIC, MAX_MAP_ENTRIES, NO_RAM_EXIT};
 
 use bytes::Bytes;
 use domboot_builder::{BootPlan, BootProtocol, CpuMode};
@@ -139,8 +141,21 @@ fn mib_ceil(bytes: u64) -> u64 {
     bytes.div_ceil(MIB)
 }
 
-/// Builds the PVH ELF for `plan`: validates it, places the stub, generates its code.
+/// Builds the PVH ELF64 for `plan`: validates it, places the stub, generates its code.
 pub fn pvh_elf(plan: &BootPlan) -> Result<PvhElf, ExportError> {
+    pvh_elf_as(plan, ElfClass::Elf64)
+}
+
+/// Builds the PVH ELF for `plan` as an ELF of `class`. A 32-bit kernel's image should be
+/// [`ElfClass::Elf32`], which `qemu-system-i386` loads as well as `qemu-system-x86_64`;
+/// it cannot hold a 64-bit entry or anything above 4 GiB.
+pub fn pvh_elf_as(plan: &BootPlan, class: ElfClass) -> Result<PvhElf, ExportError> {
+    if class == ElfClass::Elf32 && plan.entry.mode == CpuMode::Long64 {
+        return Err(ExportError::EntryState(
+            "a 64-bit entry (linux64) cannot be exported as an ELF32 image for 32-bit loaders"
+                .into(),
+        ));
+    }
     let ram = layout::plan_ram(plan);
     layout::validate_plan(plan, &ram)?;
     validate_entry(plan)?;
@@ -289,7 +304,7 @@ pub fn pvh_elf(plan: &BootPlan) -> Result<PvhElf, ExportError> {
         });
     }
     loads.sort_by_key(|l| l.addr);
-    let file = elf::build(loads, image.entry)?;
+    let file = elf::build(loads, image.entry, class)?;
     Ok(PvhElf {
         header: file.header,
         chunks: file.chunks,

@@ -11,7 +11,7 @@
 //!
 //! The 32-bit part runs from the PVH entry (flat protected mode, paging off, EBX =
 //! `hvm_start_info`): own GDT and stack, snapshot of the loader's memory map, fit check
-//! (message on COM1 and port 0xE9, then a triple fault), copies of low segments, patching
+//! (message on COM1 and port 0xE9, a write to QEMU's debug-exit port, then a triple fault), copies of low segments, patching
 //! of boot_params / start_info, masking the 8259s, and the switch to the plan's entry state.
 
 use crate::ExportError;
@@ -48,6 +48,12 @@ const E820_ENTRY_SIZE: u32 = zero_page::E820_ENTRY_SIZE as u32;
 const COM1: u32 = 0x3F8;
 const COM1_LSR: u32 = 0x3FD;
 const DEBUGCON: u32 = 0xE9;
+/// QEMU's isa-debug-exit port (its default iobase; `domboot run --accel tcg` and the tests
+/// add the device there). Elsewhere the write goes to an unused port and does nothing.
+pub const DEBUG_EXIT_PORT: u16 = 0xF4;
+/// What the stub writes to [`DEBUG_EXIT_PORT`] when the loader gave too little RAM, so
+/// QEMU exits with status `(0x7E << 1) | 1` = 253 instead of 0 after the triple fault.
+pub const NO_RAM_EXIT: u8 = 0x7E;
 const MSR_EFER: u32 = 0xC000_0080;
 /// The 8259 interrupt mask registers (OCW1).
 const PIC_MASTER_DATA: u32 = 0x21;
@@ -454,6 +460,11 @@ fn main32(p: &StubParams, reload_target: u32) -> Result<(CodeAssembler, CodeLabe
     a.inc(esi)?;
     a.dec(ecx)?;
     a.jnz(print)?;
+    // A failing exit status where the debug-exit device exists; the triple fault after it
+    // ends the VM everywhere else (QEMU -no-reboot then exits 0).
+    a.mov(edx, u32::from(DEBUG_EXIT_PORT))?;
+    a.mov(al, u32::from(NO_RAM_EXIT))?;
+    a.out(dx, al)?;
     a.lidt(ptr(p.d(D_ZERO_IDTR)))?;
     a.int3()?;
     a.set_label(&mut halt)?;

@@ -140,6 +140,10 @@ fn too_little_ram_is_reported_and_qemu_exits_by_itself() {
         "QEMU did not exit by itself:\n{}",
         run.serial
     );
+    // The stub ends QEMU through the debug-exit device with a failing status, not 0.
+    let no_ram = i32::from(domboot_export::NO_RAM_EXIT) << 1 | 1;
+    assert_eq!(run.status, Some(no_ram), "{}", run.serial);
+    assert_ne!(run.status, Some(0));
     let expected = "domboot: this image needs RAM at 0x25800000-0x25801000 (initrd) but the loader's memory map has none there; give the VM at least 1024 MiB";
     assert!(run.serial.contains(expected), "{}", run.serial);
     assert!(!run.serial.contains("GUEST32"), "{}", run.serial);

@@ -452,7 +452,12 @@ pub fn qemu_available() -> bool {
 
 /// Boots `image` under TCG with `-no-reboot` and the isa-debug-exit device.
 pub fn qemu(image: &Path, machine: &str, mem_mib: u64, extra: &[&str]) -> Run {
-    let mut cmd = Command::new("qemu-system-x86_64");
+    qemu_bin("qemu-system-x86_64", image, machine, mem_mib, extra)
+}
+
+/// [`qemu`] with another QEMU binary (`qemu-system-i386`).
+pub fn qemu_bin(binary: &str, image: &Path, machine: &str, mem_mib: u64, extra: &[&str]) -> Run {
+    let mut cmd = Command::new(binary);
     cmd.args(["-accel", "tcg", "-M", machine, "-m"])
         .arg(mem_mib.to_string())
         .args([
@@ -471,7 +476,9 @@ pub fn qemu(image: &Path, machine: &str, mem_mib: u64, extra: &[&str]) -> Run {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
-    let mut child = cmd.spawn().expect("spawn qemu-system-x86_64");
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
