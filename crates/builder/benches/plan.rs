@@ -27,6 +27,8 @@ fn domboot_plan(kernel: &Path, initrd: &Path) -> usize {
         Some("console=ttyS0 root=/dev/vda"),
         BuildOptions {
             memory: MEMORY,
+            // The plan itself, as linux-loader's load is: no payload decompression.
+            verify_payload: false,
             ..Default::default()
         },
     )

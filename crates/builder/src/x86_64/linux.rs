@@ -44,8 +44,19 @@ pub(super) fn bzimage(
         )));
     }
 
-    let (load, relocation) = if image.relocatable {
+    // A relocatable kernel decompresses at its load address rounded up to
+    // kernel_alignment, but never below LOAD_PHYSICAL_ADDR (pref_address): head_32.S and
+    // head_64.S raise the target to it. So init_size bytes from there must be RAM and free,
+    // wherever the compressed image was loaded.
+    let (load, relocation, decompress_at) = if image.relocatable {
         let align = u64::from(image.kernel_alignment.unwrap_or(2 << 20)).max(4096);
+        let floor = image.pref_address.unwrap_or(0);
+        let target = |load: u64| load.next_multiple_of(align).max(floor);
+        let above_floor = Range {
+            min: floor.max(MIB),
+            max_end: u64::MAX,
+            describe: "at or above pref_address, where a relocatable kernel decompresses",
+        };
         let load = match (opts.load_address, opts.kaslr) {
             (Some(a), _) => {
                 if a % align != 0 {
@@ -56,30 +67,21 @@ pub(super) fn bzimage(
                         ),
                     });
                 }
-                b.layout.place_fixed("kernel", a, init_size)?;
+                place_split(b, a, pm_len, target(a), init_size)?;
                 a
             }
-            (None, true) => kaslr_address(b, init_size, align)?,
+            (None, true) => kaslr_address(b, init_size, align, floor)?,
             (None, false) => {
                 let pref = image.pref_address.unwrap_or(KASLR_MIN);
                 if pref % align == 0 && b.layout.place_fixed("kernel", pref, init_size).is_ok() {
                     pref
                 } else {
-                    b.layout.allocate(
-                        "kernel",
-                        init_size,
-                        align,
-                        &Range {
-                            min: MIB,
-                            max_end: u64::MAX,
-                            describe: "anywhere in RAM",
-                        },
-                        Prefer::Low,
-                    )?
+                    b.layout
+                        .allocate("kernel", init_size, align, &above_floor, Prefer::Low)?
                 }
             }
         };
-        (load, None)
+        (load, None, target(load))
     } else {
         if opts.kaslr {
             return Err(BuildError::Unsupported(format!(
@@ -102,14 +104,13 @@ pub(super) fn bzimage(
                     len: pm_len,
                     entry_offset: if long { 0x200 } else { 0 },
                 };
-                (a, Some((required, relocation)))
+                (a, Some((required, relocation)), required)
             }
-            _ => (required, None),
+            _ => (required, None, required),
         }
     };
     b.segment("kernel", load, pm, pm_len.next_multiple_of(4));
-    let final_addr = relocation.as_ref().map_or(load, |(to, _)| *to);
-    b.reserve("kernel (init_size)", final_addr, init_size);
+    b.reserve("kernel (init_size)", decompress_at, init_size);
 
     let xl = image.xloadflags;
     if opts.initrd_above_4g && !xl.can_be_loaded_above_4g() {
@@ -119,16 +120,16 @@ pub(super) fn bzimage(
         )));
     }
     let describe = format!("below initrd_addr_max {:#x}", image.initrd_addr_max);
-    let max_end = if opts.initrd_above_4g {
-        u64::MAX
+    let range = if opts.initrd_above_4g {
+        super::above_4g(b)?
     } else {
-        u64::from(image.initrd_addr_max) + 1
+        Range {
+            min: MIB,
+            max_end: u64::from(image.initrd_addr_max) + 1,
+            describe: &describe,
+        }
     };
-    let initrd = b.place_initrds(Range {
-        min: MIB,
-        max_end,
-        describe: &describe,
-    })?;
+    let initrd = b.place_initrds(range)?;
     let cmdline = check_cmdline(&b.img.cmdline, image.cmdline_size)?;
     let zp = ZeroPage::from_bzimage(data, image.header_end);
     let with_setup_data = image.setup_header.setup_data.is_some();
@@ -174,6 +175,12 @@ pub(super) fn elf(
     image: &ElfImage,
     long: bool,
 ) -> Result<(), BuildError> {
+    if b.img.options.initrd_above_4g {
+        return Err(BuildError::Unsupported(format!(
+            "{}: --initrd-above-4g needs a bzImage that sets XLF_CAN_BE_LOADED_ABOVE_4G; an ELF kernel carries no setup header to say so",
+            b.img.kernel_path.display()
+        )));
+    }
     place_elf_segments(b, data, image)?;
     let initrd = b.place_initrds(Range {
         min: MIB,
@@ -299,15 +306,39 @@ fn finish_linux(
     Ok(())
 }
 
-/// Picks a random kernel_alignment-aligned load address that fits (reproducible with
-/// --seed).
-fn kaslr_address(b: &mut PlanBuilder<'_>, size: u64, align: u64) -> Result<u64, BuildError> {
+/// Places a relocatable kernel loaded at `load` (`len` bytes) that decompresses into
+/// `size` bytes at `target`: one region when the two meet, two when RAM lies between.
+fn place_split(
+    b: &mut PlanBuilder<'_>,
+    load: u64,
+    len: u64,
+    target: u64,
+    size: u64,
+) -> Result<(), BuildError> {
+    if target <= load.saturating_add(len) {
+        let end = target.saturating_add(size).max(load.saturating_add(len));
+        return b.layout.place_fixed("kernel", load, end - load);
+    }
+    b.layout
+        .place_fixed("kernel", load, len.next_multiple_of(4096))?;
+    b.layout
+        .place_fixed("kernel (decompressed at pref_address)", target, size)
+}
+
+/// Picks a random kernel_alignment-aligned load address at or above `floor` (and 16 MiB)
+/// that fits (reproducible with --seed).
+fn kaslr_address(
+    b: &mut PlanBuilder<'_>,
+    size: u64,
+    align: u64,
+    floor: u64,
+) -> Result<u64, BuildError> {
     let mut rng = match b.img.options.seed {
         Some(seed) => SplitMix64(seed),
         None => SplitMix64(u64::from_le_bytes(fresh_entropy::<8>()?)),
     };
     let top = b.layout.memory().low_end().min(4 * GIB);
-    let slots: Vec<u64> = (KASLR_MIN.div_ceil(align)..)
+    let slots: Vec<u64> = (KASLR_MIN.max(floor).div_ceil(align)..)
         .map(|i| i * align)
         .take_while(|&a| a + size <= top.saturating_sub(crate::layout::FIRMWARE_MARGIN))
         .collect();

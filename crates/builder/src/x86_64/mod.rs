@@ -68,12 +68,13 @@ pub fn build(img: &DomainImage) -> Result<BootPlan, BuildError> {
                 })?,
             }
         }
-        (_, Some(layer)) => Kernel::BzImage {
-            data: &layer.data,
-            image: layer.bzimage().ok_or_else(|| {
-                BuildError::Unsupported("bzImage layer without bzImage details".into())
-            })?,
-        },
+        (_, Some(layer)) if img.options.verify_payload => {
+            // The linux protocols hand the kernel its compressed payload; decompress it once
+            // here so a corrupt or oversized one is an error now, not a halt in the guest.
+            img.check_payload()?;
+            bzimage_kernel(layer)?
+        }
+        (_, Some(layer)) => bzimage_kernel(layer)?,
     };
     let mut b = PlanBuilder::new(img);
     match kernel {
@@ -120,6 +121,15 @@ pub fn build(img: &DomainImage) -> Result<BootPlan, BuildError> {
         }
     }
     b.finish()
+}
+
+fn bzimage_kernel(layer: &domboot_formats::Layer) -> Result<Kernel<'_>, BuildError> {
+    Ok(Kernel::BzImage {
+        data: &layer.data,
+        image: layer.bzimage().ok_or_else(|| {
+            BuildError::Unsupported("bzImage layer without bzImage details".into())
+        })?,
+    })
 }
 
 /// Accumulates segments and reservations on top of the layout allocator.
@@ -313,6 +323,24 @@ fn place_page_tables(b: &mut PlanBuilder<'_>) -> Result<u64, BuildError> {
     map.base = addr;
     b.segment("page_tables", addr, Bytes::from(map.bytes()), size);
     Ok(map.pml4())
+}
+
+/// Where `--initrd-above-4g` puts the initrd: RAM at 4 GiB or above, which a guest has only
+/// when its memory exceeds the start of the MMIO gap.
+fn above_4g(b: &PlanBuilder<'_>) -> Result<Range<'static>, BuildError> {
+    let memory = b.layout.memory();
+    if memory.top() <= 4 * GIB {
+        return Err(BuildError::Unsupported(format!(
+            "--initrd-above-4g: a guest with {} of RAM has none above 4 GiB (RAM beyond the first {} GiB goes above 4 GiB; give --memory more than that)",
+            crate::layout::mib(memory.size),
+            crate::memory::MMIO_GAP_START / GIB
+        )));
+    }
+    Ok(Range {
+        min: 4 * GIB,
+        max_end: u64::MAX,
+        describe: "above 4 GiB (--initrd-above-4g)",
+    })
 }
 
 /// Checks a command line against the kernel's limit (which includes the NUL).

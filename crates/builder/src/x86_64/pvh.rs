@@ -43,6 +43,29 @@ pub(super) fn elf(
             "the initrd cannot go above 4 GiB with the pvh protocol".into(),
         ));
     }
+    // The entry must be code the plan loads: linux-loader and Xen refuse an entry outside
+    // every PT_LOAD, and a VM started there runs whatever RAM holds.
+    if !image
+        .segments
+        .iter()
+        .any(|s| s.filesz > 0 && s.paddr <= entry && entry < s.paddr + s.filesz)
+    {
+        let ranges: Vec<String> = image
+            .segments
+            .iter()
+            .filter(|s| s.filesz > 0)
+            .map(|s| format!("{:#x}-{:#x}", s.paddr, s.paddr + s.filesz))
+            .collect();
+        return Err(BuildError::Unsupported(format!(
+            "{}: the PVH entry (XEN_ELFNOTE_PHYS32_ENTRY) {entry:#x} lies in no PT_LOAD segment's file bytes (loaded: {})",
+            b.img.kernel_path.display(),
+            if ranges.is_empty() {
+                "nothing".to_string()
+            } else {
+                ranges.join(", ")
+            }
+        )));
+    }
     place_elf_segments(b, data, image)?;
     let initrd = b.place_initrds(Range {
         min: MIB,
