@@ -123,4 +123,3 @@ impl ext4_view::Ext4Read for Region {
         Ok(self.read_exact_at(start_byte, dst)?)
     }
 }
-

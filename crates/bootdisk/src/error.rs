@@ -71,7 +71,10 @@ pub enum FsError {
     NotFound,
     /// The path exists but is a directory, a device, ...; or it is corrupt.
     Bad(String),
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl FsError {

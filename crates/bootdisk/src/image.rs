@@ -62,7 +62,10 @@ impl DiskImage {
         let disk = Region::open(path).map_err(|source| Error::Io { at, source })?;
         let slots = partition::partitions(path, &disk)?
             .into_iter()
-            .map(|partition| Slot { partition, fs: None })
+            .map(|partition| Slot {
+                partition,
+                fs: None,
+            })
             .collect();
         Ok(DiskImage {
             path: path.to_path_buf(),
@@ -103,7 +106,9 @@ impl DiskImage {
                 at: at.clone(),
                 reason: format!("there is no partition {number}"),
             })?;
-        let fs = slot.fs.get_or_insert_with(|| fs::open(&slot.partition.region));
+        let fs = slot
+            .fs
+            .get_or_insert_with(|| fs::open(&slot.partition.region));
         match fs {
             Ok(fs) => Ok(fs.as_mut()),
             Err(e) => Err(fs_error(at, e.clone(), "the filesystem")),
@@ -112,7 +117,13 @@ impl DiskImage {
 
     /// Reads `path` from partition `number`, at most `limit` bytes (`what` names it in the
     /// error when it is larger).
-    pub fn read(&mut self, number: u32, path: &str, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+    pub fn read(
+        &mut self,
+        number: u32,
+        path: &str,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Vec<u8>> {
         let at = self.location(number, Some(path));
         let Some(fs) = self.filesystem(number)? else {
             return Err(Error::Filesystem {
@@ -124,7 +135,13 @@ impl DiskImage {
     }
 
     /// Like `read`, but a missing file (or a partition without a filesystem) is Ok(None).
-    pub fn read_if_present(&mut self, number: u32, path: &str, limit: u64, what: &'static str) -> Result<Option<Vec<u8>>> {
+    pub fn read_if_present(
+        &mut self,
+        number: u32,
+        path: &str,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Option<Vec<u8>>> {
         let at = self.location(number, Some(path));
         let Some(fs) = self.filesystem(number)? else {
             return Ok(None);
@@ -170,15 +187,21 @@ impl DiskImage {
             Selector::Default => default,
             Selector::Named(name) => find(&entries, name),
         };
-        found.map(|i| entries[i].clone()).ok_or_else(|| Error::NoSuchEntry {
-            image: self.path.clone(),
-            wanted: match selector {
-                Selector::Default => "marked default".into(),
-                Selector::Named(n) => format!("{n:?}"),
-            },
-            count: entries.len(),
-            titles: entries.iter().map(|e| format!("{:?}", e.title)).collect::<Vec<_>>().join(", "),
-        })
+        found
+            .map(|i| entries[i].clone())
+            .ok_or_else(|| Error::NoSuchEntry {
+                image: self.path.clone(),
+                wanted: match selector {
+                    Selector::Default => "marked default".into(),
+                    Selector::Named(n) => format!("{n:?}"),
+                },
+                count: entries.len(),
+                titles: entries
+                    .iter()
+                    .map(|e| format!("{:?}", e.title))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// The kernel and the initrds of `entry`, read into memory.
@@ -204,7 +227,11 @@ pub fn find(entries: &[BootEntry], name: &str) -> Option<usize> {
         .iter()
         .position(|e| e.title == name)
         .or_else(|| entries.iter().position(|e| e.id.as_deref() == Some(name)))
-        .or_else(|| entries.iter().position(|e| e.title.eq_ignore_ascii_case(name)))
+        .or_else(|| {
+            entries
+                .iter()
+                .position(|e| e.title.eq_ignore_ascii_case(name))
+        })
 }
 
 fn fs_error(at: Location, e: FsError, what: &'static str) -> Error {
@@ -214,6 +241,11 @@ fn fs_error(at: Location, e: FsError, what: &'static str) -> Error {
             reason: "no such file".into(),
         },
         FsError::Bad(reason) => Error::Filesystem { at, reason },
-        FsError::TooLarge { size, limit } => Error::TooLarge { at, what, size, limit },
+        FsError::TooLarge { size, limit } => Error::TooLarge {
+            at,
+            what,
+            size,
+            limit,
+        },
     }
 }

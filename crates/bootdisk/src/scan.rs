@@ -29,13 +29,22 @@ const EXTLINUX: &[&str] = &[
     "/boot/isolinux/isolinux.cfg",
     "/isolinux.cfg",
 ];
-const MENU_LST: &[&str] = &["/boot/grub/menu.lst", "/grub/menu.lst", "/boot/grub/grub.conf", "/grub/grub.conf"];
+const MENU_LST: &[&str] = &[
+    "/boot/grub/menu.lst",
+    "/grub/menu.lst",
+    "/boot/grub/grub.conf",
+    "/grub/grub.conf",
+];
 
 pub fn entries(image: &mut DiskImage) -> Result<(Vec<BootEntry>, Option<usize>)> {
     let numbers = searched(image)?;
     let mut menus: Vec<Menu> = Vec::new();
     menus.push(bls_and_uki(image, &numbers)?);
-    for (kind, paths) in [(EntryKind::Grub, GRUB), (EntryKind::Extlinux, EXTLINUX), (EntryKind::MenuLst, MENU_LST)] {
+    for (kind, paths) in [
+        (EntryKind::Grub, GRUB),
+        (EntryKind::Extlinux, EXTLINUX),
+        (EntryKind::MenuLst, MENU_LST),
+    ] {
         for &n in &numbers {
             if let Some(menu) = first_config(image, n, kind, paths)? {
                 menus.push(menu);
@@ -51,7 +60,11 @@ pub fn entries(image: &mut DiskImage) -> Result<(Vec<BootEntry>, Option<usize>)>
         all.extend(menu.entries);
     }
     if all.is_empty() {
-        let labels: Vec<String> = numbers.iter().filter_map(|n| image.partitions().find(|p| p.number == *n)).map(|p| p.label()).collect();
+        let labels: Vec<String> = numbers
+            .iter()
+            .filter_map(|n| image.partitions().find(|p| p.number == *n))
+            .map(|p| p.label())
+            .collect();
         return Err(Error::NoEntries {
             image: image.path().to_path_buf(),
             looked: "loader/entries, EFI/Linux, grub.cfg, extlinux.conf, syslinux.cfg, isolinux.cfg, menu.lst".into(),
@@ -98,9 +111,13 @@ fn bls_and_uki(image: &mut DiskImage, numbers: &[u32]) -> Result<Menu> {
         }
         for dir in BLS_DIRS {
             for name in image.list(n, dir)? {
-                let Some(id) = name.strip_suffix(".conf") else { continue };
+                let Some(id) = name.strip_suffix(".conf") else {
+                    continue;
+                };
                 let path = format!("{dir}/{name}");
-                let Some(text) = config(image, n, &path)? else { continue };
+                let Some(text) = config(image, n, &path)? else {
+                    continue;
+                };
                 if let Some(mut e) = bls::parse_entry(id, &text) {
                     e.entry.source = format!("{}: {path}", label(image, n));
                     e.entry.partition = Some(n);
@@ -130,23 +147,40 @@ fn bls_and_uki(image: &mut DiskImage, numbers: &[u32]) -> Result<Menu> {
     }
     ukis.sort_by(|a, b| version::compare(&b.title, &a.title));
     entries.extend(ukis);
-    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_deref().unwrap_or("")).collect();
+    let ids: Vec<&str> = entries
+        .iter()
+        .map(|e| e.id.as_deref().unwrap_or(""))
+        .collect();
     let default = bls::default_index(&ids, pattern.as_deref());
     Ok(Menu { entries, default })
 }
 
 fn label(image: &DiskImage, n: u32) -> String {
-    image.partitions().find(|p| p.number == n).map_or_else(|| format!("partition {n}"), |p| p.label())
+    image
+        .partitions()
+        .find(|p| p.number == n)
+        .map_or_else(|| format!("partition {n}"), |p| p.label())
 }
 
 /// The menu of the first of `paths` present on partition `n`, its entries' files located.
-fn first_config(image: &mut DiskImage, n: u32, kind: EntryKind, paths: &[&str]) -> Result<Option<Menu>> {
+fn first_config(
+    image: &mut DiskImage,
+    n: u32,
+    kind: EntryKind,
+    paths: &[&str],
+) -> Result<Option<Menu>> {
     for path in paths {
-        let Some(text) = config(image, n, path)? else { continue };
+        let Some(text) = config(image, n, path)? else {
+            continue;
+        };
         let dir = path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
         let mut include_error = None;
         let mut include = |p: &str| -> Option<String> {
-            let p = if p.starts_with('/') { p.to_string() } else { format!("{dir}/{p}") };
+            let p = if p.starts_with('/') {
+                p.to_string()
+            } else {
+                format!("{dir}/{p}")
+            };
             match config(image, n, &p) {
                 Ok(t) => t,
                 Err(e) => {
@@ -182,9 +216,19 @@ fn first_config(image: &mut DiskImage, n: u32, kind: EntryKind, paths: &[&str]) 
 /// from the configuration's directory first, then from the root.
 fn locate(image: &mut DiskImage, e: &mut BootEntry, config_partition: u32, dir: &str) {
     let relative = !e.kernel.starts_with('/');
-    let resolve = |p: &str, base: &str| if p.starts_with('/') { p.to_string() } else { format!("{base}/{p}") };
+    let resolve = |p: &str, base: &str| {
+        entries::normalize(&if p.starts_with('/') {
+            p.to_string()
+        } else {
+            format!("{base}/{p}")
+        })
+    };
     let mut candidates: Vec<u32> = e.partition.into_iter().chain([config_partition]).collect();
-    let others: Vec<u32> = image.partitions().map(|p| p.number).filter(|n| !candidates.contains(n)).collect();
+    let others: Vec<u32> = image
+        .partitions()
+        .map(|p| p.number)
+        .filter(|n| !candidates.contains(n))
+        .collect();
     candidates.extend(others);
     let bases: &[&str] = if relative { &[dir, ""] } else { &[""] };
     for &n in &candidates {
@@ -200,6 +244,10 @@ fn locate(image: &mut DiskImage, e: &mut BootEntry, config_partition: u32, dir: 
     }
     // Not found anywhere: keep the configuration's view, loading it will say what is missing.
     e.kernel = resolve(&e.kernel, if relative { dir } else { "" });
-    e.initrds = e.initrds.iter().map(|i| resolve(i, if relative { dir } else { "" })).collect();
+    e.initrds = e
+        .initrds
+        .iter()
+        .map(|i| resolve(i, if relative { dir } else { "" }))
+        .collect();
     e.partition = Some(e.partition.unwrap_or(config_partition));
 }

@@ -36,7 +36,9 @@ pub fn parse_entry(id: &str, text: &str) -> Option<BlsEntry> {
             "machine-id" => machine_id = Some(value.to_string()),
             "sort-key" => sort_key = Some(value.to_string()),
             "linux" => e.kernel = super::absolute(value),
-            "initrd" => e.initrds.extend(value.split_whitespace().map(super::absolute)),
+            "initrd" => e
+                .initrds
+                .extend(value.split_whitespace().map(super::absolute)),
             "options" => options.push(value.to_string()),
             _ => {}
         }
@@ -101,7 +103,9 @@ pub fn default_index(ids: &[&str], pattern: Option<&str>) -> Option<usize> {
         return Some(0);
     };
     let found = ids.iter().position(|id| {
-        glob(pattern, id) || glob(pattern, &format!("{id}.conf")) || glob(pattern, &format!("{id}.efi"))
+        glob(pattern, id)
+            || glob(pattern, &format!("{id}.conf"))
+            || glob(pattern, &format!("{id}.efi"))
     });
     Some(found.unwrap_or(0))
 }

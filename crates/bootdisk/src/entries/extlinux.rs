@@ -27,16 +27,25 @@ pub fn parse(text: &str, include: &mut Include<'_>) -> Result<Menu, ParseError> 
     s.lines(text, include, 0)?;
     s.close();
     let label = |want: &str| {
-        s.entries
-            .iter()
-            .position(|e| e.id.as_deref().is_some_and(|id| id.eq_ignore_ascii_case(want)))
+        s.entries.iter().position(|e| {
+            e.id.as_deref()
+                .is_some_and(|id| id.eq_ignore_ascii_case(want))
+        })
     };
     let default = s
         .menu_default
         .iter()
         .position(|d| *d)
-        .or_else(|| s.default.as_deref().and_then(|d| label(d.split_whitespace().next()?)))
-        .or_else(|| s.ontimeout.as_deref().and_then(|d| label(d.split_whitespace().next()?)))
+        .or_else(|| {
+            s.default
+                .as_deref()
+                .and_then(|d| label(d.split_whitespace().next()?))
+        })
+        .or_else(|| {
+            s.ontimeout
+                .as_deref()
+                .and_then(|d| label(d.split_whitespace().next()?))
+        })
         .or((!s.entries.is_empty()).then_some(0));
     Ok(Menu {
         entries: s.entries,
@@ -45,7 +54,12 @@ pub fn parse(text: &str, include: &mut Include<'_>) -> Result<Menu, ParseError> 
 }
 
 impl State {
-    fn lines(&mut self, text: &str, include: &mut Include<'_>, depth: usize) -> Result<(), ParseError> {
+    fn lines(
+        &mut self,
+        text: &str,
+        include: &mut Include<'_>,
+        depth: usize,
+    ) -> Result<(), ParseError> {
         for line in text.lines() {
             let line = line.trim();
             let (key, rest) = match line.split_once(|c: char| c.is_ascii_whitespace()) {
@@ -53,7 +67,9 @@ impl State {
                 None => (line.to_ascii_lowercase(), ""),
             };
             let (key, rest) = if key == "menu" {
-                let (sub, r) = rest.split_once(|c: char| c.is_ascii_whitespace()).unwrap_or((rest, ""));
+                let (sub, r) = rest
+                    .split_once(|c: char| c.is_ascii_whitespace())
+                    .unwrap_or((rest, ""));
                 (format!("menu {}", sub.to_ascii_lowercase()), r.trim())
             } else {
                 (key, rest)
@@ -118,9 +134,16 @@ impl State {
         }
     }
 
-    fn include(&mut self, rest: &str, include: &mut Include<'_>, depth: usize) -> Result<(), ParseError> {
+    fn include(
+        &mut self,
+        rest: &str,
+        include: &mut Include<'_>,
+        depth: usize,
+    ) -> Result<(), ParseError> {
         if depth >= MAX_INCLUDE_DEPTH {
-            return Err(ParseError(format!("files included more than {MAX_INCLUDE_DEPTH} deep")));
+            return Err(ParseError(format!(
+                "files included more than {MAX_INCLUDE_DEPTH} deep"
+            )));
         }
         let Some(path) = rest.split_whitespace().next() else {
             return Ok(());
@@ -141,7 +164,11 @@ impl State {
             e.cmdline = self.global_append.clone();
         }
         let lower = e.kernel.to_ascii_lowercase();
-        if e.kernel.is_empty() || lower.ends_with(".c32") || lower.ends_with(".0") || lower.ends_with(".bin") {
+        if e.kernel.is_empty()
+            || lower.ends_with(".c32")
+            || lower.ends_with(".0")
+            || lower.ends_with(".bin")
+        {
             return;
         }
         if self.entries.len() < MAX_ENTRIES {
@@ -152,5 +179,9 @@ impl State {
 }
 
 fn split_initrds(list: &str) -> Vec<String> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }

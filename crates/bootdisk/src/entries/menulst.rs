@@ -2,22 +2,26 @@
 //! ARGS`, `initrd PATH`, and `default N` (counting from 0; "saved" means 0 here, as the
 //! saved default lives outside the file). Legacy GRUB counts partitions from 0.
 
-use super::{BootEntry, EntryKind, MAX_ENTRIES, Menu, ParseError, absolute, grub_device_partition, split_device};
+use super::{
+    BootEntry, EntryKind, MAX_ENTRIES, Menu, ParseError, absolute, grub_device_partition,
+    split_device,
+};
 
 pub fn parse(text: &str) -> Result<Menu, ParseError> {
     let mut entries: Vec<BootEntry> = Vec::new();
     let mut current: Option<BootEntry> = None;
     let mut default = 0usize;
     let mut root: Option<u32> = None;
-    let close = |current: &mut Option<BootEntry>, entries: &mut Vec<BootEntry>| -> Result<(), ParseError> {
-        if let Some(e) = current.take().filter(|e| !e.kernel.is_empty()) {
-            if entries.len() == MAX_ENTRIES {
-                return Err(ParseError(format!("more than {MAX_ENTRIES} entries")));
+    let close =
+        |current: &mut Option<BootEntry>, entries: &mut Vec<BootEntry>| -> Result<(), ParseError> {
+            if let Some(e) = current.take().filter(|e| !e.kernel.is_empty()) {
+                if entries.len() == MAX_ENTRIES {
+                    return Err(ParseError(format!("more than {MAX_ENTRIES} entries")));
+                }
+                entries.push(e);
             }
-            entries.push(e);
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('#') {
@@ -37,7 +41,10 @@ pub fn parse(text: &str) -> Result<Menu, ParseError> {
             "root" => root = grub_device_partition(rest, true),
             "kernel" => {
                 if let Some(e) = &mut current {
-                    let args: Vec<&str> = rest.split_whitespace().filter(|a| !a.starts_with("--type=")).collect();
+                    let args: Vec<&str> = rest
+                        .split_whitespace()
+                        .filter(|a| !a.starts_with("--type="))
+                        .collect();
                     if let Some((path, cmdline)) = args.split_first() {
                         let (device, path) = split_device(path, true);
                         e.kernel = absolute(&path);

@@ -126,3 +126,19 @@ pub fn absolute(path: &str) -> String {
         format!("/{path}")
     }
 }
+
+/// "/boot/extlinux/../vmlinuz" → "/boot/vmlinuz": "." and ".." taken lexically, as the
+/// boot loaders do before they look anything up.
+pub fn normalize(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}

@@ -10,7 +10,10 @@ pub fn compare(a: &str, b: &str) -> Ordering {
     loop {
         // Skip separators that are neither alphanumeric nor '~'.
         let skip = |s: &[u8]| {
-            let n = s.iter().take_while(|c| !c.is_ascii_alphanumeric() && **c != b'~').count();
+            let n = s
+                .iter()
+                .take_while(|c| !c.is_ascii_alphanumeric() && **c != b'~')
+                .count();
             n
         };
         a = &a[skip(a)..];
@@ -36,7 +39,11 @@ pub fn compare(a: &str, b: &str) -> Ordering {
             na.len().cmp(&nb.len()).then_with(|| na.cmp(nb))
         } else if da > 0 || db > 0 {
             // A number sorts after letters ("1.0a" < "1.0.1").
-            if da > 0 { Ordering::Greater } else { Ordering::Less }
+            if da > 0 {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            }
         } else {
             let alpha = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_alphabetic()).count();
             let (la, lb) = (alpha(a).max(1), alpha(b).max(1));

@@ -9,7 +9,8 @@ use ext4_view::{Ext4, Ext4Error};
 pub struct Ext(Ext4);
 
 pub fn open(region: &Region) -> Result<Box<dyn FileSystem>, FsError> {
-    let fs = Ext4::load(Box::new(region.clone())).map_err(|e| FsError::Bad(format!("ext2/3/4: {e}")))?;
+    let fs =
+        Ext4::load(Box::new(region.clone())).map_err(|e| FsError::Bad(format!("ext2/3/4: {e}")))?;
     Ok(Box::new(Ext(fs)))
 }
 

@@ -21,7 +21,8 @@ pub fn looks_like_fat(boot: &[u8; 512]) -> bool {
 }
 
 pub fn open(region: &Region) -> Result<Box<dyn FileSystem>, FsError> {
-    let fs = Fat::new(region.clone(), FsOptions::new()).map_err(|e| FsError::Bad(format!("FAT: {e}")))?;
+    let fs = Fat::new(region.clone(), FsOptions::new())
+        .map_err(|e| FsError::Bad(format!("FAT: {e}")))?;
     Ok(Box::new(FatFs(fs)))
 }
 

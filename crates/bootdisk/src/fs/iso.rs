@@ -10,7 +10,8 @@ use hadris_iso::read::{DirEntry, IsoDir, IsoImage};
 pub struct Iso(IsoImage<Region>);
 
 pub fn open(region: &Region) -> Result<Box<dyn FileSystem>, FsError> {
-    let image = IsoImage::open(region.clone()).map_err(|e| FsError::Bad(format!("ISO9660: {e}")))?;
+    let image =
+        IsoImage::open(region.clone()).map_err(|e| FsError::Bad(format!("ISO9660: {e}")))?;
     Ok(Box::new(Iso(image)))
 }
 
@@ -35,7 +36,10 @@ impl Iso {
                 continue;
             }
             let dir = stack.last().ok_or(FsError::NotFound)?;
-            let entry = dir.find(&name).map_err(FsError::bad)?.ok_or(FsError::NotFound)?;
+            let entry = dir
+                .find(&name)
+                .map_err(FsError::bad)?
+                .ok_or(FsError::NotFound)?;
             if let Some(target) = entry.rrip.as_ref().and_then(|r| r.symlink_target.clone()) {
                 hops += 1;
                 if hops > MAX_SYMLINK_HOPS {
@@ -106,7 +110,10 @@ fn display_name(entry: &DirEntry) -> String {
     }
     let mut name = String::from_utf8_lossy(raw).into_owned();
     if raw.len() % 2 == 0 && raw.iter().step_by(2).all(|&b| b == 0) {
-        let units: Vec<u16> = raw.chunks_exact(2).map(|b| u16::from_be_bytes([b[0], b[1]])).collect();
+        let units: Vec<u16> = raw
+            .chunks_exact(2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .collect();
         name = String::from_utf16_lossy(&units);
     }
     if let Some((base, version)) = name.rsplit_once(';') {

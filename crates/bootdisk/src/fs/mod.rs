@@ -8,6 +8,7 @@ mod iso;
 
 use crate::disk::Region;
 use crate::error::FsError;
+pub use fat::looks_like_fat;
 
 /// Symlink hops one path lookup may take (Linux's limit).
 pub const MAX_SYMLINK_HOPS: usize = 40;

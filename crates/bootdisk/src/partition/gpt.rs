@@ -24,7 +24,11 @@ pub(crate) fn read(disk: &Region, at: &Location) -> Result<Option<Vec<Extent>>> 
             match header_fields(disk, sector, lba) {
                 Ok(None) => {}
                 Ok(Some(())) => found = true,
-                Err(reason) => return Err(bad(format!("header at LBA {lba} ({sector}-byte sectors): {reason}"))),
+                Err(reason) => {
+                    return Err(bad(format!(
+                        "header at LBA {lba} ({sector}-byte sectors): {reason}"
+                    )));
+                }
             }
         }
     }
@@ -74,10 +78,14 @@ fn header_fields(disk: &Region, sector: u64, lba: u64) -> std::result::Result<Op
     let u64_at = |o: usize| u64::from(u32_at(o)) | (u64::from(u32_at(o + 4)) << 32);
     let (array_lba, count, entry_size) = (u64_at(72), u32_at(80), u32_at(84));
     if count > MAX_ENTRIES {
-        return Err(format!("{count} partition entries (at most {MAX_ENTRIES} accepted)"));
+        return Err(format!(
+            "{count} partition entries (at most {MAX_ENTRIES} accepted)"
+        ));
     }
     if !(128..=4096).contains(&entry_size) || entry_size % 8 != 0 {
-        return Err(format!("partition entry size {entry_size} (128..4096, a multiple of 8)"));
+        return Err(format!(
+            "partition entry size {entry_size} (128..4096, a multiple of 8)"
+        ));
     }
     let array_end = array_lba
         .checked_mul(sector)

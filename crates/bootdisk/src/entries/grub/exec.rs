@@ -3,8 +3,8 @@
 use super::lex::Part;
 use super::{Stmt, statements};
 use crate::entries::{
-    BootEntry, EntryKind, Include, MAX_ENTRIES, MAX_INCLUDE_DEPTH, Menu, ParseError,
-    absolute, grub_device_partition, split_device,
+    BootEntry, EntryKind, Include, MAX_ENTRIES, MAX_INCLUDE_DEPTH, Menu, ParseError, absolute,
+    grub_device_partition, split_device,
 };
 use std::collections::HashMap;
 
@@ -36,13 +36,20 @@ impl State {
                 Part::Var(v) => s.push_str(self.vars.get(v).map_or("", String::as_str)),
             }
             if s.len() > MAX_VALUE {
-                return Err(ParseError(format!("a word expands to more than {MAX_VALUE} bytes")));
+                return Err(ParseError(format!(
+                    "a word expands to more than {MAX_VALUE} bytes"
+                )));
             }
         }
         Ok(s)
     }
 
-    pub fn run(&mut self, stmts: &[Stmt], include: &mut Include<'_>, depth: usize) -> Result<(), ParseError> {
+    pub fn run(
+        &mut self,
+        stmts: &[Stmt],
+        include: &mut Include<'_>,
+        depth: usize,
+    ) -> Result<(), ParseError> {
         for stmt in stmts {
             match stmt {
                 Stmt::Cmd(name, args) => self.command(name, args, include, depth, None)?,
@@ -52,11 +59,20 @@ impl State {
         Ok(())
     }
 
-    fn block(&mut self, header: &[Vec<Part>], body: &[Stmt], include: &mut Include<'_>, depth: usize) -> Result<(), ParseError> {
+    fn block(
+        &mut self,
+        header: &[Vec<Part>],
+        body: &[Stmt],
+        include: &mut Include<'_>,
+        depth: usize,
+    ) -> Result<(), ParseError> {
         let Some((first, args)) = header.split_first() else {
             return self.run(body, include, depth);
         };
-        let args: Vec<String> = args.iter().map(|a| self.expand(a)).collect::<Result<_, _>>()?;
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| self.expand(a))
+            .collect::<Result<_, _>>()?;
         match self.expand(first)?.as_str() {
             "menuentry" => self.menuentry(&args, body),
             "submenu" if self.submenu.is_none() => {
@@ -110,7 +126,10 @@ impl State {
         entry: Option<&mut BootEntry>,
     ) -> Result<(), ParseError> {
         let name = self.expand(name)?;
-        let args: Vec<String> = args.iter().map(|a| self.expand(a)).collect::<Result<_, _>>()?;
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| self.expand(a))
+            .collect::<Result<_, _>>()?;
         if let Some((var, value)) = name.split_once('=').filter(|(v, _)| is_name(v)) {
             self.vars.insert(var.to_string(), value.to_string());
             return Ok(());
@@ -132,7 +151,10 @@ impl State {
                 }
             }
             ("initrd" | "initrd16" | "initrdefi", Some(e)) => {
-                e.initrds = args.iter().map(|a| absolute(&self.device_and_path(a).1)).collect();
+                e.initrds = args
+                    .iter()
+                    .map(|a| absolute(&self.device_and_path(a).1))
+                    .collect();
             }
             ("source" | "configfile", None) if depth < MAX_INCLUDE_DEPTH => {
                 if let Some(path) = args.first() {
@@ -142,7 +164,9 @@ impl State {
                 }
             }
             ("source" | "configfile", None) => {
-                return Err(ParseError(format!("files included more than {MAX_INCLUDE_DEPTH} deep")));
+                return Err(ParseError(format!(
+                    "files included more than {MAX_INCLUDE_DEPTH} deep"
+                )));
             }
             _ => {}
         }
@@ -153,7 +177,12 @@ impl State {
     fn device_and_path(&self, path: &str) -> (Option<u32>, String) {
         match split_device(path, false) {
             (Some(device), path) => (device, path),
-            (None, path) => (self.vars.get("root").and_then(|r| grub_device_partition(r, false)), path),
+            (None, path) => (
+                self.vars
+                    .get("root")
+                    .and_then(|r| grub_device_partition(r, false)),
+                path,
+            ),
         }
     }
 
@@ -164,7 +193,9 @@ impl State {
         if wanted == "saved" || wanted == "${saved_entry}" {
             wanted = self.vars.get("saved_entry").cloned().unwrap_or_default();
         }
-        let default = self.resolve(wanted.trim()).or((!self.entries.is_empty()).then_some(0));
+        let default = self
+            .resolve(wanted.trim())
+            .or((!self.entries.is_empty()).then_some(0));
         Menu {
             entries: self.entries,
             default,
@@ -220,6 +251,10 @@ fn title_and_id(args: &[String]) -> (String, Option<String>) {
             }
             a if a.starts_with("--") => {}
             a if title.is_none() => title = Some(a.to_string()),
+            // grub-mkconfig writes `$menuentry_id_option 'gnulinux-…'`; which branch set
+            // the option is not evaluated here, so a bare word after the title is the id.
+            "" => {}
+            a if id.is_none() => id = Some(a.to_string()),
             _ => {}
         }
     }

@@ -52,13 +52,14 @@ pub fn lex(text: &str) -> Vec<Token> {
                 out.push(Token::End);
             }
             c if c.is_whitespace() => flush(&mut out, &mut word, &mut in_word),
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some('\n') | None => {}
-                    Some(c) => push_lit(&mut word, c),
+            '\\' => match chars.next() {
+                // A line continuation joins lines; it makes no word by itself.
+                Some('\n') | None => {}
+                Some(c) => {
+                    in_word = true;
+                    push_lit(&mut word, c);
                 }
-            }
+            },
             '\'' => {
                 in_word = true;
                 for c in chars.by_ref() {

@@ -1,0 +1,152 @@
+//! Disk images built with the real tools (sgdisk, parted, mkfs.ext4, mkfs.vfat + mcopy,
+//! xorriso) list the boot entries their configurations define: titles, order, default,
+//! partitions, paths and command lines; and the chosen entry's kernel and initrds read
+//! back byte for byte.
+
+mod images;
+
+use domboot_bootdisk::{BootEntry, DiskImage, Selector};
+use images::layouts::{self, Layout};
+
+fn check(layout: &Layout) -> Vec<BootEntry> {
+    let mut image = DiskImage::open(&layout.disk).unwrap();
+    let (entries, default) = image.entries().unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{:?} p{:?} {} {:?} {:?}",
+                e.title, e.partition, e.kernel, e.initrds, e.cmdline
+            )
+        })
+        .collect();
+    let want: Vec<String> = layout
+        .entries
+        .iter()
+        .map(|w| {
+            format!(
+                "{:?} p{:?} {} {:?} {:?}",
+                w.title,
+                Some(w.partition),
+                w.kernel,
+                w.initrds,
+                w.cmdline
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "{}", layout.disk.display());
+    assert_eq!(
+        default,
+        Some(layout.default),
+        "default of {}",
+        layout.disk.display()
+    );
+    entries
+}
+
+/// The default entry's files are the ones the layout put there.
+fn loads_default(layout: &Layout, kernel: &[u8], initrds: &[Vec<u8>]) {
+    let mut image = DiskImage::open(&layout.disk).unwrap();
+    let entry = image.select(&Selector::Default).unwrap();
+    let (k, i) = image.load(&entry).unwrap();
+    assert!(k == kernel, "kernel of {:?} differs", entry.title);
+    assert_eq!(&i, initrds, "initrds of {:?}", entry.title);
+}
+
+#[test]
+fn gpt_fat32_bls_entries_and_ukis() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::gpt_bls(dir.path());
+    let entries = check(&layout);
+    assert_eq!(entries[1].id.as_deref(), Some("debian-6.1.0-10-amd64"));
+    assert_eq!(entries[3].kind.name(), "uki");
+    let kernel = std::fs::read(images::kernel()).unwrap();
+    loads_default(
+        &layout,
+        &kernel,
+        &[layouts::initrd_bytes("ucode"), layouts::initrd_bytes("9")],
+    );
+}
+
+#[test]
+fn gpt_ext4_grub_cfg_with_variables_submenu_and_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::gpt_grub(dir.path());
+    let entries = check(&layout);
+    assert_eq!(entries[0].id.as_deref(), Some("gnulinux-simple-1234"));
+    let kernel = std::fs::read(images::kernel()).unwrap();
+    loads_default(&layout, &kernel, &[layouts::initrd_bytes("57")]);
+    // The entry through the /vmlinuz symlink reads the same kernel.
+    let mut image = DiskImage::open(&layout.disk).unwrap();
+    let (k, i) = image.load(&entries[1]).unwrap();
+    assert!(k == kernel);
+    assert_eq!(i, vec![layouts::initrd_bytes("57")]);
+}
+
+#[test]
+fn mbr_logical_ext4_extlinux_and_fat16_menu_lst() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::mbr_extlinux_menulst(dir.path());
+    let mut image = DiskImage::open(&layout.disk).unwrap();
+    let numbers: Vec<u32> = image.partitions().map(|p| p.number).collect();
+    assert_eq!(numbers, [0, 1, 5], "whole disk, primary 1, logical 5");
+    check(&layout);
+    let kernel = std::fs::read(images::kernel()).unwrap();
+    loads_default(&layout, &kernel, &[layouts::initrd_bytes("mbr")]);
+    let named = image
+        .select(&Selector::Named(
+            "Debian GNU/Linux, kernel 6.1.0-57-cloud-amd64".into(),
+        ))
+        .unwrap();
+    assert_eq!(named.kind.name(), "menu.lst");
+    assert_eq!(named.source, "partition 1 (mbr): /boot/grub/menu.lst");
+}
+
+#[test]
+fn iso9660_installer_grub_and_isolinux_with_includes() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::iso_installer(dir.path());
+    check(&layout);
+    let kernel = std::fs::read(images::kernel()).unwrap();
+    loads_default(&layout, &kernel, &[layouts::initrd_bytes("installer")]);
+}
+
+#[test]
+fn whole_disk_fat12_syslinux() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::whole_disk_fat12(dir.path());
+    check(&layout);
+    loads_default(
+        &layout,
+        b"not a kernel, just listed",
+        &[layouts::initrd_bytes("fat12")],
+    );
+}
+
+#[test]
+fn entries_are_chosen_by_index_title_or_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::gpt_bls(dir.path());
+    let mut image = DiskImage::open(&layout.disk).unwrap();
+    let title =
+        |image: &mut DiskImage, s: &str| image.select(&Selector::Named(s.into())).map(|e| e.title);
+    assert_eq!(title(&mut image, "0").unwrap(), "Recovery");
+    assert_eq!(
+        title(&mut image, "Debian GNU/Linux 12 (6.1.0-10)").unwrap(),
+        "Debian GNU/Linux 12 (6.1.0-10)"
+    );
+    assert_eq!(
+        title(&mut image, "debian-6.1.0-9-amd64").unwrap(),
+        "Debian GNU/Linux 12 (6.1.0-9)"
+    );
+    assert_eq!(title(&mut image, "recovery").unwrap(), "Recovery");
+    let err = title(&mut image, "Windows").unwrap_err().to_string();
+    assert!(
+        err.contains("no boot entry \"Windows\"")
+            && err.contains("Recovery")
+            && err.contains("gpt-bls.img"),
+        "{err}"
+    );
+    let err = title(&mut image, "17").unwrap_err().to_string();
+    assert!(err.contains("there are 5"), "{err}");
+}
