@@ -150,3 +150,58 @@ fn entries_are_chosen_by_index_title_or_id() {
     let err = title(&mut image, "17").unwrap_err().to_string();
     assert!(err.contains("there are 5"), "{err}");
 }
+
+/// A GPT with 4096-byte sectors (as on 4Kn disks), written by gptman's writer since sgdisk
+/// and parted take the sector size from the device; the filesystem is mkfs.vfat's.
+#[test]
+fn gpt_with_4096_byte_sectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = images::Tree::new()
+        .text(
+            "/syslinux/syslinux.cfg",
+            "LABEL only\n  MENU LABEL Only entry\n  LINUX /vmlinuz\n  APPEND console=ttyS0\n",
+        )
+        .bytes("/vmlinuz", b"kernel bytes");
+    let fs = images::fat(dir.path(), "fat16", &tree, 16, 16);
+    let disk = dir.path().join("4kn.img");
+    const SECTOR: u64 = 4096;
+    let mut f = std::fs::File::create(&disk).unwrap();
+    f.set_len(24 << 20).unwrap();
+    let mut gpt = gptman::GPT::new_from(&mut f, SECTOR, [7; 16]).unwrap();
+    let start = (1 << 20) / SECTOR;
+    gpt[1] = gptman::GPTPartitionEntry {
+        partition_type_guid: [
+            0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e,
+            0xc9, 0x3b,
+        ],
+        unique_partition_guid: [9; 16],
+        starting_lba: start,
+        ending_lba: start + (16 << 20) / SECTOR - 1,
+        attribute_bits: 0,
+        partition_name: "ESP".into(),
+    };
+    gpt.write_into(&mut f).unwrap();
+    gptman::GPT::write_protective_mbr_into(&mut f, SECTOR).unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    f.seek(SeekFrom::Start(1 << 20)).unwrap();
+    f.write_all(&std::fs::read(&fs).unwrap()).unwrap();
+    drop(f);
+    let mut image = DiskImage::open(&disk).unwrap();
+    let p: Vec<(u32, u64, String)> = image
+        .partitions()
+        .map(|p| (p.number, p.start, p.name.clone()))
+        .collect();
+    assert_eq!(p, [(0, 0, String::new()), (1, 1 << 20, "ESP".to_string())]);
+    let (entries, default) = image.entries().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (
+            entries[0].title.as_str(),
+            entries[0].partition,
+            entries[0].cmdline.as_str()
+        ),
+        ("Only entry", Some(1), "console=ttyS0")
+    );
+    assert_eq!(default, Some(0));
+    assert_eq!(image.load(&entries[0]).unwrap().0, b"kernel bytes");
+}

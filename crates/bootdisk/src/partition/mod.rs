@@ -71,7 +71,7 @@ pub fn partitions(image: &Path, disk: &Region) -> Result<Vec<Partition>> {
         let Some(region) = disk.sub(e.start, e.size) else {
             return Err(Error::Table {
                 at,
-                scheme,
+                scheme: if scheme == "gpt" { "GPT" } else { "MBR" },
                 reason: format!(
                     "partition {} ({} bytes at offset {}) ends past the image's end ({} bytes)",
                     e.number,

@@ -1,0 +1,207 @@
+//! Truncated, looping, oversized and corrupt images give an error naming the image, the
+//! partition, the path and what is wrong; never a panic or a hang.
+
+mod images;
+
+use domboot_bootdisk::{DiskImage, Selector};
+use images::layouts;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+fn poke(path: &Path, offset: u64, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+fn entries_error(path: &Path) -> String {
+    match DiskImage::open(path).and_then(|mut i| i.entries()) {
+        Ok(e) => panic!("{} gave {} entries", path.display(), e.0.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_has(err: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(err.contains(p), "{err:?} lacks {p:?}");
+    }
+}
+
+#[test]
+fn truncated_gpt_disk_names_the_partition_past_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = layouts::gpt_grub(dir.path()).disk;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(5 << 20)
+        .unwrap();
+    let err = entries_error(&disk);
+    assert_has(
+        &err,
+        &["gpt-grub.img", "GPT", "partition 2", "past the image's end"],
+    );
+}
+
+#[test]
+fn gpt_with_a_bad_primary_header_crc_uses_the_backup_and_with_both_bad_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::gpt_grub(dir.path());
+    // The disk GUID lies inside the CRC'd header (LBA 1, offset 56).
+    poke(&layout.disk, 512 + 56, b"XXXX");
+    let (entries, _) = DiskImage::open(&layout.disk).unwrap().entries().unwrap();
+    assert_eq!(
+        entries.len(),
+        layout.entries.len(),
+        "the backup header still describes the disk"
+    );
+    let len = std::fs::metadata(&layout.disk).unwrap().len();
+    poke(&layout.disk, len - 512 + 56, b"XXXX");
+    let err = entries_error(&layout.disk);
+    assert_has(
+        &err,
+        &["gpt-grub.img", "corrupt GPT partition table", "hecksum"],
+    );
+}
+
+#[test]
+fn gpt_header_with_a_huge_entry_count_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = layouts::gpt_grub(dir.path()).disk;
+    poke(&disk, 512 + 80, &u32::MAX.to_le_bytes());
+    let err = entries_error(&disk);
+    assert_has(&err, &["gpt-grub.img", "4294967295 partition entries"]);
+}
+
+#[test]
+fn corrupt_ext4_superblock_names_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = layouts::gpt_grub(dir.path()).disk;
+    // Partition 2 starts at 2 MiB; its superblock at +1024. Spoil the inode count (the
+    // superblock checksum no longer matches).
+    poke(&disk, (2 << 20) + 1024, &[0xff, 0xff, 0xff, 0x7f]);
+    let err = entries_error(&disk);
+    assert_has(&err, &["gpt-grub.img", "partition 2 (gpt)", "ext2/3/4"]);
+}
+
+#[test]
+fn symlink_loops_end_with_an_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::gpt_grub(dir.path());
+    let mut image = DiskImage::open(&layout.disk).unwrap();
+    let entry = image
+        .select(&Selector::Named("Symlink loop".into()))
+        .unwrap();
+    let err = image.load(&entry).unwrap_err().to_string();
+    assert_has(
+        &err,
+        &[
+            "gpt-grub.img",
+            "partition 2 (gpt)",
+            "/loop1",
+            "symbolic links",
+        ],
+    );
+
+    let layout = layouts::iso_installer(dir.path());
+    let mut image = DiskImage::open(&layout.disk).unwrap();
+    let err = image
+        .read(0, "/loop", 1 << 20, "a kernel")
+        .unwrap_err()
+        .to_string();
+    assert_has(
+        &err,
+        &[
+            "installer.iso",
+            "whole disk",
+            "/loop",
+            "more than 40 symlinks",
+        ],
+    );
+}
+
+#[test]
+fn files_larger_than_the_limit_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::mbr_extlinux_menulst(dir.path());
+    let mut image = DiskImage::open(&layout.disk).unwrap();
+    image.limits.file = 1 << 20;
+    let entry = image.select(&Selector::Default).unwrap();
+    let err = image.load(&entry).unwrap_err().to_string();
+    assert_has(
+        &err,
+        &[
+            "mbr.img",
+            "partition 5 (mbr)",
+            "/boot/vmlinuz",
+            "1048576-byte limit for a kernel",
+        ],
+    );
+}
+
+#[test]
+fn missing_kernel_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::gpt_grub(dir.path());
+    let mut image = DiskImage::open(&layout.disk).unwrap();
+    let mut entry = image.select(&Selector::Default).unwrap();
+    entry.kernel = "/boot/vmlinuz-nowhere".into();
+    let err = image.load(&entry).unwrap_err().to_string();
+    assert_has(
+        &err,
+        &["gpt-grub.img, partition 2 (gpt), /boot/vmlinuz-nowhere: no such file"],
+    );
+}
+
+#[test]
+fn garbage_empty_and_missing_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.img");
+    let bytes: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&garbage, bytes).unwrap();
+    assert_has(
+        &entries_error(&garbage),
+        &[
+            "garbage.img",
+            "no boot entries found",
+            "no readable filesystem",
+        ],
+    );
+    let empty = dir.path().join("empty.img");
+    std::fs::write(&empty, b"").unwrap();
+    assert_has(
+        &entries_error(&empty),
+        &["empty.img", "no boot entries found"],
+    );
+    let err = DiskImage::open(&dir.path().join("absent.img"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert_has(&err, &["absent.img", "cannot read the image"]);
+}
+
+#[test]
+fn iso_truncated_mid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::iso_installer(dir.path());
+    let len = std::fs::metadata(&layout.disk).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&layout.disk)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let mut image = DiskImage::open(&layout.disk).unwrap();
+    let outcome = image.entries().and_then(|_| {
+        let e = image.select(&Selector::Default)?;
+        image.load(&e)
+    });
+    let err = outcome
+        .err()
+        .expect("half an ISO cannot give the whole kernel")
+        .to_string();
+    assert_has(&err, &["installer.iso", "whole disk"]);
+}
