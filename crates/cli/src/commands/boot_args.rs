@@ -143,6 +143,7 @@ impl BootArgs {
             initrd_above_4g: self.initrd_above_4g,
             rng_seed: !self.no_rng_seed,
             max_decompressed: self.max_decompressed,
+            verify_payload: true,
         };
         Ok(DomainImage::new(kernel, initrds, cmdline, options)?)
     }
