@@ -121,8 +121,9 @@ fn uki_part(chain: &Chain, part: UkiPart) -> anyhow::Result<(String, &[u8])> {
             Some(b) => Ok(("the UKI's .initrd".into(), b)),
             None => bail!("this UKI has no .initrd section"),
         },
-        UkiPart::Cmdline => match &uki.cmdline {
-            Some(c) => Ok(("the UKI's .cmdline".into(), c.as_bytes())),
+        // The section as stored, trailing newline included, like the initrd.
+        UkiPart::Cmdline => match &uki.cmdline_section {
+            Some(c) => Ok(("the UKI's .cmdline".into(), c)),
             None => bail!("this UKI has no .cmdline section"),
         },
     }

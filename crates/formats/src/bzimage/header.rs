@@ -67,6 +67,8 @@ pub struct SetupHeader {
     pub boot_flag: u16,
     /// The jump instruction at 0x200; its second byte locates the end of the header.
     pub jump: u16,
+    /// The magic at 0x202, always "HdrS" once parsed (boot.rst calls the field `header`).
+    pub header: String,
     pub version: ProtocolVersion,
     pub realmode_swtch: u32,
     pub start_sys_seg: u16,
@@ -162,6 +164,7 @@ impl SetupHeader {
             root_dev: le16(data, 0x1FC, "root_dev")?,
             boot_flag: le16(data, 0x1FE, "boot_flag")?,
             jump: le16(data, 0x200, "jump")?,
+            header: String::from_utf8_lossy(&magic.to_le_bytes()).into_owned(),
             version,
             realmode_swtch: le32(data, 0x208, "realmode_swtch")?,
             start_sys_seg: le16(data, 0x20C, "start_sys_seg")?,

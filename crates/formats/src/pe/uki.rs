@@ -26,6 +26,10 @@ pub struct Uki {
     /// The embedded initrd bytes (a slice of the UKI file, not a copy).
     #[serde(skip)]
     pub initrd: Option<Bytes>,
+    /// The `.cmdline` section exactly as stored (trailing newline or NUL included), for
+    /// tools that extract it unchanged.
+    #[serde(skip)]
+    pub cmdline_section: Option<Bytes>,
     /// The PE stub's headers and sections.
     #[serde(rename = "stub")]
     pub pe: PeSummary,
@@ -82,6 +86,7 @@ impl Uki {
             initrd_size: initrd.as_ref().map(|b| b.len() as u64),
             linux_size: linux.len() as u64,
             initrd,
+            cmdline_section: bytes_of(".cmdline"),
             pe,
         };
         Ok((uki, linux))

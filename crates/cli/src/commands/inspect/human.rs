@@ -175,4 +175,22 @@ fn is_address(key: &str) -> bool {
     ]
     .iter()
     .any(|s| k.contains(s))
+        || is_xen_number(&k)
+}
+
+/// Numeric Xen notes are addresses (HYPERCALL_PAGE, INIT_P2M, HV_START_LOW...), feature
+/// bitmaps or flag words, which read in hex as Xen's own tools print them; a note's
+/// decoded `value` in the notes table is one of them or a small flag.
+fn is_xen_number(k: &str) -> bool {
+    k == "value"
+        || [
+            "hypercall_page",
+            "init_p2m",
+            "hv_start_low",
+            "supported_features",
+            "l1_mfn_valid",
+            "suspend_cancel",
+            "mod_start_pfn",
+        ]
+        .contains(&k)
 }
