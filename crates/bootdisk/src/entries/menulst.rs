@@ -64,6 +64,7 @@ pub fn parse(text: &str) -> Result<Menu, ParseError> {
         }
     }
     close(&mut current, &mut entries)?;
-    let default = (!entries.is_empty()).then(|| if default < entries.len() { default } else { 0 });
+    let default =
+        (!entries.is_empty()).then_some(if default < entries.len() { default } else { 0 });
     Ok(Menu { entries, default })
 }

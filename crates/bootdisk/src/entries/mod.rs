@@ -109,8 +109,10 @@ pub fn grub_device_partition(device: &str, legacy: bool) -> Option<u32> {
 
 /// Splits "(hd0,gpt2)/boot/vmlinuz" into the device partition and the path.
 pub fn split_device(path: &str, legacy: bool) -> (Option<Option<u32>>, String) {
+    // "($root)/x" with root="(hd0,1)" doubles the parentheses.
     if let Some(rest) = path.strip_prefix('(') {
-        if let Some((device, path)) = rest.split_once(')') {
+        if let Some((device, path)) = rest.trim_start_matches('(').split_once(')') {
+            let path = path.trim_start_matches(')');
             let p = if path.is_empty() { "/" } else { path };
             return (Some(grub_device_partition(device, legacy)), p.to_string());
         }
@@ -142,3 +144,6 @@ pub fn normalize(path: &str) -> String {
     }
     format!("/{}", out.join("/"))
 }
+
+#[cfg(test)]
+mod tests;

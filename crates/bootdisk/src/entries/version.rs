@@ -10,11 +10,9 @@ pub fn compare(a: &str, b: &str) -> Ordering {
     loop {
         // Skip separators that are neither alphanumeric nor '~'.
         let skip = |s: &[u8]| {
-            let n = s
-                .iter()
+            s.iter()
                 .take_while(|c| !c.is_ascii_alphanumeric() && **c != b'~')
-                .count();
-            n
+                .count()
         };
         a = &a[skip(a)..];
         b = &b[skip(b)..];

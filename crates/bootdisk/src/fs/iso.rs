@@ -18,7 +18,7 @@ pub fn open(region: &Region) -> Result<Box<dyn FileSystem>, FsError> {
 /// What a path names: a directory (its ancestors kept for "..") or a file's entry.
 enum Found<'a> {
     Dir(IsoDir<'a, Region>),
-    File(DirEntry),
+    File(Box<DirEntry>),
 }
 
 impl Iso {
@@ -57,7 +57,7 @@ impl Iso {
                 let dir_ref = entry.as_dir_ref(image).map_err(FsError::bad)?;
                 stack.push(image.open_dir(dir_ref));
             } else if pending.is_empty() {
-                return Ok(Found::File(entry));
+                return Ok(Found::File(Box::new(entry)));
             } else {
                 return Err(FsError::Bad(format!("{name} is not a directory")));
             }

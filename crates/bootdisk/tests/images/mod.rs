@@ -170,7 +170,7 @@ pub fn gpt_disk(dir: &Path, name: &str, parts: &[(Option<&Path>, &str, &str)]) -
     let disk = dir.join(format!("{name}.img"));
     let sizes: Vec<u64> = parts
         .iter()
-        .map(|(img, _, _)| img.map_or(1, |i| mib_of(i)))
+        .map(|(img, _, _)| img.map_or(1, mib_of))
         .collect();
     let total = 2 + sizes.iter().sum::<u64>();
     std::fs::File::create(&disk)

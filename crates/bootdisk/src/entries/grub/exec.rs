@@ -239,22 +239,30 @@ fn is_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The first argument that is not an option is the title; `--id X` names it.
+/// The first argument that is not an option is the title; `--id X` names it. Only
+/// GRUB's own options are options ("--" ends them), so a title may start with "--".
 fn title_and_id(args: &[String]) -> (String, Option<String>) {
     let (mut title, mut id) = (None, None);
+    let mut options = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        match a.as_str() {
-            "--id" => id = it.next().cloned(),
-            "--class" | "--users" | "--hotkey" => {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if options && n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        match name {
+            "--" if options => options = false,
+            "--id" if options => id = inline.or_else(|| it.next().cloned()),
+            "--class" | "--users" | "--hotkey" | "--source" if options && inline.is_none() => {
                 it.next();
             }
-            a if a.starts_with("--") => {}
-            a if title.is_none() => title = Some(a.to_string()),
+            "--class" | "--users" | "--hotkey" | "--source" if options => {}
+            "--unrestricted" if options => {}
+            _ if title.is_none() => title = Some(a.to_string()),
             // grub-mkconfig writes `$menuentry_id_option 'gnulinux-…'`; which branch set
             // the option is not evaluated here, so a bare word after the title is the id.
             "" => {}
-            a if id.is_none() => id = Some(a.to_string()),
+            _ if id.is_none() => id = Some(a.to_string()),
             _ => {}
         }
     }
