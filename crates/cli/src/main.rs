@@ -31,6 +31,7 @@ enum Command {
     Run(run::Args),
     Convert(commands::convert::Args),
     Initrd(commands::initrd::Args),
+    BootEntries(commands::boot_entries::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Initrd(args) => commands::initrd::run(args),
+        Command::BootEntries(args) => commands::boot_entries::run(args),
     };
     match result {
         Ok(code) => code,

@@ -45,6 +45,7 @@ impl Tree {
     /// Writes the tree under a new directory in `dir`.
     fn stage(&self, dir: &Path, name: &str) -> PathBuf {
         let root = dir.join(format!("stage-{name}"));
+        let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         for (path, node) in &self.0 {
             let p = root.join(path.trim_start_matches('/'));

@@ -55,6 +55,21 @@ pub struct BootArgs {
     /// Most bytes decompressing the kernel may produce.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_decompressed: Option<u64>,
+    /// A disk image (`FILE` or `FILE,ro`); repeat for several, the first is the boot disk.
+    /// plan and build read only the first, and only with --bootloader.
+    #[arg(long, value_name = "FILE[,ro]", value_parser = super::boot_entries::parse_disk)]
+    pub disk: Vec<super::boot_entries::DiskArg>,
+    /// Boot what the first --disk's boot loader would: the kernel, initrds and command line
+    /// of one of its boot entries (BLS, UKI, grub.cfg, extlinux/syslinux/isolinux,
+    /// menu.lst; list them with `domboot boot-entries IMAGE`), read from the image without
+    /// mounting it. --initrd adds initrds after the entry's; --cmdline replaces its command
+    /// line. `run --bootloader` also attaches the disk to the guest once guest disks exist.
+    #[arg(long, requires = "disk", conflicts_with_all = ["kernel", "config"])]
+    pub bootloader: bool,
+    /// With --bootloader: the entry to boot, by index (from 0), title or id (default: the
+    /// boot loader's default); `menu` asks on the terminal (`run` only).
+    #[arg(long, value_name = "N|TITLE|menu", requires = "bootloader")]
+    pub boot_entry: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -93,6 +108,9 @@ impl BootArgs {
 
     /// The domain, and the vCPU count the configuration asks for (if any).
     pub fn image_and_vcpus(&self) -> anyhow::Result<(DomainImage, Option<u32>)> {
+        if self.bootloader {
+            return Ok((super::boot_entries::image_from_disk(self)?, None));
+        }
         match self.config_settings()? {
             Some(c) => {
                 let image =

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod boot_args;
+pub mod boot_entries;
 pub mod build;
 pub mod convert;
 pub mod domain_config;
