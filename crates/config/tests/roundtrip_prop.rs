@@ -63,23 +63,32 @@ fn boot() -> impl Strategy<Value = Boot> {
         )
 }
 
+const NAMED: [&str; 5] = ["acpi", "apic", "pae", "hap", "viridian"];
+
 fn features() -> impl Strategy<Value = Features> {
     (
         any::<[bool; 5]>(),
         proptest::collection::btree_set(word(), 0..3),
+        any::<[bool; 5]>(),
+        proptest::collection::btree_set(word(), 0..2),
     )
-        .prop_map(|(b, other)| {
+        .prop_map(|(b, other, off_named, off_other)| {
             let mut f = Features::default();
-            for (name, on) in ["acpi", "apic", "pae", "hap", "viridian"]
-                .into_iter()
-                .zip(b)
-            {
+            for ((name, on), off) in NAMED.into_iter().zip(b).zip(off_named) {
                 f.set(name, on);
+                if off && !on {
+                    f.off.insert(name.to_string());
+                }
             }
             f.other = other
                 .into_iter()
-                .filter(|o| !["acpi", "apic", "pae", "hap", "viridian"].contains(&o.as_str()))
+                .filter(|o| !NAMED.contains(&o.as_str()))
                 .collect();
+            f.off.extend(
+                off_other
+                    .into_iter()
+                    .filter(|o| !NAMED.contains(&o.as_str()) && !f.other.contains(o)),
+            );
             f
         })
 }
@@ -88,8 +97,13 @@ fn clock() -> impl Strategy<Value = Clock> {
     prop_oneof![
         Just(Clock::Utc),
         Just(Clock::Localtime),
-        any::<i32>().prop_map(|a| Clock::Variable {
-            adjustment: a.into()
+        (any::<i32>(), any::<bool>()).prop_map(|(a, local)| Clock::Variable {
+            adjustment: a.into(),
+            basis: if local {
+                ClockBasis::Localtime
+            } else {
+                ClockBasis::Utc
+            },
         }),
         word().prop_map(|timezone| Clock::Timezone { timezone }),
     ]
@@ -148,17 +162,32 @@ fn interface() -> impl Strategy<Value = Interface> {
         of(word()),
         of(mac()),
         of(word()),
-        (of(word()), of("[0-9]{1,3}(\\.[0-9]{1,3}){3}"), of(word())),
+        (
+            of(word()),
+            of(vec(
+                "[0-9]{1,3}(\\.[0-9]{1,3}){3}|[0-9a-f]{1,4}::[0-9a-f]{1,4}",
+                1..4,
+            )),
+            of(word()),
+        ),
+        (vec(1u32..4095, 0..3), any::<bool>()),
     )
         .prop_map(
-            |(kind, source, mac, script, (model, ip, target))| Interface {
-                kind: kind.to_string(),
-                source,
-                mac,
-                script,
-                model,
-                ip,
-                target,
+            |(kind, source, mac, script, (model, ip, target), (vlan, trunk))| {
+                // VLAN tags belong to an Open vSwitch bridge.
+                let ovs = kind == "bridge" && source.is_some() && !vlan.is_empty();
+                Interface {
+                    kind: kind.to_string(),
+                    source,
+                    mac,
+                    script,
+                    model,
+                    ip: ip.map(|ips| ips.join(" ")),
+                    target,
+                    vlan: if ovs { vlan } else { Vec::new() },
+                    vlan_trunk: ovs && trunk,
+                    virtualport: ovs.then(|| "openvswitch".to_string()),
+                }
             },
         )
 }
@@ -172,29 +201,36 @@ fn chardev(console: bool) -> impl Strategy<Value = CharDev> {
         any::<bool>(),
         any::<bool>(),
         of(word()),
+        of((of(word()), "[0-9]{1,5}")),
     )
-        .prop_map(move |(kind, path, host, service, listen, telnet, target)| {
-            let mut d = CharDev {
-                kind,
-                target: if console { target } else { None },
-                ..Default::default()
-            };
-            match kind {
-                CharKind::Pty | CharKind::Null | CharKind::Stdio | CharKind::Vc => {}
-                CharKind::File | CharKind::Dev | CharKind::Pipe => d.path = Some(path),
-                CharKind::Unix => {
-                    d.path = Some(path);
-                    d.listen = listen;
+        .prop_map(
+            move |(kind, path, host, service, listen, telnet, target, bind)| {
+                let mut d = CharDev {
+                    kind,
+                    target: if console { target } else { None },
+                    ..Default::default()
+                };
+                match kind {
+                    CharKind::Pty | CharKind::Null | CharKind::Stdio | CharKind::Vc => {}
+                    CharKind::File | CharKind::Dev | CharKind::Pipe => d.path = Some(path),
+                    CharKind::Unix => {
+                        d.path = Some(path);
+                        d.listen = listen;
+                    }
+                    CharKind::Tcp | CharKind::Udp => {
+                        d.host = host;
+                        d.service = Some(service);
+                        d.listen = listen && kind == CharKind::Tcp;
+                        d.telnet = telnet && kind == CharKind::Tcp;
+                        if let (CharKind::Udp, Some((h, p))) = (kind, bind) {
+                            d.bind_host = h;
+                            d.bind_service = Some(p);
+                        }
+                    }
                 }
-                CharKind::Tcp | CharKind::Udp => {
-                    d.host = host;
-                    d.service = Some(service);
-                    d.listen = listen && kind == CharKind::Tcp;
-                    d.telnet = telnet && kind == CharKind::Tcp;
-                }
-            }
-            d
-        })
+                d
+            },
+        )
 }
 
 fn graphics() -> impl Strategy<Value = Graphics> {
@@ -242,6 +278,7 @@ prop_compose! {
         disks in vec(disk(), 0..3),
         interfaces in vec(interface(), 0..3),
         serials in vec(chardev(false), 0..3),
+        port_steps in vec(1u32..3, 3),
         consoles in vec(chardev(true), 0..2),
         graphics in vec(graphics(), 0..3),
         inputs in vec(input(), 0..3),
@@ -258,6 +295,13 @@ prop_compose! {
         // A domain's disks have distinct guest device names.
         let mut seen = std::collections::HashSet::new();
         c.disks.retain(|d| seen.insert(d.target.clone()));
+        // Serial ports in increasing order, some with gaps (xl's "none" places).
+        let mut port = 0;
+        for (s, step) in c.serials.iter_mut().zip(port_steps) {
+            port += step - 1;
+            s.port = Some(port);
+            port += 1;
+        }
         c.normalize();
         c
     }
@@ -266,6 +310,43 @@ prop_compose! {
 /// What `syntax` keeps of `c`: the model a write → read must give back.
 fn expressible(c: &DomainConfig, syntax: Syntax) -> DomainConfig {
     let mut c = c.clone();
+    let hvm_without_firmware =
+        c.guest_type == GuestType::Hvm && c.boot.loader.is_none() && c.boot.firmware.is_none();
+    if syntax == Syntax::Xml {
+        // libvirt's defaults, written out and read back: Xen's hvmloader for an HVM Xen
+        // guest; the console libvirt implies is left out of the model.
+        if hvm_without_firmware && c.hypervisor.is_none() {
+            c.boot.loader = Some(libvirt_xml::XEN_HVMLOADER.into());
+        }
+        c.drop_implied_console();
+    }
+    if syntax == Syntax::Sexpr {
+        if hvm_without_firmware && c.hypervisor.is_none() {
+            c.boot.loader = Some(libvirt_xml::XEN_HVMLOADER.into());
+        }
+        for d in &mut c.disks {
+            // xend needs a backend in each uname: phy for a block device, file else.
+            if d.driver.is_none() && d.source.is_some() {
+                d.driver = Some(
+                    if d.kind == DiskKind::Block {
+                        "phy"
+                    } else {
+                        "file"
+                    }
+                    .into(),
+                );
+            }
+        }
+        for n in &mut c.interfaces {
+            // xend names interfaces vifN.M itself: such names are not written.
+            if n.target
+                .as_deref()
+                .is_some_and(xl::spec::is_generated_vif_name)
+            {
+                n.target = None;
+            }
+        }
+    }
     if matches!(syntax, Syntax::Xl | Syntax::Sexpr) {
         // Both count whole MiB.
         let round = |m: MemSize| MemSize::from_kib(m.mib_ceil() * 1024);
@@ -291,6 +372,10 @@ fn expressible(c: &DomainConfig, syntax: Syntax) -> DomainConfig {
             }
         }
         for n in &mut c.interfaces {
+            // An ethernet (routed) vif's source device has no key.
+            if n.kind == "ethernet" {
+                n.source = None;
+            }
             // A vif is a bridge when it names one (or a bridge script), an ethernet
             // (routed) vif otherwise; libvirt's network is kept by domboot's extension.
             n.kind = if n.kind == "network" && n.source.is_some() {
@@ -302,6 +387,14 @@ fn expressible(c: &DomainConfig, syntax: Syntax) -> DomainConfig {
             } else {
                 "ethernet".into()
             };
+            // VLAN tags ride on a bridge name (`ovsbr0.42`), and mean Open vSwitch.
+            if n.kind != "bridge" || n.source.is_none() {
+                n.vlan.clear();
+                n.vlan_trunk = false;
+            }
+            if n.vlan.is_empty() {
+                n.virtualport = None;
+            }
         }
         c.normalize();
     }
@@ -343,7 +436,7 @@ proptest! {
     fn chains_through_every_syntax(c in config()) {
         let mut c = c;
         for _ in 0..3 {
-            c = expressible(&expressible(&c, Syntax::Xl), Syntax::Sexpr);
+            c = expressible(&expressible(&expressible(&c, Syntax::Xl), Syntax::Sexpr), Syntax::Xml);
         }
         let mut cur = c.clone();
         for s in [Syntax::Xl, Syntax::Sexpr, Syntax::Xml, Syntax::Toml, Syntax::Xl] {

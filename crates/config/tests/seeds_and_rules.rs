@@ -53,7 +53,14 @@ fn seed_002_switch_to_pv_drops_loader_and_emulator() {
     c.guest_type = GuestType::Pv;
     c.boot.loader = None;
     c.emulator = None;
+    // Its pty console is now the one libvirt gives every PV guest: implied, not kept.
+    c.drop_implied_console();
+    assert!(c.consoles.is_empty());
     let xml = libvirt_xml::write(&c);
+    assert!(
+        xml.contains("<console type='pty'>\n      <target type='xen' port='0'/>"),
+        "{xml}"
+    );
     assert!(xml.contains("<type>linux</type>"), "{xml}");
     let sx = sexpr::write_compact(&c);
     assert!(
@@ -152,8 +159,26 @@ fn root_and_extra_combine_as_xl_does() {
         c.boot.effective_cmdline().as_deref(),
         Some("root=/dev/xvda1 ro console=hvc0")
     );
-    // Kept apart in the model so every syntax says it the same way.
-    assert_eq!(c.boot.root.as_deref(), Some("/dev/xvda1 ro"));
+    // One command line in the model, as libvirt's <cmdline> (issue 13: not a <root>).
+    assert_eq!(c.boot.root, None);
+    assert_eq!(
+        c.boot.cmdline.as_deref(),
+        Some("root=/dev/xvda1 ro console=hvc0")
+    );
+    let xml = libvirt_xml::write(&c);
+    assert!(
+        xml.contains("<cmdline>root=/dev/xvda1 ro console=hvc0</cmdline>")
+            && !xml.contains("<root>"),
+        "{xml}"
+    );
+    // A model built with `root` apart says the same.
+    let mut apart = DomainConfig {
+        name: "a".into(),
+        ..Default::default()
+    };
+    apart.boot.root = Some("/dev/xvda1 ro".into());
+    apart.boot.cmdline = Some("console=hvc0".into());
+    assert_eq!(libvirt_xml::write(&apart), xml);
     for s in Syntax::ALL {
         assert_eq!(parse(&write(&c, s), s, "x"), Ok(c.clone()), "{s}");
     }

@@ -1,13 +1,14 @@
 //! libvirt domain XML (formatdomain): `<os>` unified for PV and HVM as in seed 002
 //! (`<type>` hvm | linux | xen | xenpvh, `<loader>`, `<kernel>`, `<initrd>`, `<cmdline>`,
-//! `<root>`, `<boot dev>`), `<memory>` and `<currentMemory>` with units, `<vcpu current>`,
+//! `<boot dev>`; domboot's old `<root>` is read into the command line), `<memory>` and `<currentMemory>` with units, `<vcpu current>`,
 //! `<features>`, `<clock>`, `<on_*>`, `<bootloader>`, and the devices `<emulator>`,
 //! `<disk>`, `<interface>`, `<serial>`, `<console>`, `<graphics>`, `<input>`.
 //! Elements outside that set are reported as warnings.
+mod devices;
 mod read;
 mod write;
 
-pub use write::{esc, is_xml_name, write};
+pub use write::{XEN_HVMLOADER, esc, is_xml_name, write};
 
 use crate::error::{ConfigError, Warning};
 use crate::model::DomainConfig;

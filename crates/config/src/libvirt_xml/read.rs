@@ -145,6 +145,7 @@ impl Reader<'_> {
             }
             (max, cur) => c.memory = cur.or(max),
         }
+        c.drop_implied_console();
         c.normalize();
         Ok(c)
     }
@@ -226,15 +227,11 @@ impl Reader<'_> {
                     ),
                 );
             }
-            if !c.features.set(name, on) {
-                if on {
-                    c.features.other.insert(name.to_string());
-                } else {
-                    self.warn(
-                        n,
-                        format!("<{name} state='off'/> is kept as an absent feature"),
-                    );
-                }
+            let named = c.features.set(name, on);
+            if !on {
+                c.features.off.insert(name.to_string());
+            } else if !named {
+                c.features.other.insert(name.to_string());
             }
         }
     }
@@ -249,7 +246,19 @@ impl Reader<'_> {
             "localtime" => Clock::Localtime,
             "variable" => {
                 let adj = attr(n, "adjustment").unwrap_or_else(|| "0".into());
+                let basis = match n.attribute("basis").unwrap_or("utc") {
+                    "utc" => ClockBasis::Utc,
+                    "localtime" => ClockBasis::Localtime,
+                    other => {
+                        return Err(self.bad(
+                            n,
+                            "clock/@basis",
+                            format!("`{other}` is not utc or localtime"),
+                        ));
+                    }
+                };
                 Clock::Variable {
+                    basis,
                     adjustment: adj.trim().parse().map_err(|_| {
                         self.bad(
                             n,
@@ -303,9 +312,19 @@ impl Reader<'_> {
             "file" => d.kind = DiskKind::File,
             "block" => d.kind = DiskKind::Block,
             other => {
+                let target = elements(n)
+                    .find(|e| e.tag_name().name() == "target")
+                    .and_then(|e| e.attribute("dev"))
+                    .unwrap_or("?");
+                let protocol = elements(n)
+                    .find(|e| e.tag_name().name() == "source")
+                    .and_then(|e| e.attribute("protocol"))
+                    .map_or(String::new(), |p| format!(" ({p})"));
                 self.warn(
                     n,
-                    format!("<disk type='{other}'> is not modelled (file and block are); dropped"),
+                    format!(
+                        "disk `{target}`: <disk type='{other}'>{protocol} is not modelled (file and block are); dropped"
+                    ),
                 );
                 return Ok(None);
             }
@@ -359,8 +378,29 @@ impl Reader<'_> {
                 "mac" => i.mac = attr(e, "address"),
                 "script" => i.script = attr(e, "path"),
                 "model" => i.model = attr(e, "type"),
-                "ip" => i.ip = attr(e, "address"),
+                "ip" => {
+                    // One <ip> per address; the model lists them as xl does.
+                    if let Some(a) = attr(e, "address") {
+                        i.ip = Some(match i.ip.take() {
+                            Some(prev) => format!("{prev} {a}"),
+                            None => a,
+                        });
+                    }
+                }
                 "target" => i.target = attr(e, "dev"),
+                "vlan" => {
+                    i.vlan_trunk = e.attribute("trunk") == Some("yes");
+                    for t in elements(e).filter(|t| t.tag_name().name() == "tag") {
+                        let id = t.attribute("id").unwrap_or("");
+                        match id.trim().parse() {
+                            Ok(id) => i.vlan.push(id),
+                            Err(_) => {
+                                self.warn(t, format!("vlan tag `{id}` is not a number; dropped"))
+                            }
+                        }
+                    }
+                }
+                "virtualport" => i.virtualport = attr(e, "type"),
                 _ => self.dropped(e, "interface"),
             }
         }
@@ -384,8 +424,11 @@ impl Reader<'_> {
         for e in elements(n) {
             match e.tag_name().name() {
                 "source" => {
-                    // udp has a bind and a connect source; the connect one is the peer.
+                    // udp has a bind source (the local address) and a connect one (the
+                    // peer).
                     if d.kind == CharKind::Udp && e.attribute("mode") == Some("bind") {
+                        d.bind_host = attr(e, "host").or(d.bind_host);
+                        d.bind_service = attr(e, "service").or(d.bind_service);
                         continue;
                     }
                     d.path = attr(e, "path").or(d.path);
@@ -397,6 +440,15 @@ impl Reader<'_> {
                 "target" => {
                     if what == "console" {
                         d.target = attr(e, "type");
+                    }
+                    if let Some(p) = e.attribute("port") {
+                        d.port = Some(p.trim().parse().map_err(|_| {
+                            self.bad(
+                                e,
+                                &format!("{what}/target/@port"),
+                                format!("`{p}` is not a port number"),
+                            )
+                        })?);
                     }
                 }
                 _ => self.dropped(e, what),

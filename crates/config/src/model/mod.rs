@@ -4,9 +4,11 @@
 //! not run yet (graphics, bridges, disks), so converting between syntaxes loses nothing
 //! the target syntax can say. Its serde form *is* the native TOML format (see the crate's
 //! README for the schema).
+mod devices;
 mod units;
 mod validate;
 
+pub use devices::*;
 pub use units::{MemSize, Unit, Uuid};
 pub use validate::{MAX_VCPUS, Unsupported, resolve_path};
 
@@ -260,9 +262,13 @@ pub struct Features {
     /// Other libvirt features by element name (kept for conversion).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub other: BTreeSet<String>,
+    /// Features turned off explicitly where that differs from leaving them out
+    /// (libvirt `<hap state='off'/>`, xl `hap = 0`: xl's default is on).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub off: BTreeSet<String>,
 }
 
-fn is_false(b: &bool) -> bool {
+pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
@@ -303,236 +309,38 @@ impl Features {
 pub enum Clock {
     Utc,
     Localtime,
-    /// Offset in seconds from UTC (xl `rtc_timeoffset`).
+    /// Offset in seconds from `basis` (xl `rtc_timeoffset`, with `localtime = 1` for a
+    /// local-time basis).
     Variable {
         adjustment: i64,
+        #[serde(default, skip_serializing_if = "ClockBasis::is_utc")]
+        basis: ClockBasis,
     },
     Timezone {
         timezone: String,
     },
 }
 
-/// A disk (or cdrom / floppy drive).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Disk {
-    /// Image file or block device; `None` for an empty cdrom drive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// `file` or `block` (libvirt `<disk type>`).
-    #[serde(default, skip_serializing_if = "DiskKind::is_file")]
-    pub kind: DiskKind,
-    /// Backend driver: libvirt `<driver name>`, xm's `file:`/`phy:`/`tap:` prefix.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub driver: Option<String>,
-    /// Image format or tap sub-driver: `raw`, `qcow2`, `aio` (libvirt `<driver type>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
-    /// Device name in the guest: `hda`, `xvda`, `vda`.
-    pub target: String,
-    /// Bus when it is not the one the target's prefix implies.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bus: Option<String>,
-    #[serde(default, skip_serializing_if = "DiskDevice::is_disk")]
-    pub device: DiskDevice,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub readonly: bool,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub shareable: bool,
-}
-
+/// What a variable clock's offset counts from (libvirt `basis`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DiskKind {
+pub enum ClockBasis {
     #[default]
-    File,
-    Block,
+    Utc,
+    Localtime,
 }
 
-impl DiskKind {
-    fn is_file(&self) -> bool {
-        *self == DiskKind::File
-    }
-
-    /// What xl and xend imply: `phy:` or a `/dev/` path is a block device.
-    pub fn infer(driver: Option<&str>, source: Option<&str>) -> DiskKind {
-        if driver == Some("phy") || source.is_some_and(|s| s.starts_with("/dev/")) {
-            DiskKind::Block
-        } else {
-            DiskKind::File
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DiskDevice {
-    #[default]
-    Disk,
-    Cdrom,
-    Floppy,
-}
-
-impl DiskDevice {
-    fn is_disk(&self) -> bool {
-        *self == DiskDevice::Disk
+impl ClockBasis {
+    fn is_utc(&self) -> bool {
+        *self == ClockBasis::Utc
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
-            DiskDevice::Disk => "disk",
-            DiskDevice::Cdrom => "cdrom",
-            DiskDevice::Floppy => "floppy",
+            ClockBasis::Utc => "utc",
+            ClockBasis::Localtime => "localtime",
         }
     }
-}
-
-/// The bus a target name implies (`hda` → ide, `xvda` → xen, `vda` → virtio...).
-pub fn implied_bus(target: &str) -> Option<&'static str> {
-    [
-        ("xvd", "xen"),
-        ("hd", "ide"),
-        ("sd", "scsi"),
-        ("vd", "virtio"),
-        ("fd", "fdc"),
-    ]
-    .into_iter()
-    .find(|(prefix, _)| target.starts_with(prefix))
-    .map(|(_, bus)| bus)
-}
-
-/// A network interface.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Interface {
-    /// libvirt `<interface type>`: `bridge`, `network`, `ethernet`, `user`...
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Bridge or network name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub script: Option<String>,
-    /// NIC model (`e1000`, `virtio`, `netfront`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
-    /// Host-side device name (xl `vifname`, libvirt `<target dev>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-}
-
-/// A character device: serial port or console.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CharDev {
-    #[serde(rename = "type")]
-    pub kind: CharKind,
-    /// File, device, pipe or socket path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// Port (tcp/udp).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// Listen (server / bind) rather than connect.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub listen: bool,
-    /// Speak telnet on a tcp socket.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub telnet: bool,
-    /// Console only: libvirt `<target type>` (`serial`, `xen`, `virtio`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CharKind {
-    #[default]
-    Pty,
-    File,
-    Null,
-    Stdio,
-    Vc,
-    Dev,
-    Pipe,
-    Unix,
-    Tcp,
-    Udp,
-}
-
-impl CharKind {
-    pub const ALL: [CharKind; 10] = [
-        CharKind::Pty,
-        CharKind::File,
-        CharKind::Null,
-        CharKind::Stdio,
-        CharKind::Vc,
-        CharKind::Dev,
-        CharKind::Pipe,
-        CharKind::Unix,
-        CharKind::Tcp,
-        CharKind::Udp,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CharKind::Pty => "pty",
-            CharKind::File => "file",
-            CharKind::Null => "null",
-            CharKind::Stdio => "stdio",
-            CharKind::Vc => "vc",
-            CharKind::Dev => "dev",
-            CharKind::Pipe => "pipe",
-            CharKind::Unix => "unix",
-            CharKind::Tcp => "tcp",
-            CharKind::Udp => "udp",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-/// A graphical display (VNC, SDL, SPICE).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Graphics {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// TCP port when fixed (VNC display N is port 5900+N).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u32>,
-    /// Pick a free port (xl `vncunused`, libvirt `autoport` / `port='-1'`).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub autoport: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listen: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub passwd: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keymap: Option<String>,
-    /// X display for SDL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xauth: Option<String>,
-}
-
-/// An input device (`mouse`, `tablet`, `keyboard` on `ps2`, `usb`, `xen`...).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Input {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bus: Option<String>,
 }
 
 impl DomainConfig {
@@ -561,7 +369,90 @@ impl DomainConfig {
             if d.bus.is_some() && d.bus.as_deref() == implied_bus(&d.target) {
                 d.bus = None;
             }
+            // raw is every backend's default format, and blktap's `aio` is its raw
+            // driver (libvirt writes `tap:aio:` as `<driver name='tap' type='raw'/>`).
+            let tap = matches!(d.driver.as_deref(), Some("tap" | "tap2"));
+            if d.format.as_deref() == Some("raw") || (tap && d.format.as_deref() == Some("aio")) {
+                d.format = None;
+            }
         }
+        // xl's rule: `root` and `extra` combine into one command line (libvirt has only
+        // <cmdline>), so every syntax reads the same model.
+        if self.boot.root.is_some() {
+            self.boot.cmdline = self.boot.effective_cmdline();
+            self.boot.root = None;
+        }
+        let on: Vec<&'static str> = self
+            .features
+            .named()
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| n)
+            .collect();
+        let other = self.features.other.clone();
+        self.features
+            .off
+            .retain(|n| !on.contains(&n.as_str()) && !other.contains(n));
+        for (i, s) in self.serials.iter_mut().enumerate() {
+            if s.port.is_some_and(|p| usize::try_from(p).ok() == Some(i)) {
+                s.port = None;
+            }
+        }
+        for d in &mut self.consoles {
+            if d.port == Some(0) {
+                d.port = None;
+            }
+        }
+        for n in &mut self.interfaces {
+            // Several VLAN tags are a trunk (libvirt refuses several without one).
+            if n.vlan.len() > 1 {
+                n.vlan_trunk = true;
+            }
+        }
+    }
+
+    /// A console that is only what libvirt fills in for a Xen guest (a PV guest's pty `xen`
+    /// console, an HVM guest's console on its first serial port) says nothing of its own: the
+    /// model leaves it out, and the XML writer puts it back.
+    pub fn drop_implied_console(&mut self) {
+        let c = self;
+        let [console] = c.consoles.as_slice() else {
+            return;
+        };
+        if c.hypervisor.as_deref().is_some_and(|h| h != "xen") {
+            return;
+        }
+        let mut bare = console.clone();
+        let target = bare.target.take();
+        let port = bare.port.take().unwrap_or(0);
+        let implied = match c.guest_type {
+            GuestType::Pv | GuestType::Pvh => {
+                target.as_deref().is_none_or(|t| t == "xen")
+                    && port == 0
+                    && bare == CharDev::default()
+            }
+            GuestType::Hvm => {
+                let first = c.serials.first().map(|s| CharDev {
+                    port: None,
+                    ..s.clone()
+                });
+                target.as_deref().is_none_or(|t| t == "serial")
+                    && first.as_ref() == Some(&bare)
+                    && c.serial_ports().first() == Some(&port)
+            }
+        };
+        if implied {
+            c.consoles.clear();
+        }
+    }
+
+    /// The port of each serial device: its `port`, or its place in the list.
+    pub fn serial_ports(&self) -> Vec<u32> {
+        self.serials
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.port.unwrap_or(u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect()
     }
 
     /// The firmware-path compatibility rule of the seeds: an HVM configuration whose

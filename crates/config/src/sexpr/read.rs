@@ -5,8 +5,7 @@ use crate::model::*;
 use crate::xl::spec;
 
 /// Run-time keys xend reports for a live domain; not configuration, silently skipped.
-const RUNTIME: [&str; 14] = [
-    "domid",
+const RUNTIME: [&str; 13] = [
     "state",
     "cpu_time",
     "online_vcpus",
@@ -26,6 +25,11 @@ pub struct Reader<'a> {
     text: &'a str,
     source: &'a str,
     pub warnings: Vec<Warning>,
+    /// `(localtime N)` and `(rtc_timeoffset N)`, wherever they stand: read together.
+    localtime: Option<bool>,
+    rtc_timeoffset: Option<i64>,
+    /// `(vncunused)` / `(vncdisplay)` given in the image.
+    vnc_port_said: bool,
 }
 
 type R<T> = Result<T, ConfigError>;
@@ -36,6 +40,9 @@ impl<'a> Reader<'a> {
             text,
             source,
             warnings: Vec::new(),
+            localtime: None,
+            rtc_timeoffset: None,
+            vnc_port_said: false,
         }
     }
 
@@ -85,6 +92,7 @@ impl<'a> Reader<'a> {
         let mut c = DomainConfig::default();
         let mut name = None;
         let mut vcpu_avail: Option<u128> = None;
+        let mut domid: Option<u32> = None;
         for e in &root.items()[1..] {
             let Some(key) = e.head() else {
                 return Err(self.bad(e, "vm", "expected `(key value)` items"));
@@ -115,13 +123,8 @@ impl<'a> Reader<'a> {
                 }
                 "bootloader" => c.boot.bootloader = Some(self.value(e, key)?),
                 "bootloader_args" => c.boot.bootloader_args = Some(self.value(e, key)?),
-                "localtime" => {
-                    c.clock = Some(if self.flag(e, key)? {
-                        Clock::Localtime
-                    } else {
-                        Clock::Utc
-                    })
-                }
+                "localtime" => self.localtime = Some(self.flag(e, key)?),
+                "domid" => domid = Some(self.int::<u32>(e, key)?),
                 "image" => self.image(e, &mut c)?,
                 "device" => self.device(e, &mut c)?,
                 "domboot" => self.extensions(e, &mut c)?,
@@ -141,9 +144,41 @@ impl<'a> Reader<'a> {
         } else {
             c.max_vcpus = None;
         }
+        c.clock = match (self.rtc_timeoffset, self.localtime) {
+            (Some(adjustment), l) => Some(Clock::Variable {
+                adjustment,
+                basis: if l == Some(true) {
+                    ClockBasis::Localtime
+                } else {
+                    ClockBasis::Utc
+                },
+            }),
+            (None, Some(true)) => Some(Clock::Localtime),
+            (None, Some(false)) => Some(Clock::Utc),
+            (None, None) => c.clock.take(),
+        };
+        if let Some(id) = domid {
+            self.running_domain_names(&mut c, id);
+        }
         c.apply_hvm_kernel_is_loader_rule();
         c.normalize();
         Ok(c)
+    }
+
+    /// What xend gives a running domain (`(domid N)`) and libvirt reports: interfaces
+    /// named `vifN.I`, and an HVM display on VNC display N unless the image says otherwise.
+    fn running_domain_names(&self, c: &mut DomainConfig, id: u32) {
+        for (i, n) in c.interfaces.iter_mut().enumerate() {
+            if n.target.is_none() {
+                n.target = Some(format!("vif{id}.{i}"));
+            }
+        }
+        if c.guest_type == GuestType::Hvm && !self.vnc_port_said {
+            for g in c.graphics.iter_mut().filter(|g| g.kind == "vnc") {
+                g.autoport = false;
+                g.port = id.checked_add(5900);
+            }
+        }
     }
 
     fn image(&mut self, e: &Sexp, c: &mut DomainConfig) -> R<()> {
@@ -203,19 +238,13 @@ impl<'a> Reader<'a> {
                 "acpi" | "apic" | "pae" | "hap" | "viridian" => {
                     let on = self.flag(item, key)?;
                     c.features.set(key, on);
+                    // xend turns hap on unless told otherwise: `(hap 0)` is an explicit off.
+                    if key == "hap" && !on {
+                        c.features.off.insert(key.into());
+                    }
                 }
-                "localtime" => {
-                    c.clock = Some(if self.flag(item, key)? {
-                        Clock::Localtime
-                    } else {
-                        Clock::Utc
-                    })
-                }
-                "rtc_timeoffset" => {
-                    c.clock = Some(Clock::Variable {
-                        adjustment: self.int(item, key)?,
-                    })
-                }
+                "localtime" => self.localtime = Some(self.flag(item, key)?),
+                "rtc_timeoffset" => self.rtc_timeoffset = Some(self.int(item, key)?),
                 "serial" => self.serials(item, c)?,
                 "usbdevice" => c.inputs.push(Input {
                     kind: self.value(item, key)?,
@@ -223,7 +252,9 @@ impl<'a> Reader<'a> {
                 }),
                 "cdrom" => {
                     let path = self.value(item, key)?;
+                    // xend's image cdrom is a file-backed drive (libvirt: driver `file`).
                     c.disks.push(Disk {
+                        driver: Some("file".into()).filter(|_| !path.is_empty()),
                         kind: DiskKind::infer(None, Some(&path)),
                         source: Some(path).filter(|p| !p.is_empty()),
                         target: "hdc".into(),
@@ -234,9 +265,16 @@ impl<'a> Reader<'a> {
                 }
                 "vnc" => vnc_on = self.flag(item, key)?,
                 "sdl" => sdl_on = self.flag(item, key)?,
-                "vncunused" => vnc.autoport = self.flag(item, key)?,
+                "vncunused" => {
+                    self.vnc_port_said = true;
+                    vnc.autoport = self.flag(item, key)?
+                }
                 "vnclisten" => vnc.listen = Some(self.value(item, key)?),
-                "vncdisplay" => vnc.port = self.int::<u32>(item, key)?.checked_add(5900),
+                "vncdisplay" => {
+                    self.vnc_port_said = true;
+                    vnc.autoport = false;
+                    vnc.port = self.int::<u32>(item, key)?.checked_add(5900)
+                }
                 "vncpasswd" => vnc.passwd = Some(self.value(item, key)?),
                 "keymap" => vnc.keymap = Some(self.value(item, key)?),
                 "display" => sdl.display = Some(self.value(item, key)?),
@@ -263,12 +301,16 @@ impl<'a> Reader<'a> {
             [_, rest @ ..] => rest.iter().collect(),
             [] => Vec::new(),
         };
-        for s in specs {
+        // A serial port's place in the list is its port number: `none` keeps a place.
+        for (port, s) in specs.into_iter().enumerate() {
             let text = s
                 .as_atom()
                 .ok_or_else(|| self.bad(s, "serial", "expected a device such as pty"))?;
             match spec::parse_chardev(text) {
-                Ok(Some(d)) => c.serials.push(d),
+                Ok(Some(d)) => c.serials.push(CharDev {
+                    port: u32::try_from(port).ok(),
+                    ..d
+                }),
                 Ok(None) => {}
                 Err(m) => return Err(self.bad(s, "serial", m)),
             }
@@ -354,14 +396,17 @@ impl<'a> Reader<'a> {
                 for (k, v, item) in self.pairs(dev, "vif")? {
                     match k.as_str() {
                         "mac" => n.mac = Some(v),
-                        "bridge" => n.source = Some(v),
+                        "bridge" => {
+                            spec::set_bridge(&mut n, &v).map_err(|m| self.bad(&item, "vif", m))?
+                        }
                         "script" => n.script = Some(v),
                         "model" => n.model = Some(v),
                         "ip" => n.ip = Some(v),
                         "vifname" => n.target = Some(v),
                         "network" => network = Some(v),
                         "type" if v == "netfront" => n.model = Some(v),
-                        "type" => {}
+                        // The HVM default (emulated and PV); libvirt writes it.
+                        "type" if v == "ioemu" => {}
                         _ => self.warn(&item, format!("vif `({k} ...)` is not modelled; dropped")),
                     }
                 }
@@ -397,7 +442,7 @@ impl<'a> Reader<'a> {
                         _ => self.warn(&item, format!("vfb `({k} ...)` is not modelled; dropped")),
                     }
                 }
-                g.autoport = unused.unwrap_or(g.kind == "vnc");
+                g.autoport = unused.unwrap_or(g.kind == "vnc" && g.port.is_none());
                 if g.kind.is_empty() {
                     self.warn(dev, "a vfb without a type is dropped".into());
                 } else {
@@ -430,12 +475,17 @@ impl<'a> Reader<'a> {
                         timezone: self.value(item, key)?,
                     })
                 }
-                "features" => {
+                "features" | "features_off" => {
                     for f in item.items().iter().skip(1) {
                         let name = f
                             .as_atom()
-                            .ok_or_else(|| self.bad(f, "features", "expected feature names"))?;
-                        c.features.other.insert(name.to_string());
+                            .ok_or_else(|| self.bad(f, key, "expected feature names"))?;
+                        if key == "features" {
+                            c.features.other.insert(name.to_string());
+                        } else {
+                            c.features.set(name, false);
+                            c.features.off.insert(name.to_string());
+                        }
                     }
                 }
                 "console" => {
@@ -457,6 +507,13 @@ impl<'a> Reader<'a> {
                             "listen" => d.listen = v != "0",
                             "telnet" => d.telnet = v != "0",
                             "target" => d.target = Some(v),
+                            "bind_host" => d.bind_host = Some(v),
+                            "bind_service" => d.bind_service = Some(v),
+                            "port" => {
+                                d.port = Some(v.parse().map_err(|_| {
+                                    self.bad(&i, "console", format!("port `{v}` is not a number"))
+                                })?)
+                            }
                             _ => {
                                 return Err(self.bad(
                                     &i,

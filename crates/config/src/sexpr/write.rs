@@ -50,6 +50,14 @@ pub fn tree(c: &DomainConfig) -> Sexp {
         c.boot.bootloader_args.as_deref(),
     );
     vm.push(Sexp::list(vec![Sexp::atom("image"), image(c)]));
+    // xend (3.1 and later) reads the clock basis at the top, as libvirt writes it.
+    let localtime = match &c.clock {
+        Some(Clock::Localtime) => Some("1"),
+        Some(Clock::Variable { basis, .. }) if *basis == ClockBasis::Localtime => Some("1"),
+        Some(Clock::Utc | Clock::Variable { .. }) => Some("0"),
+        Some(Clock::Timezone { .. }) | None => None,
+    };
+    opt(&mut vm, "localtime", localtime);
     devices(c, &mut vm);
     let ext = extensions(c);
     if ext.len() > 1 {
@@ -71,11 +79,14 @@ fn image(c: &DomainConfig) -> Sexp {
     let b = &c.boot;
     let mut img = vec![Sexp::atom(head)];
     // New xend reads the firmware from `loader`; `kernel` is the kernel to boot directly.
-    opt(&mut img, "loader", b.loader.as_deref());
+    // An HVM guest that names no firmware gets Xen's hvmloader, as libvirt says.
+    let xen = c.hypervisor.as_deref().is_none_or(|h| h == "xen");
+    let default_loader = (c.guest_type == GuestType::Hvm && xen && b.firmware.is_none())
+        .then_some(crate::libvirt_xml::XEN_HVMLOADER);
+    opt(&mut img, "loader", b.loader.as_deref().or(default_loader));
     opt(&mut img, "kernel", b.kernel.as_deref());
     opt(&mut img, "ramdisk", b.initrd.as_deref());
-    opt(&mut img, "args", b.cmdline.as_deref());
-    opt(&mut img, "root", b.root.as_deref());
+    opt(&mut img, "args", b.effective_cmdline().as_deref());
     opt(&mut img, "device_model", c.emulator.as_deref());
     if !b.order.is_empty() {
         img.push(pair("boot", BootDevice::letters(&b.order)));
@@ -83,26 +94,20 @@ fn image(c: &DomainConfig) -> Sexp {
     for (name, on) in c.features.named() {
         if on {
             img.push(pair(name, "1"));
+        } else if c.features.off.contains(name) {
+            img.push(pair(name, "0"));
         }
     }
-    match &c.clock {
-        Some(Clock::Utc) => img.push(pair("localtime", "0")),
-        Some(Clock::Localtime) => img.push(pair("localtime", "1")),
-        Some(Clock::Variable { adjustment }) => {
-            img.push(pair("rtc_timeoffset", adjustment.to_string()))
-        }
-        Some(Clock::Timezone { .. }) | None => {}
+    if let Some(Clock::Variable { adjustment, .. }) = &c.clock {
+        img.push(pair("rtc_timeoffset", adjustment.to_string()));
     }
-    match c.serials.as_slice() {
+    // Each serial device at its port; `none` in the places no device has.
+    match spec::serial_list(c, "none").as_slice() {
         [] => {}
-        [one] => img.push(pair("serial", spec::write_chardev(one))),
+        [one] => img.push(pair("serial", one.as_str())),
         many => img.push(Sexp::list(vec![
             Sexp::atom("serial"),
-            Sexp::list(
-                many.iter()
-                    .map(|s| Sexp::atom(spec::write_chardev(s)))
-                    .collect(),
-            ),
+            Sexp::list(many.iter().map(|s| Sexp::atom(s.as_str())).collect()),
         ])),
     }
     for i in c.inputs.iter().filter(|i| i.bus.as_deref() == Some("usb")) {
@@ -135,7 +140,13 @@ fn device(body: Vec<Sexp>) -> Sexp {
 
 fn devices(c: &DomainConfig, vm: &mut Vec<Sexp>) {
     for d in &c.disks {
-        let mut v = vec![Sexp::atom("vbd")];
+        // blktap disks are xend's `tap` (or `tap2`) devices.
+        let class = d
+            .driver
+            .as_deref()
+            .filter(|d| matches!(*d, "tap" | "tap2"))
+            .unwrap_or("vbd");
+        let mut v = vec![Sexp::atom(class)];
         let dev = match d.device {
             DiskDevice::Disk => format!("{}:disk", d.target),
             DiskDevice::Cdrom => format!("{}:cdrom", d.target),
@@ -146,7 +157,8 @@ fn devices(c: &DomainConfig, vm: &mut Vec<Sexp>) {
         let uname = if path.is_empty() {
             String::new()
         } else {
-            spec::join_uname(d.driver.as_deref(), d.format.as_deref(), path)
+            let (driver, format) = spec::uname_prefix(d);
+            spec::join_uname(Some(driver), format, path)
         };
         v.push(pair("uname", uname));
         let mode = match (d.readonly, d.shareable) {
@@ -173,16 +185,28 @@ fn devices(c: &DomainConfig, vm: &mut Vec<Sexp>) {
     for n in &c.interfaces {
         let mut v = vec![Sexp::atom("vif")];
         opt(&mut v, "mac", n.mac.as_deref());
-        let key = if n.kind == "network" {
-            "network"
-        } else {
-            "bridge"
-        };
-        opt(&mut v, key, n.source.as_deref());
+        match (n.kind.as_str(), &n.source) {
+            ("network", Some(s)) => v.push(pair("network", s.as_str())),
+            // An ethernet interface's source device has no xend key.
+            ("ethernet", _) | (_, None) => {}
+            (_, Some(s)) => v.push(pair("bridge", spec::bridge_spec(n, s))),
+        }
         opt(&mut v, "script", n.script.as_deref());
-        opt(&mut v, "model", n.model.as_deref());
+        let netfront = n.model.as_deref() == Some("netfront");
+        if !netfront {
+            opt(&mut v, "model", n.model.as_deref());
+        }
         opt(&mut v, "ip", n.ip.as_deref());
-        opt(&mut v, "vifname", n.target.as_deref());
+        // xend names interfaces vifDOMID.N itself; libvirt leaves those names out.
+        if !n.target.as_deref().is_some_and(spec::is_generated_vif_name) {
+            opt(&mut v, "vifname", n.target.as_deref());
+        }
+        // xend's HVM NIC kind: emulated and PV (`ioemu`), or PV only (`netfront`).
+        if netfront {
+            v.push(pair("type", "netfront"));
+        } else if c.guest_type == GuestType::Hvm {
+            v.push(pair("type", "ioemu"));
+        }
         vm.push(device(v));
     }
     if !hvm_graphics_in_image(c) {
@@ -223,6 +247,19 @@ fn extensions(c: &DomainConfig) -> Vec<Sexp> {
         f.extend(c.features.other.iter().map(|s| Sexp::atom(s.as_str())));
         ext.push(Sexp::list(f));
     }
+    // Features off by name: xend reads `(name 0)` as absent except for hap.
+    let off: Vec<Sexp> = c
+        .features
+        .off
+        .iter()
+        .filter(|n| n.as_str() != "hap")
+        .map(|s| Sexp::atom(s.as_str()))
+        .collect();
+    if !off.is_empty() {
+        let mut f = vec![Sexp::atom("features_off")];
+        f.extend(off);
+        ext.push(Sexp::list(f));
+    }
     for d in &c.consoles {
         let mut v = vec![Sexp::atom("console"), pair("type", d.kind.as_str())];
         opt(&mut v, "path", d.path.as_deref());
@@ -235,6 +272,9 @@ fn extensions(c: &DomainConfig) -> Vec<Sexp> {
             v.push(pair("telnet", "1"));
         }
         opt(&mut v, "target", d.target.as_deref());
+        opt(&mut v, "port", d.port.map(|p| p.to_string()).as_deref());
+        opt(&mut v, "bind_host", d.bind_host.as_deref());
+        opt(&mut v, "bind_service", d.bind_service.as_deref());
         ext.push(Sexp::list(v));
     }
     for i in c.inputs.iter().filter(|i| i.bus.as_deref() != Some("usb")) {

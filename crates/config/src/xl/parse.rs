@@ -1,8 +1,8 @@
 //! Lexer and parser for xl.cfg / xm files: `KEY = VALUE` settings separated by newlines or
 //! `;`, `#` comments, values that are strings ('...' or "..."), numbers (decimal, `0x` hex,
 //! `0` octal), or `[ ... ]` lists (nested, trailing comma allowed). For xm's Python
-//! heritage it also accepts `True`/`False`, a leading minus, and `"a" + "b"` string
-//! concatenation; any other Python gives a syntax error with its position.
+//! heritage it also accepts `True`/`False`, a leading minus, `"a" + "b"` string
+//! concatenation and triple-quoted strings; any other Python gives a syntax error with its position.
 use crate::error::{ConfigError, Span};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -228,9 +228,17 @@ impl Parser<'_> {
         let Some(quote) = self.peek() else {
             return Err(self.error("expected a string"));
         };
-        self.pos += 1;
+        // Python's triple-quoted strings (three quotes of either kind), which xm files use
+        // for values holding the other quote: they may hold lone quotes and newlines.
+        let triple = [quote; 3];
+        let is_triple = self.bytes.get(self.pos..self.pos + 3) == Some(&triple[..]);
+        self.pos += if is_triple { 3 } else { 1 };
         let mut out = String::new();
         loop {
+            if is_triple && self.bytes.get(self.pos..self.pos + 3) == Some(&triple[..]) {
+                self.pos += 3;
+                break;
+            }
             let rest = self.rest();
             let Some(c) = rest.chars().next() else {
                 return Err(ConfigError::syntax(
@@ -241,6 +249,7 @@ impl Parser<'_> {
             };
             self.pos += c.len_utf8();
             match c {
+                '\n' if is_triple => out.push(c),
                 '\n' => {
                     return Err(ConfigError::syntax(
                         self.span(start),
@@ -248,7 +257,7 @@ impl Parser<'_> {
                         self.text.get(start..).unwrap_or(""),
                     ));
                 }
-                c if c as u32 == u32::from(quote) => break,
+                c if c as u32 == u32::from(quote) && !is_triple => break,
                 '\\' => {
                     let esc_at = self.pos - 1;
                     let Some(e) = self.rest().chars().next() else {
@@ -334,6 +343,14 @@ mod tests {
             one("a = '/boot/' + \"vmlinuz\""),
             Value::Str("/boot/vmlinuz".into())
         );
+        // libvirt's test-escape-paths.cfg: a triple-quoted string holding both quotes.
+        assert_eq!(
+            one(r#"a = """phy:/dev/HostVG/XenGuest'",hdb,w""""#),
+            Value::Str(r#"phy:/dev/HostVG/XenGuest'",hdb,w"#.into())
+        );
+        assert_eq!(one("a = '''x\ny'''"), Value::Str("x\ny".into()));
+        assert_eq!(one("a = \"\""), Value::Str(String::new()));
+        assert!(parse("a = \"\"\"open", "t").is_err());
         let Value::List(items) = one("a = [ 'x', [1, 2],\n  'y', # c\n]") else {
             panic!("not a list")
         };

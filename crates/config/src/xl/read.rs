@@ -225,10 +225,20 @@ impl<'a> Reader<'a> {
                 c.features.viridian = true;
                 continue;
             }
-            c.features.set(name, self.bool(name)?.unwrap_or(default));
+            let value = self.bool(name)?;
+            c.features.set(name, value.unwrap_or(default));
+            // xl turns hap on unless told otherwise: `hap = 0` is an explicit off
+            // (libvirt `<hap state='off'/>`), not an absent feature.
+            if name == "hap" && value == Some(false) {
+                c.features.off.insert(name.into());
+            }
         }
+        let basis = match self.bool("localtime")? {
+            Some(true) => ClockBasis::Localtime,
+            _ => ClockBasis::Utc,
+        };
         c.clock = match (self.num("rtc_timeoffset")?, self.bool("localtime")?) {
-            (Some(adjustment), _) => Some(Clock::Variable { adjustment }),
+            (Some(adjustment), _) => Some(Clock::Variable { adjustment, basis }),
             (None, Some(true)) => Some(Clock::Localtime),
             (None, Some(false)) => Some(Clock::Utc),
             (None, None) => None,
@@ -340,6 +350,17 @@ impl<'a> Reader<'a> {
             let d = spec::parse_disk(&s).map_err(|m| {
                 ConfigError::semantic(self.span(off), "disk", format!("`{s}`: {m}"))
             })?;
+            // A qdisk target such as `rbd:pool/image:...` names a network disk, not a file.
+            if let Some(proto) = d.source.as_deref().and_then(spec::network_disk_protocol) {
+                self.warn_at(
+                    off,
+                    format!(
+                        "disk `{}`: {proto} network disks are not modelled (file and block are); dropped",
+                        d.target
+                    ),
+                );
+                continue;
+            }
             c.disks.push(d);
         }
         for (s, off) in self.strs("vif")? {
@@ -350,9 +371,13 @@ impl<'a> Reader<'a> {
             }
             c.interfaces.push(nic);
         }
-        for (s, off) in self.strs("serial")? {
+        // A serial port's place in the list is its port number: "none" keeps a place.
+        for (port, (s, off)) in self.strs("serial")?.into_iter().enumerate() {
             match spec::parse_chardev(&s) {
-                Ok(Some(d)) => c.serials.push(d),
+                Ok(Some(d)) => c.serials.push(CharDev {
+                    port: u32::try_from(port).ok(),
+                    ..d
+                }),
                 Ok(None) => {}
                 Err(m) => return Err(ConfigError::semantic(self.span(off), "serial", m)),
             }
@@ -426,7 +451,7 @@ impl<'a> Reader<'a> {
                     ),
                 }
             }
-            g.autoport = unused.unwrap_or(g.kind == "vnc");
+            g.autoport = unused.unwrap_or(g.kind == "vnc" && g.port.is_none());
             if g.kind.is_empty() {
                 self.warn_at(
                     off,
@@ -449,6 +474,10 @@ impl<'a> Reader<'a> {
         }
         for (f, _) in self.strs("domboot_features")? {
             c.features.other.insert(f);
+        }
+        for (f, _) in self.strs("domboot_features_off")? {
+            c.features.set(&f, false);
+            c.features.off.insert(f);
         }
         for key in ["domboot_disk_bus", "domboot_disk_kind"] {
             for (s, off) in self.strs(key)? {
@@ -488,6 +517,14 @@ impl<'a> Reader<'a> {
                     "listen" => d.listen = v != "0",
                     "telnet" => d.telnet = v != "0",
                     "target" => d.target = Some(v),
+                    "bind_host" => d.bind_host = Some(v),
+                    "bind_service" => d.bind_service = Some(v),
+                    "port" => {
+                        d.port = Some(
+                            v.parse()
+                                .map_err(|_| bad(format!("port `{v}` is not a number")))?,
+                        )
+                    }
                     _ => return Err(bad(format!("unknown console parameter `{k}`"))),
                 }
             }
@@ -552,6 +589,7 @@ impl<'a> Reader<'a> {
             "domboot_description",
             "domboot_timezone",
             "domboot_features",
+            "domboot_features_off",
             "domboot_console",
             "domboot_input",
             "vncunused",

@@ -51,8 +51,8 @@ pub fn write(c: &DomainConfig) -> String {
     o.str("firmware", b.firmware.as_deref());
     o.str("kernel", b.kernel.as_deref());
     o.str("ramdisk", b.initrd.as_deref());
-    o.str("root", b.root.as_deref());
-    o.str("extra", b.cmdline.as_deref());
+    // xl's `root` and `extra` combine into one command line: say it whole.
+    o.str("extra", b.effective_cmdline().as_deref());
     o.str("bootloader", b.bootloader.as_deref());
     o.str("bootloader_args", b.bootloader_args.as_deref());
     if !b.order.is_empty() {
@@ -68,14 +68,17 @@ pub fn write(c: &DomainConfig) -> String {
     let hvm = c.guest_type == GuestType::Hvm;
     for (name, on) in c.features.named() {
         let hvm_default_on = matches!(name, "acpi" | "apic" | "pae");
-        if on || (hvm && hvm_default_on) {
+        if on || (hvm && hvm_default_on) || c.features.off.contains(name) {
             o.num(name, Some(u8::from(on)));
         }
     }
     match &c.clock {
         Some(Clock::Utc) => o.num("localtime", Some(0)),
         Some(Clock::Localtime) => o.num("localtime", Some(1)),
-        Some(Clock::Variable { adjustment }) => o.num("rtc_timeoffset", Some(adjustment)),
+        Some(Clock::Variable { adjustment, basis }) => {
+            o.num("rtc_timeoffset", Some(adjustment));
+            o.num("localtime", Some(u8::from(*basis == ClockBasis::Localtime)));
+        }
         Some(Clock::Timezone { .. }) | None => {}
     }
 
@@ -83,7 +86,7 @@ pub fn write(c: &DomainConfig) -> String {
     o.list("disk", &disks);
     let vifs: Vec<String> = c.interfaces.iter().map(spec::write_vif).collect();
     o.list("vif", &vifs);
-    let serials: Vec<String> = c.serials.iter().map(spec::write_chardev).collect();
+    let serials = spec::serial_list(c, "none");
     match serials.as_slice() {
         [one] => o.str("serial", Some(one)),
         many => o.list("serial", many),
@@ -199,6 +202,15 @@ fn extensions(o: &mut Out, c: &DomainConfig) {
     ext.list("domboot_disk_kind", &kinds);
     let other: Vec<String> = c.features.other.iter().cloned().collect();
     ext.list("domboot_features", &other);
+    // Features off by name that xl has no `name = 0` key for.
+    let off: Vec<String> = c
+        .features
+        .off
+        .iter()
+        .filter(|n| n.as_str() != "hap")
+        .cloned()
+        .collect();
+    ext.list("domboot_features_off", &off);
     let consoles: Vec<String> = c.consoles.iter().map(console_spec).collect();
     ext.list("domboot_console", &consoles);
     let inputs: Vec<String> = c
@@ -237,6 +249,17 @@ fn console_spec(d: &CharDev) -> String {
     }
     if d.telnet {
         s.push_str(",telnet=1");
+    }
+    if let Some(p) = d.port {
+        let _ = write!(s, ",port={p}");
+    }
+    for (k, v) in [
+        ("bind_host", &d.bind_host),
+        ("bind_service", &d.bind_service),
+    ] {
+        if let Some(v) = v {
+            let _ = write!(s, ",{k}={v}");
+        }
     }
     s
 }

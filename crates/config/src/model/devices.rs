@@ -1,0 +1,252 @@
+//! The devices of a domain: disks, network interfaces, character devices, displays and
+//! inputs.
+use super::is_false;
+use serde::{Deserialize, Serialize};
+
+/// A disk (or cdrom / floppy drive).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// Image file or block device; `None` for an empty cdrom drive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `file` or `block` (libvirt `<disk type>`).
+    #[serde(default, skip_serializing_if = "DiskKind::is_file")]
+    pub kind: DiskKind,
+    /// Backend driver: libvirt `<driver name>`, xm's `file:`/`phy:`/`tap:` prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Image format or tap sub-driver: `raw`, `qcow2`, `aio` (libvirt `<driver type>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Device name in the guest: `hda`, `xvda`, `vda`.
+    pub target: String,
+    /// Bus when it is not the one the target's prefix implies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+    #[serde(default, skip_serializing_if = "DiskDevice::is_disk")]
+    pub device: DiskDevice,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub readonly: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shareable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskKind {
+    #[default]
+    File,
+    Block,
+}
+
+impl DiskKind {
+    fn is_file(&self) -> bool {
+        *self == DiskKind::File
+    }
+
+    /// What xl and xend imply: the `phy` backend is a block device; the file-backed ones
+    /// (`file`, `tap`, `tap2`, `qemu`/qdisk) are files whatever the path (libvirt reads
+    /// `backendtype=qdisk,target=/dev/vg/lv` as a file); with no backend, a `/dev/` path
+    /// is a block device.
+    pub fn infer(driver: Option<&str>, source: Option<&str>) -> DiskKind {
+        match driver {
+            Some("phy") => DiskKind::Block,
+            Some("file" | "tap" | "tap2" | "qemu") => DiskKind::File,
+            _ if source.is_some_and(|s| s.starts_with("/dev/")) => DiskKind::Block,
+            _ => DiskKind::File,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskDevice {
+    #[default]
+    Disk,
+    Cdrom,
+    Floppy,
+}
+
+impl DiskDevice {
+    fn is_disk(&self) -> bool {
+        *self == DiskDevice::Disk
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskDevice::Disk => "disk",
+            DiskDevice::Cdrom => "cdrom",
+            DiskDevice::Floppy => "floppy",
+        }
+    }
+}
+
+/// The bus a target name implies (`hda` → ide, `xvda` → xen, `vda` → virtio...).
+pub fn implied_bus(target: &str) -> Option<&'static str> {
+    [
+        ("xvd", "xen"),
+        ("hd", "ide"),
+        ("sd", "scsi"),
+        ("vd", "virtio"),
+        ("fd", "fdc"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| target.starts_with(prefix))
+    .map(|(_, bus)| bus)
+}
+
+/// A network interface.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    /// libvirt `<interface type>`: `bridge`, `network`, `ethernet`, `user`...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Bridge or network name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// NIC model (`e1000`, `virtio`, `netfront`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Guest addresses, separated by spaces when there are several (as xl's `ip=` says
+    /// them; libvirt has one `<ip>` each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Host-side device name (xl `vifname`, libvirt `<target dev>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// VLAN tags on an Open vSwitch bridge (xl `bridge=ovsbr0.42`, or `ovsbr0:42:43` for
+    /// a trunk; libvirt `<vlan><tag id/>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vlan: Vec<u32>,
+    /// The tags are a trunk (`<vlan trunk='yes'>`, xl `:`-separated tags).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub vlan_trunk: bool,
+    /// libvirt `<virtualport type>`: `openvswitch` for an OVS bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtualport: Option<String>,
+}
+
+/// A character device: serial port or console.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CharDev {
+    #[serde(rename = "type")]
+    pub kind: CharKind,
+    /// File, device, pipe or socket path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Port (tcp/udp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Listen (server / bind) rather than connect.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub listen: bool,
+    /// Speak telnet on a tcp socket.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub telnet: bool,
+    /// Console only: libvirt `<target type>` (`serial`, `xen`, `virtio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Port number when it is not the device's place in the list (xl's
+    /// `serial = [ "none", "/dev/ttyS1" ]` is port 1; libvirt `<target port>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// udp only: the local address to bind (`udp:PEER:PORT@BIND:PORT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_service: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CharKind {
+    #[default]
+    Pty,
+    File,
+    Null,
+    Stdio,
+    Vc,
+    Dev,
+    Pipe,
+    Unix,
+    Tcp,
+    Udp,
+}
+
+impl CharKind {
+    pub const ALL: [CharKind; 10] = [
+        CharKind::Pty,
+        CharKind::File,
+        CharKind::Null,
+        CharKind::Stdio,
+        CharKind::Vc,
+        CharKind::Dev,
+        CharKind::Pipe,
+        CharKind::Unix,
+        CharKind::Tcp,
+        CharKind::Udp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CharKind::Pty => "pty",
+            CharKind::File => "file",
+            CharKind::Null => "null",
+            CharKind::Stdio => "stdio",
+            CharKind::Vc => "vc",
+            CharKind::Dev => "dev",
+            CharKind::Pipe => "pipe",
+            CharKind::Unix => "unix",
+            CharKind::Tcp => "tcp",
+            CharKind::Udp => "udp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A graphical display (VNC, SDL, SPICE).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Graphics {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// TCP port when fixed (VNC display N is port 5900+N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// Pick a free port (xl `vncunused`, libvirt `autoport` / `port='-1'`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub autoport: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keymap: Option<String>,
+    /// X display for SDL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xauth: Option<String>,
+}
+
+/// An input device (`mouse`, `tablet`, `keyboard` on `ps2`, `usb`, `xen`...).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+}

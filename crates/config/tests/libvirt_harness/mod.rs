@@ -1,0 +1,310 @@
+//! The fact-comparison harness for libvirt's published conversion pairs
+//! (tests/libvirt/README.md says where each file comes from).
+//!
+//! A *fact* is one meaning a configuration states (`memory.max = 592896`,
+//! `disk[hda].driver = phy`), read with the defaults the tool that owns the syntax fills
+//! in, so two spellings of one meaning agree. Each syntax has its own fact reader here
+//! (`xml`, `xl`, `sexpr`), independent of domboot's readers except for tokenizing.
+pub mod known;
+pub mod sexpr;
+pub mod xl;
+pub mod xml;
+
+use domboot_config::{Syntax, Warning, parse_with_warnings, write};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub type Facts = BTreeMap<String, String>;
+
+/// Dashed lower-case form of a UUID written with or without dashes.
+pub fn norm_uuid(u: &str) -> String {
+    let hex: String = u
+        .trim()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.len() != 32 {
+        return u.trim().to_string();
+    }
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Xen's HVM firmware, the default every tool fills in.
+pub const HVMLOADER: &str = "/usr/lib/xen/boot/hvmloader";
+
+/// Whether a path names HVM firmware (the seeds' `kernel` = hvmloader rule).
+pub fn is_firmware(p: &str) -> bool {
+    let name = p.rsplit('/').next().unwrap_or(p).to_ascii_lowercase();
+    name.contains("hvmloader") || name.contains("ovmf") || name.contains("seabios")
+}
+
+/// One of libvirt's test suites, as copied into tests/libvirt/.
+#[derive(Clone, Copy)]
+pub struct Suite {
+    pub name: &'static str,
+    /// The native syntax (its extension) and the fact reader for it.
+    pub native: Syntax,
+    pub ext: &'static str,
+    /// Which ways libvirt's suite converts: native → XML, XML → native.
+    pub to_xml: bool,
+    pub to_native: bool,
+}
+
+pub const SUITES: [Suite; 4] = [
+    Suite {
+        name: "xl",
+        native: Syntax::Xl,
+        ext: "cfg",
+        to_xml: true,
+        to_native: true,
+    },
+    Suite {
+        name: "xm",
+        native: Syntax::Xl,
+        ext: "cfg",
+        to_xml: true,
+        to_native: true,
+    },
+    Suite {
+        name: "sexpr2xml",
+        native: Syntax::Sexpr,
+        ext: "sexpr",
+        to_xml: true,
+        to_native: false,
+    },
+    Suite {
+        name: "xml2sexpr",
+        native: Syntax::Sexpr,
+        ext: "sexpr",
+        to_xml: false,
+        to_native: true,
+    },
+];
+
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/libvirt")
+}
+
+/// The stems of the suite's pairs (both files present), sorted.
+pub fn pairs(suite: &Suite) -> Vec<String> {
+    let dir = data_dir().join(suite.name);
+    let mut stems: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()?.to_str()? == suite.ext)
+                .then(|| p.file_stem()?.to_str().map(str::to_string))?
+        })
+        .filter(|s| dir.join(format!("{s}.xml")).exists())
+        .collect();
+    stems.sort();
+    stems
+}
+
+pub fn native_facts(suite: &Suite, text: &str) -> Result<Facts, String> {
+    match suite.native {
+        Syntax::Sexpr => sexpr::facts(text),
+        _ => xl::facts(text),
+    }
+}
+
+/// One fact that differs between libvirt's file and domboot's output.
+#[derive(Debug, Clone)]
+pub struct Diff {
+    pub suite: &'static str,
+    pub pair: String,
+    pub direction: &'static str,
+    pub key: String,
+    pub expected: Option<String>,
+    pub actual: Option<String>,
+}
+
+/// Why a fact differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    /// A feature domboot does not model, and its reader said so by name.
+    Unmodelled,
+    /// A difference listed (with its reason) in known.rs and the crate README.
+    Documented,
+    /// Neither: a domboot bug.
+    Bug,
+}
+
+pub fn diff(
+    suite: &Suite,
+    pair: &str,
+    direction: &'static str,
+    expected: &Facts,
+    actual: &Facts,
+) -> Vec<Diff> {
+    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
+    keys.into_iter()
+        .filter(|k| expected.get(*k) != actual.get(*k))
+        .map(|k| Diff {
+            suite: suite.name,
+            pair: pair.to_string(),
+            direction,
+            key: k.clone(),
+            expected: expected.get(k).cloned(),
+            actual: actual.get(k).cloned(),
+        })
+        .collect()
+}
+
+/// The names a warning would use for the thing a fact belongs to: the disk target in
+/// `disk[hdb].source`, the feature in `features.hpet`, the vif parameter in
+/// `vif[0].rate` (libvirt's `<bandwidth>`).
+fn warned_names(key: &str) -> Vec<String> {
+    if let Some(rest) = key.strip_prefix("disk[") {
+        return rest
+            .split(']')
+            .next()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+    }
+    if let Some(f) = key.strip_prefix("features.") {
+        return vec![f.to_string()];
+    }
+    if let Some((_, param)) = key.strip_prefix("vif[").and_then(|r| r.split_once("].")) {
+        let mut names = vec![param.to_string(), format!("{param}=")];
+        if param == "rate" {
+            names.push("bandwidth".into());
+        }
+        return names;
+    }
+    Vec::new()
+}
+
+pub fn classify(d: &Diff, warnings: &[Warning]) -> Class {
+    if known::documented(d).is_some() {
+        return Class::Documented;
+    }
+    for name in warned_names(&d.key) {
+        let quoted = [format!("`{name}`"), format!("<{name}>"), format!("`{name}")];
+        if warnings
+            .iter()
+            .any(|w| quoted.iter().any(|q| w.message.contains(q.as_str())))
+        {
+            return Class::Unmodelled;
+        }
+    }
+    Class::Bug
+}
+
+/// The result of running one direction of one pair.
+pub struct Outcome {
+    pub facts: usize,
+    pub diffs: Vec<(Diff, Class)>,
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// domboot's reading of a file; a file it cannot read gives no facts at all (so every
+/// fact of the pair counts as differing), and the error is printed.
+fn parse(
+    text: &str,
+    syntax: Syntax,
+    name: &str,
+) -> Option<(domboot_config::DomainConfig, Vec<Warning>)> {
+    match parse_with_warnings(text, syntax, name) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            println!("  domboot cannot read {name}: {e}");
+            None
+        }
+    }
+}
+
+fn facts_or_empty(r: Result<Facts, String>, what: &str) -> Facts {
+    r.unwrap_or_else(|e| {
+        println!("  no facts from {what}: {e}");
+        Facts::new()
+    })
+}
+
+fn outcome(
+    suite: &Suite,
+    pair: &str,
+    direction: &'static str,
+    expected: &Facts,
+    actual: &Facts,
+    warnings: &[Warning],
+) -> Outcome {
+    let diffs = diff(suite, pair, direction, expected, actual)
+        .into_iter()
+        .map(|d| {
+            let c = classify(&d, warnings);
+            (d, c)
+        })
+        .collect();
+    Outcome {
+        facts: expected.len().max(actual.len()),
+        diffs,
+    }
+}
+
+/// Run every direction libvirt's suite has for one pair, plus round trips through domboot.
+pub fn run_pair(suite: &Suite, pair: &str) -> Vec<Outcome> {
+    let dir = data_dir().join(suite.name);
+    let native_path = dir.join(format!("{pair}.{}", suite.ext));
+    let xml_path = dir.join(format!("{pair}.xml"));
+    let native_text = read(&native_path);
+    let xml_text = read(&xml_path);
+    let native_name = native_path.display().to_string();
+    let xml_name = xml_path.display().to_string();
+    let xml_expected = facts_or_empty(xml::facts(&xml_text), &xml_name);
+    let native_expected = facts_or_empty(native_facts(suite, &native_text), &native_name);
+    let mut out = Vec::new();
+    let directions = [
+        (
+            suite.to_xml,
+            &native_text,
+            suite.native,
+            &native_name,
+            "to-xml",
+            "native-rt",
+        ),
+        (
+            suite.to_native,
+            &xml_text,
+            Syntax::Xml,
+            &xml_name,
+            "xml-rt",
+            "to-native",
+        ),
+    ];
+    for (wanted, text, syntax, name, xml_dir, native_dir) in directions {
+        if !wanted {
+            continue;
+        }
+        let (xml_got, native_got, w) = match parse(text, syntax, name) {
+            Some((c, w)) => (
+                facts_or_empty(xml::facts(&write(&c, Syntax::Xml)), "domboot's XML"),
+                facts_or_empty(native_facts(suite, &write(&c, suite.native)), "domboot"),
+                w,
+            ),
+            None => (Facts::new(), Facts::new(), Vec::new()),
+        };
+        out.push(outcome(suite, pair, xml_dir, &xml_expected, &xml_got, &w));
+        out.push(outcome(
+            suite,
+            pair,
+            native_dir,
+            &native_expected,
+            &native_got,
+            &w,
+        ));
+    }
+    out
+}

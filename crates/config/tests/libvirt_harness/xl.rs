@@ -1,0 +1,209 @@
+//! Facts of an xl.cfg / xm file: what xl (or xm) would make of each key, with xl's defaults
+//! filled in, so that two spellings of one meaning give the same facts. Only the lexer and
+//! the disk spec parser are domboot's; the meaning of each key is worked out here.
+use super::{Facts, HVMLOADER, is_firmware, norm_uuid};
+use domboot_config::xl::{Value, parse_settings, spec};
+use std::collections::HashMap;
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::Str(s) => Some(s.clone()),
+        Value::Num(n) => Some(n.to_string()),
+        Value::List(_) => None,
+    }
+}
+
+fn list(v: Option<&Value>) -> Vec<String> {
+    match v {
+        None => Vec::new(),
+        Some(Value::List(items)) => items.iter().filter_map(|i| scalar(&i.value)).collect(),
+        Some(other) => scalar(other).into_iter().collect(),
+    }
+}
+
+/// A number as written (`"500"`, `0x10`), normalised to decimal.
+fn num(s: &str) -> String {
+    s.trim()
+        .parse::<i64>()
+        .map_or(s.to_string(), |n| n.to_string())
+}
+
+pub fn facts(text: &str) -> Result<Facts, String> {
+    let settings = parse_settings(text, "facts").map_err(|e| e.to_string())?;
+    let map: HashMap<&str, &Value> = settings
+        .iter()
+        .map(|s| (s.key.as_str(), &s.value.value))
+        .collect();
+    let get = |k: &str| map.get(k).and_then(|v| scalar(v));
+    let mut f = Facts::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            f.insert(k.to_string(), v);
+        }
+    };
+    put("name", get("name"));
+    put("uuid", get("uuid").map(|u| norm_uuid(&u)));
+    let ty = match (get("type"), get("builder"), get("pvh").map(|p| num(&p))) {
+        (_, _, Some(p)) if p != "0" => "pvh".to_string(),
+        (Some(t), _, _) => t,
+        (None, Some(b), _) if b == "hvm" => "hvm".to_string(),
+        _ => "pv".to_string(),
+    };
+    let hvm = ty == "hvm";
+    put("type", Some(ty));
+    let mem = get("memory").map(|m| num(&m));
+    put("maxmem", get("maxmem").map(|m| num(&m)).or(mem.clone()));
+    put("memory", mem);
+    let vcpus = get("vcpus").map(|m| num(&m));
+    put(
+        "maxvcpus",
+        get("maxvcpus").map(|m| num(&m)).or(vcpus.clone()),
+    );
+    put("vcpus", vcpus);
+    // The seeds' rule: an HVM kernel that names the firmware is the loader.
+    let mut loader = get("loader").or(get("firmware").filter(|f| f.contains('/')));
+    let mut kernel = get("kernel");
+    if hvm && loader.is_none() && kernel.as_deref().is_some_and(is_firmware) {
+        loader = kernel.take();
+    }
+    // xl's default HVM firmware.
+    if hvm && loader.is_none() && get("firmware").is_none() {
+        loader = Some(HVMLOADER.into());
+    }
+    put("loader", loader);
+    put("kernel", kernel);
+    put("ramdisk", get("ramdisk"));
+    let cmdline = get("cmdline").or_else(|| match (get("root"), get("extra")) {
+        (None, None) => None,
+        (Some(r), None) => Some(format!("root={r}")),
+        (None, Some(e)) => Some(e),
+        (Some(r), Some(e)) => Some(format!("root={r} {e}")),
+    });
+    put("cmdline", cmdline);
+    put("bootloader", get("bootloader"));
+    put(
+        "bootloader_args",
+        list(map.get("bootloader_args").copied()).first().cloned(),
+    );
+    put("boot", get("boot"));
+    put(
+        "device_model",
+        get("device_model_override").or(get("device_model")),
+    );
+    for (k, default) in [
+        ("on_poweroff", "destroy"),
+        ("on_reboot", "restart"),
+        ("on_crash", "destroy"),
+        ("localtime", "0"),
+        ("rtc_timeoffset", "0"),
+    ] {
+        put(k, Some(get(k).map_or(default.to_string(), |v| num(&v))));
+    }
+    if hvm {
+        for (k, default) in [
+            ("acpi", "1"),
+            ("apic", "1"),
+            ("pae", "1"),
+            ("hap", "1"),
+            ("viridian", "0"),
+        ] {
+            put(k, Some(get(k).map_or(default.to_string(), |v| num(&v))));
+        }
+        graphics_keys(&get, &mut put);
+    }
+    devices(&map, hvm, &mut f)?;
+    Ok(f)
+}
+
+fn graphics_keys(get: &dyn Fn(&str) -> Option<String>, put: &mut dyn FnMut(&str, Option<String>)) {
+    let on = |k: &str| get(k).is_some_and(|v| num(&v) != "0");
+    if on("vnc") {
+        put("vnc", Some("1".into()));
+        put(
+            "vncunused",
+            Some(get("vncunused").map_or("1".into(), |v| num(&v))),
+        );
+        for k in ["vnclisten", "vncdisplay", "vncpasswd", "keymap"] {
+            put(k, get(k));
+        }
+    }
+    if on("sdl") {
+        put("sdl", Some("1".into()));
+        put("display", get("display"));
+        put("xauthority", get("xauthority"));
+    }
+    if on("spice") {
+        for k in ["spice", "spicehost", "spiceport", "spicepasswd"] {
+            put(k, get(k));
+        }
+    }
+}
+
+fn devices(map: &HashMap<&str, &Value>, hvm: bool, f: &mut Facts) -> Result<(), String> {
+    for d in list(map.get("disk").copied()) {
+        let disk = spec::parse_disk(&d).map_err(|e| format!("disk `{d}`: {e}"))?;
+        let g = format!("disk[{}]", disk.target);
+        let driver = disk
+            .driver
+            .map(|d| if d == "qdisk" { "qemu".into() } else { d });
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                f.insert(format!("{g}.{k}"), v);
+            }
+        };
+        put("driver", driver);
+        // raw is xl's default format (and blktap's `aio` its raw driver).
+        put("format", disk.format.filter(|f| f != "raw" && f != "aio"));
+        put("source", disk.source);
+        put("devtype", Some(disk.device.as_str().to_string()));
+        put(
+            "access",
+            Some(if disk.readonly { "ro" } else { "rw" }.to_string()),
+        );
+        if disk.shareable {
+            put("shareable", Some("1".into()));
+        }
+    }
+    for (i, v) in list(map.get("vif").copied()).iter().enumerate() {
+        for item in v.split(',').filter(|s| !s.trim().is_empty()) {
+            let (k, val) = item.split_once('=').unwrap_or((item, ""));
+            let val = if k.trim() == "mac" {
+                val.trim().to_ascii_lowercase()
+            } else {
+                val.trim().to_string()
+            };
+            // An HVM NIC is emulated and PV (`type=ioemu`) unless it says otherwise.
+            if hvm && k.trim() == "type" && val == "ioemu" {
+                continue;
+            }
+            f.insert(format!("vif[{i}].{}", k.trim()), val);
+        }
+    }
+    for (i, s) in list(map.get("serial").copied()).iter().enumerate() {
+        if s != "none" {
+            f.insert(format!("serial[{i}]"), s.clone());
+        }
+    }
+    for (i, v) in list(map.get("vfb").copied()).iter().enumerate() {
+        let g = format!("vfb[{i}]");
+        for item in v.split(',').filter(|s| !s.trim().is_empty()) {
+            let (k, val) = item.split_once('=').unwrap_or((item, ""));
+            let (k, val) = (k.trim(), val.trim());
+            // xm's `type=vnc` is xl's `vnc=1`.
+            match (k, val) {
+                ("vnc" | "sdl", "0") => {}
+                ("vnc" | "sdl", _) => {
+                    f.insert(format!("{g}.type"), k.to_string());
+                }
+                _ => {
+                    f.insert(format!("{g}.{k}"), val.to_string());
+                }
+            }
+        }
+        if f.get(&format!("{g}.type")).map(String::as_str) == Some("vnc") {
+            f.entry(format!("{g}.vncunused"))
+                .or_insert_with(|| "1".into());
+        }
+    }
+    Ok(())
+}
