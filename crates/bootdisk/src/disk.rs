@@ -9,10 +9,32 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A byte range of an image file, with a cursor.
+/// Where the image's bytes are: a file, or memory (fuzzing, images already read).
+#[derive(Clone, Debug)]
+enum Backing {
+    File(Arc<File>),
+    Memory(Arc<[u8]>),
+}
+
+impl Backing {
+    /// Reads at most `buf.len()` bytes at `offset` (the caller keeps inside the region).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        match self {
+            Backing::File(f) => f.read_at(buf, offset),
+            Backing::Memory(m) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(m.len());
+                let n = buf.len().min(m.len() - start);
+                buf[..n].copy_from_slice(&m[start..start + n]);
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// A byte range of an image, with a cursor.
 #[derive(Clone, Debug)]
 pub struct Region {
-    file: Arc<File>,
+    file: Backing,
     start: u64,
     len: u64,
     pos: u64,
@@ -32,11 +54,21 @@ impl Region {
             (&file).seek(SeekFrom::End(0))?
         };
         Ok(Region {
-            file: Arc::new(file),
+            file: Backing::File(Arc::new(file)),
             start: 0,
             len,
             pos: 0,
         })
+    }
+
+    /// An image held in memory.
+    pub fn from_bytes(bytes: Vec<u8>) -> Region {
+        Region {
+            len: bytes.len() as u64,
+            file: Backing::Memory(bytes.into()),
+            start: 0,
+            pos: 0,
+        }
     }
 
     /// The sub-range `offset..offset+len` of this region, or None when it does not fit.
@@ -71,7 +103,17 @@ impl Region {
                 ),
             ));
         }
-        self.file.read_exact_at(buf, self.start + offset)
+        let mut done = 0;
+        while done < buf.len() {
+            match self
+                .file
+                .read_at(&mut buf[done..], self.start + offset + done as u64)?
+            {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
     }
 }
 

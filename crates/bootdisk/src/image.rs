@@ -60,6 +60,15 @@ impl DiskImage {
             path: None,
         };
         let disk = Region::open(path).map_err(|source| Error::Io { at, source })?;
+        DiskImage::from_region(path, disk)
+    }
+
+    /// An image already in memory; `name` stands for it in messages.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<DiskImage> {
+        DiskImage::from_region(name, Region::from_bytes(bytes))
+    }
+
+    fn from_region(path: &Path, disk: Region) -> Result<DiskImage> {
         let slots = partition::partitions(path, &disk)?
             .into_iter()
             .map(|partition| Slot {

@@ -205,3 +205,27 @@ fn iso_truncated_mid_file() {
         .to_string();
     assert_has(&err, &["installer.iso", "whole disk"]);
 }
+
+/// An MBR whose extended partition chains 300 EBRs, each pointing one sector further.
+#[test]
+fn long_ebr_chains_are_refused() {
+    const LINKS: usize = 300;
+    let mut disk = vec![0u8; (LINKS + 2) * 512];
+    let mut entry = |sector: usize, slot: usize, sys: u8, start: u32, count: u32| {
+        let e = sector * 512 + 446 + 16 * slot;
+        disk[e + 4] = sys;
+        disk[e + 8..e + 12].copy_from_slice(&start.to_le_bytes());
+        disk[e + 12..e + 16].copy_from_slice(&count.to_le_bytes());
+        disk[sector * 512 + 510..sector * 512 + 512].copy_from_slice(&[0x55, 0xAA]);
+    };
+    entry(0, 0, 0x05, 1, LINKS as u32);
+    for k in 0..LINKS {
+        entry(1 + k, 0, 0x83, 0, 1);
+        entry(1 + k, 1, 0x05, k as u32 + 1, 1);
+    }
+    let err = DiskImage::from_bytes(Path::new("chain.img"), disk)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert_has(&err, &["chain.img", "MBR", "more than 128 links"]);
+}

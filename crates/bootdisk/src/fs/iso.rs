@@ -24,8 +24,7 @@ enum Found<'a> {
 impl Iso {
     fn lookup(&self, path: &str) -> Result<Found<'_>, FsError> {
         let image = &self.0;
-        let root = || image.open_dir(image.root_dir().dir_ref());
-        let mut stack = vec![root()];
+        let mut stack = vec![open_dir(image, image.root_dir().dir_ref())?];
         let mut pending: Vec<String> = components(path).rev().map(str::to_string).collect();
         let mut hops = 0;
         while let Some(name) = pending.pop() {
@@ -55,7 +54,7 @@ impl Iso {
             }
             if entry.is_directory() {
                 let dir_ref = entry.as_dir_ref(image).map_err(FsError::bad)?;
-                stack.push(image.open_dir(dir_ref));
+                stack.push(open_dir(image, dir_ref)?);
             } else if pending.is_empty() {
                 return Ok(Found::File(Box::new(entry)));
             } else {
@@ -64,6 +63,23 @@ impl Iso {
         }
         stack.pop().map(Found::Dir).ok_or(FsError::NotFound)
     }
+}
+
+/// hadris-iso reads a whole directory into memory, bounded only by the image's size;
+/// real directories are a few KiB, so more than this is refused first.
+const MAX_DIR_BYTES: usize = 4 << 20;
+
+fn open_dir(
+    image: &IsoImage<Region>,
+    dir_ref: hadris_iso::directory::DirectoryRef,
+) -> Result<IsoDir<'_, Region>, FsError> {
+    if dir_ref.size > MAX_DIR_BYTES {
+        return Err(FsError::Bad(format!(
+            "a directory of {} bytes (at most {MAX_DIR_BYTES} accepted)",
+            dir_ref.size
+        )));
+    }
+    Ok(image.open_dir(dir_ref))
 }
 
 impl FileSystem for Iso {

@@ -24,14 +24,9 @@ pub(crate) fn read(disk: &Region, at: &Location) -> Result<Option<Vec<Extent>>> 
         scheme: "MBR",
         reason,
     };
+    check_ebr_chain(disk, &sector).map_err(bad)?;
     let mut reader = disk.clone();
     let mbr = mbrman::MBR::read_from(&mut reader, SECTOR as u32).map_err(|e| bad(e.to_string()))?;
-    if mbr.logical_partitions.len() > MAX_LOGICAL {
-        return Err(bad(format!(
-            "{} logical partitions (at most {MAX_LOGICAL} accepted)",
-            mbr.logical_partitions.len()
-        )));
-    }
     let mut out = Vec::new();
     for (number, p) in mbr.iter() {
         // The extended partition itself holds the EBR chain, not a filesystem.
@@ -46,6 +41,42 @@ pub(crate) fn read(disk: &Region, at: &Location) -> Result<Option<Vec<Extent>>> 
         });
     }
     Ok(Some(out))
+}
+
+/// mbrman follows the EBR chain as long as each link points further on, which on a
+/// hostile image of N sectors can be N links; walk it first and refuse more than
+/// MAX_LOGICAL links.
+fn check_ebr_chain(disk: &Region, mbr: &[u8; 512]) -> std::result::Result<(), String> {
+    let entry = |s: &[u8], i: usize| {
+        let e = &s[446 + 16 * i..462 + 16 * i];
+        (e[4], u32::from_le_bytes([e[8], e[9], e[10], e[11]]))
+    };
+    let Some(base) = (0..4)
+        .map(|i| entry(mbr, i))
+        .find(|(sys, _)| matches!(sys, 0x05 | 0x0f | 0x85))
+        .map(|(_, lba)| u64::from(lba))
+    else {
+        return Ok(());
+    };
+    let mut next = 0u64;
+    for _ in 0..=MAX_LOGICAL {
+        let mut ebr = [0u8; 512];
+        if disk
+            .read_exact_at((base + next) * SECTOR, &mut ebr)
+            .is_err()
+            || ebr[510..] != [0x55, 0xAA]
+        {
+            return Ok(()); // mbrman reports a broken link itself
+        }
+        let (_, link) = entry(&ebr, 1);
+        if link == 0 {
+            return Ok(());
+        }
+        next = u64::from(link);
+    }
+    Err(format!(
+        "the extended partition's EBR chain has more than {MAX_LOGICAL} links (a loop?)"
+    ))
 }
 
 /// Every used primary entry has a boot flag of 0 or 0x80, a non-zero size, and starts
