@@ -286,8 +286,10 @@ fn bad_input_is_a_clear_error_and_leaves_no_file() {
         k,
         "--initrd",
         big.to_str().unwrap(),
+        // The kernel takes 16-67.5 MiB (pref_address + init_size): 80 MiB fits neither
+        // below nor above it.
         "--memory",
-        "64M",
+        "96M",
     ]);
     assert!(err.contains("initrd (80 MiB) does not fit"), "{err}");
 }

@@ -52,10 +52,14 @@ pub(super) fn bzimage(
         let align = u64::from(image.kernel_alignment.unwrap_or(2 << 20)).max(4096);
         let floor = image.pref_address.unwrap_or(0);
         let target = |load: u64| load.next_multiple_of(align).max(floor);
+        let describe = format!(
+            "at or above its pref_address {floor:#x}, where it decompresses (RAM up to {} at least)",
+            mib(floor.max(MIB) + init_size)
+        );
         let above_floor = Range {
             min: floor.max(MIB),
             max_end: u64::MAX,
-            describe: "at or above pref_address, where a relocatable kernel decompresses",
+            describe: &describe,
         };
         let load = match (opts.load_address, opts.kaslr) {
             (Some(a), _) => {
