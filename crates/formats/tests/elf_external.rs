@@ -147,3 +147,64 @@ fn a_truly_eight_byte_aligned_pt_note_still_parses() {
     assert_eq!(image.notes[0].desc_hex.as_deref(), Some("01020304"));
     assert_eq!(image.notes[1].desc_offset, note_off as u64 + 48);
 }
+
+/// An ELF64 with one PT_NOTE (of `p_align`) holding `notes`, and no sections.
+fn elf_with_notes(notes: &[u8], p_align: u64) -> Vec<u8> {
+    let mut f = vec![0u8; 64 + 56];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4..8].copy_from_slice(&[2, 1, 1, 0]);
+    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    f[20..24].copy_from_slice(&1u32.to_le_bytes());
+    f[0x20..0x28].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    f[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
+    f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    f[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    let ph = 64;
+    f[ph..ph + 4].copy_from_slice(&4u32.to_le_bytes()); // PT_NOTE
+    f[ph + 8..ph + 16].copy_from_slice(&120u64.to_le_bytes()); // p_offset
+    f[ph + 32..ph + 40].copy_from_slice(&(notes.len() as u64).to_le_bytes());
+    f[ph + 40..ph + 48].copy_from_slice(&(notes.len() as u64).to_le_bytes());
+    f[ph + 48..ph + 56].copy_from_slice(&p_align.to_le_bytes());
+    f.extend_from_slice(notes);
+    f
+}
+
+/// A note laid out as Linux's `elfnote.h` does: name and descriptor padded to 4 bytes.
+fn note4(owner: &[u8], n_type: u32, desc: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend((owner.len() as u32 + 1).to_le_bytes());
+    v.extend((desc.len() as u32).to_le_bytes());
+    v.extend(n_type.to_le_bytes());
+    v.extend(owner);
+    v.push(0);
+    v.resize(v.len().next_multiple_of(4), 0);
+    v.extend(desc);
+    v.resize(v.len().next_multiple_of(4), 0);
+    v
+}
+
+proptest::proptest! {
+    /// Notes written 4-byte aligned read the same whatever p_align the PT_NOTE claims.
+    #[test]
+    fn four_byte_notes_read_the_same_under_p_align_4_and_8(
+        notes in proptest::collection::vec(
+            (
+                proptest::collection::vec(b'a'..=b'z', 1..12),
+                0u32..40,
+                proptest::collection::vec(proptest::num::u8::ANY, 0..24),
+            ),
+            1..8,
+        )
+    ) {
+        let bytes: Vec<u8> = notes.iter().flat_map(|(o, t, d)| note4(o, *t, d)).collect();
+        let four = ElfImage::parse(&elf_with_notes(&bytes, 4)).unwrap();
+        let eight = ElfImage::parse(&elf_with_notes(&bytes, 8)).unwrap();
+        proptest::prop_assert_eq!(four.notes.len(), notes.len());
+        proptest::prop_assert_eq!(&four.notes, &eight.notes);
+        for (n, (o, _, d)) in four.notes.iter().zip(&notes) {
+            proptest::prop_assert_eq!(n.owner.as_bytes(), &o[..]);
+            proptest::prop_assert_eq!(n.desc_size, d.len() as u64);
+        }
+    }
+}
