@@ -1,0 +1,286 @@
+//! Regression tests for the conversions that disagreed with libvirt on its own test data
+//! (issue 13), each with the smallest input that showed it, in both directions.
+use domboot_config::*;
+
+fn xl(text: &str) -> DomainConfig {
+    xl::parse(text, "t.cfg").expect("xl parses")
+}
+
+fn xml(text: &str) -> DomainConfig {
+    libvirt_xml::parse(text, "t.xml").expect("XML parses")
+}
+
+fn sx(text: &str) -> DomainConfig {
+    sexpr::parse(text, "t.sxp").expect("SEXPR parses")
+}
+
+const HVM: &str = "name = 'g'\nbuilder = 'hvm'\n";
+
+#[test]
+fn localtime_with_rtc_timeoffset_is_a_localtime_basis() {
+    let c = xl(&format!("{HVM}rtc_timeoffset = 0\nlocaltime = 1\n"));
+    let x = libvirt_xml::write(&c);
+    assert!(
+        x.contains("<clock offset='variable' adjustment='0' basis='localtime'/>"),
+        "{x}"
+    );
+    let back = xl::write(&xml(&x));
+    assert!(
+        back.contains("rtc_timeoffset = 0\nlocaltime = 1\n"),
+        "{back}"
+    );
+    let c = sx("(vm (name g)(localtime 1)(image (hvm (rtc_timeoffset 60))))");
+    assert_eq!(
+        c.clock,
+        Some(Clock::Variable {
+            adjustment: 60,
+            basis: ClockBasis::Localtime
+        })
+    );
+}
+
+#[test]
+fn hap_off_is_kept_both_ways() {
+    let c = xl(&format!("{HVM}hap = 0\n"));
+    let x = libvirt_xml::write(&c);
+    assert!(x.contains("<hap state='off'/>"), "{x}");
+    let c = xml(&x);
+    assert!(c.features.off.contains("hap"));
+    assert!(xl::write(&c).contains("\nhap = 0\n"));
+    assert!(sexpr::write_compact(&c).contains("(hap 0)"));
+    // hap = 1 is xl's default: nothing to say off.
+    assert!(xl(&format!("{HVM}hap = 1\n")).features.off.is_empty());
+}
+
+#[test]
+fn root_and_extra_are_one_cmdline_in_xml() {
+    let c = xl("name = 'g'\nkernel = '/k'\nroot = '/dev/xvda1'\nextra = 'console=hvc0'\n");
+    let x = libvirt_xml::write(&c);
+    assert!(
+        x.contains("<cmdline>root=/dev/xvda1 console=hvc0</cmdline>"),
+        "{x}"
+    );
+    assert!(!x.contains("<root>"), "{x}");
+}
+
+#[test]
+fn serial_port_numbers_survive() {
+    let c = xl(&format!("{HVM}serial = [ 'none', '/dev/ttyS1' ]\n"));
+    assert_eq!(c.serial_ports(), [1]);
+    let x = libvirt_xml::write(&c);
+    assert!(
+        x.contains("<source path='/dev/ttyS1'/>\n      <target port='1'/>"),
+        "{x}"
+    );
+    // libvirt's HVM console mirrors the first serial port, with its number.
+    assert!(x.contains("<target type='serial' port='1'/>"), "{x}");
+    let back = xml(&x);
+    assert_eq!(back.serials, c.serials);
+    assert!(
+        xl::write(&back).contains("serial = [\n    \"none\",\n    \"/dev/ttyS1\",\n]"),
+        "{}",
+        xl::write(&back)
+    );
+    assert!(sexpr::write_compact(&back).contains("(serial (none '/dev/ttyS1'))"));
+    let c = sx("(vm (name g)(image (hvm (serial (none /dev/ttyS1)))))");
+    assert_eq!(c.serial_ports(), [1]);
+}
+
+#[test]
+fn udp_serial_has_a_peer_and_a_bind_address() {
+    let c = xl(&format!(
+        "{HVM}serial = 'udp:127.0.0.1:9999@0.0.0.0:99998'\n"
+    ));
+    let s = &c.serials[0];
+    assert_eq!(
+        (s.host.as_deref(), s.service.as_deref()),
+        (Some("127.0.0.1"), Some("9999"))
+    );
+    assert_eq!(
+        (s.bind_host.as_deref(), s.bind_service.as_deref()),
+        (Some("0.0.0.0"), Some("99998"))
+    );
+    let x = libvirt_xml::write(&c);
+    assert!(
+        x.contains("<source mode='bind' host='0.0.0.0' service='99998'/>")
+            && x.contains("<source mode='connect' host='127.0.0.1' service='9999'/>"),
+        "{x}"
+    );
+    let back = xml(&x);
+    assert_eq!(back.serials, c.serials);
+    assert!(xl::write(&back).contains("serial = \"udp:127.0.0.1:9999@0.0.0.0:99998\""));
+}
+
+#[test]
+fn several_ips_on_one_vif() {
+    let c = xl(&format!(
+        "{HVM}vif = [ 'bridge=xenbr1,ip=10.0.0.1 10.1.1.1 2000::1' ]\n"
+    ));
+    let x = libvirt_xml::write(&c);
+    for ip in [
+        "<ip address='10.0.0.1' family='ipv4'/>",
+        "<ip address='10.1.1.1' family='ipv4'/>",
+        "<ip address='2000::1' family='ipv6'/>",
+    ] {
+        assert!(x.contains(ip), "{x}");
+    }
+    let back = xml(&x);
+    assert_eq!(
+        back.interfaces[0].ip.as_deref(),
+        Some("10.0.0.1 10.1.1.1 2000::1")
+    );
+    assert!(xl::write(&back).contains("ip=10.0.0.1 10.1.1.1 2000::1"));
+}
+
+#[test]
+fn vif_type_vif_is_the_netfront_model() {
+    let c = xl(&format!("{HVM}vif = [ 'bridge=xenbr1,type=vif' ]\n"));
+    assert_eq!(c.interfaces[0].model.as_deref(), Some("netfront"));
+    assert!(libvirt_xml::write(&c).contains("<model type='netfront'/>"));
+    let back = xl::write(&c);
+    assert!(back.contains("bridge=xenbr1,type=vif"), "{back}");
+    assert!(!back.contains("model=netfront"), "{back}");
+    // xm's spelling of it.
+    let c = xl(&format!("{HVM}vif = [ 'bridge=xenbr1,type=netfront' ]\n"));
+    assert_eq!(c.interfaces[0].model.as_deref(), Some("netfront"));
+    assert!(sexpr::write_compact(&c).contains("(type 'netfront')"));
+}
+
+#[test]
+fn sexpr_unames_are_ones_xend_can_use() {
+    let c = xml(
+        "<domain type='xen'><name>g</name><os><type>linux</type></os><devices>\
+         <disk type='block'><source dev='/dev/MainVG/GuestLV'/><target dev='xvda'/></disk>\
+         <disk type='file'><driver name='tap'/><source file='/a.img'/><target dev='xvdb'/></disk>\
+         <disk type='file'><driver name='tap' type='raw'/><source file='/b.img'/><target dev='xvdc'/></disk>\
+         <disk type='file'><driver name='tap' type='qcow'/><source file='/c.img'/><target dev='xvdd'/></disk>\
+         <disk type='file'><source file='/d.img'/><target dev='xvde'/></disk>\
+         </devices></domain>",
+    );
+    let s = sexpr::write_compact(&c);
+    for want in [
+        "(vbd (dev 'xvda:disk')(uname 'phy:/dev/MainVG/GuestLV')",
+        "(tap (dev 'xvdb:disk')(uname 'tap:aio:/a.img')",
+        "(tap (dev 'xvdc:disk')(uname 'tap:aio:/b.img')",
+        "(tap (dev 'xvdd:disk')(uname 'tap:qcow:/c.img')",
+        "(vbd (dev 'xvde:disk')(uname 'file:/d.img')",
+    ] {
+        assert!(s.contains(want), "{want} in {s}");
+    }
+    // libvirt's XML spells blktap's aio as raw.
+    let x = libvirt_xml::write(&xl(
+        "name='g'\ndisk = [ 'tap:aio:/root/some.img,xvda,w' ]\n",
+    ));
+    assert!(x.contains("<driver name='tap' type='raw'/>"), "{x}");
+}
+
+#[test]
+fn ethernet_interfaces_name_no_bridge_in_sexpr() {
+    let c = xml(
+        "<domain type='xen'><name>g</name><os><type>linux</type></os><devices>\
+         <interface type='ethernet'><mac address='00:11:22:33:44:55'/><ip address='172.14.5.6'/>\
+         <source dev='eth3'/><script path='vif-routed'/><target dev='vif4.0'/></interface>\
+         </devices></domain>",
+    );
+    let s = sexpr::write_compact(&c);
+    assert!(!s.contains("bridge"), "{s}");
+    // xend's own name for the interface is not pinned.
+    assert!(!s.contains("vifname"), "{s}");
+    assert!(
+        s.contains("(vif (mac '00:11:22:33:44:55')(script 'vif-routed')(ip '172.14.5.6'))"),
+        "{s}"
+    );
+    assert!(!xl::write(&c).contains("bridge="));
+}
+
+#[test]
+fn python_triple_quoted_strings() {
+    let c = xl("name = 'g'\ndisk = [ \"phy:/dev/HostVG/XenGuest2,hda,w\", \
+         \"\"\"phy:/dev/HostVG/XenGuest'\",hdb,w\"\"\" ]\n");
+    assert_eq!(
+        c.disks[1].source.as_deref(),
+        Some("/dev/HostVG/XenGuest'\"")
+    );
+    assert_eq!(c.disks[1].target, "hdb");
+}
+
+#[test]
+fn rbd_network_disks_are_warned_by_name_not_passed_as_files() {
+    let (c, w) = xl::parse_with_warnings(
+        "name = 'g'\ndisk = [ 'format=raw,vdev=hdb,access=rw,backendtype=qdisk,\
+         target=rbd:pool/image:auth_supported=none' ]\n",
+        "t.cfg",
+    )
+    .expect("parses");
+    assert!(c.disks.is_empty());
+    assert_eq!(
+        w[0].message,
+        "disk `hdb`: rbd network disks are not modelled (file and block are); dropped"
+    );
+}
+
+#[test]
+fn libvirt_defaults_are_filled_in_when_writing_xml() {
+    // An HVM Xen guest's firmware, its console on serial 0; a PV guest's xen console.
+    let c = xl(&format!("{HVM}serial = 'pty'\n"));
+    let x = libvirt_xml::write(&c);
+    assert!(
+        x.contains("<loader>/usr/lib/xen/boot/hvmloader</loader>"),
+        "{x}"
+    );
+    assert!(
+        x.contains("<console type='pty'>\n      <target type='serial' port='0'/>"),
+        "{x}"
+    );
+    assert_eq!(xml(&x).consoles, []);
+    let x = libvirt_xml::write(&xl("name = 'g'\nkernel = '/k'\n"));
+    assert!(
+        x.contains("<console type='pty'>\n      <target type='xen' port='0'/>"),
+        "{x}"
+    );
+    // Disk driver format and bus, vifname as the target.
+    let c =
+        xl("name = 'g'\ndisk = [ 'phy:/dev/vg/lv,xvda,w' ]\nvif = [ 'bridge=br0,vifname=net0' ]\n");
+    let x = libvirt_xml::write(&c);
+    assert!(x.contains("<driver name='phy' type='raw'/>"), "{x}");
+    assert!(x.contains("<target dev='xvda' bus='xen'/>"), "{x}");
+    assert!(x.contains("<target dev='net0'/>"), "{x}");
+}
+
+#[test]
+fn open_vswitch_vlans_on_the_bridge_name() {
+    let c = xl(&format!(
+        "{HVM}vif = [ 'bridge=ovsbr0.42,script=vif-openvswitch' ]\n"
+    ));
+    let n = &c.interfaces[0];
+    assert_eq!(
+        (
+            n.source.as_deref(),
+            n.vlan.as_slice(),
+            n.virtualport.as_deref()
+        ),
+        (Some("ovsbr0"), &[42][..], Some("openvswitch"))
+    );
+    let x = libvirt_xml::write(&c);
+    assert!(
+        x.contains("<source bridge='ovsbr0'/>\n      <vlan>\n        <tag id='42'/>\n      </vlan>\n      <virtualport type='openvswitch'/>"),
+        "{x}"
+    );
+    assert!(xl::write(&xml(&x)).contains("bridge=ovsbr0.42"));
+    let c = xl(&format!("{HVM}vif = [ 'bridge=ovsbr0:42:43' ]\n"));
+    assert!(c.interfaces[0].vlan_trunk);
+    let x = libvirt_xml::write(&c);
+    assert!(x.contains("<vlan trunk='yes'>"), "{x}");
+    assert!(xl::write(&xml(&x)).contains("bridge=ovsbr0:42:43"));
+    assert!(xl::parse("name='g'\nvif = [ 'bridge=br.x' ]\n", "t").is_err());
+}
+
+#[test]
+fn a_running_xend_domain_reports_its_names() {
+    let c = sx("(domain (domid 3)(name g)(image (hvm (vnc 1)))(device (vif (bridge xenbr0))))");
+    assert_eq!(c.interfaces[0].target.as_deref(), Some("vif3.0"));
+    assert_eq!(
+        (c.graphics[0].port, c.graphics[0].autoport),
+        (Some(5903), false)
+    );
+}
