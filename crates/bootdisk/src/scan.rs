@@ -17,6 +17,8 @@ const GRUB: &[&str] = &[
     "/grub2/grub.cfg",
     "/EFI/debian/grub.cfg",
     "/EFI/BOOT/grub.cfg",
+    // Debian's netboot tree (a TFTP root, or an image made of one).
+    "/debian-installer/amd64/grub/grub.cfg",
 ];
 const EXTLINUX: &[&str] = &[
     "/boot/extlinux/extlinux.conf",
@@ -28,6 +30,8 @@ const EXTLINUX: &[&str] = &[
     "/isolinux/isolinux.cfg",
     "/boot/isolinux/isolinux.cfg",
     "/isolinux.cfg",
+    // PXELINUX reads the same syntax; netboot trees ship it.
+    "/pxelinux.cfg/default",
 ];
 const MENU_LST: &[&str] = &[
     "/boot/grub/menu.lst",
@@ -175,19 +179,25 @@ fn first_config(
         };
         let dir = path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
         let mut include_error = None;
+        // Relative includes: from the configuration's directory, else from the root
+        // (PXELINUX's working directory is the TFTP root, not pxelinux.cfg/).
         let mut include = |p: &str| -> Option<String> {
-            let p = if p.starts_with('/') {
-                p.to_string()
+            let tries = if p.starts_with('/') {
+                vec![p.to_string()]
             } else {
-                format!("{dir}/{p}")
+                vec![format!("{dir}/{p}"), format!("/{p}")]
             };
-            match config(image, n, &p) {
-                Ok(t) => t,
-                Err(e) => {
-                    include_error.get_or_insert(e);
-                    None
+            for p in tries {
+                match config(image, n, &entries::normalize(&p)) {
+                    Ok(Some(t)) => return Some(t),
+                    Ok(None) => {}
+                    Err(e) => {
+                        include_error.get_or_insert(e);
+                        return None;
+                    }
                 }
             }
+            None
         };
         let parsed = match kind {
             EntryKind::Grub => entries::grub::parse(&text, &mut include),

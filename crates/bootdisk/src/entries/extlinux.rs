@@ -60,8 +60,14 @@ impl State {
         include: &mut Include<'_>,
         depth: usize,
     ) -> Result<(), ParseError> {
+        let mut in_text = false;
         for line in text.lines() {
             let line = line.trim();
+            // TEXT HELP … ENDTEXT is help text, not configuration.
+            if in_text {
+                in_text = !line.eq_ignore_ascii_case("endtext");
+                continue;
+            }
             let (key, rest) = match line.split_once(|c: char| c.is_ascii_whitespace()) {
                 Some((k, r)) => (k.to_ascii_lowercase(), r.trim()),
                 None => (line.to_ascii_lowercase(), ""),
@@ -96,6 +102,9 @@ impl State {
                 "ontimeout" => self.ontimeout = Some(rest.to_string()),
                 "menu default" => self.current_default = self.current.is_some(),
                 "include" | "menu include" => self.include(rest, include, depth)?,
+                "text" => in_text = true,
+                // A submenu's own MENU LABEL names the submenu, not the label before it.
+                "menu begin" | "menu end" => self.close(),
                 _ => {}
             }
         }
