@@ -16,6 +16,7 @@
 
 mod notes;
 mod parse;
+mod xen;
 
 pub use notes::{Note, NoteValue, Phys32Reloc, XenNotes, note_type_name};
 

@@ -1,10 +1,8 @@
 //! ELF notes: the walk over note segments and sections, and the decoding of the GNU, Linux
-//! and Xen notes.
-//!
-//! Xen note numbers are those of Xen's `xen/include/public/elfnote.h`; numeric Xen notes are
-//! 1, 2, 4 or 8 bytes (Xen's `elf_note_numeric`), in the file's byte order.
+//! and Xen notes (the Xen numbers and decoded form are in [`super::xen`]).
 
 use super::parse::Rd;
+pub use super::xen::*;
 use super::{MAX_DESC_HEX, MAX_NOTE_STRING, MAX_NOTES};
 use crate::FormatError;
 use crate::read::slice;
@@ -24,35 +22,6 @@ pub const LINUX_ELFNOTE_VERSION: u32 = 0;
 pub const LINUX_ELFNOTE_BUILD_SALT: u32 = 0x100;
 /// `include/linux/elfnote-lto.h`: 1 when the kernel was built with LTO.
 pub const LINUX_ELFNOTE_LTO_INFO: u32 = 0x101;
-
-pub const XEN_ELFNOTE_INFO: u32 = 0;
-pub const XEN_ELFNOTE_ENTRY: u32 = 1;
-pub const XEN_ELFNOTE_HYPERCALL_PAGE: u32 = 2;
-pub const XEN_ELFNOTE_VIRT_BASE: u32 = 3;
-pub const XEN_ELFNOTE_PADDR_OFFSET: u32 = 4;
-pub const XEN_ELFNOTE_XEN_VERSION: u32 = 5;
-pub const XEN_ELFNOTE_GUEST_OS: u32 = 6;
-pub const XEN_ELFNOTE_GUEST_VERSION: u32 = 7;
-pub const XEN_ELFNOTE_LOADER: u32 = 8;
-pub const XEN_ELFNOTE_PAE_MODE: u32 = 9;
-pub const XEN_ELFNOTE_FEATURES: u32 = 10;
-pub const XEN_ELFNOTE_BSD_SYMTAB: u32 = 11;
-pub const XEN_ELFNOTE_HV_START_LOW: u32 = 12;
-pub const XEN_ELFNOTE_L1_MFN_VALID: u32 = 13;
-pub const XEN_ELFNOTE_SUSPEND_CANCEL: u32 = 14;
-pub const XEN_ELFNOTE_INIT_P2M: u32 = 15;
-pub const XEN_ELFNOTE_MOD_START_PFN: u32 = 16;
-pub const XEN_ELFNOTE_SUPPORTED_FEATURES: u32 = 17;
-pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
-/// Xen 4.20+: alignment, minimum and maximum physical load address (32-bit each) of a
-/// relocatable PVH kernel.
-pub const XEN_ELFNOTE_PHYS32_RELOC: u32 = 19;
-pub const XEN_ELFNOTE_CRASH_INFO: u32 = 0x100_0001;
-pub const XEN_ELFNOTE_CRASH_REGS: u32 = 0x100_0002;
-pub const XEN_ELFNOTE_DUMPCORE_NONE: u32 = 0x200_0000;
-pub const XEN_ELFNOTE_DUMPCORE_HEADER: u32 = 0x200_0001;
-pub const XEN_ELFNOTE_DUMPCORE_XEN_VERSION: u32 = 0x200_0002;
-pub const XEN_ELFNOTE_DUMPCORE_FORMAT_VERSION: u32 = 0x200_0003;
 
 /// Maximum entries decoded from a list-valued note.
 const MAX_LIST: usize = 64;
@@ -90,90 +59,6 @@ pub enum NoteValue {
     Text(String),
 }
 
-/// `XEN_ELFNOTE_PHYS32_RELOC`: where a relocatable PVH kernel may be loaded.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Phys32Reloc {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub align: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max: Option<u32>,
-}
-
-/// The Xen notes, decoded by name. A field is `None` (and absent from the JSON) when the
-/// image lacks that note. With duplicates the first note wins (a warning says so).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct XenNotes {
-    /// INFO (0): a `NAME=VALUE` string.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub info: Option<String>,
-    /// ENTRY (1): virtual address of the PV entry point.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entry: Option<u64>,
-    /// HYPERCALL_PAGE (2): virtual address of the hypercall page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hypercall_page: Option<u64>,
-    /// VIRT_BASE (3): where the kernel is mapped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub virt_base: Option<u64>,
-    /// PADDR_OFFSET (4).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub paddr_offset: Option<u64>,
-    /// XEN_VERSION (5).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub xen_version: Option<String>,
-    /// GUEST_OS (6).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub guest_os: Option<String>,
-    /// GUEST_VERSION (7).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub guest_version: Option<String>,
-    /// LOADER (8).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub loader: Option<String>,
-    /// PAE_MODE (9): "yes", "no", "bimodal"...
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pae_mode: Option<String>,
-    /// FEATURES (10): `|`-separated XENFEAT names, `!` marking required ones.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub features: Option<String>,
-    /// BSD_SYMTAB (11): "yes" or "no".
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bsd_symtab: Option<String>,
-    /// HV_START_LOW (12).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hv_start_low: Option<u64>,
-    /// L1_MFN_VALID (13): mask/value pairs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub l1_mfn_valid: Option<Vec<u64>>,
-    /// SUSPEND_CANCEL (14).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub suspend_cancel: Option<u64>,
-    /// INIT_P2M (15).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub init_p2m: Option<u64>,
-    /// MOD_START_PFN (16).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mod_start_pfn: Option<u64>,
-    /// SUPPORTED_FEATURES (17): bitmap of XENFEAT numbers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub supported_features: Option<u32>,
-    /// PHYS32_ENTRY (18): the PVH entry (physical, 32-bit).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phys32_entry: Option<u64>,
-    /// PHYS32_RELOC (19).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phys32_reloc: Option<Phys32Reloc>,
-}
-
-impl XenNotes {
-    /// True when the image has no decoded Xen note.
-    pub fn is_empty(&self) -> bool {
-        *self == XenNotes::default()
-    }
-}
-
 /// The symbolic name of a note type, when known for its owner.
 pub fn note_type_name(owner: &str, n_type: u32) -> Option<&'static str> {
     Some(match (owner, n_type) {
@@ -186,38 +71,6 @@ pub fn note_type_name(owner: &str, n_type: u32) -> Option<&'static str> {
         ("Linux", LINUX_ELFNOTE_BUILD_SALT) => "LINUX_ELFNOTE_BUILD_SALT",
         ("Linux", LINUX_ELFNOTE_LTO_INFO) => "LINUX_ELFNOTE_LTO_INFO",
         ("Xen", t) => return xen_note_name(t),
-        _ => return None,
-    })
-}
-
-fn xen_note_name(n_type: u32) -> Option<&'static str> {
-    Some(match n_type {
-        XEN_ELFNOTE_INFO => "XEN_ELFNOTE_INFO",
-        XEN_ELFNOTE_ENTRY => "XEN_ELFNOTE_ENTRY",
-        XEN_ELFNOTE_HYPERCALL_PAGE => "XEN_ELFNOTE_HYPERCALL_PAGE",
-        XEN_ELFNOTE_VIRT_BASE => "XEN_ELFNOTE_VIRT_BASE",
-        XEN_ELFNOTE_PADDR_OFFSET => "XEN_ELFNOTE_PADDR_OFFSET",
-        XEN_ELFNOTE_XEN_VERSION => "XEN_ELFNOTE_XEN_VERSION",
-        XEN_ELFNOTE_GUEST_OS => "XEN_ELFNOTE_GUEST_OS",
-        XEN_ELFNOTE_GUEST_VERSION => "XEN_ELFNOTE_GUEST_VERSION",
-        XEN_ELFNOTE_LOADER => "XEN_ELFNOTE_LOADER",
-        XEN_ELFNOTE_PAE_MODE => "XEN_ELFNOTE_PAE_MODE",
-        XEN_ELFNOTE_FEATURES => "XEN_ELFNOTE_FEATURES",
-        XEN_ELFNOTE_BSD_SYMTAB => "XEN_ELFNOTE_BSD_SYMTAB",
-        XEN_ELFNOTE_HV_START_LOW => "XEN_ELFNOTE_HV_START_LOW",
-        XEN_ELFNOTE_L1_MFN_VALID => "XEN_ELFNOTE_L1_MFN_VALID",
-        XEN_ELFNOTE_SUSPEND_CANCEL => "XEN_ELFNOTE_SUSPEND_CANCEL",
-        XEN_ELFNOTE_INIT_P2M => "XEN_ELFNOTE_INIT_P2M",
-        XEN_ELFNOTE_MOD_START_PFN => "XEN_ELFNOTE_MOD_START_PFN",
-        XEN_ELFNOTE_SUPPORTED_FEATURES => "XEN_ELFNOTE_SUPPORTED_FEATURES",
-        XEN_ELFNOTE_PHYS32_ENTRY => "XEN_ELFNOTE_PHYS32_ENTRY",
-        XEN_ELFNOTE_PHYS32_RELOC => "XEN_ELFNOTE_PHYS32_RELOC",
-        XEN_ELFNOTE_CRASH_INFO => "XEN_ELFNOTE_CRASH_INFO",
-        XEN_ELFNOTE_CRASH_REGS => "XEN_ELFNOTE_CRASH_REGS",
-        XEN_ELFNOTE_DUMPCORE_NONE => "XEN_ELFNOTE_DUMPCORE_NONE",
-        XEN_ELFNOTE_DUMPCORE_HEADER => "XEN_ELFNOTE_DUMPCORE_HEADER",
-        XEN_ELFNOTE_DUMPCORE_XEN_VERSION => "XEN_ELFNOTE_DUMPCORE_XEN_VERSION",
-        XEN_ELFNOTE_DUMPCORE_FORMAT_VERSION => "XEN_ELFNOTE_DUMPCORE_FORMAT_VERSION",
         _ => return None,
     })
 }
@@ -665,165 +518,5 @@ fn set<T: PartialEq + Debug>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::elf::ElfClass;
-
-    fn note(owner: &str, n_type: u32, desc: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        let name = [owner.as_bytes(), b"\0"].concat();
-        v.extend((name.len() as u32).to_le_bytes());
-        v.extend((desc.len() as u32).to_le_bytes());
-        v.extend(n_type.to_le_bytes());
-        v.extend(&name);
-        v.resize(v.len().next_multiple_of(4), 0);
-        v.extend(desc);
-        v.resize(v.len().next_multiple_of(4), 0);
-        v
-    }
-
-    fn collect(data: &[u8]) -> Result<(Vec<Note>, XenNotes, Vec<String>), FormatError> {
-        let rd = Rd {
-            data,
-            big: false,
-            class: ElfClass::Elf64,
-        };
-        let mut c = NoteCollector::new(rd);
-        c.parse_region(&NoteRegion {
-            start: 0,
-            size: data.len() as u64,
-            align: 4,
-            source: NoteSource::Segment(0),
-        })?;
-        Ok(c.finish())
-    }
-
-    #[test]
-    fn decodes_xen_gnu_and_linux_notes() {
-        let mut data = Vec::new();
-        data.extend(note("GNU", 3, &[0xde, 0xad, 0xbe, 0xef]));
-        data.extend(note("Linux", 0x101, &0u32.to_le_bytes()));
-        data.extend(note("Linux", 0x100, b"\0"));
-        data.extend(note("Xen", 18, &0x1000480u64.to_le_bytes()));
-        data.extend(note("Xen", 6, b"linux\0"));
-        data.extend(note("Xen", 17, &0x801u32.to_le_bytes()));
-        data.extend(note(
-            "Xen",
-            13,
-            &[1u64.to_le_bytes(), 1u64.to_le_bytes()].concat(),
-        ));
-        data.extend(note(
-            "Xen",
-            19,
-            &[0x20_0000u32, 0x100_0000, 0xffff_ffff]
-                .map(u32::to_le_bytes)
-                .concat(),
-        ));
-        data.extend(note("Xen", 1, &0xffff_ffff_8100_0000u64.to_le_bytes()));
-        data.extend(note("Xen", 0x200_0000, &[]));
-        let (notes, xen, warnings) = collect(&data).unwrap();
-        assert_eq!(notes.len(), 10);
-        assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(notes[0].value, Some(NoteValue::Text("deadbeef".into())));
-        assert_eq!(notes[0].type_name, Some("NT_GNU_BUILD_ID"));
-        assert_eq!(notes[1].type_name, Some("LINUX_ELFNOTE_LTO_INFO"));
-        assert_eq!(notes[1].value, Some(NoteValue::Number(0)));
-        assert_eq!(notes[2].value, Some(NoteValue::Text(String::new())));
-        assert_eq!(xen.phys32_entry, Some(0x1000480));
-        assert_eq!(xen.guest_os.as_deref(), Some("linux"));
-        assert_eq!(xen.supported_features, Some(0x801));
-        assert_eq!(xen.l1_mfn_valid, Some(vec![1, 1]));
-        assert_eq!(
-            xen.phys32_reloc,
-            Some(Phys32Reloc {
-                align: Some(0x20_0000),
-                min: Some(0x100_0000),
-                max: Some(0xffff_ffff)
-            })
-        );
-        assert_eq!(xen.entry, Some(0xffff_ffff_8100_0000));
-        assert_eq!(notes[9].type_name, Some("XEN_ELFNOTE_DUMPCORE_NONE"));
-        assert_eq!(notes[9].value, None);
-        let json = serde_json::to_value(&xen).unwrap();
-        assert_eq!(json["phys32_entry"], 0x1000480);
-        assert!(json.get("info").is_none());
-    }
-
-    #[test]
-    fn bad_numeric_xen_notes() {
-        let data = note("Xen", 18, &[1, 2, 3]);
-        assert!(matches!(
-            collect(&data),
-            Err(FormatError::Field {
-                field: "n_descsz",
-                offset: 4,
-                value: 3,
-                ..
-            })
-        ));
-        let data = note("Xen", 18, &0x1_0000_0000u64.to_le_bytes());
-        assert!(matches!(
-            collect(&data),
-            Err(FormatError::Field {
-                field: "XEN_ELFNOTE_PHYS32_ENTRY",
-                offset: 16,
-                ..
-            })
-        ));
-        let data = [
-            note("Xen", 18, &1u32.to_le_bytes()),
-            note("Xen", 18, &2u32.to_le_bytes()),
-        ]
-        .concat();
-        assert!(matches!(collect(&data), Err(FormatError::Invalid(_))));
-        let data = [note("Xen", 6, b"a\0"), note("Xen", 6, b"b\0")].concat();
-        let (_, xen, warnings) = collect(&data).unwrap();
-        assert_eq!(xen.guest_os.as_deref(), Some("a"));
-        assert_eq!(warnings.len(), 1);
-    }
-
-    #[test]
-    fn note_bounds() {
-        let mut data = note("GNU", 3, &[0; 20]);
-        // descsz past the region.
-        data[4] = 0xff;
-        assert!(matches!(
-            collect(&data),
-            Err(FormatError::Field {
-                field: "n_descsz",
-                ..
-            })
-        ));
-        // namesz overflowing.
-        let mut data = note("GNU", 3, &[0; 20]);
-        data[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            collect(&data),
-            Err(FormatError::Field {
-                field: "n_namesz",
-                ..
-            })
-        ));
-        // A cut-off header; zero padding is fine.
-        let mut data = note("GNU", 3, &[0; 4]);
-        data.extend([0; 8]);
-        assert_eq!(collect(&data).unwrap().0.len(), 1);
-        data.extend([1]);
-        assert!(matches!(
-            collect(&data),
-            Err(FormatError::Truncated {
-                what: "note header",
-                ..
-            })
-        ));
-        // Too many notes.
-        let data = note("X", 1, &[]).repeat(MAX_NOTES + 1);
-        assert!(matches!(
-            collect(&data),
-            Err(FormatError::Field {
-                field: "note count",
-                ..
-            })
-        ));
-    }
-}
+#[path = "notes_tests.rs"]
+mod tests;
