@@ -125,3 +125,27 @@ proptest! {
         prop_assert!(bls::glob(&text.replace(['*', '?'], ""), &text.replace(['*', '?'], "")));
     }
 }
+
+#[test]
+fn extlinux_submenus_and_help_text() {
+    let m = extlinux::parse(
+        "LABEL a\n KERNEL /a\nMENU BEGIN adv\n MENU LABEL Advanced\n LABEL b\n  MENU LABEL B\n  KERNEL /b\n  TEXT HELP\n  kernel /not-this\n  ENDTEXT\nMENU END\n",
+        &mut |_| None,
+    )
+    .unwrap();
+    let t: Vec<(&str, &str)> = m
+        .entries
+        .iter()
+        .map(|e| (e.title.as_str(), e.kernel.as_str()))
+        .collect();
+    assert_eq!(t, [("a", "/a"), ("B", "/b")]);
+}
+
+proptest! {
+    #[test]
+    fn version_order_is_antisymmetric(a in "[a-z0-9.~^-]{0,12}", b in "[a-z0-9.~^-]{0,12}") {
+        use super::version::compare;
+        prop_assert_eq!(compare(&a, &b), compare(&b, &a).reverse());
+        prop_assert_eq!(compare(&a, &a), std::cmp::Ordering::Equal);
+    }
+}

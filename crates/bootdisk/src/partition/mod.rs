@@ -58,13 +58,13 @@ pub fn partitions(image: &Path, disk: &Region) -> Result<Vec<Partition>> {
         size: disk.len(),
         region: disk.clone(),
     }];
-    // A FAT boot sector also ends in 55 AA: a FAT filesystem on the whole disk has no table.
+    // A FAT boot sector also ends in 55 AA: without a GPT, a FAT filesystem on the whole
+    // disk means there is no MBR either.
     let mut boot = [0u8; 512];
-    if disk.read_exact_at(0, &mut boot).is_ok() && crate::fs::looks_like_fat(&boot) {
-        return Ok(out);
-    }
+    let fat = disk.read_exact_at(0, &mut boot).is_ok() && crate::fs::looks_like_fat(&boot);
     let (scheme, extents) = match gpt::read(disk, &at)? {
         Some(extents) => ("gpt", extents),
+        None if fat => return Ok(out),
         None => ("mbr", mbr::read(disk, &at)?.unwrap_or_default()),
     };
     for e in extents {
