@@ -205,3 +205,32 @@ fn gpt_with_4096_byte_sectors() {
     assert_eq!(default, Some(0));
     assert_eq!(image.load(&entries[0]).unwrap().0, b"kernel bytes");
 }
+
+/// ext2 and ext3 (no extents, indirect blocks) on the whole disk, with a relative symlink
+/// chain to the kernel.
+#[test]
+fn whole_disk_ext2_and_ext3() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = std::fs::read(images::kernel()).unwrap();
+    for kind in ["ext2", "ext3"] {
+        let tree = images::Tree::new()
+            .text(
+                "/boot/grub/menu.lst",
+                "title Old\nkernel /vmlinuz ro\ninitrd /boot/initrd\n",
+            )
+            .copy("/boot/vmlinuz-real", &images::kernel())
+            .symlink("/boot/vmlinuz-link", "vmlinuz-real")
+            .symlink("/vmlinuz", "boot/vmlinuz-link")
+            .bytes("/boot/initrd", &layouts::initrd_bytes(kind));
+        let disk = images::ext(dir.path(), kind, &tree, 24, kind);
+        let mut image = DiskImage::open(&disk).unwrap();
+        let entry = image.select(&Selector::Default).unwrap();
+        assert_eq!(
+            (entry.title.as_str(), entry.partition, entry.kernel.as_str()),
+            ("Old", Some(0), "/vmlinuz")
+        );
+        let (k, i) = image.load(&entry).unwrap();
+        assert!(k == kernel, "{kind}: kernel through two symlinks");
+        assert_eq!(i, vec![layouts::initrd_bytes(kind)]);
+    }
+}

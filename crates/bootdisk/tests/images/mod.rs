@@ -82,10 +82,15 @@ fn s(p: &Path) -> &str {
 
 /// An ext4 filesystem image of `mib` MiB holding `tree` (mkfs.ext4 -d).
 pub fn ext4(dir: &Path, name: &str, tree: &Tree, mib: u64) -> PathBuf {
+    ext(dir, name, tree, mib, "ext4")
+}
+
+/// An ext2, ext3 or ext4 (`kind`) filesystem image of `mib` MiB holding `tree`.
+pub fn ext(dir: &Path, name: &str, tree: &Tree, mib: u64, kind: &str) -> PathBuf {
     let root = tree.stage(dir, name);
-    let img = dir.join(format!("{name}.ext4"));
+    let img = dir.join(format!("{name}.{kind}"));
     run(
-        "mkfs.ext4",
+        &format!("mkfs.{kind}"),
         &[
             "-q",
             "-F",
