@@ -10,8 +10,9 @@ use domboot_builder::DomainImage;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// List the boot entries on a disk image (BLS entries, UKIs, grub.cfg, extlinux/syslinux/
-/// isolinux, menu.lst on MBR/GPT partitions or a whole-disk ext2/3/4, FAT or ISO9660).
+/// List the boot entries on a disk image: BLS entries, UKIs, grub.cfg, extlinux,
+/// syslinux, isolinux and menu.lst, on MBR or GPT partitions or a whole-disk ext2/3/4,
+/// FAT or ISO9660.
 #[derive(clap::Args)]
 pub struct Args {
     /// The disk image (read only, never mounted).
