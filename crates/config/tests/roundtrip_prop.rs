@@ -347,6 +347,15 @@ fn expressible(c: &DomainConfig, syntax: Syntax) -> DomainConfig {
             }
         }
     }
+    if syntax == Syntax::Xl {
+        for d in &mut c.disks {
+            // xl's form names no backend: an image file is libxl's qdisk (`qemu`).
+            let file = d.source.as_deref().is_some_and(|s| !s.starts_with("/dev/"));
+            if d.driver.is_none() && file {
+                d.driver = Some("qemu".into());
+            }
+        }
+    }
     if matches!(syntax, Syntax::Xl | Syntax::Sexpr) {
         // Both count whole MiB.
         let round = |m: MemSize| MemSize::from_kib(m.mib_ceil() * 1024);

@@ -185,6 +185,15 @@ pub fn parse_disk(spec: &str) -> Result<Disk, String> {
         Some("w!" | "!") => disk.shareable = true,
         Some(a) => return Err(format!("access `{a}` is not r, ro, w, rw or w!")),
     }
+    // xl's form names no backend: libxl picks phy for a block device and qdisk for an
+    // image file, which libvirt calls the `qemu` driver.
+    let image_file = disk
+        .source
+        .as_deref()
+        .is_some_and(|s| !s.starts_with("/dev/"));
+    if !legacy && disk.driver.is_none() && image_file {
+        disk.driver = Some("qemu".into());
+    }
     disk.kind = DiskKind::infer(disk.driver.as_deref(), disk.source.as_deref());
     Ok(disk)
 }
