@@ -179,6 +179,12 @@ impl<'a> Reader<'a> {
         c.max_memory = self.mib("maxmem")?;
         c.vcpus = self.u32("vcpus")?;
         c.max_vcpus = self.u32("maxvcpus")?;
+        // xm's `vcpu_avail` bitmask: `vcpus` is then the maximum, the set bits the ones
+        // online (libvirt `<vcpu current>`).
+        if let Some(mask) = self.unsigned("vcpu_avail")? {
+            c.max_vcpus = c.max_vcpus.or(c.vcpus);
+            c.vcpus = Some(mask.count_ones());
+        }
         self.boot(&mut c)?;
         for (key, slot) in [
             ("on_poweroff", &mut c.on_poweroff),
@@ -382,6 +388,17 @@ impl<'a> Reader<'a> {
                 Err(m) => return Err(ConfigError::semantic(self.span(off), "serial", m)),
             }
         }
+        // xm's HVM `cdrom = PATH`: the file-backed cdrom drive hdc.
+        if let Some(path) = self.str("cdrom")? {
+            c.disks.push(Disk {
+                driver: Some("file".into()),
+                source: Some(path).filter(|p| !p.is_empty()),
+                target: "hdc".into(),
+                device: DiskDevice::Cdrom,
+                readonly: true,
+                ..Default::default()
+            });
+        }
         for (s, _) in self.strs("usbdevice")? {
             c.inputs.push(Input {
                 kind: s,
@@ -555,6 +572,8 @@ impl<'a> Reader<'a> {
             "memory",
             "maxmem",
             "vcpus",
+            "vcpu_avail",
+            "cdrom",
             "maxvcpus",
             "kernel",
             "ramdisk",

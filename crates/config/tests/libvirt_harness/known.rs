@@ -22,6 +22,30 @@ pub const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
         "libvirt's XML predates its reading `rtc_timeoffset = 0` as a variable clock \
          (test-fullvirt-localtime.xml, copied at a later commit, has the newer reading)",
     ),
+    ("xm", "test-no-source-cdrom", "*", "emulator", VERSIONS),
+    ("xm", "test-no-source-cdrom", "*", "device_model", VERSIONS),
+    (
+        "xm",
+        "test-no-source-cdrom",
+        "to-xml",
+        "clock.",
+        "libvirt's XML predates its reading `rtc_timeoffset = 0` as a variable clock",
+    ),
+    (
+        "xm",
+        "test-no-source-cdrom",
+        "to-xml",
+        "disk[hdc].",
+        "an empty cdrom drive has no backend; libvirt's xm reader called it a `phy` block \
+         device, domboot names none (a file)",
+    ),
+    (
+        "xm",
+        "*",
+        "*",
+        "vif[0].type",
+        "domboot writes xl's spelling of a PV-only NIC, `type=vif`; xm's is `type=netfront`",
+    ),
     (
         "sexpr2xml",
         "sexpr2xml-net-routed",

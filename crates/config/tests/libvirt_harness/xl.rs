@@ -54,11 +54,13 @@ pub fn facts(text: &str) -> Result<Facts, String> {
     let mem = get("memory").map(|m| num(&m));
     put("maxmem", get("maxmem").map(|m| num(&m)).or(mem.clone()));
     put("memory", mem);
-    let vcpus = get("vcpus").map(|m| num(&m));
-    put(
-        "maxvcpus",
-        get("maxvcpus").map(|m| num(&m)).or(vcpus.clone()),
-    );
+    let mut vcpus = get("vcpus").map(|m| num(&m));
+    let max = get("maxvcpus").map(|m| num(&m)).or(vcpus.clone());
+    // xm's vcpu_avail: the vCPUs online are the mask's set bits.
+    if let Some(mask) = get("vcpu_avail").and_then(|m| m.trim().parse::<u64>().ok()) {
+        vcpus = Some(mask.count_ones().to_string());
+    }
+    put("maxvcpus", max);
     put("vcpus", vcpus);
     // The seeds' rule: an HVM kernel that names the firmware is the loader.
     let mut loader = get("loader").or(get("firmware").filter(|f| f.contains('/')));
@@ -140,6 +142,17 @@ fn graphics_keys(get: &dyn Fn(&str) -> Option<String>, put: &mut dyn FnMut(&str,
 }
 
 fn devices(map: &HashMap<&str, &Value>, hvm: bool, f: &mut Facts) -> Result<(), String> {
+    // xm's HVM `cdrom = PATH` is the file-backed cdrom hdc.
+    if let Some(path) = map.get("cdrom").and_then(|v| scalar(v)) {
+        for (k, v) in [
+            ("driver", "file"),
+            ("source", path.as_str()),
+            ("devtype", "cdrom"),
+            ("access", "ro"),
+        ] {
+            f.insert(format!("disk[hdc].{k}"), v.to_string());
+        }
+    }
     for d in list(map.get("disk").copied()) {
         let disk = spec::parse_disk(&d).map_err(|e| format!("disk `{d}`: {e}"))?;
         let g = format!("disk[{}]", disk.target);
