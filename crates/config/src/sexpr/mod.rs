@@ -16,7 +16,7 @@ mod parse;
 mod read;
 mod write;
 
-pub use parse::{Sexp, parse as parse_tree};
+pub use parse::{Sexp, parse as parse_tree, parse_lenient as parse_tree_lenient};
 
 use crate::error::{ConfigError, Warning};
 use crate::model::DomainConfig;
@@ -31,10 +31,11 @@ pub fn parse_with_warnings(
     text: &str,
     source: &str,
 ) -> Result<(DomainConfig, Vec<Warning>), ConfigError> {
-    let tree = parse::parse(text, source)?;
+    let (tree, mut warnings) = parse::parse_lenient(text, source)?;
     let mut r = read::Reader::new(text, source);
     let c = r.read(&tree)?;
-    Ok((c, r.warnings))
+    warnings.append(&mut r.warnings);
+    Ok((c, warnings))
 }
 
 /// The indented form (one item per line), ending with a newline.

@@ -2,7 +2,7 @@
 //! are bare (`hvm`, `tcp:localhost:9999,server,nowait`) or quoted with `'` or `"` (with
 //! backslash escapes). A backslash before a newline continues the line, as in libvirt's
 //! test files. Also the writers: compact (one line) and indented (readable diffs).
-use crate::error::{ConfigError, Span};
+use crate::error::{ConfigError, Span, Warning};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sexp {
@@ -81,6 +81,60 @@ pub fn parse(text: &str, source: &str) -> Result<Sexp, ConfigError> {
     }
     Ok(e)
 }
+
+/// Parse as libvirt's S-expression reader does: it closes lists still open at the end of
+/// the text and ignores stray `)` after the expression. Three of libvirt's own xend test
+/// files rely on that; each repair is reported as a warning with its position.
+pub fn parse_lenient(text: &str, source: &str) -> Result<(Sexp, Vec<Warning>), ConfigError> {
+    let end = Span::at_offset(source, text, text.len());
+    let err = match parse(text, source) {
+        Ok(e) => return Ok((e, Vec::new())),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    if msg.contains("unexpected text after the closing `)`") {
+        // Only stray closing parentheses (and blanks) may follow.
+        let mut p = P {
+            text,
+            pos: 0,
+            source,
+        };
+        p.blank();
+        let e = p.expr(0)?;
+        let rest = text.get(p.pos..).unwrap_or("");
+        if rest
+            .chars()
+            .all(|c| c == ')' || c.is_whitespace() || c == '\\')
+        {
+            let at = Span::at_offset(source, text, p.pos);
+            let w = Warning::new(
+                at,
+                "stray `)` after the expression ignored (as libvirt does)",
+            );
+            return Ok((e, vec![w]));
+        }
+        return Err(err);
+    }
+    if msg.contains("unclosed `(`") {
+        // Close what is open at the end, as libvirt does (a few at most).
+        for missing in 1..=MAX_REPAIR {
+            let closed = format!("{text}{}", ")".repeat(missing));
+            if let Ok(e) = parse(&closed, source) {
+                let w = Warning::new(
+                    end,
+                    format!(
+                        "{missing} `)` missing at the end of the file; read as closed (as libvirt does)"
+                    ),
+                );
+                return Ok((e, vec![w]));
+            }
+        }
+    }
+    Err(err)
+}
+
+/// At most this many missing `)` are supplied at the end of a file.
+const MAX_REPAIR: usize = 3;
 
 struct P<'a> {
     text: &'a str,

@@ -189,7 +189,12 @@ pub fn classify(d: &Diff, warnings: &[Warning]) -> Class {
         return Class::Documented;
     }
     for name in warned_names(&d.key) {
-        let quoted = [format!("`{name}`"), format!("<{name}>"), format!("`{name}")];
+        let quoted = [
+            format!("`{name}`"),
+            format!("<{name}>"),
+            format!("`{name}"),
+            format!("`({name} "),
+        ];
         if warnings
             .iter()
             .any(|w| quoted.iter().any(|q| w.message.contains(q.as_str())))

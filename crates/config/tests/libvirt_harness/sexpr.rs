@@ -1,7 +1,7 @@
 //! Facts of a xend S-expression, as xend would read it (its defaults filled in). Only the
 //! S-expression tokenizer is domboot's; the meaning of each item is worked out here.
 use super::{Facts, HVMLOADER, is_firmware, norm_uuid};
-use domboot_config::sexpr::{Sexp, parse_tree};
+use domboot_config::sexpr::{Sexp, parse_tree_lenient};
 
 fn atom(e: &Sexp) -> Option<String> {
     match e.items() {
@@ -26,7 +26,7 @@ fn num(s: &str) -> String {
 }
 
 pub fn facts(text: &str) -> Result<Facts, String> {
-    let root = parse_tree(text, "facts").map_err(|e| e.to_string())?;
+    let (root, _) = parse_tree_lenient(text, "facts").map_err(|e| e.to_string())?;
     let mut f = Facts::new();
     let mut localtime = "0".to_string();
     let mut nic = 0;
@@ -58,6 +58,8 @@ pub fn facts(text: &str) -> Result<Facts, String> {
         }
     }
     f.insert("localtime".into(), localtime);
+    // xend's default image is a PV (linux) one.
+    f.entry("image".into()).or_insert_with(|| "linux".into());
     if let Some(m) = f.get("memory").cloned() {
         f.entry("maxmem".into()).or_insert(m);
     }
@@ -166,6 +168,26 @@ fn image(img: &Sexp, f: &mut Facts, localtime: &mut String) {
         }
     } else {
         f.entry("vncunused".into()).or_insert_with(|| "1".into());
+    }
+    if f.get("sdl").is_none() {
+        for k in ["display", "xauthority"] {
+            f.remove(k);
+        }
+    }
+    // A PV image's display keys are the old spelling of a vfb device: xend makes one.
+    if !hvm && f.remove("vnc").is_some() {
+        f.insert("vfb[0].type".into(), "vnc".into());
+        for k in [
+            "vncunused",
+            "vncdisplay",
+            "vnclisten",
+            "vncpasswd",
+            "keymap",
+        ] {
+            if let Some(v) = f.remove(k) {
+                f.insert(format!("vfb[0].{k}"), v);
+            }
+        }
     }
     for (i, s) in serial.iter().enumerate() {
         if s != "none" {
