@@ -299,11 +299,10 @@ fn syntax_errors_give_line_column_and_text() {
         e.to_string(),
         "bad.conf:2:14: syntax error: expected a newline or `;` after the value (at `MB`)"
     );
-    // (A stray `)` is read as libvirt reads it, with a warning: see libvirt_bugs.rs.)
-    let e = err(Syntax::Sexpr, "(vm (name a)\n  (memory 512))x");
+    let e = err(Syntax::Sexpr, "(vm (name a)\n  (memory 512)))");
     assert_eq!(
         e.to_string(),
-        "bad.conf:2:16: syntax error: unexpected text after the closing `)` (at `x`)"
+        "bad.conf:2:16: syntax error: unexpected text after the closing `)` (at `)`)"
     );
     let e = err(Syntax::Xml, "<domain><name>a</name></domian>");
     assert!(

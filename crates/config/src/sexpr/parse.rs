@@ -82,9 +82,9 @@ pub fn parse(text: &str, source: &str) -> Result<Sexp, ConfigError> {
     Ok(e)
 }
 
-/// Parse as libvirt's S-expression reader does: it closes lists still open at the end of
-/// the text and ignores stray `)` after the expression. Three of libvirt's own xend test
-/// files rely on that; each repair is reported as a warning with its position.
+/// Parse as libvirt's S-expression reader does where it closes lists still open at the end
+/// of the text (two of libvirt's own xend test files rely on that); the repair is reported
+/// as a warning with its position. A stray `)` after the expression stays an error.
 pub fn parse_lenient(text: &str, source: &str) -> Result<(Sexp, Vec<Warning>), ConfigError> {
     let end = Span::at_offset(source, text, text.len());
     let err = match parse(text, source) {
@@ -92,29 +92,6 @@ pub fn parse_lenient(text: &str, source: &str) -> Result<(Sexp, Vec<Warning>), C
         Err(e) => e,
     };
     let msg = err.to_string();
-    if msg.contains("unexpected text after the closing `)`") {
-        // Only stray closing parentheses (and blanks) may follow.
-        let mut p = P {
-            text,
-            pos: 0,
-            source,
-        };
-        p.blank();
-        let e = p.expr(0)?;
-        let rest = text.get(p.pos..).unwrap_or("");
-        if rest
-            .chars()
-            .all(|c| c == ')' || c.is_whitespace() || c == '\\')
-        {
-            let at = Span::at_offset(source, text, p.pos);
-            let w = Warning::new(
-                at,
-                "stray `)` after the expression ignored (as libvirt does)",
-            );
-            return Ok((e, vec![w]));
-        }
-        return Err(err);
-    }
     if msg.contains("unclosed `(`") {
         // Close what is open at the end, as libvirt does (a few at most).
         for missing in 1..=MAX_REPAIR {
