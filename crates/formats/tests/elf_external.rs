@@ -78,6 +78,24 @@ fn a_two_byte_pvh_entry_note_is_an_error_as_in_linux_loader() {
     }
 }
 
+/// p_align 0xd is not a note alignment at all: the walk ignores it (4 bytes, as always),
+/// and the bytes there are no notes, which is the error reported.
+#[test]
+fn an_odd_p_align_is_ignored_and_the_bytes_judged_as_notes() {
+    match ElfImage::parse(&fixture("test_bad_align.bin")) {
+        Err(FormatError::Field {
+            field,
+            offset,
+            limit,
+            ..
+        }) => {
+            assert_eq!((field, offset), ("n_namesz", 0x126));
+            assert!(limit.contains("PT_NOTE program header 1"), "{limit}");
+        }
+        other => panic!("expected an n_namesz error, got {other:?}"),
+    }
+}
+
 #[test]
 fn real_kernels_with_pt_note_p_align_8_read_the_same() {
     let debian = support::debian_kernel("cloud").vmlinuz;
