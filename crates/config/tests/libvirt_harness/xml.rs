@@ -133,6 +133,8 @@ fn implied_console(hvm: bool, f: &mut Facts) {
 /// `<os>`; returns whether the guest is HVM.
 fn os(d: Node, f: &mut Facts) -> bool {
     let Some(os) = child(d, "os") else {
+        // libvirt's default for a Xen domain that boots through a bootloader: PV.
+        f.insert("os.type".into(), "linux".into());
         return false;
     };
     let t = child(os, "type").map(text).unwrap_or_default();
