@@ -20,6 +20,8 @@ struct State {
     /// The APPEND of the global section, used by labels without their own.
     global_append: String,
     append_seen: bool,
+    /// Bytes read through INCLUDE so far.
+    included: usize,
 }
 
 pub fn parse(text: &str, include: &mut Include<'_>) -> Result<Menu, ParseError> {
@@ -158,6 +160,7 @@ impl State {
             return Ok(());
         };
         if let Some(text) = include(path) {
+            super::count_included(&mut self.included, &text)?;
             self.lines(&text, include, depth + 1)?;
         }
         Ok(())

@@ -13,6 +13,21 @@ use serde::Serialize;
 /// Files included from included files, at most this deep (grub `source`, extlinux
 /// `INCLUDE`): deeper is a loop or a hostile image.
 pub const MAX_INCLUDE_DEPTH: usize = 8;
+/// Text all included files of one configuration may add up to: with only a depth bound,
+/// a file sourcing itself k times would be read k^8 times.
+pub const MAX_INCLUDED_BYTES: usize = 4 << 20;
+
+/// Counts what includes add, failing past MAX_INCLUDED_BYTES.
+pub fn count_included(total: &mut usize, text: &str) -> Result<(), ParseError> {
+    // Each counts as at least 1 KiB, so tiny files cannot be included millions of times.
+    *total = total.saturating_add(text.len().max(1024));
+    if *total > MAX_INCLUDED_BYTES {
+        return Err(ParseError(format!(
+            "included files add up to more than {MAX_INCLUDED_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
 /// Entries one configuration may define.
 pub const MAX_ENTRIES: usize = 1024;
 /// A block nesting deeper than this (grub `{ }`, extlinux MENU BEGIN) is refused.

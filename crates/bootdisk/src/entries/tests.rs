@@ -149,3 +149,13 @@ proptest! {
         prop_assert_eq!(compare(&a, &a), std::cmp::Ordering::Equal);
     }
 }
+
+#[test]
+fn includes_are_bounded_in_total_not_only_in_depth() {
+    let fan_out = "INCLUDE a\n".repeat(20) + &"#".repeat(600_000);
+    let err = extlinux::parse(&fan_out, &mut |_| Some(fan_out.clone())).unwrap_err();
+    assert!(err.0.contains("add up to more than"), "{err}");
+    let fan_out = "source /a\n".repeat(20) + &"#".repeat(600_000);
+    let err = super::grub::parse(&fan_out, &mut |_| Some(fan_out.clone())).unwrap_err();
+    assert!(err.0.contains("add up to more than"), "{err}");
+}

@@ -25,6 +25,8 @@ pub struct State {
     items: Vec<Item>,
     /// Titles of the submenus being run (for entries' own ordering).
     submenu: Option<usize>,
+    /// Bytes read through `source` so far.
+    included: usize,
 }
 
 impl State {
@@ -159,6 +161,7 @@ impl State {
             ("source" | "configfile", None) if depth < MAX_INCLUDE_DEPTH => {
                 if let Some(path) = args.first() {
                     if let Some(text) = include(&split_device(path, false).1) {
+                        crate::entries::count_included(&mut self.included, &text)?;
                         self.run(&statements(&text)?, include, depth + 1)?;
                     }
                 }
