@@ -79,7 +79,7 @@ fn ram_note(plan: &BootPlan) -> String {
             human_size(kernel_needs),
         ),
         _ => format!(
-            "it needs {} of RAM or more (the kernel, where it decompresses, and its boot data)",
+            "it needs {} of RAM or more (the kernel with the room it needs to start, and its boot data)",
             human_size(image_needs)
         ),
     }
