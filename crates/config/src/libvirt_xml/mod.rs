@@ -1,6 +1,7 @@
 //! libvirt domain XML (formatdomain): `<os>` unified for PV and HVM as in seed 002
 //! (`<type>` hvm | linux | xen | xenpvh, `<loader>`, `<kernel>`, `<initrd>`, `<cmdline>`,
-//! `<boot dev>`; domboot's old `<root>` is read into the command line), `<memory>` and `<currentMemory>` with units, `<vcpu current>`,
+//! `<boot dev>`; domboot's old `<root>` is read into the command line), `<memory>` and
+//! `<currentMemory>` with units, `<vcpu current>`,
 //! `<features>`, `<clock>`, `<on_*>`, `<bootloader>`, and the devices `<emulator>`,
 //! `<disk>`, `<interface>`, `<serial>`, `<console>`, `<graphics>`, `<input>`.
 //! Elements outside that set are reported as warnings.

@@ -11,9 +11,11 @@
 //! Compatibility rules (from the seeds): an HVM file whose `kernel` names the firmware
 //! (hvmloader) and has no `loader` means `loader`; `root` and `extra` combine into the
 //! command line as xl does (see [`crate::Boot::effective_cmdline`]); `cmdline` replaces both.
+mod chardev;
 mod parse;
 mod read;
 pub mod spec;
+mod vif;
 mod write;
 
 pub use parse::{Setting, Spanned, Value, parse as parse_settings, quote};

@@ -1,10 +1,12 @@
 //! The string specs inside xl values: disks (xl-disk-configuration(5), both the key=value
-//! and the deprecated xm `prefix:target,vdev,access` forms), vifs, character devices
-//! (`pty`, `file:/path`, `tcp:host:port,server,nowait`...) and domboot's own key=value
-//! extension specs. Shared with the xend S-expression reader for `uname` and `serial`.
-use crate::model::{
-    CharDev, CharKind, Disk, DiskDevice, DiskKind, DomainConfig, Graphics, Interface,
-};
+//! and the deprecated xm `prefix:target,vdev,access` forms) and domboot's own key=value
+//! extension specs, here; vifs (`vif.rs`) and character devices (`chardev.rs`, `pty`,
+//! `file:/path`, `tcp:host:port,server,nowait`...) are re-exported. Shared with the xend
+//! S-expression reader and writer for `uname`, `serial` and `vif`.
+use crate::model::{Disk, DiskDevice, DiskKind, Graphics};
+
+pub use super::chardev::{parse_chardev, serial_list, write_chardev};
+pub use super::vif::{bridge_spec, is_generated_vif_name, parse_vif, set_bridge, write_vif};
 
 /// xm's driver prefixes that name a backend (kept as the disk's `driver`).
 pub const DRIVER_PREFIXES: [&str; 6] = ["phy", "file", "tap", "tap2", "tapdisk", "ioemu"];
@@ -55,18 +57,6 @@ pub fn uname_prefix(d: &Disk) -> (&str, Option<&str>) {
         None if d.kind == DiskKind::Block => ("phy", d.format.as_deref()),
         None => ("file", d.format.as_deref()),
     }
-}
-
-/// The interface names xend gives a running domain's vifs: `vifDOMID.N`.
-pub fn is_generated_vif_name(name: &str) -> bool {
-    name.strip_prefix("vif")
-        .and_then(|r| r.split_once('.'))
-        .is_some_and(|(d, n)| {
-            !d.is_empty()
-                && !n.is_empty()
-                && d.bytes().all(|b| b.is_ascii_digit())
-                && n.bytes().all(|b| b.is_ascii_digit())
-        })
 }
 
 /// The disk kind a reader infers from what the xl and xend writers put down: an empty
@@ -273,28 +263,6 @@ pub fn network_disk_protocol(source: &str) -> Option<&'static str> {
         .find(|p| source.strip_prefix(p).is_some_and(|r| r.starts_with(':')))
 }
 
-/// The serial devices in list order with each at its port: `filler` (xl's `"none"`) in
-/// the places no device has.
-pub fn serial_list(c: &DomainConfig, filler: &str) -> Vec<String> {
-    let ports = c.serial_ports();
-    let mut by_port: Vec<(u32, String)> = c
-        .serials
-        .iter()
-        .zip(ports)
-        .map(|(s, p)| (p, write_chardev(s)))
-        .collect();
-    by_port.sort_by_key(|(p, _)| *p);
-    let mut out = Vec::new();
-    for (p, s) in by_port {
-        // A port past any sane count is written next rather than after a long gap.
-        while (out.len() as u64) < u64::from(p) && out.len() < 64 {
-            out.push(filler.to_string());
-        }
-        out.push(s);
-    }
-    out
-}
-
 /// Parse a `key=value,key=value` spec (vif and domboot extensions).
 pub fn parse_kv(spec: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
@@ -305,217 +273,6 @@ pub fn parse_kv(spec: &str) -> Result<Vec<(String, String)>, String> {
         }
     }
     Ok(out)
-}
-
-/// Parse one vif spec: `mac=..,bridge=..,script=..,model=..,ip=..,vifname=..,type=..`.
-pub fn parse_vif(spec: &str) -> Result<(Interface, Vec<String>), String> {
-    let mut nic = Interface::default();
-    let mut ignored = Vec::new();
-    let mut network = None;
-    let mut bridge = None;
-    let mut pv_only = false;
-    for (k, v) in parse_kv(spec)? {
-        match k.as_str() {
-            "mac" => nic.mac = Some(v),
-            "bridge" => bridge = Some(v),
-            "script" => nic.script = Some(v),
-            "model" => nic.model = Some(v),
-            "ip" => nic.ip = Some(v),
-            "vifname" => nic.target = Some(v),
-            "domboot_network" => network = Some(v),
-            // xl's `type=vif` (xm's `type=netfront`) asks for a PV NIC only: libvirt's
-            // model `netfront`. `type=ioemu` is the HVM default (emulated and PV).
-            "type" if v == "vif" || v == "netfront" => pv_only = true,
-            "type" if v == "ioemu" => {}
-            _ => ignored.push(format!("{k}={v}")),
-        }
-    }
-    if pv_only && nic.model.is_none() {
-        nic.model = Some("netfront".into());
-    }
-    if let Some(b) = bridge {
-        set_bridge(&mut nic, &b)?;
-    }
-    nic.kind = if let Some(n) = network {
-        nic.source = Some(n);
-        "network".into()
-    } else if nic.source.is_some() || nic.script.as_deref().is_some_and(|s| s.contains("bridge")) {
-        "bridge".into()
-    } else {
-        "ethernet".into()
-    };
-    Ok((nic, ignored))
-}
-
-/// libxl's bridge syntax for Open vSwitch, as libvirt reads it: `BRIDGE.TAG` is one
-/// VLAN tag, `BRIDGE:TAG:TAG` a trunk; either means an `openvswitch` virtual port.
-pub fn set_bridge(nic: &mut Interface, b: &str) -> Result<(), String> {
-    let (name, tags, trunk) = match (b.split_once('.'), b.split_once(':')) {
-        (Some((name, tag)), _) => (name, vec![tag], false),
-        (None, Some((name, rest))) => (name, rest.split(':').collect(), true),
-        (None, None) => {
-            nic.source = Some(b.to_string());
-            return Ok(());
-        }
-    };
-    nic.source = Some(name.to_string());
-    for t in tags {
-        let tag = t
-            .parse()
-            .map_err(|_| format!("bridge `{b}`: VLAN tag `{t}` is not a number"))?;
-        nic.vlan.push(tag);
-    }
-    nic.vlan_trunk = trunk;
-    nic.virtualport = Some("openvswitch".into());
-    Ok(())
-}
-
-/// `BRIDGE`, with its VLAN tags in libxl's syntax.
-pub fn bridge_spec(n: &Interface, source: &str) -> String {
-    let sep = if n.vlan_trunk || n.vlan.len() > 1 {
-        ':'
-    } else {
-        '.'
-    };
-    let mut s = source.to_string();
-    for t in &n.vlan {
-        s.push(sep);
-        s.push_str(&t.to_string());
-    }
-    s
-}
-
-/// Write one vif spec.
-pub fn write_vif(n: &Interface) -> String {
-    let mut parts = Vec::new();
-    if let Some(m) = &n.mac {
-        parts.push(format!("mac={m}"));
-    }
-    if let Some(s) = &n.source {
-        match n.kind.as_str() {
-            "network" => parts.push(format!("domboot_network={s}")),
-            // An ethernet interface's source device has no xl key.
-            "ethernet" => {}
-            _ => parts.push(format!("bridge={}", bridge_spec(n, s))),
-        }
-    }
-    // libvirt's model `netfront` is xl's `type=vif`.
-    let model = n.model.as_ref().filter(|m| m.as_str() != "netfront");
-    if n.model.as_deref() == Some("netfront") {
-        parts.push("type=vif".into());
-    }
-    for (k, v) in [
-        ("script", &n.script),
-        ("model", &model.cloned()),
-        ("ip", &n.ip),
-        ("vifname", &n.target),
-    ] {
-        if let Some(v) = v {
-            parts.push(format!("{k}={v}"));
-        }
-    }
-    parts.join(",")
-}
-
-/// Parse a character device in QEMU's syntax as xl's `serial` takes it.
-/// `None` for `none` (no device).
-pub fn parse_chardev(s: &str) -> Result<Option<CharDev>, String> {
-    let s = s.trim();
-    let mut dev = CharDev::default();
-    let (head, opts) = match s.split_once(',') {
-        Some((h, o)) => (h, o),
-        None => (s, ""),
-    };
-    let simple = |k| {
-        Ok(Some(CharDev {
-            kind: k,
-            ..Default::default()
-        }))
-    };
-    match head {
-        "none" | "" => return Ok(None),
-        "pty" => return simple(CharKind::Pty),
-        "null" => return simple(CharKind::Null),
-        "stdio" => return simple(CharKind::Stdio),
-        "vc" => return simple(CharKind::Vc),
-        _ => {}
-    }
-    let (kind, arg) = head.split_once(':').unwrap_or(("", head));
-    match kind {
-        "file" => dev.kind = CharKind::File,
-        "pipe" => dev.kind = CharKind::Pipe,
-        "unix" => dev.kind = CharKind::Unix,
-        "tcp" => dev.kind = CharKind::Tcp,
-        "telnet" => {
-            dev.kind = CharKind::Tcp;
-            dev.telnet = true;
-        }
-        "udp" => dev.kind = CharKind::Udp,
-        "" if arg.starts_with('/') => dev.kind = CharKind::Dev,
-        _ => {
-            return Err(format!(
-                "`{s}` is not a character device (pty, file:PATH, tcp:HOST:PORT...)"
-            ));
-        }
-    }
-    let host_port = |a: &str| -> Result<(Option<String>, Option<String>), String> {
-        let (host, port) = a
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{s}`: expected HOST:PORT"))?;
-        Ok((
-            Some(host.to_string()).filter(|h| !h.is_empty()),
-            Some(port.to_string()),
-        ))
-    };
-    match dev.kind {
-        // udp:PEER:PORT[@BIND:PORT]: QEMU sends to the peer from the bind address.
-        CharKind::Udp => {
-            let (peer, bind) = match arg.split_once('@') {
-                Some((p, b)) => (p, Some(b)),
-                None => (arg, None),
-            };
-            (dev.host, dev.service) = host_port(peer)?;
-            if let Some(b) = bind {
-                (dev.bind_host, dev.bind_service) = host_port(b)?;
-            }
-        }
-        CharKind::Tcp => (dev.host, dev.service) = host_port(arg)?,
-        _ => dev.path = Some(arg.to_string()),
-    }
-    for o in opts.split(',').map(str::trim) {
-        match o {
-            "server" => dev.listen = true,
-            "nowait" | "" => {}
-            other => return Err(format!("`{s}`: unknown option `{other}`")),
-        }
-    }
-    Ok(Some(dev))
-}
-
-/// Write a character device in QEMU's syntax (the inverse of [`parse_chardev`]).
-pub fn write_chardev(d: &CharDev) -> String {
-    let path = d.path.as_deref().unwrap_or("");
-    let server = if d.listen { ",server,nowait" } else { "" };
-    match d.kind {
-        CharKind::Pty | CharKind::Null | CharKind::Stdio | CharKind::Vc => d.kind.as_str().into(),
-        CharKind::Dev => path.to_string(),
-        CharKind::File | CharKind::Pipe => format!("{}:{path}", d.kind.as_str()),
-        CharKind::Unix => format!("unix:{path}{server}"),
-        CharKind::Tcp | CharKind::Udp => {
-            let scheme = if d.telnet { "telnet" } else { d.kind.as_str() };
-            let host = d.host.as_deref().unwrap_or("");
-            let port = d.service.as_deref().unwrap_or("");
-            let bind = match (d.kind, &d.bind_host, &d.bind_service) {
-                (CharKind::Udp, None, None) | (CharKind::Tcp, _, _) => String::new(),
-                (_, h, p) => format!(
-                    "@{}:{}",
-                    h.as_deref().unwrap_or(""),
-                    p.as_deref().unwrap_or("")
-                ),
-            };
-            format!("{scheme}:{host}:{port}{bind}{server}")
-        }
-    }
 }
 
 /// Whether the HVM graphics keys (`vnc`, `sdl`, `spice` and friends, in xl and in xend's
