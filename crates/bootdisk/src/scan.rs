@@ -139,9 +139,16 @@ fn bls_and_uki(image: &mut DiskImage, numbers: &[u32]) -> Result<Menu> {
                 if !name.to_ascii_lowercase().ends_with(".efi") {
                     continue;
                 }
-                let id = name[..name.len() - 4].to_string();
-                let mut e = BootEntry::new(EntryKind::Uki, &id);
-                e.kernel = format!("{dir}/{name}");
+                let path = format!("{dir}/{name}");
+                let limit = image.limits.file;
+                let bytes = image.read(n, &path, limit, "a UKI")?;
+                // systemd-boot lists only PE files with a .linux section here.
+                let Some((title, cmdline)) = uki_details(bytes) else {
+                    continue;
+                };
+                let mut e = BootEntry::new(EntryKind::Uki, &title);
+                e.kernel = path;
+                e.cmdline = cmdline;
                 e.id = Some(name.clone());
                 e.partition = Some(n);
                 e.source = format!("{}: {dir}", label(image, n));
@@ -149,7 +156,9 @@ fn bls_and_uki(image: &mut DiskImage, numbers: &[u32]) -> Result<Menu> {
             }
         }
     }
-    ukis.sort_by(|a, b| version::compare(&b.title, &a.title));
+    ukis.sort_by(|a, b| {
+        version::compare(b.id.as_deref().unwrap_or(""), a.id.as_deref().unwrap_or(""))
+    });
     entries.extend(ukis);
     let ids: Vec<&str> = entries
         .iter()
@@ -157,6 +166,25 @@ fn bls_and_uki(image: &mut DiskImage, numbers: &[u32]) -> Result<Menu> {
         .collect();
     let default = bls::default_index(&ids, pattern.as_deref());
     Ok(Menu { entries, default })
+}
+
+/// A UKI's title ("PRETTY_NAME (uname)", as systemd-boot shows it) and embedded command
+/// line; None when the file is not a UKI.
+fn uki_details(bytes: Vec<u8>) -> Option<(String, String)> {
+    use domboot_formats::{Details, LoadContext, Loader, pe::PeLoader};
+    let loaded = PeLoader
+        .load(&bytes::Bytes::from(bytes), &LoadContext::default())
+        .ok()?;
+    let Details::Uki(uki) = loaded.details else {
+        return None;
+    };
+    let title = match (&uki.os_name, &uki.uname) {
+        (Some(os), Some(v)) => format!("{os} ({v})"),
+        (Some(os), None) => os.clone(),
+        (None, Some(v)) => v.clone(),
+        (None, None) => "Linux".to_string(),
+    };
+    Some((title, uki.cmdline.clone().unwrap_or_default()))
 }
 
 fn label(image: &DiskImage, n: u32) -> String {

@@ -200,6 +200,24 @@ fn plan_and_build_use_the_default_or_the_named_entry() {
         bls.entries[1].cmdline,
     );
 
+    // A UKI boots with what it embeds, as with --kernel UKI.
+    let a = ok(&[
+        "plan",
+        "--no-rng-seed",
+        "--disk",
+        &disk,
+        "--bootloader",
+        "--boot-entry",
+        "debian-6.1.0-57.efi",
+    ]);
+    let b = ok(&[
+        "plan",
+        "--no-rng-seed",
+        "--kernel",
+        s(&dir.path().join("uki57.efi")),
+    ]);
+    assert_eq!(a, b);
+
     // plan shows the same plan as with the files themselves.
     let from_disk = ok(&[
         "plan",

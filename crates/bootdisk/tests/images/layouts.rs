@@ -2,7 +2,7 @@
 //! what a correct reader must list for it.
 #![allow(dead_code)]
 
-use super::{Tree, ext4, fat, gpt_disk, iso, kernel, mbr_disk};
+use super::{Tree, ext4, fat, gpt_disk, iso, kernel, mbr_disk, uki};
 use std::path::{Path, PathBuf};
 
 /// What the listing must show for one entry.
@@ -41,8 +41,11 @@ pub fn initrd_bytes(name: &str) -> Vec<u8> {
     format!("initrd {name}\n").repeat(64).into_bytes()
 }
 
+/// The command line inside the UKI of `gpt_bls`.
+pub const UKI_CMDLINE: &str = "console=ttyS0 panic=-1 from-the-uki";
+
 /// GPT with an EFI system partition (FAT32) holding Boot Loader Spec entries, a loader.conf
-/// default and two UKIs.
+/// default, a UKI and an .efi file that is not one.
 pub fn gpt_bls(dir: &Path) -> Layout {
     let k = kernel();
     let tree = Tree::new()
@@ -66,9 +69,12 @@ pub fn gpt_bls(dir: &Path) -> Layout {
         .bytes("/debian/initrd-10.img", &initrd_bytes("10"))
         .bytes("/debian/initrd-9.img", &initrd_bytes("9"))
         .bytes("/debian/ucode.img", &initrd_bytes("ucode"))
-        .bytes("/EFI/Linux/debian-6.1.0-57.efi", b"MZ not really a UKI")
-        .bytes("/EFI/Linux/debian-6.1.0-8.efi", b"MZ not really a UKI");
-    let esp = fat(dir, "esp", &tree, 40, 32);
+        .copy(
+            "/EFI/Linux/debian-6.1.0-57.efi",
+            &uki(dir, "uki57", &k, &initrd_bytes("uki"), UKI_CMDLINE),
+        )
+        .bytes("/EFI/Linux/debian-6.1.0-8.efi", b"MZ not a UKI: systemd-boot skips it");
+    let esp = fat(dir, "esp", &tree, 64, 32);
     let disk = gpt_disk(dir, "gpt-bls", &[(Some(&esp), "ef00", "EFI system")]);
     Layout {
         disk,
@@ -95,18 +101,11 @@ pub fn gpt_bls(dir: &Path) -> Layout {
                 "root=/dev/vda2 ro console=ttyS0 panic=-1",
             ),
             want(
-                "debian-6.1.0-57",
+                "Debian GNU/Linux 12 (bookworm) (6.1.0-57-cloud-amd64)",
                 1,
                 "/EFI/Linux/debian-6.1.0-57.efi",
                 &[],
-                "",
-            ),
-            want(
-                "debian-6.1.0-8",
-                1,
-                "/EFI/Linux/debian-6.1.0-8.efi",
-                &[],
-                "",
+                UKI_CMDLINE,
             ),
         ],
         default: 2,

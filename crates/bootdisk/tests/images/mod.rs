@@ -286,3 +286,52 @@ pub fn kernel() -> PathBuf {
     );
     k
 }
+
+const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+
+/// A unified kernel image of `kernel`, `initrd` and `cmdline`, built as systemd's
+/// documentation does with objcopy and systemd-boot's stub.
+pub fn uki(dir: &Path, name: &str, kernel: &Path, initrd: &[u8], cmdline: &str) -> PathBuf {
+    assert!(
+        Path::new(STUB).exists(),
+        "{STUB} missing: install the Debian package systemd-boot-efi (scripts/setup.sh does)"
+    );
+    let part = |p: &str| dir.join(format!("{name}-{p}"));
+    std::fs::write(part("initrd"), initrd).unwrap();
+    std::fs::write(part("cmdline"), cmdline).unwrap();
+    std::fs::write(
+        part("osrel"),
+        "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+    )
+    .unwrap();
+    std::fs::write(part("uname"), "6.1.0-57-cloud-amd64\n").unwrap();
+    let out = dir.join(format!("{name}.efi"));
+    let section = |n: &str, p: &Path| format!(".{n}={}", p.display());
+    let args = [
+        "--add-section".to_string(),
+        section("osrel", &part("osrel")),
+        "--change-section-vma".into(),
+        ".osrel=0x20000".into(),
+        "--add-section".into(),
+        section("cmdline", &part("cmdline")),
+        "--change-section-vma".into(),
+        ".cmdline=0x30000".into(),
+        "--add-section".into(),
+        section("uname", &part("uname")),
+        "--change-section-vma".into(),
+        ".uname=0x40000".into(),
+        "--add-section".into(),
+        section("linux", kernel),
+        "--change-section-vma".into(),
+        ".linux=0x2000000".into(),
+        "--add-section".into(),
+        section("initrd", &part("initrd")),
+        "--change-section-vma".into(),
+        ".initrd=0x3000000".into(),
+        STUB.into(),
+        s(&out).into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run("objcopy", &args, "binutils");
+    out
+}

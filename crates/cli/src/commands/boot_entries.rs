@@ -5,7 +5,7 @@
 use super::boot_args::BootArgs;
 use crate::table::Table;
 use anyhow::Context;
-use domboot_bootdisk::{BootEntry, DiskImage, Selector};
+use domboot_bootdisk::{BootEntry, DiskImage, EntryKind, Selector};
 use domboot_builder::DomainImage;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -151,10 +151,12 @@ pub fn image_from_disk(args: &BootArgs) -> anyhow::Result<DomainImage> {
         initrd_files.push(write(dir.path(), path, bytes)?);
     }
     initrd_files.extend(args.initrd.iter().cloned());
-    let cmdline = args
-        .cmdline
-        .clone()
-        .unwrap_or_else(|| entry.cmdline.clone());
+    // A UKI carries its own command line: keep it unless --cmdline replaces it.
+    let cmdline = match (&args.cmdline, entry.kind) {
+        (Some(c), _) => Some(c.clone()),
+        (None, EntryKind::Uki) if entry.cmdline.is_empty() => None,
+        (None, _) => Some(entry.cmdline.clone()),
+    };
     let named = || {
         format!(
             "boot entry {:?} of {} ({}, {})",
@@ -165,7 +167,7 @@ pub fn image_from_disk(args: &BootArgs) -> anyhow::Result<DomainImage> {
         )
     };
     let mut domain = args
-        .image_from(&kernel_file, &initrd_files, Some(&cmdline), None, false)
+        .image_from(&kernel_file, &initrd_files, cmdline.as_deref(), None, false)
         .with_context(named)?;
     domain.kernel_path = PathBuf::from(format!(
         "{}, {}, {}",
