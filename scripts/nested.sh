@@ -5,11 +5,13 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: scripts/nested.sh [--release] [--file PATH]... [--timeout SECONDS] [--console] -- COMMAND [ARG]...
+Usage: scripts/nested.sh [--release] [--file PATH]... [--timeout SECONDS] [--console] [--qemu] -- COMMAND [ARG]...
 
 Builds domboot (debug, or --release), boots the nested bench's outer guest once and runs
 COMMAND there (busybox sh; domboot is /bin/domboot). Arguments that name host files are
-copied in at the same absolute path. Exits with COMMAND's status.
+copied in at the same absolute path. Exits with COMMAND's status. --qemu also carries
+qemu-system-x86_64 in (to compare with QEMU on the same KVM); --console prints the outer
+guest's log.
 
 Example:
   scripts/nested.sh -- domboot run --accel kvm --kernel ~/.cache/domboot/debian/cloud/vmlinuz \

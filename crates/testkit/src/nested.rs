@@ -154,6 +154,36 @@ impl Bench {
         self.programs.insert(guest.to_string(), host.to_path_buf());
     }
 
+    /// Copies every file under the host folder `dir` (symlinks resolved) into the outer
+    /// guest at the same paths.
+    pub fn tree(&mut self, dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            panic!("bench tree {}: not a readable folder", dir.display());
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                self.tree(&p);
+            } else if p.is_file() {
+                let guest = p.to_string_lossy().into_owned();
+                let host = std::fs::canonicalize(&p).unwrap_or(p);
+                self.files.insert(guest, host);
+            }
+        }
+    }
+
+    /// Carries QEMU in (`qemu-system-x86_64` with its libraries and the x86 firmware from
+    /// /usr/share/qemu and /usr/share/seabios), to compare domboot with it on the same KVM.
+    pub fn qemu(&mut self) {
+        let qemu = Path::new("/usr/bin/qemu-system-x86_64");
+        self.program(qemu, "/usr/bin/qemu-system-x86_64");
+        for dir in ["/usr/share/qemu", "/usr/share/seabios"] {
+            if Path::new(dir).is_dir() {
+                self.tree(Path::new(dir));
+            }
+        }
+    }
+
     /// Adds a check that runs `script` with /dev/null as input and a 10-minute limit.
     pub fn check(&mut self, name: &str, script: &str) -> &mut Check {
         assert!(
@@ -370,11 +400,10 @@ fn report_progress(results: &Path, reported: usize) -> usize {
 /// ```
 const OUTER_INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/bin:/sbin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 R=/dev/ttyS1
 for m in /kmod/*.ko; do insmod "$m" || echo "bench: insmod $m failed"; done

@@ -65,6 +65,11 @@ pub struct Registers {
 }
 
 impl Registers {
+    /// The architectural state after RESET/INIT: CS base 0xFFFF0000, IP 0xFFF0, real mode.
+    pub fn is_reset_state(&self) -> bool {
+        self.rip == 0xFFF0 && self.cs.base == 0xFFFF_0000 && self.cr0 & 1 == 0
+    }
+
     pub fn from_kvm(r: &kvm_regs, s: &kvm_sregs) -> Registers {
         Registers {
             rax: r.rax,
@@ -168,6 +173,14 @@ impl fmt::Display for CrashReport {
         let Some(r) = &self.registers else {
             return writeln!(f, "  (registers unavailable)");
         };
+        if r.is_reset_state() {
+            writeln!(
+                f,
+                "  note: these are the vCPU's power-on values (F000:FFF0, real mode): KVM on \
+                 AMD (SVM) resets a vCPU that triple-faults before domboot can read it, so \
+                 where the guest failed is lost; its last console lines are the clue"
+            )?;
+        }
         writeln!(
             f,
             "  rip {:016x}  rflags {:016x}  {}",

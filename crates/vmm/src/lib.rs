@@ -24,6 +24,7 @@ mod irqchip;
 pub mod kvm;
 pub mod memory;
 pub mod mptable;
+pub mod reset_vector;
 pub mod signals;
 pub mod terminal;
 pub mod vcpu;
@@ -47,6 +48,8 @@ use vmm_sys_util::signal::Killable;
 
 /// Exit status for a guest that crashed (triple fault, KVM internal error, unhandled exit).
 pub const EXIT_CRASH: u8 = 125;
+/// Exit status for a guest kernel that panicked (its panic line is quoted in the report).
+pub const EXIT_GUEST_PANIC: u8 = 123;
 /// Exit status for `--timeout` (as timeout(1) uses).
 pub const EXIT_TIMEOUT: u8 = 124;
 
@@ -96,6 +99,9 @@ pub enum Outcome {
     Interrupted(i32),
     /// Triple fault, KVM internal error, failed VM entry, or an exit domboot does not handle.
     Crash(Box<CrashReport>),
+    /// The guest kernel panicked (seen on its console); whatever it did next (reset,
+    /// spin) does not matter.
+    Panic(Box<devices::panic_watch::PanicReport>),
 }
 
 impl Outcome {
@@ -108,6 +114,7 @@ impl Outcome {
     /// | `Timeout`          | 124 ([`EXIT_TIMEOUT`])       |
     /// | `Interrupted(sig)` | 128 + sig (130 for SIGINT)   |
     /// | `Crash`            | 125 ([`EXIT_CRASH`])         |
+    /// | `Panic`            | 123 ([`EXIT_GUEST_PANIC`])   |
     pub fn exit_code(&self) -> u8 {
         match self {
             Outcome::PowerOff | Outcome::Reset => 0,
@@ -115,6 +122,7 @@ impl Outcome {
             Outcome::Timeout(_) => EXIT_TIMEOUT,
             Outcome::Interrupted(sig) => 128u8.wrapping_add(*sig as u8),
             Outcome::Crash(_) => EXIT_CRASH,
+            Outcome::Panic(_) => EXIT_GUEST_PANIC,
         }
     }
 
@@ -141,6 +149,14 @@ impl Outcome {
                 s
             }
             Outcome::Interrupted(sig) => format!("stopped by signal {sig} ({})", signal_name(*sig)),
+            Outcome::Panic(r) => {
+                let mut s = String::from("the guest kernel panicked:\n");
+                for l in &r.context {
+                    s.push_str(&format!("  | {l}\n"));
+                }
+                s.push_str(&format!("  > {}", r.line));
+                s
+            }
             Outcome::Crash(r) => {
                 let mut s = format!("guest crashed: {r}");
                 if r.reason.contains("emulation failed")
@@ -258,6 +274,7 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
         .find(|e| e.function == 1)
         .map_or(0, |e| e.eax);
     write_mptable(&mem, plan, cfg.cpus, signature)?;
+    reset_vector::install(&mem, plan)?;
     if cfg.acpi {
         let tables = acpi::install(&mem, plan, cfg.cpus)?;
         log(&format!(
@@ -295,6 +312,11 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
         },
         error,
     })?;
+    let watch = devices::panic_watch::PanicWatch::default();
+    let writer = devices::panic_watch::Watched {
+        inner: writer,
+        watch: watch.clone(),
+    };
     let uart = vm_superio::Serial::new(serial::IrqTrigger(irq), writer);
     let devices = Arc::new(Devices::new(uart, verbose).with_acpi_sleep(cfg.acpi));
 
@@ -320,6 +342,7 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
             cfg,
             &signals,
             terminal_guard.is_some(),
+            &watch,
         )?
     };
     if verbose {
@@ -414,6 +437,7 @@ fn supervise(
     cfg: &VmConfig,
     signals: &StopSignals,
     raw_terminal: bool,
+    watch: &devices::panic_watch::PanicWatch,
 ) -> Result<Outcome, VmmError> {
     let kick = signals::kick_signal()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -473,6 +497,9 @@ fn supervise(
         if let Some(sig) = signals.received() {
             break Outcome::Interrupted(sig);
         }
+        if let Some(panic) = panicked(watch) {
+            break panic;
+        }
         if let (Some(d), Some(t)) = (deadline, cfg.timeout)
             && Instant::now() >= d
         {
@@ -483,7 +510,24 @@ fn supervise(
     if let Some(h) = input {
         let _ = h.join();
     }
-    Ok(outcome)
+    // A kernel that panicked and then reset (panic=N) or crashed on the way: the panic is
+    // what the user needs to hear about.
+    Ok(match (outcome, watch.report()) {
+        (Outcome::Reset | Outcome::Crash(_), Some((report, _))) => Outcome::Panic(Box::new(report)),
+        (outcome, _) => outcome,
+    })
+}
+
+/// A panic the guest has finished reporting (or has been reporting for a while: a
+/// kernel whose console is slow or that hangs in the report), as an outcome.
+fn panicked(watch: &devices::panic_watch::PanicWatch) -> Option<Outcome> {
+    let (report, seen) = watch.report()?;
+    let grace = if report.complete {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(3)
+    };
+    (seen.elapsed() >= grace).then(|| Outcome::Panic(Box::new(report)))
 }
 
 /// Sets the stop flag, kicks every vCPU thread until it has left KVM_RUN, and joins them.
@@ -615,6 +659,31 @@ fn internal_error(fd: &mut VcpuFd) -> String {
     )
 }
 
+/// Holds piped input until the guest enables COM1's receive interrupt, which Linux does
+/// when a program opens the console, at the end of the 8250 driver's start-up. Bytes put
+/// in the FIFO before that are lost: the driver's probe and start-up read and discard
+/// the receive register ("hello" piped in arrived as "lo"). A person at a terminal types
+/// after the guest asks, so terminal input is not held (and a polling guest that never
+/// enables the interrupt still gets its keystrokes). Returns false when the VM stopped.
+fn wait_for_receiver(devices: &Devices, stop: &AtomicBool) -> bool {
+    const IER_RDA: u8 = 1;
+    while !stop.load(Ordering::SeqCst) {
+        let enabled = devices
+            .serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .state()
+            .interrupt_enable
+            & IER_RDA
+            != 0;
+        if enabled {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
 /// Feeds standard input to COM1 until stopped or EOF; Ctrl-A x stops the VM when the
 /// console is a raw terminal.
 fn console_input(devices: &Devices, stop: &AtomicBool, tx: &Sender<VmEvent>, raw: bool) {
@@ -638,6 +707,9 @@ fn console_input(devices: &Devices, stop: &AtomicBool, tx: &Sender<VmEvent>, raw
             return;
         }
         let input = &buf[..got as usize];
+        if !raw && !wait_for_receiver(devices, stop) {
+            return;
+        }
         let (bytes, quit) = if raw {
             filter.feed(input)
         } else {

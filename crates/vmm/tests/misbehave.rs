@@ -162,6 +162,7 @@ fn ends_cleanly(r: &Run) {
             assert!(rep.registers.is_some());
         }
         Outcome::Interrupted(_) => panic!("nobody sent a signal"),
+        Outcome::Panic(p) => panic!("no kernel here to panic, yet: {}", p.line),
     }
 }
 

@@ -46,5 +46,6 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         VmOutcome::Timeout(d) => Outcome::Timeout(d),
         VmOutcome::Interrupted(sig) => Outcome::Interrupted(sig),
         crash @ VmOutcome::Crash(_) => Outcome::Crash(crash.describe()),
+        panic @ VmOutcome::Panic(_) => Outcome::Panic(panic.describe()),
     })
 }

@@ -59,6 +59,11 @@ pub struct Args {
     /// for several.
     #[arg(long, value_name = "NAME", requires = "exec")]
     pub module: Vec<String>,
+    /// The kernel is built to run as a PVM guest: let `--accel kvm` use this host's PVM
+    /// /dev/kvm for it. Without this, `--accel kvm` refuses a Linux kernel on a PVM host at
+    /// once (a stock kernel would crawl through KVM's instruction emulator and never boot).
+    #[arg(long)]
+    pub pvm_guest: bool,
     /// With --exec: print {"status", "boot_ms", "command_ms"} as JSON after the output.
     #[arg(long, requires = "exec")]
     pub json: bool,
@@ -158,6 +163,8 @@ pub enum Outcome {
     Interrupted(i32),
     /// Triple fault, KVM internal error or an unhandled exit, with the report.
     Crash(String),
+    /// The guest kernel panicked, with the panic line (and the lines before it).
+    Panic(String),
 }
 
 impl Outcome {
@@ -168,6 +175,7 @@ impl Outcome {
             Outcome::Timeout(_) => 124,
             Outcome::Interrupted(sig) => 128u8.saturating_add(*sig as u8),
             Outcome::Crash(_) => domboot_vmm::EXIT_CRASH,
+            Outcome::Panic(_) => domboot_vmm::EXIT_GUEST_PANIC,
         }
     }
 }
@@ -203,13 +211,31 @@ pub fn catch_signals() -> anyhow::Result<Arc<AtomicI32>> {
 }
 
 /// Which accelerator to use, and why (for --verbose and for errors).
-pub fn choose_accel(requested: Accel) -> anyhow::Result<(Accel, String)> {
+///
+/// `linux` is the kernel's version when it is a Linux kernel (see [`linux_version`]): on a
+/// PVM host `--accel kvm` refuses one at once unless `pvm_guest` says it is built for PVM.
+pub fn choose_accel(
+    requested: Accel,
+    linux: impl FnOnce() -> Option<String>,
+    pvm_guest: bool,
+) -> anyhow::Result<(Accel, String)> {
     use domboot_vmm::KvmStatus;
     let status = domboot_vmm::kvm_status();
     match (requested, &status) {
         (Accel::Tcg, _) => Ok((Accel::Tcg, "TCG requested with --accel tcg".into())),
         (Accel::Kvm, KvmStatus::Usable { pvm: false }) => {
             Ok((Accel::Kvm, "KVM requested and usable".into()))
+        }
+        (Accel::Kvm, KvmStatus::Usable { pvm: true }) if !pvm_guest => {
+            if let Some(version) = linux() {
+                anyhow::bail!(
+                    "--accel kvm: the kernel is Linux {version} and {} Run it with --accel \
+                     tcg (or --accel auto, which picks TCG here); if this kernel is built as \
+                     a PVM guest, add --pvm-guest.",
+                    status.advice()
+                )
+            }
+            Ok((Accel::Kvm, format!("KVM requested: {}", status.advice())))
         }
         (Accel::Kvm, KvmStatus::Usable { pvm: true }) => {
             Ok((Accel::Kvm, format!("KVM requested: {}", status.advice())))
@@ -230,6 +256,29 @@ pub fn choose_accel(requested: Accel) -> anyhow::Result<(Accel, String)> {
             format!("{} Using QEMU TCG meanwhile.", status.advice()),
         )),
     }
+}
+
+/// The kernel's version when it is a Linux kernel: the bzImage's version string, or the
+/// "Linux version " banner in its ELF (a freestanding guest has neither).
+pub fn linux_version(image: &domboot_builder::DomainImage) -> Option<String> {
+    if let Some(v) = image
+        .kernel
+        .bzimage()
+        .and_then(|l| l.bzimage())
+        .and_then(|b| b.kernel_version.clone())
+    {
+        return Some(v);
+    }
+    let elf = image.kernel.kernel_elf()?;
+    const BANNER: &[u8] = b"Linux version ";
+    let at = memchr::memmem::find(&elf.data, BANNER)?;
+    let rest = &elf.data[at + BANNER.len()..];
+    let end = rest
+        .iter()
+        .position(|&b| b == b' ' || b == 0)
+        .unwrap_or(0)
+        .min(64);
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
 }
 
 /// Runs the plan on the chosen accelerator.
@@ -254,7 +303,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (image, vcpus) = args.boot.image_and_vcpus()?;
     let cpus = cpu_count(args.cpus, vcpus)?;
     let plan = image.build()?;
-    let (accel, why) = choose_accel(args.accel)?;
+    let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
     if args.verbose {
         eprintln!("domboot: accelerator {accel:?}: {why}");
     }
@@ -286,7 +335,7 @@ pub fn report(outcome: &Outcome, verbose: bool) {
             d.as_secs_f64()
         ),
         Outcome::Interrupted(sig) => eprintln!("domboot: stopped the guest on signal {sig}"),
-        Outcome::Crash(report) => eprintln!("domboot: {report}"),
+        Outcome::Crash(report) | Outcome::Panic(report) => eprintln!("domboot: {report}"),
         Outcome::DebugExit(v) if verbose => {
             eprintln!("domboot: the guest exited through the debug-exit port with status {v}")
         }
@@ -335,11 +384,11 @@ fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     let memory = from_config.as_ref().and_then(|c| c.memory);
     let mut all_initrds = args.boot.initrd.clone();
     all_initrds.extend_from_slice(&initrds.files);
-    let plan = args
+    let image = args
         .boot
-        .image_from(&kernel, &all_initrds, Some(&cmdline), memory, false)?
-        .build()?;
-    let (accel, why) = choose_accel(args.accel)?;
+        .image_from(&kernel, &all_initrds, Some(&cmdline), memory, false)?;
+    let plan = image.build()?;
+    let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
     if args.verbose {
         eprintln!(
             "domboot: kernel {}; accelerator {accel:?}: {why}",
@@ -380,6 +429,10 @@ fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, Outcome::Interrupted(sig)) => {
             eprintln!("domboot: stopped the VM on signal {sig}");
+            outcome.exit_code()
+        }
+        (None, Outcome::Panic(report) | Outcome::Crash(report)) => {
+            eprintln!("domboot: {report}");
             outcome.exit_code()
         }
         (None, _) => {

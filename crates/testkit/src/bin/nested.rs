@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "\
-Usage: nested --domboot BIN [--file PATH]... [--timeout SECONDS] [--console] -- COMMAND [ARG]...
+Usage: nested --domboot BIN [--file PATH]... [--timeout SECONDS] [--console] [--qemu] -- COMMAND [ARG]...
 
 Boots the nested bench's outer guest once and runs COMMAND there with busybox's sh
 (/bin/domboot is BIN). Arguments of COMMAND that name existing host files are copied
@@ -20,6 +20,7 @@ Standard input, when it is not a terminal, becomes COMMAND's input.
   --file PATH        also copy PATH into the outer guest (repeatable)
   --timeout SECONDS  limit for COMMAND inside the outer guest (default 600)
   --console          print the outer guest's console log afterwards (on stderr)
+  --qemu             also carry qemu-system-x86_64 (with libraries and firmware) in
 ";
 
 fn main() -> ExitCode {
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode, String> {
     let mut args = std::env::args().skip(1);
     let (mut domboot, mut files, mut timeout, mut console) = (None, Vec::new(), 600u64, false);
+    let mut qemu = false;
     let mut command = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -47,6 +49,7 @@ fn run() -> Result<ExitCode, String> {
                     .ok_or("--timeout needs a number of seconds")?
             }
             "--console" => console = true,
+            "--qemu" => qemu = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(ExitCode::SUCCESS);
@@ -65,6 +68,9 @@ fn run() -> Result<ExitCode, String> {
     bench.progress = true;
     for f in &files {
         bench.file(f);
+    }
+    if qemu {
+        bench.qemu();
     }
     let words: Vec<String> = command
         .iter()

@@ -5,9 +5,13 @@
 //!   the package up; without it there is no `acpi_power_off`.
 //! - `\_SB_.COM1`, the 16550 at 0x3F8–0x3FF on IRQ 4 (`PNP0501`), so the guest's serial
 //!   driver finds it through ACPI as it would on real firmware.
+//! - `\_SB_.RTC_`, the CMOS RTC at 0x70–0x71 on IRQ 8 (`PNP0B00`). Linux's rtc_cmos
+//!   needs the device described: on a hardware-reduced platform no ISA interrupt is set
+//!   up unless a device names it, and the fallback platform device fails to get IRQ 8
+//!   ("probe of rtc_cmos failed with error -22", seen on the nested bench).
 
 use super::{OEM_ID, OEM_REVISION, table_id};
-use crate::devices::{acpi_sleep, serial};
+use crate::devices::{acpi_sleep, cmos, serial};
 use acpi_tables::Aml;
 use acpi_tables::aml::{
     Device, EISAName, IO, Interrupt, Name, Package, Path, ResourceTemplate, Scope,
@@ -43,7 +47,16 @@ pub fn build() -> Vec<u8> {
     let uid = Name::new(Path::new("_UID"), &uid);
     let crs = Name::new(Path::new("_CRS"), &crs);
     let com1 = Device::new(Path::new("COM1"), vec![&hid, &uid, &crs]);
-    Scope::new(Path::new("\\_SB_"), vec![&com1]).to_aml_bytes(&mut aml);
+
+    let rtc_hid = Name::new(Path::new("_HID"), &EISAName::new("PNP0B00"));
+    let rtc_io = IO::new(cmos::INDEX_PORT, cmos::INDEX_PORT, 1, 2);
+    let rtc_irq = Interrupt::new(true, true, false, false, cmos::RTC_IRQ);
+    let rtc_crs = Name::new(
+        Path::new("_CRS"),
+        &ResourceTemplate::new(vec![&rtc_io, &rtc_irq]),
+    );
+    let rtc = Device::new(Path::new("RTC_"), vec![&rtc_hid, &rtc_crs]);
+    Scope::new(Path::new("\\_SB_"), vec![&com1, &rtc]).to_aml_bytes(&mut aml);
 
     let mut sdt = Sdt::new(
         *b"DSDT",

@@ -5,6 +5,8 @@
 //! | 0x3F8-0x3FF   | COM1 16550A, IRQ 4 through an irqfd ([`serial`])                  |
 //! | 0x60, 0x64    | i8042: 0xFE to 0x64 resets ([`i8042`])                            |
 //! | 0xF4-0xF7     | debug exit, QEMU isa-debug-exit convention ([`debug_exit`])      |
+//! | 0x70, 0x71    | CMOS RTC with the host's time ([`cmos`])                          |
+//! | 0xCF8, 0xCFC-0xCFF | PCI configuration mechanism #1: a lone host bridge ([`pci_host`]) |
 //! | 0xCF9         | reset control register: a write with bit 2 (RST_CPU) set resets   |
 //! | 0x80          | POST code: ignored                                                |
 //! | 0x600, 0x601  | ACPI sleep control/status, with ACPI on: S5 powers off ([`acpi_sleep`]) |
@@ -14,8 +16,11 @@
 //! are counted (and logged with `verbose`), never fatal.
 
 pub mod acpi_sleep;
+pub mod cmos;
 pub mod debug_exit;
 pub mod i8042;
+pub mod panic_watch;
+pub mod pci_host;
 pub mod serial;
 
 use crate::Outcome;
@@ -38,6 +43,8 @@ pub enum Flow {
 pub struct Devices {
     pub serial: Mutex<serial::Uart>,
     pub i8042: Mutex<i8042::I8042>,
+    pub cmos: Mutex<cmos::Cmos>,
+    pub pci_host: Mutex<pci_host::PciHost>,
     /// Serial output bytes the sink refused (a closed stdout, a full disk).
     pub serial_lost: AtomicU64,
     pub unhandled_pio: AtomicU64,
@@ -57,6 +64,8 @@ impl Devices {
         Devices {
             serial: Mutex::new(uart),
             i8042: Mutex::new(i8042::I8042::default()),
+            cmos: Mutex::new(cmos::Cmos::default()),
+            pci_host: Mutex::new(pci_host::PciHost::default()),
             serial_lost: AtomicU64::new(0),
             unhandled_pio: AtomicU64::new(0),
             unhandled_mmio: AtomicU64::new(0),
@@ -97,6 +106,14 @@ impl Devices {
             if let Some(b) = data.first_mut() {
                 *b = lock(&self.i8042).read(port);
             }
+        } else if cmos::Cmos::contains(port) {
+            if let Some(b) = data.first_mut() {
+                *b = lock(&self.cmos).read(port);
+            }
+        } else if pci_host::PciHost::contains(port)
+            && !(port == RESET_CONTROL_PORT && data.len() == 1)
+        {
+            lock(&self.pci_host).read(port, data);
         } else if self.acpi_sleep && acpi_sleep::contains(port) {
             acpi_sleep::read(data);
         } else if debug_exit::contains(port) || port == POST_PORT {
@@ -128,10 +145,14 @@ impl Devices {
                 }
                 _ => {}
             }
-        } else if port == RESET_CONTROL_PORT {
+        } else if port == RESET_CONTROL_PORT && data.len() == 1 {
             if value & RESET_CONTROL_RST_CPU != 0 {
                 return Flow::Stop(Outcome::Reset);
             }
+        } else if cmos::Cmos::contains(port) {
+            lock(&self.cmos).write(port, value);
+        } else if pci_host::PciHost::contains(port) {
+            lock(&self.pci_host).write(port, data);
         } else if port != POST_PORT {
             self.unhandled(&self.unhandled_pio, "port", port.into(), data, true);
         }
@@ -157,7 +178,10 @@ mod tests {
 
     fn devices() -> (Devices, Arc<Mutex<Vec<u8>>>) {
         let buf = Arc::new(Mutex::new(Vec::new()));
-        let w = serial::SinkWriter::open(&serial::SerialSink::Capture(buf.clone())).unwrap();
+        let w = panic_watch::Watched {
+            inner: serial::SinkWriter::open(&serial::SerialSink::Capture(buf.clone())).unwrap(),
+            watch: panic_watch::PanicWatch::default(),
+        };
         let uart = Serial::new(serial::IrqTrigger(EventFd::new(0).unwrap()), w);
         (Devices::new(uart, false), buf)
     }

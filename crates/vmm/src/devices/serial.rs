@@ -102,7 +102,8 @@ impl Trigger for IrqTrigger {
     }
 }
 
-pub type Uart = Serial<IrqTrigger, NoEvents, SinkWriter>;
+/// COM1 as the VMM runs it: output passes the panic watcher on its way to the sink.
+pub type Uart = Serial<IrqTrigger, NoEvents, super::panic_watch::Watched<SinkWriter>>;
 
 pub fn contains(port: u16) -> bool {
     (COM1_BASE..COM1_BASE + 8).contains(&port)

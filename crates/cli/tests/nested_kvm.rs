@@ -1,0 +1,447 @@
+//! Real Linux on domboot's own KVM backend, inside the nested bench (see
+//! `domboot_testkit::nested`): Debian's cloud kernel and the tiny kernels through every
+//! boot protocol, SMP, memory sizes, console in and out, every way a run ends, and
+//! `run --exec` — all in one outer boot, each check asserting what the inner guest itself
+//! reported.
+
+use domboot_testkit::nested::{Bench, BenchRun, CheckResult};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const DOMBOOT: &str = env!("CARGO_BIN_EXE_domboot");
+
+/// The inner guests' /init: reports what the guest sees, then does what `bench=` on its
+/// command line asks (poweroff by default).
+const INNER_INIT: &str = r#"#!/bin/busybox sh
+B=/bin/busybox
+$B mount -t proc proc /proc
+$B mount -t sysfs sys /sys 2>/dev/null
+$B mount -t devtmpfs dev /dev 2>/dev/null
+A=poweroff
+for w in $($B cat /proc/cmdline); do
+    case $w in bench=*) A=${w#bench=} ;; esac
+done
+ram=0
+for d in /sys/firmware/memmap/*; do
+    [ "$($B cat $d/type 2>/dev/null)" = "System RAM" ] || continue
+    ram=$((ram + $($B cat $d/end) - $($B cat $d/start) + 1))
+done
+echo
+echo "MARKER $($B cat /marker)"
+echo "CMDLINE $($B cat /proc/cmdline)"
+echo "SUM $($B sha256sum /payload | $B cut -d' ' -f1)"
+echo "NPROC $($B nproc)"
+echo "RAM $ram"
+echo "DATE $($B date +%s)"
+echo "UNAME $($B uname -m)"
+case $A in
+    reboot) $B reboot -f ;;
+    panic) echo c > /proc/sysrq-trigger ;;
+    read) echo READY; read line; echo "GOT $line"; $B poweroff -f ;;
+    hang) while :; do $B sleep 100; done ;;
+    dmesg) $B dmesg | $B sed 's/^/DMESG /'; $B poweroff -f ;;
+    *) $B poweroff -f ;;
+esac
+echo STILL-RUNNING
+"#;
+
+struct Fixture {
+    dir: PathBuf,
+    marker: String,
+    payload_sum: String,
+    rd64: String,
+    rd32: String,
+    cloud: String,
+    cloud_elf: String,
+}
+
+fn fixture(bench: &mut Bench) -> Fixture {
+    let dir = domboot_testkit::nested::tempdir("nested-kvm-test").expect("temp dir");
+    let marker = domboot_testkit::marker();
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 256) as u8).collect();
+    let payload_sum = domboot_testkit::sha256_hex(&payload);
+    let files: &[(&str, &[u8])] = &[("payload", &payload), ("marker", marker.as_bytes())];
+    let make = |name: &str, busybox: &Path| {
+        domboot_testkit::busybox_initramfs(&dir, busybox, name, INNER_INIT, files)
+    };
+    let rd64 = make("x86_64", &domboot_testkit::busybox());
+    let rd32 = make("i386", &domboot_testkit::busybox_i386());
+    let kernel = domboot_testkit::debian_kernel("cloud");
+    let elf = dir.join("cloud-vmlinux");
+    let out = Command::new(DOMBOOT)
+        .arg("extract")
+        .arg(&kernel.vmlinuz)
+        .arg("-o")
+        .arg(&elf)
+        .output()
+        .expect("domboot extract runs");
+    assert!(out.status.success(), "extract: {out:?}");
+    Fixture {
+        rd64: bench.file(&rd64),
+        rd32: bench.file(&rd32),
+        cloud: bench.file(&kernel.vmlinuz),
+        cloud_elf: bench.file(&elf),
+        dir,
+        marker,
+        payload_sum,
+    }
+}
+
+/// `domboot run --accel kvm` with the x86_64 initramfs and a command line asking for
+/// `action`.
+fn run_line(kernel: &str, rd: &str, action: &str, extra: &str) -> String {
+    format!(
+        "domboot run --accel kvm --kernel {kernel} --initrd {rd} --timeout 120 \
+         --cmdline 'console=ttyS0 panic=-1 bench={action}' {extra}",
+    )
+}
+
+/// The value after `KEY ` on the guest's report line (a line of its own: the kernel's
+/// log also says "RAM " and "DATE ").
+fn field<'a>(r: &'a CheckResult, key: &str) -> Option<&'a str> {
+    let tag = format!("{key} ");
+    r.stdout.lines().find_map(|l| {
+        let l = l.trim_end_matches('\r');
+        l.strip_prefix(&tag).map(str::trim)
+    })
+}
+
+/// Collects failures instead of stopping at the first, so one outer boot reports all.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(what());
+        }
+    }
+}
+
+/// A guest that booted: status 0, our marker, our payload, our command line.
+fn booted(fails: &mut Failures, run: &BenchRun, f: &Fixture, name: &str) -> Option<CheckResult> {
+    let Some(r) = run.result(name) else {
+        fails.0.push(format!("{name}: no result"));
+        return None;
+    };
+    let ok = r.status == Some(0)
+        && field(r, "MARKER") == Some(f.marker.as_str())
+        && field(r, "SUM") == Some(f.payload_sum.as_str())
+        && field(r, "CMDLINE").is_some_and(|c| c.contains("bench="));
+    fails.check(ok, || {
+        format!("{name}: did not boot and report\n{}", r.output())
+    });
+    Some(r.clone())
+}
+
+/// System RAM in the plan `domboot plan` makes for these arguments (what the guest's
+/// /sys/firmware/memmap must add up to).
+fn plan_ram(kernel: &Path, memory: &str) -> u64 {
+    let out = Command::new(DOMBOOT)
+        .arg("plan")
+        .arg("--kernel")
+        .arg(kernel)
+        .args(["--memory", memory, "--json"])
+        .output()
+        .expect("domboot plan runs");
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    plan["e820"]
+        .as_array()
+        .expect("e820")
+        .iter()
+        .filter(|e| e["type"] == "ram")
+        .map(|e| e["size"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn real_linux_on_the_kvm_backend() {
+    let mut bench = Bench::new(Path::new(DOMBOOT));
+    let f = fixture(&mut bench);
+    let (cloud, rd64, rd32) = (f.cloud.clone(), f.rd64.clone(), f.rd32.clone());
+
+    // Boot protocols.
+    for proto in ["linux64", "linux32"] {
+        let line = run_line(&cloud, &rd64, "poweroff", "--memory 512M");
+        bench.check(
+            &format!("cloud-{proto}"),
+            &format!("{line} --boot-protocol {proto}"),
+        );
+    }
+    let line = run_line(&f.cloud_elf, &rd64, "poweroff", "--memory 512M");
+    bench.check("cloud-pvh-elf", &format!("{line} --boot-protocol pvh"));
+
+    // The tiny kernels: no ACPI, so they end with reboot -f (a reset ends the run).
+    let mut tiny = BTreeMap::new();
+    for (name, _, is64, relocatable, _) in domboot_testkit::TINY_KERNELS {
+        let k = bench.file(&domboot_testkit::shared_kernel(&format!("bzImage-{name}")));
+        tiny.insert(*name, k.clone());
+        let rd = if *is64 { &rd64 } else { &rd32 };
+        let line = run_line(&k, rd, "reboot", "--memory 256M");
+        bench.check(&format!("tiny-{name}"), &line);
+        if !relocatable && *is64 {
+            bench.check(
+                &format!("tiny-{name}-hook"),
+                &format!("{line} --load-address 0x2000000"),
+            );
+        }
+    }
+
+    // SMP and memory sizes.
+    for cpus in [1, 2, 4, 8] {
+        let line = run_line(&cloud, &rd64, "poweroff", "--memory 512M");
+        bench.check(&format!("smp-{cpus}"), &format!("{line} --cpus {cpus}"));
+    }
+    let sizes = ["128M", "1G", "3500M", "5G"];
+    for mem in sizes {
+        let line = run_line(&cloud, &rd64, "poweroff", &format!("--memory {mem}"));
+        bench.check(&format!("mem-{mem}"), &line);
+    }
+
+    // Console input: a line on domboot's stdin reaches the guest's console.
+    let line = run_line(&cloud, &rd64, "read", "--memory 512M");
+    bench.check("console-in", &line).stdin = Some(b"hello-from-the-host\n".to_vec());
+
+    // The platform as the kernel sees it: its log, and its clock.
+    let line = run_line(&cloud, &rd64, "dmesg", "--memory 512M");
+    bench.check("platform-log", &line);
+
+    // How runs end.
+    let line = run_line(&cloud, &rd64, "reboot", "--memory 512M");
+    bench.check("end-reboot", &line);
+    let line = run_line(&cloud, &rd64, "panic", "--memory 512M");
+    bench.check("end-panic", &line);
+    let hang = run_line(&cloud, &rd64, "hang", "--memory 512M");
+    bench.check(
+        "end-timeout",
+        &hang.replace("--timeout 120", "--timeout 20"),
+    );
+    bench.check(
+        "end-sigterm",
+        &format!("{hang} & pid=$!; sleep 15; kill -TERM $pid; wait $pid; echo \"rc=$?\""),
+    );
+
+    let exec = exec_checks(&mut bench, &cloud);
+
+    let started = now();
+    let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
+    let clock = (started - 5, now() + 5);
+    let mut fails = Failures::default();
+    for name in ["cloud-linux64", "cloud-linux32", "cloud-pvh-elf"] {
+        booted(&mut fails, &run, &f, name);
+    }
+    for (name, _, is64, relocatable, _) in domboot_testkit::TINY_KERNELS {
+        if let Some(r) = booted(&mut fails, &run, &f, &format!("tiny-{name}")) {
+            let arch = if *is64 { "x86_64" } else { "i686" };
+            fails.check(field(&r, "UNAME") == Some(arch), || {
+                format!("tiny-{name}: uname -m is not {arch}\n{}", r.output())
+            });
+        }
+        if !relocatable && *is64 {
+            booted(&mut fails, &run, &f, &format!("tiny-{name}-hook"));
+        }
+    }
+    for cpus in [1, 2, 4, 8] {
+        if let Some(r) = booted(&mut fails, &run, &f, &format!("smp-{cpus}")) {
+            fails.check(field(&r, "NPROC") == Some(&cpus.to_string()), || {
+                format!("smp-{cpus}: nproc\n{}", r.output())
+            });
+        }
+    }
+    for mem in sizes {
+        if let Some(r) = booted(&mut fails, &run, &f, &format!("mem-{mem}")) {
+            let want = plan_ram(Path::new(&f.cloud), mem);
+            fails.check(field(&r, "RAM") == Some(&want.to_string()), || {
+                format!(
+                    "mem-{mem}: guest RAM is not the plan's {want}\n{}",
+                    r.output()
+                )
+            });
+        }
+    }
+    if let Some(r) = booted(&mut fails, &run, &f, "console-in") {
+        fails.check(field(&r, "GOT") == Some("hello-from-the-host"), || {
+            format!("console-in: the line did not arrive whole\n{}", r.output())
+        });
+    }
+    booted(&mut fails, &run, &f, "end-reboot");
+    if let Some(r) = booted(&mut fails, &run, &f, "platform-log") {
+        platform_log(&mut fails, &r);
+    }
+    for name in ["platform-log", "tiny-x64-pvh-gzip", "tiny-i386-norelo-xz"] {
+        if let Some(r) = run.result(name) {
+            let date: Option<i64> = field(r, "DATE").and_then(|d| d.parse().ok());
+            fails.check(date.is_some_and(|d| d >= clock.0 && d <= clock.1), || {
+                format!(
+                    "{name}: the guest's date {date:?} is not the host's {clock:?}\n{}",
+                    r.output()
+                )
+            });
+        }
+    }
+    ends(&mut fails, &run);
+    exec_results(&mut fails, &run, &exec);
+    let _ = std::fs::remove_dir_all(&f.dir);
+    eprintln!(
+        "nested bench: {} checks in {:.1} s",
+        run.results.len(),
+        run.elapsed.as_secs_f64()
+    );
+    for r in &run.results {
+        eprintln!(
+            "  {:<24} status {:>4}  {:>7.2} s",
+            r.name,
+            r.status.map_or("?".into(), |s| s.to_string()),
+            r.elapsed.as_secs_f64()
+        );
+    }
+    assert!(fails.0.is_empty(), "{}", fails.0.join("\n\n"));
+}
+
+/// What the `run --exec` checks expect.
+struct ExecExpect {
+    bytes_sum: String,
+    bytes_len: usize,
+}
+
+/// The same `run --exec` tests as under TCG (crates/cli/tests/exec.rs), on KVM: statuses,
+/// byte-exact output, and a module with its dependency.
+fn exec_checks(bench: &mut Bench, cloud: &str) -> ExecExpect {
+    let exec = format!("domboot run --accel kvm --kernel {cloud} --timeout 120");
+    bench.check(
+        "exec-status",
+        &format!(
+            "for c in true false 'exit 42'; do {exec} --exec \"$c\" > /tmp/o; \
+             echo \"rc=$? bytes=$(wc -c < /tmp/o)\"; done"
+        ),
+    );
+    // Every byte value, a 20 000-character line, and no newline at the end.
+    let cmd = "i=0; while [ $i -lt 256 ]; do printf \"\\\\$(printf %o $i)\"; i=$((i+1)); done; \
+               head -c 20000 /dev/zero | tr '\\0' x; echo; printf 'end without newline'";
+    bench.bytes("/bench/exec-bytes.sh", cmd.as_bytes());
+    bench.check(
+        "exec-bytes",
+        &format!(
+            "{exec} --exec \"$(cat /bench/exec-bytes.sh)\" > /tmp/o; echo \"rc=$?\"; \
+             echo \"SUM $(sha256sum < /tmp/o | cut -d' ' -f1)\"; echo \"LEN $(wc -c < /tmp/o)\""
+        ),
+    );
+    let modules = std::fs::canonicalize(
+        domboot_testkit::debian_kernel("cloud")
+            .vmlinuz
+            .parent()
+            .expect("cache folder")
+            .join("modules"),
+    )
+    .expect("the cloud kernel's modules tree");
+    for m in ["kernel/fs/fat/fat.ko", "kernel/fs/fat/vfat.ko"] {
+        bench.file(&modules.join(m));
+    }
+    bench.check(
+        "exec-module",
+        &format!(
+            "{exec} --modules {} --module vfat --exec lsmod",
+            modules.display()
+        ),
+    );
+    let mut expect: Vec<u8> = (0..=255u8).collect();
+    expect.extend(std::iter::repeat_n(b'x', 20000));
+    expect.push(b'\n');
+    expect.extend_from_slice(b"end without newline");
+    ExecExpect {
+        bytes_sum: domboot_testkit::sha256_hex(&expect),
+        bytes_len: expect.len(),
+    }
+}
+
+fn exec_results(fails: &mut Failures, run: &BenchRun, want: &ExecExpect) {
+    if let Some(r) = run.result("exec-status") {
+        let got: Vec<&str> = r.stdout.lines().collect();
+        fails.check(
+            got == ["rc=0 bytes=0", "rc=1 bytes=0", "rc=42 bytes=0"],
+            || format!("exec-status: statuses\n{}", r.output()),
+        );
+    }
+    if let Some(r) = run.result("exec-bytes") {
+        fails.check(
+            r.stdout.contains("rc=0")
+                && field(r, "SUM") == Some(want.bytes_sum.as_str())
+                && field(r, "LEN") == Some(&want.bytes_len.to_string()),
+            || format!("exec-bytes: output not byte-exact\n{}", r.output()),
+        );
+    }
+    if let Some(r) = run.result("exec-module") {
+        fails.check(
+            r.status == Some(0)
+                && r.stdout.lines().any(|l| l.starts_with("vfat "))
+                && r.stdout.lines().any(|l| l.starts_with("fat ")),
+            || format!("exec-module: vfat and fat not loaded\n{}", r.output()),
+        );
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What Linux says when the platform it finds is incomplete or wrong; each was seen on
+/// domboot before the device or table that silences it existed.
+const COMPLAINTS: &[&str] = &[
+    "i8042: Can't read CTR",
+    "APIC timer disabled",
+    "Unable to read current time from RTC",
+    "PCI: Fatal",
+    "probe of rtc_cmos failed",
+    "Firmware Bug",
+    "ACPI Error",
+    "ACPI BIOS Error",
+    "ACPI Warning",
+    "Unknown NMI",
+    "BUG:",
+];
+
+/// The guest's kernel log has none of [`COMPLAINTS`]. One warning is the bench's own and
+/// is allowed: under QEMU TCG's emulated SVM, CPUID leaf 0xD reports an XSAVE size for
+/// features the nested guest cannot enable ("XSAVE consistency problem"); QEMU with
+/// `-accel kvm -cpu host` in the same outer guest prints the same.
+fn platform_log(fails: &mut Failures, r: &CheckResult) {
+    let log: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("DMESG "))
+        .collect();
+    fails.check(log.len() > 100, || {
+        format!("platform-log: no kernel log\n{}", r.output())
+    });
+    for c in COMPLAINTS {
+        if let Some(l) = log.iter().find(|l| l.contains(c)) {
+            fails
+                .0
+                .push(format!("platform-log: the kernel complains: {l}"));
+        }
+    }
+}
+
+/// Panic, timeout and SIGTERM each end the run with their own status.
+fn ends(fails: &mut Failures, run: &BenchRun) {
+    if let Some(r) = run.result("end-panic") {
+        fails.check(
+            r.status == Some(i32::from(domboot_vmm::EXIT_GUEST_PANIC))
+                && r.stderr.contains("Kernel panic - not syncing"),
+            || format!("end-panic: no panic report\n{}", r.output()),
+        );
+    }
+    if let Some(r) = run.result("end-timeout") {
+        fails.check(r.status == Some(124), || {
+            format!("end-timeout: not 124\n{}", r.output())
+        });
+    }
+    if let Some(r) = run.result("end-sigterm") {
+        fails.check(r.stdout.contains("rc=143"), || {
+            format!("end-sigterm: not 143\n{}", r.output())
+        });
+    }
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Real Linux to its /init on a real (nested SVM) KVM: domboot beside QEMU -M microvm and
+# -M pc, same kernel, initramfs and command line, interleaved in one outer boot of the
+# nested bench. Usage: scripts/bench/nested-boot.sh [ROUNDS]   (see --help)
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: scripts/bench/nested-boot.sh [--debug] [ROUNDS]     (default ROUNDS: 5)
+
+--debug measures the debug build of domboot instead of the release build (quicker to
+build; the VMM's share of a boot is small either way, the table says which was used).
+
+Inside the nested bench's outer guest (Debian's cloud kernel under QEMU TCG -cpu max, with
+kvm-amd: see README, "The nested bench"), boots Debian's cloud kernel with a busybox
+initramfs whose /init prints a marker and powers off, ROUNDS times each, interleaved:
+
+  domboot run --accel kvm --memory 512M --kernel K --initrd RD --cmdline C
+  qemu-system-x86_64 -accel kvm -cpu host -M microvm -m 512 COMMON
+  qemu-system-x86_64 -accel kvm -cpu host -M pc      -m 512 COMMON
+  COMMON = -nodefaults -no-user-config -display none -serial stdio -no-reboot
+           -kernel K -initrd RD -append C;   C = console=ttyS0 panic=-1 quiet
+
+Measures, by the outer guest's clock (/proc/uptime, 10 ms steps; the outer guest's clock
+runs at the host's pace): process start -> the marker line on stdout, process start ->
+exit, and the peak RSS of the process (busybox time -v, ru_maxrss). Prints medians,
+ratios domboot/QEMU and the issue's goals (time <= 0.5x microvm's, peak RSS <= 0.1x
+QEMU's). Everything runs nested under TCG, so absolute times are ~10-50x a real host's;
+the ratios are what carries over.
+USAGE
+}
+PROFILE=release
+case "${1:-}" in
+    -h | --help) usage; exit 0 ;;
+    --debug) PROFILE=debug; shift ;;
+esac
+ROUNDS=${1:-5}
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || { echo "ROUNDS must be a positive number" >&2; exit 2; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+CACHE=${DOMBOOT_CACHE:-$HOME/.cache/domboot}
+KERNEL=$(readlink -f "$CACHE/debian/cloud/vmlinuz")
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+FLAGS=()
+[[ $PROFILE == release ]] && FLAGS=(--release)
+cargo build -q "${FLAGS[@]}" -p domboot -p domboot-testkit --bin domboot --bin nested >&2
+echo "domboot: target/$PROFILE/domboot; $ROUNDS rounds, interleaved" >&2
+
+# The inner initramfs: busybox and an /init that prints the marker and powers off.
+mkdir -p "$WORK/rd/bin" "$WORK/rd/proc"
+cp /bin/busybox "$WORK/rd/bin/busybox"
+cat > "$WORK/rd/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+echo "BENCH-MARKER"
+/bin/busybox poweroff -f
+INIT
+chmod +x "$WORK/rd/init"
+(cd "$WORK/rd" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) > "$WORK/rd.cpio.gz"
+RD=$WORK/rd.cpio.gz
+
+cat > "$WORK/inner.sh" <<INNER
+C='console=ttyS0 panic=-1 quiet'
+COMMON="-nodefaults -no-user-config -display none -serial stdio -no-reboot -kernel $KERNEL -initrd $RD"
+now() { read up rest < /proc/uptime; echo \$(( \${up%.*} * 1000 + 1\${up#*.}0 - 1000 )); }
+# measure NAME ROUND CMD...: prints "ROW NAME ROUND marker_ms exit_ms rss_kb"
+measure() {
+    name=\$1 round=\$2; shift 2
+    t0=\$(now)
+    busybox time -v "\$@" 2> /tmp/err | while IFS= read -r line; do
+        case "\$line" in *BENCH-MARKER*) now > /tmp/mark ;; esac
+    done
+    t1=\$(now)
+    mark=\$(cat /tmp/mark 2>/dev/null || echo \$t0); rm -f /tmp/mark
+    rss=\$(sed -n 's/.*Maximum resident set size (kbytes): *//p' /tmp/err)
+    echo "ROW \$name \$round \$((mark - t0)) \$((t1 - t0)) \${rss:-0}"
+}
+r=1
+while [ \$r -le $ROUNDS ]; do
+    measure domboot \$r domboot run --accel kvm --memory 512M --kernel $KERNEL --initrd $RD --cmdline "\$C"
+    measure qemu-microvm \$r qemu-system-x86_64 -accel kvm -cpu host -M microvm -m 512 \$COMMON -append "\$C"
+    measure qemu-pc \$r qemu-system-x86_64 -accel kvm -cpu host -M pc -m 512 \$COMMON -append "\$C"
+    r=\$((r + 1))
+done
+INNER
+
+"target/$PROFILE/nested" --domboot "target/$PROFILE/domboot" --qemu --file "$KERNEL" --file "$RD" \
+    --file "$WORK/inner.sh" --timeout 3000 -- sh "$WORK/inner.sh" > "$WORK/rows.txt"
+
+awk '
+function median(list,   n, a, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+/^ROW / { m[$2] = m[$2] " " $4; e[$2] = e[$2] " " $5; r[$2] = r[$2] " " $6; if ($4 == $5) miss[$2]++ }
+END {
+    printf "%-14s %12s %10s %12s\n", "command", "marker ms", "exit ms", "peak RSS MiB"
+    n = split("domboot qemu-microvm qemu-pc", names, " ")
+    for (i = 1; i <= n; i++) {
+        k = names[i]; M[k] = median(m[k]); E[k] = median(e[k]); R[k] = median(r[k]) / 1024
+        printf "%-14s %12d %10d %12.1f%s\n", k, M[k], E[k], R[k], miss[k] ? "  (marker missing in " miss[k] " run(s))" : ""
+    }
+    printf "\nratios domboot/QEMU: time to marker %.2fx microvm, %.2fx pc; peak RSS %.3fx microvm, %.3fx pc\n",
+        M["domboot"] / M["qemu-microvm"], M["domboot"] / M["qemu-pc"], R["domboot"] / R["qemu-microvm"], R["domboot"] / R["qemu-pc"]
+    printf "goal time <= 0.5x microvm: %s;  goal peak RSS <= 0.1x QEMU: %s\n",
+        (M["domboot"] <= 0.5 * M["qemu-microvm"]) ? "met" : "NOT met",
+        (R["domboot"] <= 0.1 * R["qemu-microvm"] && R["domboot"] <= 0.1 * R["qemu-pc"]) ? "met" : "NOT met"
+}' "$WORK/rows.txt"
