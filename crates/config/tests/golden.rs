@@ -69,16 +69,21 @@ fn every_input_converts_to_every_syntax_as_recorded() {
 
 /// The disk backends the writers name where the model names none: xend needs one in
 /// every uname (`phy:` for a block device, `file:` for a file); xl leaves it to libxl,
-/// which serves an image file with qdisk (libvirt's `qemu`). Reading it back names it.
+/// which serves an image file or an empty drive with qdisk (libvirt's `qemu`). Reading it
+/// back names it.
 fn with_xend_defaults(c: &DomainConfig, syntaxes: &[Syntax]) -> DomainConfig {
     let mut c = c.clone();
     for s in syntaxes {
-        for d in c.disks.iter_mut().filter(|d| d.driver.is_none()) {
-            let Some(source) = &d.source else { continue };
+        for d in &mut c.disks {
             let block = d.kind == domboot_config::DiskKind::Block;
-            match s {
-                Syntax::Xl if !source.starts_with("/dev/") => d.driver = Some("qemu".into()),
-                Syntax::Sexpr => d.driver = Some(if block { "phy" } else { "file" }.into()),
+            let on_dev = d.source.as_deref().is_some_and(|s| s.starts_with("/dev/"));
+            match (s, &d.driver, &d.source) {
+                (Syntax::Xl, None, _) if !on_dev => d.driver = Some("qemu".into()),
+                (Syntax::Sexpr, None, Some(_)) => {
+                    d.driver = Some(if block { "phy" } else { "file" }.into())
+                }
+                // An empty drive has no uname to carry a backend on.
+                (Syntax::Sexpr, Some(_), None) => d.driver = None,
                 _ => {}
             }
         }

@@ -176,12 +176,12 @@ pub fn parse_disk(spec: &str) -> Result<Disk, String> {
         Some(a) => return Err(format!("access `{a}` is not r, ro, w, rw or w!")),
     }
     // xl's form names no backend: libxl picks phy for a block device and qdisk for an
-    // image file, which libvirt calls the `qemu` driver.
-    let image_file = disk
+    // image file or an empty drive, which libvirt calls the `qemu` driver.
+    let not_block = disk
         .source
         .as_deref()
-        .is_some_and(|s| !s.starts_with("/dev/"));
-    if !legacy && disk.driver.is_none() && image_file {
+        .is_none_or(|s| !s.starts_with("/dev/"));
+    if !legacy && disk.driver.is_none() && not_block {
         disk.driver = Some("qemu".into());
     }
     disk.kind = DiskKind::infer(disk.driver.as_deref(), disk.source.as_deref());

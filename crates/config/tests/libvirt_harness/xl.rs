@@ -164,7 +164,9 @@ fn devices(map: &HashMap<&str, &Value>, hvm: bool, f: &mut Facts) -> Result<(), 
                 f.insert(format!("{g}.{k}"), v);
             }
         };
-        put("driver", driver);
+        // An empty drive has no backend to speak of (xm's `,hdc:cdrom,r` names none,
+        // xl's key=value form reads as qdisk).
+        put("driver", driver.filter(|_| disk.source.is_some()));
         // raw is xl's default format (and blktap's `aio` its raw driver).
         put("format", disk.format.filter(|f| f != "raw" && f != "aio"));
         put("source", disk.source);
