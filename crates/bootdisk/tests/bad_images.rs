@@ -229,3 +229,24 @@ fn long_ebr_chains_are_refused() {
         .to_string();
     assert_has(&err, &["chain.img", "MBR", "more than 128 links"]);
 }
+
+/// A FAT directory entry pointing at cluster 1 (reserved) made fatfs 0.3.6 panic
+/// (found by fuzz/fs_fat): now it is an error naming the image and the partition.
+#[test]
+fn fat_directory_at_a_reserved_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = images::Tree::new().text("/boot/syslinux.cfg", "LABEL a\n KERNEL /vmlinuz\n");
+    let img = images::fat(dir.path(), "fat16", &tree, 16, 16);
+    let mut bytes = std::fs::read(&img).unwrap();
+    let u16_at = |b: &[u8], o: usize| usize::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let root =
+        (u16_at(&bytes, 14) + usize::from(bytes[16]) * u16_at(&bytes, 22)) * u16_at(&bytes, 11);
+    let entry = (root..root + 16 * 32)
+        .step_by(32)
+        .find(|&e| &bytes[e..e + 11] == b"BOOT       " && bytes[e + 11] & 0x10 != 0)
+        .expect("mcopy wrote a BOOT directory entry");
+    bytes[entry + 26..entry + 28].copy_from_slice(&1u16.to_le_bytes());
+    std::fs::write(&img, bytes).unwrap();
+    let err = entries_error(&img);
+    assert_has(&err, &["fat16.fat", "whole disk", "corrupt FAT filesystem"]);
+}

@@ -297,6 +297,25 @@ fn bootloader_option_errors_are_clear() {
         err.contains("absent.img") && err.contains("cannot read the image"),
         "{err}"
     );
+    // A FAT directory at a reserved cluster (fatfs panics on it): a clean error, no panic text.
+    let tree = images::Tree::new().text("/boot/grub/grub.cfg", "menuentry A { linux /a }\n");
+    let fat = images::fat(dir.path(), "fat16", &tree, 16, 16);
+    let mut bytes = std::fs::read(&fat).unwrap();
+    let u16_at = |b: &[u8], o: usize| usize::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let root =
+        (u16_at(&bytes, 14) + usize::from(bytes[16]) * u16_at(&bytes, 22)) * u16_at(&bytes, 11);
+    let entry = (root..root + 512)
+        .step_by(32)
+        .find(|&e| &bytes[e..e + 11] == b"BOOT       " && bytes[e + 11] & 0x10 != 0)
+        .unwrap();
+    bytes[entry + 26] = 1;
+    std::fs::write(&fat, bytes).unwrap();
+    let err = fails(&["boot-entries", s(&fat)]);
+    assert!(
+        err.contains("fat16.fat, whole disk") && err.contains("corrupt FAT filesystem"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
     let err = fails(&["plan", "--disk", "x.img,rx", "--bootloader"]);
     assert!(err.contains("unknown disk flag"), "{err}");
 }

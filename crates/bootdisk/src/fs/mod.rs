@@ -4,6 +4,7 @@
 
 mod ext;
 mod fat;
+mod guard;
 mod iso;
 
 use crate::disk::Region;
@@ -24,22 +25,29 @@ pub trait FileSystem {
     fn list(&mut self, path: &str, limit: usize) -> Result<Vec<String>, FsError>;
 }
 
+type Opener = fn(&Region) -> Result<Box<dyn FileSystem>, FsError>;
+
 /// The filesystem on `region`, by its magic: Ok(None) when none is recognised, Err when
 /// one is recognised but cannot be opened.
 pub fn open(region: &Region) -> Result<Option<Box<dyn FileSystem>>, FsError> {
     let mut magic = [0u8; 8];
     let at = |offset: u64, buf: &mut [u8]| region.read_exact_at(offset, buf).is_ok();
-    if at(32769, &mut magic[..5]) && &magic[..5] == b"CD001" {
-        return iso::open(region).map(Some);
-    }
-    if at(1080, &mut magic[..2]) && magic[..2] == [0x53, 0xEF] {
-        return ext::open(region).map(Some);
-    }
-    let mut boot = [0u8; 512];
-    if at(0, &mut boot) && fat::looks_like_fat(&boot) {
-        return fat::open(region).map(Some);
-    }
-    Ok(None)
+    let (kind, opener): (&str, Opener) = if at(32769, &mut magic[..5]) && &magic[..5] == b"CD001" {
+        ("iso9660", iso::open)
+    } else if at(1080, &mut magic[..2]) && magic[..2] == [0x53, 0xEF] {
+        ("ext2/3/4", ext::open)
+    } else {
+        let mut boot = [0u8; 512];
+        if !(at(0, &mut boot) && fat::looks_like_fat(&boot)) {
+            return Ok(None);
+        }
+        ("FAT", fat::open)
+    };
+    let inner = guard::guarded(kind, || opener(region))?;
+    Ok(Some(Box::new(guard::Guarded {
+        inner,
+        broken: None,
+    })))
 }
 
 /// The non-empty components of an absolute path.
