@@ -24,6 +24,8 @@ pub const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
     ),
     ("xm", "test-no-source-cdrom", "*", "emulator", VERSIONS),
     ("xm", "test-no-source-cdrom", "*", "device_model", VERSIONS),
+    ("xm", "test-fullvirt-utc", "*", "emulator", VERSIONS),
+    ("xm", "test-fullvirt-utc", "*", "device_model", VERSIONS),
     (
         "xm",
         "test-no-source-cdrom",
