@@ -234,3 +234,69 @@ fn whole_disk_ext2_and_ext3() {
         assert_eq!(i, vec![layouts::initrd_bytes(kind)]);
     }
 }
+
+/// A hybrid image as xorriso writes for installers: ISO9660 on the whole disk, an MBR whose
+/// partition 1 covers the ISO and whose partition 2 is an appended EFI system partition.
+#[test]
+fn hybrid_iso_with_an_appended_esp() {
+    let dir = tempfile::tempdir().unwrap();
+    let esp = images::fat(
+        dir.path(),
+        "esp",
+        &images::Tree::new()
+            .text(
+                "/loader/entries/esp.conf",
+                "title From the ESP\nlinux /vmlinuz\noptions esp\n",
+            )
+            .bytes("/vmlinuz", b"esp kernel"),
+        2,
+        12,
+    );
+    let stage = dir.path().join("iso-tree");
+    std::fs::create_dir_all(stage.join("isolinux")).unwrap();
+    std::fs::write(
+        stage.join("isolinux/isolinux.cfg"),
+        "LABEL live\n  MENU LABEL Live\n  KERNEL /live/vmlinuz\n  APPEND boot=live\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(stage.join("live")).unwrap();
+    std::fs::write(stage.join("live/vmlinuz"), b"iso kernel").unwrap();
+    let iso = dir.path().join("hybrid.iso");
+    let esp_arg = esp.to_str().unwrap();
+    images::run(
+        "xorriso",
+        &[
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-R",
+            "-J",
+            "-append_partition",
+            "2",
+            "0xef",
+            esp_arg,
+            "-o",
+            iso.to_str().unwrap(),
+            stage.to_str().unwrap(),
+        ],
+        "xorriso",
+    );
+    let mut image = DiskImage::open(&iso).unwrap();
+    let numbers: Vec<u32> = image.partitions().map(|p| p.number).collect();
+    assert!(numbers.contains(&0) && numbers.contains(&2), "{numbers:?}");
+    let (entries, default) = image.entries().unwrap();
+    let got: Vec<(&str, Option<u32>, &str)> = entries
+        .iter()
+        .map(|e| (e.title.as_str(), e.partition, e.cmdline.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("From the ESP", Some(2), "esp"),
+            ("Live", Some(0), "boot=live")
+        ]
+    );
+    assert_eq!(default, Some(0));
+    assert_eq!(image.load(&entries[0]).unwrap().0, b"esp kernel");
+    assert_eq!(image.load(&entries[1]).unwrap().0, b"iso kernel");
+}
