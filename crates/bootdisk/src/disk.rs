@@ -8,6 +8,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where the image's bytes are: a file, or memory (fuzzing, images already read).
 #[derive(Clone, Debug)]
@@ -35,6 +36,10 @@ impl Backing {
 #[derive(Clone, Debug)]
 pub struct Region {
     file: Backing,
+    /// Bytes reads may still bring in, shared by every region of the image: a filesystem
+    /// crate stuck in a loop on corrupt metadata (a FAT cluster chain that cycles through
+    /// deleted directory entries never yields one) runs into it and gets an I/O error.
+    budget: Arc<AtomicU64>,
     start: u64,
     len: u64,
     pos: u64,
@@ -55,6 +60,7 @@ impl Region {
         };
         Ok(Region {
             file: Backing::File(Arc::new(file)),
+            budget: Arc::new(AtomicU64::new(u64::MAX)),
             start: 0,
             len,
             pos: 0,
@@ -66,6 +72,7 @@ impl Region {
         Region {
             len: bytes.len() as u64,
             file: Backing::Memory(bytes.into()),
+            budget: Arc::new(AtomicU64::new(u64::MAX)),
             start: 0,
             pos: 0,
         }
@@ -76,6 +83,7 @@ impl Region {
         let end = offset.checked_add(len)?;
         (end <= self.len).then(|| Region {
             file: self.file.clone(),
+            budget: self.budget.clone(),
             start: self.start + offset,
             len,
             pos: 0,
@@ -88,6 +96,25 @@ impl Region {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Allows `bytes` more bytes of reads (for every region of this image) from now on.
+    pub fn set_budget(&self, bytes: u64) {
+        self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Takes `n` bytes from the budget, or fails when it has fewer left. A read counts as
+    /// 512 bytes at least, so a crate looping over 32-byte directory entries runs out soon.
+    fn spend(&self, n: usize) -> io::Result<()> {
+        let n = (n as u64).max(512);
+        self.budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .map(|_| ())
+            .map_err(|_| {
+                io::Error::other("read more than this lookup may (its metadata probably loops)")
+            })
     }
 
     /// Fills `buf` from `offset`, failing if the range ends first.
@@ -103,6 +130,7 @@ impl Region {
                 ),
             ));
         }
+        self.spend(buf.len())?;
         let mut done = 0;
         while done < buf.len() {
             match self
@@ -124,6 +152,7 @@ impl Read for Region {
         if n == 0 {
             return Ok(0);
         }
+        self.spend(n)?;
         let got = self.file.read_at(&mut buf[..n], self.start + self.pos)?;
         self.pos += got as u64;
         Ok(got)

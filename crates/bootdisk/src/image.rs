@@ -8,6 +8,10 @@ use crate::fs::{self, FileSystem};
 use crate::partition::{self, Partition};
 use std::path::{Path, PathBuf};
 
+/// Reads one filesystem operation may make beyond the file it returns: directories,
+/// allocation tables, extent trees.
+const READ_SLACK: u64 = 64 << 20;
+
 /// How much one read may bring into memory.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -105,6 +109,16 @@ impl DiskImage {
 
     /// The filesystem on partition `number` (0: whole disk): Ok(None) when it holds none
     /// we recognise.
+    /// Gives the next filesystem operation a read budget: what it may legitimately read
+    /// (`wanted`) plus room for metadata.
+    fn budget(&self, wanted: u64) {
+        if let Some(s) = self.slots.first() {
+            s.partition
+                .region
+                .set_budget(wanted.saturating_add(READ_SLACK));
+        }
+    }
+
     pub fn filesystem(&mut self, number: u32) -> Result<Option<&mut Box<dyn FileSystem>>> {
         let at = self.location(number, None);
         let slot = self
@@ -115,6 +129,9 @@ impl DiskImage {
                 at: at.clone(),
                 reason: format!("there is no partition {number}"),
             })?;
+        if slot.fs.is_none() {
+            slot.partition.region.set_budget(READ_SLACK);
+        }
         let fs = slot
             .fs
             .get_or_insert_with(|| fs::open(&slot.partition.region));
@@ -134,6 +151,8 @@ impl DiskImage {
         what: &'static str,
     ) -> Result<Vec<u8>> {
         let at = self.location(number, Some(path));
+        self.filesystem(number)?;
+        self.budget(limit);
         let Some(fs) = self.filesystem(number)? else {
             return Err(Error::Filesystem {
                 at,
@@ -152,6 +171,8 @@ impl DiskImage {
         what: &'static str,
     ) -> Result<Option<Vec<u8>>> {
         let at = self.location(number, Some(path));
+        self.filesystem(number)?;
+        self.budget(limit);
         let Some(fs) = self.filesystem(number)? else {
             return Ok(None);
         };
@@ -166,6 +187,8 @@ impl DiskImage {
     pub fn list(&mut self, number: u32, path: &str) -> Result<Vec<String>> {
         let at = self.location(number, Some(path));
         let limit = self.limits.dir_entries;
+        self.filesystem(number)?;
+        self.budget(0);
         let Some(fs) = self.filesystem(number)? else {
             return Ok(Vec::new());
         };
@@ -178,6 +201,8 @@ impl DiskImage {
 
     /// Whether `path` exists as a file on partition `number`.
     pub fn exists(&mut self, number: u32, path: &str) -> bool {
+        let _ = self.filesystem(number);
+        self.budget(0);
         match self.filesystem(number) {
             Ok(Some(fs)) => matches!(fs.read(path, 0), Ok(_) | Err(FsError::TooLarge { .. })),
             _ => false,

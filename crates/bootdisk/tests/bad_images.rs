@@ -250,3 +250,49 @@ fn fat_directory_at_a_reserved_cluster() {
     let err = entries_error(&img);
     assert_has(&err, &["fat16.fat", "whole disk", "corrupt FAT filesystem"]);
 }
+
+/// A FAT directory whose cluster chain loops back on itself through deleted entries:
+/// fatfs would iterate forever; the image's read budget stops it with an error.
+#[test]
+fn fat_directory_cluster_loop_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = images::Tree::new().text("/boot/syslinux.cfg", "LABEL a\n KERNEL /vmlinuz\n");
+    let img = images::fat(dir.path(), "loop16", &tree, 16, 16);
+    let mut b = std::fs::read(&img).unwrap();
+    let u16_at = |b: &[u8], o: usize| usize::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let (sector, reserved, fats, fat_size) = (
+        u16_at(&b, 11),
+        u16_at(&b, 14),
+        usize::from(b[16]),
+        u16_at(&b, 22),
+    );
+    let root = (reserved + fats * fat_size) * sector;
+    let root_size = u16_at(&b, 17) * 32;
+    let cluster_size = sector * usize::from(b[13]);
+    let entry = (root..root + root_size)
+        .step_by(32)
+        .find(|&e| &b[e..e + 11] == b"BOOT       " && b[e + 11] & 0x10 != 0)
+        .unwrap();
+    let cluster = u16_at(&b, entry + 26);
+    let data = root + root_size + (cluster - 2) * cluster_size;
+    for e in (data..data + cluster_size).step_by(32) {
+        b[e] = 0xE5; // deleted
+        b[e + 11] = 0x20;
+    }
+    for f in 0..fats {
+        let at = reserved * sector + f * fat_size * sector + cluster * 2;
+        b[at..at + 2].copy_from_slice(&(cluster as u16).to_le_bytes()); // points to itself
+    }
+    std::fs::write(&img, b).unwrap();
+    let started = std::time::Instant::now();
+    let err = entries_error(&img);
+    assert_has(
+        &err,
+        &["loop16.fat", "whole disk", "metadata probably loops"],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}
