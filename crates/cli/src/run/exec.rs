@@ -25,13 +25,32 @@ if [ -f /domboot/modules ]; then
         /bin/busybox insmod "/domboot/modules.d/$m.ko" || echo "domboot: cannot load module $m" >&2
     done < /domboot/modules
 fi
-# No newline translation: the command's bytes reach the host unchanged.
-/bin/busybox stty -F /dev/console raw -echo 2>/dev/null
 cd /root
-printf 'DOMBOOT-START-%s\n' "$M" > /dev/console
-/bin/sh /domboot/cmd < /dev/console > /dev/console 2>&1
-s=$?
-printf 'DOMBOOT-END-%s %d\n' "$M" "$s" > /dev/console
+if grep -q 'domboot\.io=serial' /proc/cmdline; then
+    # ttyS1: control, ttyS2: stdin and stdout, ttyS3: stderr (see run/channels.rs).
+    for t in 1 2 3; do /bin/busybox stty -F /dev/ttyS$t raw -echo; done
+    /bin/busybox mkfifo /domboot/stdin
+    # Opening a port clears its receive FIFO, so the host sends stdin only once the
+    # decoder holds ttyS2 open and says so.
+    (exec < /dev/ttyS2; echo stdin > /dev/ttyS1
+     while read -r l && [ "$l" != . ]; do printf %s "$l" | base64 -d; done) > /domboot/stdin &
+    r=$!
+    echo start > /dev/ttyS1
+    /bin/sh /domboot/cmd < /domboot/stdin > /dev/ttyS2 2> /dev/ttyS3
+    s=$?
+    # The decoder holds ttyS2 open: once it is gone the port's last close has waited for
+    # the command's output to leave the UART.
+    kill $r 2>/dev/null; wait $r 2>/dev/null
+    echo "end $s" > /dev/ttyS1
+else
+    # One console (the KVM backend): no newline translation, so the command's bytes reach
+    # the host unchanged between two markers.
+    /bin/busybox stty -F /dev/console raw -echo 2>/dev/null
+    printf 'DOMBOOT-START-%s\n' "$M" > /dev/console
+    /bin/sh /domboot/cmd < /dev/console > /dev/console 2>&1
+    s=$?
+    printf 'DOMBOOT-END-%s %d\n' "$M" "$s" > /dev/console
+fi
 /bin/busybox reboot -f
 "#;
 
@@ -109,8 +128,12 @@ pub struct ExecInitrds {
     _dir: tempfile::TempDir,
 }
 
-pub fn prepare(cmd: &str, modules: &[(String, PathBuf)]) -> anyhow::Result<ExecInitrds> {
-    let base = base_initramfs()?;
+pub fn prepare(
+    cmd: &str,
+    modules: &[(String, PathBuf)],
+    kernel: &Path,
+) -> anyhow::Result<ExecInitrds> {
+    let base = base_initramfs(&busybox_for(kernel)?)?;
     let dir = tempfile::Builder::new().prefix("domboot-exec-").tempdir()?;
     let mut extra =
         Initramfs::new()
@@ -134,9 +157,44 @@ pub fn prepare(cmd: &str, modules: &[(String, PathBuf)]) -> anyhow::Result<ExecI
     })
 }
 
+/// A static busybox that runs on `kernel`: the host's for a 64-bit kernel, the i386 one
+/// scripts/setup.sh caches for a 32-bit kernel (which cannot run x86_64 programs).
+pub fn busybox_for(kernel: &Path) -> anyhow::Result<PathBuf> {
+    if !is_32bit(kernel) {
+        return Ok(domboot_initramfs::busybox::find()?);
+    }
+    let i386 = cache_dir().join("debian/busybox-i386/bin/busybox");
+    if !i386.is_file() {
+        bail!(
+            "{} is a 32-bit kernel, which needs an i386 busybox; none at {} (scripts/setup.sh \
+             fetches Debian's busybox-static for i386 there)",
+            kernel.display(),
+            i386.display()
+        );
+    }
+    domboot_initramfs::busybox::check_static(&i386)?;
+    Ok(i386)
+}
+
+/// A bzImage without a 64-bit entry point (XLF_KERNEL_64), or a 32-bit ELF kernel.
+fn is_32bit(kernel: &Path) -> bool {
+    let options = domboot_formats::ChainOptions {
+        stop_at: vec![domboot_formats::Format::BzImage],
+        ..Default::default()
+    };
+    let Ok(chain) = domboot_formats::open(kernel, &options) else {
+        return false;
+    };
+    if let Some(bz) = chain.bzimage().and_then(|l| l.bzimage()) {
+        return bz.entry_points.entry64_offset.is_none();
+    }
+    chain
+        .kernel_elf()
+        .is_some_and(|elf| elf.data.get(4) == Some(&1))
+}
+
 /// busybox + /init, built once per busybox binary and /init version, cached.
-fn base_initramfs() -> anyhow::Result<PathBuf> {
-    let busybox = domboot_initramfs::busybox::find()?;
+fn base_initramfs(busybox: &Path) -> anyhow::Result<PathBuf> {
     let bb =
         std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -154,7 +212,7 @@ fn base_initramfs() -> anyhow::Result<PathBuf> {
     }
     let mut image = Initramfs::new()
         .reproducible(true)
-        .busybox(&busybox)?
+        .busybox(busybox)?
         .essential_dev()
         .file("/init", 0o755, INIT.as_bytes().to_vec());
     for (dir, mode) in DIRS {

@@ -6,11 +6,15 @@
 //! debug-exit port 0xf4; 124 when `--timeout` expires; 128+N when signal N stopped it; 2 when
 //! domboot itself fails (bad input, QEMU or KVM missing).
 
+pub mod channels;
 pub mod console;
 pub mod exec;
+mod exec_run;
 pub mod kvm;
 pub mod modules;
+mod preflight;
 pub mod tcg;
+pub mod watch;
 
 use crate::commands::boot_args::BootArgs;
 use std::path::PathBuf;
@@ -64,9 +68,13 @@ pub struct Args {
     /// once (a stock kernel would crawl through KVM's instruction emulator and never boot).
     #[arg(long)]
     pub pvm_guest: bool,
-    /// With --exec: print {"status", "boot_ms", "command_ms"} as JSON after the output.
+    /// With --exec: print {"status", "boot_ms", "command_ms"} as JSON on a line of its own
+    /// on stderr after the run (with "reason" when the command has no status).
     #[arg(long, requires = "exec")]
     pub json: bool,
+    /// With --exec: write that JSON object to FILE instead of stderr.
+    #[arg(long, value_name = "FILE", requires = "exec")]
+    pub json_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -148,9 +156,16 @@ pub struct RunConfig {
     pub verbose: bool,
     /// ACPI tables on KVM (`--no-acpi` clears it).
     pub acpi: bool,
-    /// Set to a signal number by the SIGINT/SIGTERM handlers.
+    /// Set to a signal number by the SIGINT/SIGTERM handlers, or to [`QUIT`] by Ctrl-A x.
     pub signal: Arc<AtomicI32>,
+    /// TCG: Unix sockets QEMU connects the guest's ttyS1, ttyS2, ... to.
+    pub extra_serials: Vec<PathBuf>,
+    /// TCG: sees the console stream, to recognise a kernel panic and quote it.
+    pub watch: watch::ConsoleWatch,
 }
+
+/// The value Ctrl-A x leaves in [`RunConfig::signal`]: the user quit the console.
+pub const QUIT: i32 = -1;
 
 /// How a guest run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,6 +180,8 @@ pub enum Outcome {
     Crash(String),
     /// The guest kernel panicked, with the panic line (and the lines before it).
     Panic(String),
+    /// The user quit the console with Ctrl-A x.
+    Quit,
 }
 
 impl Outcome {
@@ -174,6 +191,8 @@ impl Outcome {
             Outcome::DebugExit(v) => *v,
             Outcome::Timeout(_) => 124,
             Outcome::Interrupted(sig) => 128u8.saturating_add(*sig as u8),
+            // As if Ctrl-C had stopped it (which the guest receives instead).
+            Outcome::Quit => 128 + libc::SIGINT as u8,
             Outcome::Crash(_) => domboot_vmm::EXIT_CRASH,
             Outcome::Panic(_) => domboot_vmm::EXIT_GUEST_PANIC,
         }
@@ -298,7 +317,7 @@ fn boot(
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.exec.is_some() {
-        return run_exec(args);
+        return exec_run::run_exec(args);
     }
     let (image, vcpus) = args.boot.image_and_vcpus()?;
     let cpus = cpu_count(args.cpus, vcpus)?;
@@ -321,6 +340,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         verbose: args.verbose,
         acpi: !args.no_acpi,
         signal: catch_signals()?,
+        extra_serials: Vec::new(),
+        watch: watch::ConsoleWatch::default(),
     };
     let outcome = boot(accel, &plan, &cfg)?;
     report(&outcome, args.verbose);
@@ -335,154 +356,12 @@ pub fn report(outcome: &Outcome, verbose: bool) {
             d.as_secs_f64()
         ),
         Outcome::Interrupted(sig) => eprintln!("domboot: stopped the guest on signal {sig}"),
+        Outcome::Quit => eprintln!("domboot: stopped the guest (Ctrl-A x)"),
         Outcome::Crash(report) | Outcome::Panic(report) => eprintln!("domboot: {report}"),
         Outcome::DebugExit(v) if verbose => {
             eprintln!("domboot: the guest exited through the debug-exit port with status {v}")
         }
         Outcome::Ended if verbose => eprintln!("domboot: the guest powered off or reset"),
         _ => {}
-    }
-}
-
-fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
-    let started = std::time::Instant::now();
-    let cmd = args.exec.clone().unwrap_or_default();
-    let progress = Progress::new();
-    let from_config = args.boot.config_settings()?;
-    let kernel = match (&args.boot.kernel, &from_config) {
-        (Some(k), _) => k.clone(),
-        (None, Some(c)) => c.kernel.clone(),
-        (None, None) => exec::default_kernel()?,
-    };
-    let modules = if args.module.is_empty() {
-        Vec::new()
-    } else {
-        let dir = match &args.modules {
-            Some(d) => d.clone(),
-            None => exec::default_modules(&kernel).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--module needs a modules tree: none matches {} (give one with --modules DIR)",
-                    kernel.display()
-                )
-            })?,
-        };
-        modules::resolve(&dir, &args.module)?
-    };
-    progress.say("building the initramfs");
-    let initrds = exec::prepare(&cmd, &modules)?;
-    let marker = exec::marker()?;
-    let cmdline = format!(
-        "{}{}console=ttyS0 panic=-1 {} domboot.marker={marker}",
-        args.boot.cmdline.as_deref().unwrap_or(""),
-        if args.boot.cmdline.is_some() { " " } else { "" },
-        if args.verbose {
-            "loglevel=7"
-        } else {
-            "quiet loglevel=0"
-        },
-    );
-    let memory = from_config.as_ref().and_then(|c| c.memory);
-    let mut all_initrds = args.boot.initrd.clone();
-    all_initrds.extend_from_slice(&initrds.files);
-    let image = args
-        .boot
-        .image_from(&kernel, &all_initrds, Some(&cmdline), memory, false)?;
-    let plan = image.build()?;
-    let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
-    if args.verbose {
-        eprintln!(
-            "domboot: kernel {}; accelerator {accel:?}: {why}",
-            kernel.display()
-        );
-    }
-    let filter = Arc::new(Mutex::new(exec::ExecFilter::new(
-        &marker,
-        args.verbose,
-        started,
-        Box::new(std::io::stdout()),
-    )));
-    let sink: Arc<Mutex<dyn ConsoleFilter>> = filter.clone();
-    let cfg = RunConfig {
-        cpus: cpu_count(args.cpus, None)?,
-        serial: SerialSink::Filter(sink),
-        forward_stdin: false,
-        timeout: args.timeout.map(Duration::from_secs_f64),
-        verbose: args.verbose,
-        acpi: !args.no_acpi,
-        signal: catch_signals()?,
-    };
-    progress.say("booting");
-    let outcome = boot(accel, &plan, &cfg);
-    progress.clear();
-    let outcome = outcome?;
-    let f = filter
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the console filter failed"))?;
-    let code = match (f.status, &outcome) {
-        (Some(status), _) => (status & 0xff) as u8,
-        (None, Outcome::Timeout(d)) => {
-            eprintln!(
-                "domboot: the command was still running after {:.1} s (--timeout); stopped the VM",
-                d.as_secs_f64()
-            );
-            124
-        }
-        (None, Outcome::Interrupted(sig)) => {
-            eprintln!("domboot: stopped the VM on signal {sig}");
-            outcome.exit_code()
-        }
-        (None, Outcome::Panic(report) | Outcome::Crash(report)) => {
-            eprintln!("domboot: {report}");
-            outcome.exit_code()
-        }
-        (None, _) => {
-            eprintln!(
-                "domboot: the guest stopped before the command finished{} (run with --verbose to see the kernel's messages)",
-                if f.boot_time.is_none() {
-                    ", before it even started"
-                } else {
-                    ""
-                }
-            );
-            2
-        }
-    };
-    if args.json {
-        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
-        println!(
-            "{}",
-            serde_json::json!({
-                "status": f.status,
-                "boot_ms": ms(f.boot_time),
-                "command_ms": ms(f.command_time),
-            })
-        );
-    }
-    Ok(ExitCode::from(code))
-}
-
-/// A one-line status on stderr while the initramfs is built and the VM boots, only when
-/// stderr is a terminal.
-struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn new() -> Progress {
-        use std::io::IsTerminal;
-        if !std::io::stderr().is_terminal() {
-            return Progress(None);
-        }
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(Duration::from_millis(100));
-        Progress(Some(bar))
-    }
-    fn say(&self, what: &str) {
-        if let Some(b) = &self.0 {
-            b.set_message(format!("domboot: {what}…"));
-        }
-    }
-    fn clear(&self) {
-        if let Some(b) = &self.0 {
-            b.finish_and_clear();
-        }
     }
 }

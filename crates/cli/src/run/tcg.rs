@@ -55,6 +55,11 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
                 .stdout(Stdio::null());
         }
     }
+    for (i, path) in cfg.extra_serials.iter().enumerate() {
+        cmd.arg("-chardev")
+            .arg(format!("socket,id=port{i},path={}", path.display()))
+            .args(["-serial", &format!("chardev:port{i}")]);
+    }
     if cfg.verbose {
         eprintln!("domboot: running {cmd:?}");
     }
@@ -67,12 +72,16 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
     let stderr = drain(child.stderr.take());
     let forward_out = child.stdout.take().map(|mut out| {
         let mut sink = cfg.serial.clone();
+        let watch = cfg.watch.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             loop {
                 match out.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => sink.write(&buf[..n]),
+                    Ok(n) => {
+                        watch.feed(&buf[..n]);
+                        sink.write(&buf[..n]);
+                    }
                 }
             }
             sink.finish();
@@ -99,7 +108,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
                     match (escape, after_ctrl_a, b) {
                         (true, false, CTRL_A) => after_ctrl_a = true,
                         (true, true, b'x') => {
-                            stop.store(libc::SIGINT, Ordering::Relaxed);
+                            stop.store(super::QUIT, Ordering::Relaxed);
                             return;
                         }
                         (true, true, _) => {
@@ -126,10 +135,19 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
     }
     let stderr = stderr.join().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&stderr);
+    if let Some(text) = cfg.watch.panic_text()
+        && matches!(outcome, Waited::Exited(Some(0)) | Waited::Panicked)
+    {
+        // panic=N reboots, which -no-reboot turns into an ordinary exit: the console
+        // tells the two apart.
+        return Ok(Outcome::Panic(text));
+    }
     match outcome {
         Waited::Exited(code) => map_exit(code, &stderr),
         Waited::TimedOut => Ok(Outcome::Timeout(started.elapsed())),
+        Waited::Interrupted(super::QUIT) => Ok(Outcome::Quit),
         Waited::Interrupted(sig) => Ok(Outcome::Interrupted(sig)),
+        Waited::Panicked => Ok(Outcome::Panic(String::from("the guest kernel panicked"))),
     }
 }
 
@@ -137,7 +155,13 @@ enum Waited {
     Exited(Option<i32>),
     TimedOut,
     Interrupted(i32),
+    /// A kernel that panics without `panic=N` spins forever: stopped once its report is
+    /// complete, or a moment after the panic line if the report never ends.
+    Panicked,
 }
+
+/// How long a panicked guest may go on printing its report before it is stopped.
+const PANIC_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn wait(child: &mut Child, cfg: &RunConfig, started: Instant) -> anyhow::Result<Waited> {
     loop {
@@ -152,6 +176,14 @@ fn wait(child: &mut Child, cfg: &RunConfig, started: Instant) -> anyhow::Result<
         if cfg.timeout.is_some_and(|t| started.elapsed() >= t) {
             stop(child);
             return Ok(Waited::TimedOut);
+        }
+        if let Some((report, at)) = cfg.watch.panic()
+            && (report.complete || at.elapsed() >= PANIC_GRACE)
+        {
+            // Let the report's last lines reach the console reader before QEMU goes.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            stop(child);
+            return Ok(Waited::Panicked);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

@@ -1,0 +1,305 @@
+//! `run --exec`: assemble the throwaway VM (kernel, the configuration's settings, the exec
+//! initramfs), boot it, and turn what happened into domboot's exit status.
+//!
+//! Under TCG the command's stdin/stdout, its stderr and the control messages each have a
+//! serial port of their own (see [`super::channels`]); the KVM backend has one UART, so
+//! there the command's output shares the console between two markers ([`exec::ExecFilter`]).
+
+use super::channels::{Channels, Control};
+use super::{
+    Accel, Args, ConsoleFilter, Outcome, RunConfig, SerialSink, boot, choose_accel, cpu_count,
+    exec, linux_version, modules, watch::ConsoleWatch,
+};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The guest stopped before the command finished, without a kernel panic.
+pub const EXIT_NO_STATUS: u8 = 122;
+
+pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let cmd = args.exec.clone().unwrap_or_default();
+    let progress = Progress::new();
+    let config = args.boot.config_settings()?;
+    let kernel = match (&args.boot.kernel, &config) {
+        (Some(k), _) => k.clone(),
+        (None, Some(c)) => c.kernel.clone(),
+        (None, None) => exec::default_kernel()?,
+    };
+    let modules = module_files(&args, &kernel)?;
+    progress.say("building the initramfs");
+    let initrds = exec::prepare(&cmd, &modules, &kernel)?;
+    let marker = exec::marker()?;
+    let user_cmdline = match &config {
+        Some(c) => c.cmdline.clone(),
+        None => args.boot.cmdline.clone(),
+    };
+    let mut all_initrds = match &config {
+        Some(c) => c.initrds.clone(),
+        None => args.boot.initrd.clone(),
+    };
+    all_initrds.extend_from_slice(&initrds.files);
+    let base_cmdline = format!(
+        "{}{}console=ttyS0 panic=-1 {} domboot.marker={marker}",
+        user_cmdline.as_deref().unwrap_or(""),
+        if user_cmdline.is_some() { " " } else { "" },
+        // loglevel=2 still prints panics (EMERG) and oopses (ALERT), so a failure can be
+        // explained, without the cost of the whole boot log on an emulated UART.
+        if args.verbose { "loglevel=7" } else { "loglevel=2" },
+    );
+    let memory = config.as_ref().and_then(|c| c.memory);
+    let pvh = config.as_ref().is_some_and(|c| c.pvh);
+    let mut image = args.boot.image_from(
+        &kernel,
+        &all_initrds,
+        Some(&base_cmdline),
+        memory,
+        pvh,
+    )?;
+    super::preflight::check_initrds(&image)?;
+    let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
+    if accel != Accel::Kvm {
+        image.cmdline.push_str(" domboot.io=serial");
+    }
+    let plan = image.build()?;
+    if args.verbose {
+        eprintln!("domboot: kernel {}; accelerator {accel:?}: {why}", kernel.display());
+    }
+    let cpus = cpu_count(args.cpus, config.as_ref().and_then(|c| c.vcpus))?;
+    progress.say("booting");
+    let ended = if accel == Accel::Kvm {
+        on_one_console(&args, &plan, cpus, &marker, started, &progress)?
+    } else {
+        on_serial_ports(&args, &plan, cpus, started, &progress)?
+    };
+    drop(initrds);
+    let code = exit_status(&ended);
+    if args.json || args.json_file.is_some() {
+        write_json(&args, &ended, ended.stderr_mid_line)?;
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// The modules --module names, resolved in --modules or the kernel's own tree.
+fn module_files(args: &Args, kernel: &std::path::Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    if args.module.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = match &args.modules {
+        Some(d) => d.clone(),
+        None => exec::default_modules(kernel).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--module needs a modules tree: none matches {} (give one with --modules DIR)",
+                kernel.display()
+            )
+        })?,
+    };
+    modules::resolve(&dir, &args.module)
+}
+
+/// How an exec run ended.
+struct Ended {
+    outcome: Outcome,
+    control: Control,
+    watch: ConsoleWatch,
+    /// The guest's stderr ended without a newline (the JSON line then starts a new one).
+    stderr_mid_line: bool,
+}
+
+fn run_config(args: &Args, cpus: u8, serial: SerialSink) -> anyhow::Result<RunConfig> {
+    Ok(RunConfig {
+        cpus,
+        serial,
+        forward_stdin: false,
+        timeout: args.timeout.map(Duration::from_secs_f64),
+        verbose: args.verbose,
+        acpi: !args.no_acpi,
+        signal: super::catch_signals()?,
+        extra_serials: Vec::new(),
+        watch: ConsoleWatch::default(),
+    })
+}
+
+/// TCG: the kernel's console on ttyS0 (on stderr with --verbose), the command on its own
+/// ports.
+fn on_serial_ports(
+    args: &Args,
+    plan: &domboot_builder::BootPlan,
+    cpus: u8,
+    started: Instant,
+    progress: &Progress,
+) -> anyhow::Result<Ended> {
+    let channels = Channels::open(started, progress.0.clone())?;
+    let console: Arc<Mutex<dyn ConsoleFilter>> =
+        Arc::new(Mutex::new(KernelLog(args.verbose, progress.0.clone())));
+    let mut cfg = run_config(args, cpus, SerialSink::Filter(console))?;
+    cfg.extra_serials = channels.paths.clone();
+    let outcome = boot(Accel::Tcg, plan, &cfg);
+    let stderr_mid_line = channels.stderr_mid_line();
+    let control = channels.finish();
+    progress.clear();
+    Ok(Ended {
+        outcome: outcome?,
+        control,
+        watch: cfg.watch,
+        stderr_mid_line,
+    })
+}
+
+/// KVM: one UART; the command's output between markers on it.
+fn on_one_console(
+    args: &Args,
+    plan: &domboot_builder::BootPlan,
+    cpus: u8,
+    marker: &str,
+    started: Instant,
+    progress: &Progress,
+) -> anyhow::Result<Ended> {
+    let filter = Arc::new(Mutex::new(exec::ExecFilter::new(
+        marker,
+        args.verbose,
+        started,
+        Box::new(std::io::stdout()),
+    )));
+    let sink: Arc<Mutex<dyn ConsoleFilter>> = filter.clone();
+    let cfg = run_config(args, cpus, SerialSink::Filter(sink))?;
+    let outcome = boot(Accel::Kvm, plan, &cfg);
+    progress.clear();
+    let outcome = outcome?;
+    let f = filter
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the console filter failed"))?;
+    Ok(Ended {
+        outcome,
+        control: Control {
+            boot_time: f.boot_time,
+            status: f.status,
+            command_time: f.command_time,
+            stdin_ready: false,
+        },
+        watch: cfg.watch,
+        stderr_mid_line: false,
+    })
+}
+
+/// The kernel's console during an exec run: shown only with --verbose; the progress line
+/// clears at the first byte so the two do not interleave.
+struct KernelLog(bool, Option<indicatif::ProgressBar>);
+
+impl ConsoleFilter for KernelLog {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.0 {
+            if let Some(bar) = self.1.take() {
+                bar.finish_and_clear();
+            }
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(bytes);
+            let _ = err.flush();
+        }
+    }
+    fn finish(&mut self) {}
+}
+
+/// The command's status when it finished; otherwise a message saying why it did not, and
+/// the status for that (README, "How a run ends").
+fn exit_status(e: &Ended) -> u8 {
+    if let Some(status) = e.control.status {
+        return (status & 0xff) as u8;
+    }
+    let quote = e.watch.quote();
+    match &e.outcome {
+        Outcome::Timeout(d) => {
+            eprintln!(
+                "domboot: the command was still running after {:.1} s (--timeout); stopped the VM",
+                d.as_secs_f64()
+            );
+        }
+        Outcome::Quit => eprintln!("domboot: stopped the VM (Ctrl-A x)"),
+        Outcome::Interrupted(sig) => eprintln!("domboot: stopped the VM on signal {sig}"),
+        Outcome::Panic(report) | Outcome::Crash(report) => eprintln!("domboot: {report}"),
+        Outcome::Ended | Outcome::DebugExit(_)
+            if e.control.boot_time.is_none() && e.watch.bytes() == 0 =>
+        {
+            eprintln!(
+                "domboot: the guest reset before printing anything (a kernel that cannot \
+                 run on this machine or with this much memory, or one without a 16550 \
+                 serial console; run with --verbose for QEMU's command line)"
+            );
+            return domboot_vmm::EXIT_CRASH;
+        }
+        Outcome::Ended | Outcome::DebugExit(_) => {
+            eprintln!(
+                "domboot: the guest stopped before the command {}{}",
+                if e.control.boot_time.is_none() {
+                    "started"
+                } else {
+                    "finished"
+                },
+                if quote.is_empty() {
+                    " (run with --verbose to see the kernel's messages)".to_string()
+                } else {
+                    format!("; the kernel's last lines:\n{}", quote.trim_end())
+                }
+            );
+            return EXIT_NO_STATUS;
+        }
+    }
+    e.outcome.exit_code()
+}
+
+/// `{"status", "boot_ms", "command_ms"}` (and `reason` when there is no status) as one line
+/// on stderr, or into --json-file.
+fn write_json(args: &Args, e: &Ended, mid_line: bool) -> anyhow::Result<()> {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+    let mut v = serde_json::json!({
+        "status": e.control.status,
+        "boot_ms": ms(e.control.boot_time),
+        "command_ms": ms(e.control.command_time),
+    });
+    if e.control.status.is_none() {
+        v["reason"] = match &e.outcome {
+            Outcome::Timeout(_) => "timeout",
+            Outcome::Interrupted(_) | Outcome::Quit => "stopped",
+            Outcome::Panic(_) => "kernel-panic",
+            Outcome::Crash(_) => "crash",
+            Outcome::Ended | Outcome::DebugExit(_) => "guest-stopped",
+        }
+        .into();
+    }
+    match &args.json_file {
+        Some(path) => crate::atomic::write_file(path, format!("{v}\n").as_bytes()),
+        None => {
+            eprintln!("{}{v}", if mid_line { "\n" } else { "" });
+            Ok(())
+        }
+    }
+}
+
+/// A one-line status on stderr while the initramfs is built and the VM boots, only when
+/// stderr is a terminal.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Progress(Some(bar))
+    }
+    fn say(&self, what: &str) {
+        if let Some(b) = &self.0 {
+            b.set_message(format!("domboot: {what}…"));
+        }
+    }
+    fn clear(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
