@@ -105,6 +105,19 @@ fn config(image: &mut DiskImage, n: u32, path: &str) -> Result<Option<String>> {
 }
 
 fn bls_and_uki(image: &mut DiskImage, numbers: &[u32]) -> Result<Menu> {
+    let (mut entries, pattern) = bls_entries(image, numbers)?;
+    entries.extend(ukis(image, numbers)?);
+    let ids: Vec<&str> = entries
+        .iter()
+        .map(|e| e.id.as_deref().unwrap_or(""))
+        .collect();
+    let default = bls::default_index(&ids, pattern.as_deref());
+    Ok(Menu { entries, default })
+}
+
+/// The type #1 entries of every partition in the specification's order, and the first
+/// loader.conf `default` pattern.
+fn bls_entries(image: &mut DiskImage, numbers: &[u32]) -> Result<(Vec<BootEntry>, Option<String>)> {
     let mut found = Vec::new();
     let mut pattern = None;
     for &n in numbers {
@@ -131,7 +144,11 @@ fn bls_and_uki(image: &mut DiskImage, numbers: &[u32]) -> Result<Menu> {
         }
     }
     bls::sort(&mut found);
-    let mut entries: Vec<BootEntry> = found.into_iter().map(|e| e.entry).collect();
+    Ok((found.into_iter().map(|e| e.entry).collect(), pattern))
+}
+
+/// The UKIs (type #2 entries) of every partition, newest file name first.
+fn ukis(image: &mut DiskImage, numbers: &[u32]) -> Result<Vec<BootEntry>> {
     let mut ukis = Vec::new();
     for &n in numbers {
         for dir in UKI_DIRS {
@@ -159,13 +176,7 @@ fn bls_and_uki(image: &mut DiskImage, numbers: &[u32]) -> Result<Menu> {
     ukis.sort_by(|a, b| {
         version::compare(b.id.as_deref().unwrap_or(""), a.id.as_deref().unwrap_or(""))
     });
-    entries.extend(ukis);
-    let ids: Vec<&str> = entries
-        .iter()
-        .map(|e| e.id.as_deref().unwrap_or(""))
-        .collect();
-    let default = bls::default_index(&ids, pattern.as_deref());
-    Ok(Menu { entries, default })
+    Ok(ukis)
 }
 
 /// A UKI's title ("PRETTY_NAME (uname)", as systemd-boot shows it) and embedded command
