@@ -301,3 +301,15 @@ fn unbalanced_xend_files_read_as_libvirt_reads_them() {
     assert!(sexpr::parse("(vm (name g)) x", "c").is_err());
     assert!(sexpr::parse("(vm (name g)(image (linux (kernel", "d").is_err());
 }
+
+#[test]
+fn a_live_xend_domain_without_a_bootloader_and_with_its_own_vfb() {
+    // libvirt's sexpr2xml-fv-autoport: `(bootloader )` is none; an HVM vfb device keeps
+    // its own port choice (vncunused) rather than the domain id's display.
+    let c = sx("(domain (domid 21)(name g)(bootloader )(bootloader_args )\
+                (image (hvm (kernel /usr/lib/xen/boot/hvmloader)))\
+                (device (vfb (vncdisplay 25)(vncunused 1)(type vnc))))");
+    assert_eq!(c.boot.bootloader, None);
+    assert_eq!(c.boot.bootloader_args, None);
+    assert!(c.graphics[0].autoport);
+}

@@ -376,6 +376,12 @@ impl DomainConfig {
                 d.format = None;
             }
         }
+        // An empty bootloader (a live xend domain's `(bootloader )`) is none.
+        for b in [&mut self.boot.bootloader, &mut self.boot.bootloader_args] {
+            if b.as_deref() == Some("") {
+                *b = None;
+            }
+        }
         // xl's rule: `root` and `extra` combine into one command line (libvirt has only
         // <cmdline>), so every syntax reads the same model.
         if self.boot.root.is_some() {

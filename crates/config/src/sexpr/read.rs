@@ -30,6 +30,8 @@ pub struct Reader<'a> {
     rtc_timeoffset: Option<i64>,
     /// `(vncunused)` / `(vncdisplay)` given in the image.
     vnc_port_said: bool,
+    /// Where the image's `(vnc 1)` display went in the model's graphics.
+    image_vnc: Option<usize>,
 }
 
 type R<T> = Result<T, ConfigError>;
@@ -43,6 +45,7 @@ impl<'a> Reader<'a> {
             localtime: None,
             rtc_timeoffset: None,
             vnc_port_said: false,
+            image_vnc: None,
         }
     }
 
@@ -121,8 +124,13 @@ impl<'a> Reader<'a> {
                         _ => c.on_crash = Some(action),
                     }
                 }
-                "bootloader" => c.boot.bootloader = Some(self.value(e, key)?),
-                "bootloader_args" => c.boot.bootloader_args = Some(self.value(e, key)?),
+                // A live domain reports `(bootloader )` when it has none.
+                "bootloader" => {
+                    c.boot.bootloader = Some(self.value(e, key)?).filter(|b| !b.is_empty())
+                }
+                "bootloader_args" => {
+                    c.boot.bootloader_args = Some(self.value(e, key)?).filter(|b| !b.is_empty())
+                }
                 "localtime" => self.localtime = Some(self.flag(e, key)?),
                 "domid" => domid = Some(self.int::<u32>(e, key)?),
                 "image" => self.image(e, &mut c)?,
@@ -173,11 +181,11 @@ impl<'a> Reader<'a> {
                 n.target = Some(format!("vif{id}.{i}"));
             }
         }
-        if c.guest_type == GuestType::Hvm && !self.vnc_port_said {
-            for g in c.graphics.iter_mut().filter(|g| g.kind == "vnc") {
-                g.autoport = false;
-                g.port = id.checked_add(5900);
-            }
+        // Only the image's own VNC display: a vfb device says its port itself.
+        let image_vnc = self.image_vnc.and_then(|i| c.graphics.get_mut(i));
+        if let (GuestType::Hvm, false, Some(g)) = (c.guest_type, self.vnc_port_said, image_vnc) {
+            g.autoport = false;
+            g.port = id.checked_add(5900);
         }
     }
 
@@ -287,6 +295,7 @@ impl<'a> Reader<'a> {
             }
         }
         if vnc_on {
+            self.image_vnc = Some(c.graphics.len());
             c.graphics.push(vnc);
         }
         if sdl_on {

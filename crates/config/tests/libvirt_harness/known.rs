@@ -68,7 +68,7 @@ pub const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
         "sexpr2xml",
         "*",
         "native-rt",
-        "vnc",
+        "vfb[0].vnc",
         "a running domain's VNC display (5900 + its id), which libvirt reports, is written \
          back as a fixed `vncdisplay`: the domain id it came from is not configuration",
     ),
@@ -76,7 +76,7 @@ pub const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
         "xml2sexpr",
         "*",
         "to-native",
-        "vnc",
+        "vfb[0].vnc",
         "libvirt's old HVM writer left out the fixed VNC display its XML states; domboot \
          writes `(vncdisplay N)` so xend keeps the port",
     ),
@@ -84,7 +84,7 @@ pub const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
         "xml2sexpr",
         "*",
         "to-native",
-        "keymap",
+        "vfb[0].keymap",
         "libvirt's old HVM writer left out the keymap its XML states; domboot writes it",
     ),
 ];

@@ -33,6 +33,8 @@ pub fn facts(text: &str) -> Result<Facts, String> {
     let mut vfb = 0;
     for (k, v, item) in pairs(&root) {
         match k.as_str() {
+            // A live domain reports `(bootloader )` when it has none.
+            "bootloader" | "bootloader_args" if v.as_deref().is_none_or(str::is_empty) => {}
             "name" | "bootloader" | "bootloader_args" | "on_poweroff" | "on_reboot"
             | "on_crash" => {
                 f.insert(k, v.unwrap_or_default());
@@ -174,8 +176,8 @@ fn image(img: &Sexp, f: &mut Facts, localtime: &mut String) {
             f.remove(k);
         }
     }
-    // A PV image's display keys are the old spelling of a vfb device: xend makes one.
-    if !hvm && f.remove("vnc").is_some() {
+    // The image's display keys are the old spelling of a vfb device: xend makes one.
+    if f.remove("vnc").is_some() {
         f.insert("vfb[0].type".into(), "vnc".into());
         for k in [
             "vncunused",
@@ -228,26 +230,39 @@ fn device(dev: &Sexp, f: &mut Facts, nic: &mut usize, vfb: &mut usize) {
             put("mode", get("mode"));
         }
         "vif" => {
-            for (k, v, _) in &kv {
+            for (k, v, _) in kv.iter().filter(|(k, _, _)| !RUNTIME.contains(&k.as_str())) {
                 let v = v.clone().unwrap_or_default();
                 let v = if k == "mac" {
                     v.to_ascii_lowercase()
                 } else {
                     v
                 };
+                // An HVM NIC is emulated and PV (`ioemu`) unless it says otherwise.
+                let hvm = f.get("image").map(String::as_str) == Some("hvm");
+                if k == "type" && v == "ioemu" && hvm {
+                    continue;
+                }
                 f.insert(format!("vif[{nic}].{k}"), v);
             }
             *nic += 1;
         }
         "vfb" => {
-            for (k, v, _) in &kv {
-                f.insert(format!("vfb[{vfb}].{k}"), v.clone().unwrap_or_default());
+            let g = format!("vfb[{vfb}]");
+            for (k, v, _) in kv.iter().filter(|(k, _, _)| !RUNTIME.contains(&k.as_str())) {
+                f.insert(format!("{g}.{k}"), v.clone().unwrap_or_default());
+            }
+            // With vncunused, xend picks a free display: a vncdisplay is not kept.
+            if f.get(&format!("{g}.vncunused")).map(String::as_str) == Some("1") {
+                f.remove(&format!("{g}.vncdisplay"));
             }
             *vfb += 1;
         }
         _ => {}
     }
 }
+
+/// What xend reports of a live domain's devices, not their configuration.
+const RUNTIME: [&str; 3] = ["uuid", "location", "backend"];
 
 /// `driver:[subtype:]path` as xend reads a uname.
 fn split_uname(u: &str) -> (Option<String>, Option<String>, String) {
