@@ -62,15 +62,17 @@ fn output_passes_through_byte_exact() {
 
 #[test]
 fn json_reports_status_and_times() {
-    let out = exec(&["--json"], "echo hi; exit 3");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.json");
+    let out = exec(&["--json-file", file.to_str().unwrap()], "echo hi; exit 3");
     assert_eq!(out.status.code(), Some(3));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (printed, json) = text.split_at(3);
-    assert_eq!(printed, "hi\n");
-    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(out.stdout, b"hi\n", "the JSON goes to its file, not stdout");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(v["status"], 3);
     assert!(v["boot_ms"].as_u64().unwrap() > 0);
     assert!(v["command_ms"].is_u64());
+    assert!(v.get("reason").is_none(), "a status needs no reason: {v}");
 }
 
 #[test]
