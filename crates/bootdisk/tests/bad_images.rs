@@ -296,3 +296,29 @@ fn fat_directory_cluster_loop_ends() {
         started.elapsed()
     );
 }
+
+#[test]
+fn gpt_partition_array_crc_is_checked_on_both_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layouts::gpt_grub(dir.path());
+    // The first entry's name (offset 56) in the primary array at LBA 2.
+    poke(&layout.disk, 1024 + 56, b"Z\0");
+    let (entries, _) = DiskImage::open(&layout.disk).unwrap().entries().unwrap();
+    assert_eq!(
+        entries.len(),
+        layout.entries.len(),
+        "the backup array still describes the disk"
+    );
+    // sgdisk puts the backup array (128 entries of 128 bytes) just before the last LBA.
+    let len = std::fs::metadata(&layout.disk).unwrap().len();
+    poke(&layout.disk, len - 512 - 128 * 128 + 56, b"Z\0");
+    let err = entries_error(&layout.disk);
+    assert_has(
+        &err,
+        &[
+            "gpt-grub.img",
+            "corrupt GPT partition table",
+            "partition entry array CRC32",
+        ],
+    );
+}
