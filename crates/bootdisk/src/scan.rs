@@ -69,10 +69,28 @@ pub fn entries(image: &mut DiskImage) -> Result<(Vec<BootEntry>, Option<usize>)>
             .filter_map(|n| image.partitions().find(|p| p.number == *n))
             .map(|p| p.label())
             .collect();
+        // Partitions skipped because no supported filesystem is on them (LVM, LUKS,
+        // btrfs, XFS, ...): say so, the boot files may be there.
+        let skipped: Vec<String> = image
+            .partitions()
+            .filter(|p| p.number != 0 && !numbers.contains(&p.number))
+            .map(|p| p.label())
+            .collect();
+        let mut searched = if labels.is_empty() {
+            "no readable filesystem".to_string()
+        } else {
+            labels.join(", ")
+        };
+        if !skipped.is_empty() {
+            searched.push_str(&format!(
+                "; no ext2/3/4, FAT or ISO9660 filesystem on {}",
+                skipped.join(", ")
+            ));
+        }
         return Err(Error::NoEntries {
             image: image.path().to_path_buf(),
             looked: "loader/entries, EFI/Linux, grub.cfg, extlinux.conf, syslinux.cfg, isolinux.cfg, menu.lst".into(),
-            searched: if labels.is_empty() { "no readable filesystem".into() } else { labels.join(", ") },
+            searched,
         });
     }
     Ok((all, default))

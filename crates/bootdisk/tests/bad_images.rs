@@ -322,3 +322,21 @@ fn gpt_partition_array_crc_is_checked_on_both_copies() {
         ],
     );
 }
+
+/// A disk whose only partition holds no filesystem we read: the error says so.
+#[test]
+fn partitions_without_a_known_filesystem_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank");
+    std::fs::write(&blank, vec![0u8; 2 << 20]).unwrap();
+    let disk = images::gpt_disk(dir.path(), "lvm", &[(Some(&blank), "8e00", "lvm")]);
+    let err = entries_error(&disk);
+    assert_has(
+        &err,
+        &[
+            "lvm.img",
+            "no boot entries found",
+            "no ext2/3/4, FAT or ISO9660 filesystem on partition 1 (gpt)",
+        ],
+    );
+}
