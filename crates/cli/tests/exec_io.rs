@@ -130,7 +130,10 @@ fn a_picture_as_initrd_is_refused_before_booting() {
         )) && err.contains("(a PNG image)"),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_secs(30), "no boot needed");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "no boot needed"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //!
 //! The formats of file lists and manifests are described in the crate's README.
 
+pub mod bootable;
 mod builder;
 pub mod busybox;
 pub mod compress;

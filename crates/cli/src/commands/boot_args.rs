@@ -1,7 +1,7 @@
 //! Kernel, initrd and layout options shared by `build`, `plan` (and later `run`).
 
 use super::domain_config::{self, FromConfig, Overrides};
-use crate::units::parse_size;
+use crate::units::{parse_memory, parse_size};
 use domboot_builder::{BuildOptions, DomainImage, ProtocolChoice};
 use std::path::PathBuf;
 
@@ -25,11 +25,14 @@ pub struct BootArgs {
     /// Initial ramdisk; repeat to concatenate several (in order).
     #[arg(long, short = 'i', value_name = "FILE")]
     pub initrd: Vec<PathBuf>,
-    /// Kernel command line (default: a UKI's embedded one, or empty).
-    #[arg(long, short = 'c', value_name = "TEXT")]
+    /// Kernel command line (default: a UKI's embedded one, or empty; `run` adds
+    /// console=ttyS0 and panic=-1 unless it names a console and a panic=). QEMU's spelling
+    /// --append works too.
+    #[arg(long, short = 'c', visible_alias = "append", value_name = "TEXT")]
     pub cmdline: Option<String>,
-    /// Guest RAM (K/M/G suffixes; default: the configuration's, else 512M).
-    #[arg(long, short = 'm', value_name = "SIZE", value_parser = parse_size)]
+    /// Guest RAM: a bare number is MiB (as QEMU's -m), or K/M/G/T, decimals allowed
+    /// (1.5G); default: the configuration's, else 512M.
+    #[arg(long, short = 'm', value_name = "SIZE", value_parser = parse_memory)]
     pub memory: Option<u64>,
     /// How to enter the kernel: auto picks linux64 for a 64-bit bzImage, linux32 for a
     /// 32-bit one, pvh for an ELF with the PVH note.

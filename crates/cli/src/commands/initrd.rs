@@ -41,8 +41,10 @@ pub struct Args {
     /// Add the entries of a TOML manifest (paths in it are relative to its folder).
     #[arg(long, value_name = "FILE")]
     pub manifest: Vec<PathBuf>,
-    /// Add a static busybox as /bin/busybox plus a symlink for each applet. Without PATH,
-    /// the host's (Debian: apt-get install busybox-static).
+    /// Add a static busybox as /bin/busybox plus a symlink for each applet, and what makes
+    /// the image bootable: an /init that mounts /proc, /sys and /dev and starts a shell
+    /// (exit ends the VM), and /dev/console. Without PATH, the host's busybox (Debian:
+    /// apt-get install busybox-static). --dir, --list and --manifest may replace /init.
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub busybox: Option<Option<PathBuf>>,
     /// Compression [default: from OUT's suffix (.gz, .zst, .lz4, .cpio), else gzip].
@@ -109,8 +111,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     match &args.busybox {
         None => {}
-        Some(None) => fs = fs.busybox_auto()?,
-        Some(Some(path)) => fs = fs.busybox(path)?,
+        Some(None) => fs = fs.busybox_auto()?.bootable_shell(),
+        Some(Some(path)) => fs = fs.busybox(path)?.bootable_shell(),
     }
     for d in &args.dir {
         let (dir, dest) = split_dir(d);

@@ -48,17 +48,17 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         if user_cmdline.is_some() { " " } else { "" },
         // loglevel=2 still prints panics (EMERG) and oopses (ALERT), so a failure can be
         // explained, without the cost of the whole boot log on an emulated UART.
-        if args.verbose { "loglevel=7" } else { "loglevel=2" },
+        if args.verbose {
+            "loglevel=7"
+        } else {
+            "loglevel=2"
+        },
     );
     let memory = config.as_ref().and_then(|c| c.memory);
     let pvh = config.as_ref().is_some_and(|c| c.pvh);
-    let mut image = args.boot.image_from(
-        &kernel,
-        &all_initrds,
-        Some(&base_cmdline),
-        memory,
-        pvh,
-    )?;
+    let mut image =
+        args.boot
+            .image_from(&kernel, &all_initrds, Some(&base_cmdline), memory, pvh)?;
     super::preflight::check_initrds(&image)?;
     let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
     if accel != Accel::Kvm {
@@ -66,7 +66,10 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     }
     let plan = image.build()?;
     if args.verbose {
-        eprintln!("domboot: kernel {}; accelerator {accel:?}: {why}", kernel.display());
+        eprintln!(
+            "domboot: kernel {}; accelerator {accel:?}: {why}",
+            kernel.display()
+        );
     }
     let cpus = cpu_count(args.cpus, config.as_ref().and_then(|c| c.vcpus))?;
     progress.say("booting");

@@ -10,6 +10,7 @@ pub mod channels;
 pub mod console;
 pub mod exec;
 mod exec_run;
+mod interactive;
 pub mod kvm;
 pub mod modules;
 mod preflight;
@@ -29,8 +30,8 @@ use std::time::Duration;
 pub struct Args {
     #[command(flatten)]
     pub boot: BootArgs,
-    /// Virtual CPUs (default: the configuration's, else 1).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=64))]
+    /// Virtual CPUs (default: the configuration's, else 1). QEMU's spelling --smp works too.
+    #[arg(long, visible_alias = "smp", value_parser = clap::value_parser!(u8).range(1..=64))]
     pub cpus: Option<u8>,
     /// Where the guest's COM1 goes: stdio, file:PATH or none. On an interactive stdio
     /// console keystrokes go to the guest (Ctrl-C too); Ctrl-A x stops the VM.
@@ -319,19 +320,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.exec.is_some() {
         return exec_run::run_exec(args);
     }
-    let (image, vcpus) = args.boot.image_and_vcpus()?;
+    let (mut image, vcpus) = args.boot.image_and_vcpus()?;
     let cpus = cpu_count(args.cpus, vcpus)?;
+    preflight::check_initrds(&image)?;
+    let interactive = matches!(args.serial, SerialArg::Stdio);
+    let linux = linux_version(&image);
+    if linux.is_some() {
+        interactive::apply_defaults(&mut image, interactive)?;
+    }
     let plan = image.build()?;
-    let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
+    let (accel, why) = choose_accel(args.accel, || linux.clone(), args.pvm_guest)?;
     if args.verbose {
         eprintln!("domboot: accelerator {accel:?}: {why}");
+    }
+    if interactive {
+        interactive::banner(&image.kernel_path, accel);
     }
     let serial = match &args.serial {
         SerialArg::Stdio => SerialSink::Stdout,
         SerialArg::File(p) => SerialSink::File(p.clone()),
         SerialArg::None => SerialSink::None,
     };
-    let interactive = matches!(args.serial, SerialArg::Stdio);
     let cfg = RunConfig {
         cpus,
         serial,

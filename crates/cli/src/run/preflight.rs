@@ -88,6 +88,9 @@ mod tests {
         ext[1080..1082].copy_from_slice(&[0x53, 0xef]);
         assert!(check(&ext).is_ok());
         let e = check(b"\x89PNG\r\n\x1a\n\0\0").unwrap_err();
-        assert_eq!(e, "at byte 0 it starts with 89 50 4e 47 0d 0a 1a 0a (a PNG image)");
+        assert_eq!(
+            e,
+            "at byte 0 it starts with 89 50 4e 47 0d 0a 1a 0a (a PNG image)"
+        );
     }
 }

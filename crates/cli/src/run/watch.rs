@@ -17,7 +17,12 @@ const TAIL: usize = 8;
 const MAX_LINE: usize = 512;
 /// Starts of the kernel's oops and BUG reports (they may precede a panic, or stand alone
 /// when the kernel carries on after killing the faulting task).
-const OOPS: &[&str] = &["BUG: ", "Oops: ", "general protection fault", "kernel BUG at"];
+const OOPS: &[&str] = &[
+    "BUG: ",
+    "Oops: ",
+    "general protection fault",
+    "kernel BUG at",
+];
 
 #[derive(Default)]
 struct State {
