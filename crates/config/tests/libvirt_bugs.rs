@@ -313,3 +313,17 @@ fn a_live_xend_domain_without_a_bootloader_and_with_its_own_vfb() {
     assert_eq!(c.boot.bootloader_args, None);
     assert!(c.graphics[0].autoport);
 }
+
+#[test]
+fn found_by_fuzzing_the_new_readers() {
+    // A pty serial port with a stray bind source: nothing of it is kept.
+    let c = xml(
+        "<domain><name>g</name><devices><serial><source mode='bind' host='h' \
+                 service='1'/></serial></devices></domain>",
+    );
+    assert_eq!(c.serials, [CharDev::default()]);
+    assert_eq!(xml(&libvirt_xml::write(&c)), c);
+    // xm's `cdrom` with an `=` in its path still writes an xl disk that reads back.
+    let c = xl("name = 'g'\nbuilder = 'hvm'\ncdrom = 'a=b'\n");
+    assert_eq!(xl::parse(&xl::write(&c), "again").expect("reads back"), c);
+}

@@ -166,6 +166,35 @@ pub struct CharDev {
     pub bind_service: Option<String>,
 }
 
+impl CharDev {
+    /// Drop what the device's kind has no use for (a pty has no path, a file no host), so
+    /// that a stray XML attribute cannot make two spellings of one device differ.
+    pub fn keep_relevant(&mut self) {
+        let (path, net, listen, telnet, bind) = match self.kind {
+            CharKind::Pty | CharKind::Null | CharKind::Stdio | CharKind::Vc => {
+                (false, false, false, false, false)
+            }
+            CharKind::File | CharKind::Dev | CharKind::Pipe => (true, false, false, false, false),
+            CharKind::Unix => (true, false, true, false, false),
+            CharKind::Tcp => (false, true, true, true, false),
+            CharKind::Udp => (false, true, false, false, true),
+        };
+        if !path {
+            self.path = None;
+        }
+        if !net {
+            self.host = None;
+            self.service = None;
+        }
+        self.listen &= listen;
+        self.telnet &= telnet;
+        if !bind {
+            self.bind_host = None;
+            self.bind_service = None;
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CharKind {

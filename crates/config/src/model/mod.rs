@@ -409,6 +409,9 @@ impl DomainConfig {
                 d.port = None;
             }
         }
+        for d in self.serials.iter_mut().chain(&mut self.consoles) {
+            d.keep_relevant();
+        }
         for n in &mut self.interfaces {
             // Several VLAN tags are a trunk (libvirt refuses several without one).
             if n.vlan.len() > 1 {

@@ -1,6 +1,7 @@
 //! xl.cfg(5) and legacy xm configuration files.
 //!
 //! Reads `name`, `uuid`, `type`/`builder`/`pvh`, `memory`, `maxmem`, `vcpus`, `maxvcpus`,
+//! xm's `vcpu_avail` and HVM `cdrom`,
 //! `kernel`, `ramdisk`, `extra`, `root`, `cmdline`, `loader`, `firmware`, `bootloader`,
 //! `bootloader_args`, `boot`, `disk` (positional, key=value and xm prefix forms), `vif`,
 //! `serial`, `vnc*`, `sdl`, `spice*`, `vfb`, `usbdevice`, `on_poweroff`/`on_reboot`/

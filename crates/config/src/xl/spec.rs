@@ -214,9 +214,11 @@ pub fn write_disk(d: &Disk) -> String {
         DiskDevice::Floppy => ":floppy",
     };
     let path = d.source.as_deref().unwrap_or("");
-    // The positional form cannot carry a path with a comma, or one that starts like a
-    // prefix (`raw:...`); `target=` (last) takes the rest of the spec verbatim.
+    // The positional form cannot carry a path with a comma or `=` (it would read as a
+    // key), or one that starts like a prefix (`raw:...`); `target=` (last) takes the rest
+    // of the spec verbatim.
     let positional_safe = !path.contains(',')
+        && !path.contains('=')
         && path.split_once(':').is_none_or(|(pre, _)| {
             !DRIVER_PREFIXES.contains(&pre) && !FORMATS.contains(&pre) && pre != "qemu"
         });
