@@ -193,6 +193,9 @@ impl DomainImage {
             .bzimage()
             .and_then(|l| l.bzimage())
             .is_some_and(|b| b.payload.is_some());
+        if declared && self.check_payload_streaming()? {
+            return Ok(());
+        }
         if declared {
             let inner = self.kernel_elf()?;
             if inner.kernel_elf().is_none() {
@@ -209,6 +212,52 @@ impl DomainImage {
             }
         }
         Ok(())
+    }
+
+    /// [`crate::payload::verify`] on the bzImage payload: `Ok(true)` when it checked it,
+    /// `Ok(false)` for a format it does not stream (the caller then unwraps it in memory).
+    fn check_payload_streaming(&self) -> Result<bool, BuildError> {
+        let Some(bz) = self.kernel.bzimage() else {
+            return Ok(false);
+        };
+        let Some(p) = bz.bzimage().and_then(|b| b.payload.as_ref()) else {
+            return Ok(false);
+        };
+        let Some(payload) = bz
+            .data
+            .get(p.file_offset as usize..(p.file_offset + p.length) as usize)
+        else {
+            return Ok(false);
+        };
+        let Some(format) = domboot_formats::compression::probe(payload) else {
+            return Ok(false);
+        };
+        let limit = self
+            .options
+            .max_decompressed
+            .unwrap_or(domboot_formats::DEFAULT_MAX_DECOMPRESSED);
+        let path = self.kernel_path.display();
+        let name = format.name();
+        match crate::payload::verify(format, payload, limit) {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(crate::payload::PayloadFault::Corrupt(why))) => Err(BuildError::Unsupported(
+                format!("{path}: the bzImage payload ({name}) is corrupt: {why}"),
+            )),
+            Some(Err(crate::payload::PayloadFault::TooLarge(limit))) => {
+                Err(BuildError::Unsupported(format!(
+                    "{path}: the bzImage payload ({name}) decompresses to more than {limit} \
+                     bytes (the --max-decompressed limit)"
+                )))
+            }
+            Some(Err(crate::payload::PayloadFault::NotElf(head))) => {
+                Err(BuildError::Unsupported(format!(
+                    "{path}: the bzImage payload ({name}) does not hold an ELF kernel (it \
+                     starts with {:02x} {:02x} {:02x} {:02x})",
+                    head[0], head[1], head[2], head[3]
+                )))
+            }
+        }
     }
 
     pub fn layer_names(&self) -> String {

@@ -19,6 +19,7 @@ mod error;
 mod image;
 pub mod layout;
 pub mod memory;
+pub mod payload;
 pub mod plan;
 pub mod x86_64;
 
