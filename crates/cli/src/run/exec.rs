@@ -196,7 +196,7 @@ fn is_32bit(kernel: &Path) -> bool {
 /// busybox + /init, built once per busybox binary and /init version, cached.
 fn base_initramfs(busybox: &Path) -> anyhow::Result<PathBuf> {
     let bb =
-        std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
+        std::fs::read(busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bb.hash(&mut h);
     INIT.hash(&mut h);
