@@ -2,9 +2,7 @@
 //! under QEMU's TCG otherwise — with the guest's COM1 as the console and its end mapped to
 //! domboot's exit status.
 //!
-//! Exit status: 0 when the guest powers off or resets; `v` when it writes `v` to the
-//! debug-exit port 0xf4; 124 when `--timeout` expires; 128+N when signal N stopped it; 2 when
-//! domboot itself fails (bad input, QEMU or KVM missing).
+//! Exit statuses: see [`EXIT_STATUSES`] (shown by `run --help`) and the README's table.
 
 pub mod channels;
 pub mod console;
@@ -25,8 +23,22 @@ use std::sync::atomic::AtomicI32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// What `run --help` says about exit statuses (the README's "How a run ends" table).
+pub const EXIT_STATUSES: &str = "\
+Exit status:
+  0      the guest powered off or reset
+  v      the guest wrote v to the debug-exit port 0xf4
+  CMD's  --exec: the command's own status, when it finished
+  122    --exec: the guest stopped before the command finished (no panic; last kernel lines quoted)
+  123    the guest kernel panicked (the panic line quoted; \"No working init\" included)
+  124    still running at --timeout
+  125    the VM crashed (triple fault, KVM error); --exec under TCG: reset before any output
+  128+N  stopped by signal N (Ctrl-A x: 130)
+  2      domboot failed: bad input (an initrd that is no cpio archive, ...), no QEMU or KVM";
+
 /// Boot a kernel: serial console on stdio, KVM or QEMU TCG.
 #[derive(clap::Args)]
+#[command(after_help = EXIT_STATUSES)]
 pub struct Args {
     #[command(flatten)]
     pub boot: BootArgs,
@@ -53,7 +65,8 @@ pub struct Args {
     #[arg(long, short = 'v')]
     pub verbose: bool,
     /// Run this shell command in a throwaway VM (busybox userland) and exit with its
-    /// status; its output passes through unchanged.
+    /// status. Under TCG its stdout, stderr and stdin are domboot's, live and byte-exact
+    /// (end of input included); on KVM its output shares the console.
     #[arg(long, short = 'e', value_name = "CMD")]
     pub exec: Option<String>,
     /// With --exec: the modules tree to take --module from (default: the one matching the
