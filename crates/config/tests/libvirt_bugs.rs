@@ -323,6 +323,19 @@ fn found_by_fuzzing_the_new_readers() {
     );
     assert_eq!(c.serials, [CharDev::default()]);
     assert_eq!(xml(&libvirt_xml::write(&c)), c);
+    // A trunk with no tags is no trunk.
+    let c = xml("<domain><name>g</name><devices><interface type='bridge'>\
+                 <source bridge='br0'/><vlan trunk='yes'/></interface></devices></domain>");
+    assert!(!c.interfaces[0].vlan_trunk);
+    // A vfb value with a comma cannot stand in xl's spec: it is left out (and reported).
+    let c = xl("name = 'g'\nvfb = [ 'vnc=1' ]\n");
+    let mut c2 = c.clone();
+    c2.graphics[0].listen = Some("0.0,0.0".into());
+    assert_eq!(xl::parse(&xl::write(&c2), "again").expect("reads back"), c);
+    assert_eq!(
+        losses(&c2, Syntax::Xl),
+        ["graphics[0].listen: \"0.0,0.0\" → (none)"]
+    );
     // xm's `cdrom` with an `=` in its path still writes an xl disk that reads back.
     let c = xl("name = 'g'\nbuilder = 'hvm'\ncdrom = 'a=b'\n");
     assert_eq!(xl::parse(&xl::write(&c), "again").expect("reads back"), c);

@@ -417,6 +417,9 @@ impl DomainConfig {
             if n.vlan.len() > 1 {
                 n.vlan_trunk = true;
             }
+            if n.vlan.is_empty() {
+                n.vlan_trunk = false;
+            }
         }
     }
 

@@ -265,6 +265,13 @@ pub fn network_disk_protocol(source: &str) -> Option<&'static str> {
         .find(|p| source.strip_prefix(p).is_some_and(|r| r.starts_with(':')))
 }
 
+/// Whether a value can stand in a `key=value,key=value` spec and read back the same: no
+/// comma (the separator) and no blanks at its ends (they are trimmed). Writers leave out
+/// what cannot, and `losses()` names it.
+pub fn kv_fits(v: &str) -> bool {
+    !v.contains(',') && v.trim() == v
+}
+
 /// Parse a `key=value,key=value` spec (vif and domboot extensions).
 pub fn parse_kv(spec: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();

@@ -1,6 +1,6 @@
 //! xl vif specs (`mac=..,bridge=..,script=..,model=..,ip=..,vifname=..,type=..`), with
 //! libxl's Open vSwitch bridge syntax; shared with the xend reader and writer.
-use super::spec::parse_kv;
+use super::spec::{kv_fits, parse_kv};
 use crate::model::Interface;
 
 /// Parse one vif spec: `mac=..,bridge=..,script=..,model=..,ip=..,vifname=..,type=..`.
@@ -84,10 +84,10 @@ pub fn bridge_spec(n: &Interface, source: &str) -> String {
 /// Write one vif spec.
 pub fn write_vif(n: &Interface) -> String {
     let mut parts = Vec::new();
-    if let Some(m) = &n.mac {
+    if let Some(m) = n.mac.as_deref().filter(|v| kv_fits(v)) {
         parts.push(format!("mac={m}"));
     }
-    if let Some(s) = &n.source {
+    if let Some(s) = n.source.as_deref().filter(|v| kv_fits(v)) {
         match n.kind.as_str() {
             "network" => parts.push(format!("domboot_network={s}")),
             // An ethernet interface's source device has no xl key.
@@ -106,7 +106,7 @@ pub fn write_vif(n: &Interface) -> String {
         ("ip", &n.ip),
         ("vifname", &n.target),
     ] {
-        if let Some(v) = v {
+        if let Some(v) = v.as_deref().filter(|v| kv_fits(v)) {
             parts.push(format!("{k}={v}"));
         }
     }

@@ -160,7 +160,7 @@ fn graphics(o: &mut Out, c: &DomainConfig) {
                 ("display", &g.display),
                 ("xauthority", &g.xauth),
             ] {
-                if let Some(v) = v {
+                if let Some(v) = v.as_deref().filter(|v| spec::kv_fits(v)) {
                     parts.push(format!("{k}={v}"));
                 }
             }
@@ -216,10 +216,10 @@ fn extensions(o: &mut Out, c: &DomainConfig) {
     let inputs: Vec<String> = c
         .inputs
         .iter()
-        .filter(|i| i.bus.as_deref() != Some("usb"))
+        .filter(|i| i.bus.as_deref() != Some("usb") && spec::kv_fits(&i.kind))
         .map(|i| {
             let mut s = format!("type={}", i.kind);
-            if let Some(b) = &i.bus {
+            if let Some(b) = i.bus.as_deref().filter(|b| spec::kv_fits(b)) {
                 let _ = write!(s, ",bus={b}");
             }
             s
@@ -240,7 +240,7 @@ fn console_spec(d: &CharDev) -> String {
         ("service", &d.service),
         ("target", &d.target),
     ] {
-        if let Some(v) = v {
+        if let Some(v) = v.as_deref().filter(|v| spec::kv_fits(v)) {
             let _ = write!(s, ",{k}={v}");
         }
     }
@@ -257,7 +257,7 @@ fn console_spec(d: &CharDev) -> String {
         ("bind_host", &d.bind_host),
         ("bind_service", &d.bind_service),
     ] {
-        if let Some(v) = v {
+        if let Some(v) = v.as_deref().filter(|v| spec::kv_fits(v)) {
             let _ = write!(s, ",{k}={v}");
         }
     }
