@@ -154,3 +154,33 @@ fn a_32bit_kernel_runs_the_i386_busybox() {
     );
     assert_eq!(out.stdout, b"i686\n");
 }
+
+#[test]
+fn a_guest_that_ends_early_is_explained() {
+    let run = |extra: &[&str], cmd: &str| {
+        domboot()
+            .arg("run")
+            .arg("--kernel")
+            .arg(cloud())
+            .args(["--timeout", "120"])
+            .args(extra)
+            .args(["--exec", cmd])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Powered off under the command's feet: no status, no panic.
+    let out = run(&[], "echo o > /proc/sysrq-trigger; sleep 60");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(122), "{err}");
+    assert!(
+        err.contains("the guest stopped before the command finished"),
+        "{err}"
+    );
+    // Too little RAM for Debian's kernel and the initramfs: the panic line says so.
+    let out = run(&["--memory", "70"], "true");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(123), "{err}");
+    assert!(err.contains("> ["), "the panic line is quoted: {err}");
+    assert!(err.contains("Kernel panic - not syncing: "), "{err}");
+}
