@@ -1,12 +1,14 @@
-//! A fence around the filesystem crates. They are maintained and fuzzed here, but fatfs
-//! 0.3.6 (the newest on crates.io) still panics on some corrupt images, e.g. a directory
-//! entry whose first cluster is 0 or 1 ("attempt to subtract with overflow" in
-//! `sector_from_cluster`, found by fuzz/fs_fat). A panic inside a reader becomes an error
-//! naming the image, partition and path like any other corruption, and the reader is not
-//! used again (its internal state may be half-updated).
+//! A fence around the partition-table and filesystem crates. They are maintained and
+//! fuzzed here, but some still panic on corrupt images: fatfs 0.3.6 (the newest on
+//! crates.io) on a directory entry whose first cluster is 0 or 1 ("attempt to subtract
+//! with overflow" in `sector_from_cluster`, found by fuzz/fs_fat), mbrman 0.6.1 when every
+//! used partition starts at LBA 0 (`find_alignment` unwraps an empty range, found by
+//! fuzz/disk_table). A panic inside them becomes an error naming the image, partition and
+//! path like any other corruption, and a filesystem reader is not used again after one
+//! (its internal state may be half-updated).
 
-use super::FileSystem;
 use crate::error::FsError;
+use crate::fs::FileSystem;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
@@ -31,18 +33,24 @@ fn quiet_hook() {
     });
 }
 
-/// Runs `f`, turning a panic into FsError::Bad.
-pub fn guarded<T>(kind: &str, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
+/// Runs `f`; a panic inside it comes back as Err with the panic's message.
+pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     quiet_hook();
     let was = GUARDED.with(|g| g.replace(true));
     let outcome = catch_unwind(AssertUnwindSafe(f));
     GUARDED.with(|g| g.set(was));
-    outcome.unwrap_or_else(|payload| {
-        let why = payload
+    outcome.map_err(|payload| {
+        payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into());
+            .unwrap_or_else(|| "a panic".into())
+    })
+}
+
+/// Runs `f`, turning a panic into FsError::Bad.
+pub fn guarded<T>(kind: &str, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
+    catch(f).unwrap_or_else(|why| {
         Err(FsError::Bad(format!(
             "corrupt {kind} filesystem (its reader failed: {why})"
         )))

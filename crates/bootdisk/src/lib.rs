@@ -12,6 +12,7 @@ pub mod disk;
 pub mod entries;
 pub mod error;
 pub mod fs;
+mod guard;
 pub mod image;
 pub mod partition;
 mod scan;

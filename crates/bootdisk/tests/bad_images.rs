@@ -340,3 +340,26 @@ fn partitions_without_a_known_filesystem_are_named() {
         ],
     );
 }
+
+/// An MBR whose only partition starts at LBA 0 (isohybrid-style) made mbrman 0.6.1 panic
+/// (found by fuzz/disk_table); the table reads, and the partition covers the disk's start.
+#[test]
+fn mbr_with_its_only_partition_at_lba_0() {
+    let mut disk = vec![0u8; 1 << 20];
+    disk[446 + 4] = 0x17;
+    disk[446 + 12..446 + 16].copy_from_slice(&2048u32.to_le_bytes());
+    disk[510..512].copy_from_slice(&[0x55, 0xAA]);
+    let image = DiskImage::from_bytes(Path::new("zero.img"), disk.clone()).unwrap();
+    let p: Vec<(u32, u64, u64)> = image
+        .partitions()
+        .map(|p| (p.number, p.start, p.size))
+        .collect();
+    assert_eq!(p, [(0, 0, 1 << 20), (1, 0, 1 << 20)]);
+    // The fuzzer's input: the same, plus a logical partition chain that also starts at 0.
+    let crash = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/seeds/disk_table/mbrman-alignment-panic.img"
+    ))
+    .unwrap();
+    let _ = DiskImage::from_bytes(Path::new("crash.img"), crash);
+}

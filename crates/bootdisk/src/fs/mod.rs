@@ -4,7 +4,6 @@
 
 mod ext;
 mod fat;
-mod guard;
 mod iso;
 
 use crate::disk::Region;
@@ -43,8 +42,8 @@ pub fn open(region: &Region) -> Result<Option<Box<dyn FileSystem>>, FsError> {
         }
         ("FAT", fat::open)
     };
-    let inner = guard::guarded(kind, || opener(region))?;
-    Ok(Some(Box::new(guard::Guarded {
+    let inner = crate::guard::guarded(kind, || opener(region))?;
+    Ok(Some(Box::new(crate::guard::Guarded {
         inner,
         broken: None,
     })))

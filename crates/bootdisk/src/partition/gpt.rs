@@ -37,7 +37,9 @@ pub(crate) fn read(disk: &Region, at: &Location) -> Result<Option<Vec<Extent>>> 
     }
     let mut reader = disk.clone();
     let _ = reader.seek(SeekFrom::Start(0));
-    let gpt = gptman::GPT::find_from(&mut reader).map_err(|e| bad(e.to_string()))?;
+    let gpt = crate::guard::catch(|| gptman::GPT::find_from(&mut reader))
+        .map_err(|why| bad(format!("the GPT reader failed: {why}")))?
+        .map_err(|e| bad(e.to_string()))?;
     let sector = gpt.sector_size;
     let mut out = Vec::new();
     for (number, p) in gpt.iter().filter(|(_, p)| p.is_used()) {

@@ -25,8 +25,13 @@ pub(crate) fn read(disk: &Region, at: &Location) -> Result<Option<Vec<Extent>>> 
         reason,
     };
     check_ebr_chain(disk, &sector).map_err(bad)?;
+    if let Some(extents) = all_at_zero(&sector) {
+        return Ok(Some(extents));
+    }
     let mut reader = disk.clone();
-    let mbr = mbrman::MBR::read_from(&mut reader, SECTOR as u32).map_err(|e| bad(e.to_string()))?;
+    let mbr = crate::guard::catch(|| mbrman::MBR::read_from(&mut reader, SECTOR as u32))
+        .map_err(|why| bad(format!("the MBR reader failed: {why}")))?
+        .map_err(|e| bad(e.to_string()))?;
     let mut out = Vec::new();
     for (number, p) in mbr.iter() {
         // The extended partition itself holds the EBR chain, not a filesystem.
@@ -77,6 +82,30 @@ fn check_ebr_chain(disk: &Region, mbr: &[u8; 512]) -> std::result::Result<(), St
     Err(format!(
         "the extended partition's EBR chain has more than {MAX_LOGICAL} links (a loop?)"
     ))
+}
+
+/// An isohybrid MBR whose only partitions start at LBA 0 (the ISO itself): mbrman 0.6.1
+/// panics guessing the alignment of such a table (`find_alignment` unwraps an empty range,
+/// found by fuzz/disk_table), so these few entries are taken as they are.
+fn all_at_zero(mbr: &[u8; 512]) -> Option<Vec<Extent>> {
+    let mut out = Vec::new();
+    for (i, e) in mbr[446..510].chunks_exact(16).enumerate() {
+        let start = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
+        let count = u32::from_le_bytes([e[12], e[13], e[14], e[15]]);
+        if e[4] == 0 || count == 0 {
+            continue;
+        }
+        if start != 0 || matches!(e[4], 0x05 | 0x0f | 0x85) {
+            return None;
+        }
+        out.push(Extent {
+            number: i as u32 + 1,
+            name: String::new(),
+            start: 0,
+            size: u64::from(count) * SECTOR,
+        });
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Every used primary entry has a boot flag of 0 or 0x80, a non-zero size, and starts
