@@ -4,9 +4,12 @@
 //! extlinux/syslinux/isolinux, GRUB legacy menu.lst), and read the chosen entry's kernel
 //! and initrds.
 //!
-//! Everything read is bounded: file sizes (`Limits`), directory sizes, symlink hops and
-//! include depth, so a hostile image gives an error naming the image, the partition and
-//! the path, never a hang, a panic or an unbounded allocation.
+//! Everything read is bounded: file sizes (`Limits`), directory sizes, symlink hops,
+//! include depth and total, EBR chain length, and the bytes one filesystem operation may
+//! read (`disk::Region`'s budget, which ends loops in corrupt metadata). Panics inside the
+//! partition and filesystem crates are fenced (`guard`). So a hostile image gives an error
+//! naming the image, the partition and the path, never a hang, a panic or an unbounded
+//! allocation.
 
 pub mod disk;
 pub mod entries;
