@@ -33,7 +33,7 @@ fn banner_window_size_and_ctrl_a_x() {
         }
     });
     let mut seen = Vec::new();
-    let mut wait_for = |what: &str, seen: &mut Vec<String>| loop {
+    let wait_for = |what: &str, seen: &mut Vec<String>| loop {
         match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(l) => {
                 seen.push(l.clone());
