@@ -40,7 +40,7 @@ case $A in
     panic) echo c > /proc/sysrq-trigger ;;
     read) echo READY; read line; echo "GOT $line"; $B poweroff -f ;;
     hang) while :; do $B sleep 100; done ;;
-    dmesg) $B dmesg | $B sed 's/^/DMESG /'; $B poweroff -f ;;
+    dmesg) $B dmesg | $B sed 's/^/DMESG /'; $B reboot -f ;;
     *) $B poweroff -f ;;
 esac
 echo STILL-RUNNING
@@ -188,6 +188,15 @@ fn real_linux_on_the_kvm_backend() {
         }
     }
 
+    // --accel auto picks KVM where KVM is real (and TCG on this PVM host: run_accel.rs).
+    let line = run_line(
+        &tiny["x64-pvh-gzip"],
+        &rd64,
+        "reboot",
+        "--memory 256M --verbose",
+    );
+    bench.check("accel-auto", &line.replace("--accel kvm", "--accel auto"));
+
     // SMP and memory sizes.
     for cpus in [1, 2, 4, 8] {
         let line = run_line(&cloud, &rd64, "poweroff", "--memory 512M");
@@ -206,6 +215,8 @@ fn real_linux_on_the_kvm_backend() {
     // The platform as the kernel sees it: its log, and its clock.
     let line = run_line(&cloud, &rd64, "dmesg", "--memory 512M");
     bench.check("platform-log", &line);
+    let line = run_line(&tiny["x64-pvh-gzip"], &rd64, "dmesg", "--memory 256M");
+    bench.check("platform-log-tiny", &line);
 
     // How runs end.
     let line = run_line(&cloud, &rd64, "reboot", "--memory 512M");
@@ -242,6 +253,11 @@ fn real_linux_on_the_kvm_backend() {
             booted(&mut fails, &run, &f, &format!("tiny-{name}-hook"));
         }
     }
+    if let Some(r) = booted(&mut fails, &run, &f, "accel-auto") {
+        fails.check(r.stderr.contains("accelerator Kvm"), || {
+            format!("accel-auto: did not pick KVM\n{}", r.output())
+        });
+    }
     for cpus in [1, 2, 4, 8] {
         if let Some(r) = booted(&mut fails, &run, &f, &format!("smp-{cpus}")) {
             fails.check(field(&r, "NPROC") == Some(&cpus.to_string()), || {
@@ -266,8 +282,10 @@ fn real_linux_on_the_kvm_backend() {
         });
     }
     booted(&mut fails, &run, &f, "end-reboot");
-    if let Some(r) = booted(&mut fails, &run, &f, "platform-log") {
-        platform_log(&mut fails, &r);
+    for name in ["platform-log", "platform-log-tiny"] {
+        if let Some(r) = booted(&mut fails, &run, &f, name) {
+            platform_log(&mut fails, &r);
+        }
     }
     for name in ["platform-log", "tiny-x64-pvh-gzip", "tiny-i386-norelo-xz"] {
         if let Some(r) = run.result(name) {
@@ -284,9 +302,10 @@ fn real_linux_on_the_kvm_backend() {
     exec_results(&mut fails, &run, &exec);
     let _ = std::fs::remove_dir_all(&f.dir);
     eprintln!(
-        "nested bench: {} checks in {:.1} s",
+        "nested bench: {} checks in {:.1} s; the outer guest hung (and was rebooted) during: {:?}",
         run.results.len(),
-        run.elapsed.as_secs_f64()
+        run.elapsed.as_secs_f64(),
+        run.hung
     );
     for r in &run.results {
         eprintln!(
@@ -391,6 +410,8 @@ fn now() -> i64 {
 /// domboot before the device or table that silences it existed.
 const COMPLAINTS: &[&str] = &[
     "i8042: Can't read CTR",
+    "i8042: Failed",
+    "atkbd",
     "APIC timer disabled",
     "Unable to read current time from RTC",
     "PCI: Fatal",
@@ -407,20 +428,22 @@ const COMPLAINTS: &[&str] = &[
 /// is allowed: under QEMU TCG's emulated SVM, CPUID leaf 0xD reports an XSAVE size for
 /// features the nested guest cannot enable ("XSAVE consistency problem"); QEMU with
 /// `-accel kvm -cpu host` in the same outer guest prints the same.
+///
+/// A kernel with ACPI is told there is no i8042 and does not probe it; one without (the
+/// tiny kernels) probes it and must get its answers at once.
 fn platform_log(fails: &mut Failures, r: &CheckResult) {
+    let name = &r.name;
     let log: Vec<&str> = r
         .stdout
         .lines()
         .filter_map(|l| l.trim_end_matches('\r').strip_prefix("DMESG "))
         .collect();
-    fails.check(log.len() > 100, || {
-        format!("platform-log: no kernel log\n{}", r.output())
+    fails.check(log.len() > 20, || {
+        format!("{name}: no kernel log\n{}", r.output())
     });
     for c in COMPLAINTS {
         if let Some(l) = log.iter().find(|l| l.contains(c)) {
-            fails
-                .0
-                .push(format!("platform-log: the kernel complains: {l}"));
+            fails.0.push(format!("{name}: the kernel complains: {l}"));
         }
     }
 }

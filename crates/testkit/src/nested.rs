@@ -80,8 +80,11 @@ pub struct BenchRun {
     pub results: Vec<CheckResult>,
     /// Everything the outer guest printed on its console (its kernel log, /init's notes).
     pub console: String,
-    /// Wall time of the whole outer run, QEMU start to exit.
+    /// Wall time of the whole bench, every outer boot included.
     pub elapsed: Duration,
+    /// Checks during which the outer guest hung once (each was retried in a fresh outer
+    /// boot; a second hang is reported in its result).
+    pub hung: Vec<String>,
 }
 
 impl BenchRun {
@@ -184,7 +187,7 @@ impl Bench {
         }
     }
 
-    /// Adds a check that runs `script` with /dev/null as input and a 10-minute limit.
+    /// Adds a check that runs `script` with /dev/null as input and a 5-minute limit.
     pub fn check(&mut self, name: &str, script: &str) -> &mut Check {
         assert!(
             name.chars()
@@ -198,7 +201,7 @@ impl Bench {
         self.checks.push(Check {
             name: name.to_string(),
             script: script.to_string(),
-            timeout: Duration::from_secs(600),
+            timeout: Duration::from_secs(300),
             stdin: None,
         });
         self.checks.last_mut().expect("just pushed")
@@ -212,42 +215,92 @@ impl Bench {
         result
     }
 
+    /// Boots the outer guest until every check has reported. A check during which the
+    /// outer guest stops making progress (see [`Bench::boot`]) is retried once in a fresh
+    /// outer boot after the others; if it hangs again it is reported as failed.
     fn run_in(&self, dir: &Path) -> Result<BenchRun, String> {
         let root = dir.join("root");
         self.lay_out(&root)?;
         let initramfs = dir.join("outer.cpio");
         cpio(&root, &initramfs)?;
-        let console = dir.join("console.log");
-        let results = dir.join("results.log");
         let started = Instant::now();
-        let status = self.boot(&initramfs, &console, &results)?;
-        let elapsed = started.elapsed();
-        let console_text =
-            String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
-        let results_text =
-            String::from_utf8_lossy(&std::fs::read(&results).unwrap_or_default()).into_owned();
-        let parsed = parse_results(&results_text);
-        if status.is_none() {
-            return Err(format!(
-                "the outer guest did not finish within {:?}; {} of {} checks reported\n\
-                 --- outer console (tail) ---\n{}",
-                self.timeout,
-                parsed.len(),
-                self.checks.len(),
-                tail(&console_text, 60)
-            ));
-        }
-        if !results_text.contains("@@BENCH-KVM ok") {
-            return Err(format!(
-                "the outer guest has no usable /dev/kvm (nested SVM under TCG)\n\
-                 --- outer console (tail) ---\n{}",
-                tail(&console_text, 60)
-            ));
+        let mut pending: Vec<usize> = (0..self.checks.len()).collect();
+        let (mut results, mut console_all) = (Vec::new(), String::new());
+        let mut hung_once = Vec::new();
+        for attempt in 1.. {
+            if pending.is_empty() {
+                break;
+            }
+            let console = dir.join(format!("console-{attempt}.log"));
+            let results_file = dir.join(format!("results-{attempt}.log"));
+            let ended = self.boot(&initramfs, &console, &results_file, &pending, started)?;
+            let console_text =
+                String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
+            let results_text =
+                String::from_utf8_lossy(&std::fs::read(&results_file).unwrap_or_default())
+                    .into_owned();
+            console_all.push_str(&console_text);
+            if !results_text.contains("@@BENCH-KVM ok") {
+                return Err(format!(
+                    "the outer guest has no usable /dev/kvm (nested SVM under TCG)\n\
+                     --- outer console (tail) ---\n{}",
+                    tail(&console_text, 60)
+                ));
+            }
+            for r in parse_results(&results_text) {
+                pending.retain(|&i| self.checks[i].name != r.name);
+                results.push(r);
+            }
+            match ended {
+                Ended::Finished if pending.is_empty() => {}
+                Ended::Finished => {
+                    return Err(format!(
+                        "the outer guest finished without reporting {} check(s)\n\
+                         --- outer console (tail) ---\n{}",
+                        pending.len(),
+                        tail(&console_text, 60)
+                    ));
+                }
+                Ended::OutOfTime => {
+                    return Err(format!(
+                        "the bench did not finish within {:?}; {} check(s) unreported\n\
+                         --- outer console (tail) ---\n{}",
+                        self.timeout,
+                        pending.len(),
+                        tail(&console_text, 60)
+                    ));
+                }
+                Ended::Hung(i) => {
+                    pending.retain(|&p| p != i);
+                    let name = &self.checks[i].name;
+                    note(&format!("the outer guest hung during {name}: rebooting it"));
+                    if hung_once.contains(&i) {
+                        results.push(CheckResult {
+                            name: name.clone(),
+                            status: None,
+                            stdout: String::new(),
+                            stderr: format!(
+                                "the outer guest hung during this check twice (no progress \
+                                 for its timeout + {HANG_GRACE:?})\n--- outer console (tail) ---\n{}",
+                                tail(&console_text, 30)
+                            ),
+                            elapsed: self.checks[i].timeout + HANG_GRACE,
+                        });
+                    } else {
+                        hung_once.push(i);
+                        pending.push(i);
+                    }
+                }
+            }
         }
         Ok(BenchRun {
-            results: parsed,
-            console: console_text,
-            elapsed,
+            results,
+            console: console_all,
+            elapsed: started.elapsed(),
+            hung: hung_once
+                .iter()
+                .map(|&i| self.checks[i].name.clone())
+                .collect(),
         })
     }
 
@@ -308,13 +361,23 @@ impl Bench {
         set_exec(&root.join("bin/busybox"))
     }
 
-    /// Runs QEMU on the outer initramfs; `None` when it had to be killed.
+    /// Runs QEMU on the outer initramfs for the checks `order` names, in that order,
+    /// until it powers off, the bench's time is up, or a check makes no progress for its
+    /// timeout plus [`HANG_GRACE`]: the outer /init's own `timeout` should have ended it
+    /// by then, so the outer guest itself is stuck.
     fn boot(
         &self,
         initramfs: &Path,
         console: &Path,
         results: &Path,
-    ) -> Result<Option<std::process::ExitStatus>, String> {
+        order: &[usize],
+        bench_started: Instant,
+    ) -> Result<Ended, String> {
+        let order_arg = order
+            .iter()
+            .map(|i| format!("{i:03}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut child = Command::new("qemu-system-x86_64")
             .args(["-accel", "tcg", "-M", "pc", "-cpu", "max", "-smp", "2"])
             .args(["-m", &OUTER_MEMORY_MIB.to_string()])
@@ -327,10 +390,11 @@ impl Bench {
             .arg(&self.outer_kernel)
             .arg("-initrd")
             .arg(initramfs)
-            .args([
-                "-append",
-                "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init cryptomgr.notests",
-            ])
+            .arg("-append")
+            .arg(format!(
+                "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init cryptomgr.notests \
+                 bench.order={order_arg}"
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -346,49 +410,88 @@ impl Bench {
             }
             s
         });
-        let started = Instant::now();
-        let mut reported = 0;
-        let status = loop {
+        let mut watch = Progress::default();
+        let ended = loop {
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                break Some(status);
+                let qemu_err = drain.join().unwrap_or_default();
+                if !status.success() {
+                    return Err(format!("the outer QEMU failed ({status}): {qemu_err}"));
+                }
+                break Ended::Finished;
             }
-            if self.progress {
-                reported = report_progress(results, reported);
-            }
-            if started.elapsed() > self.timeout {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(results).unwrap_or_default()).into_owned();
+            watch.update(&text, self.progress);
+            let hung = watch.running.as_ref().and_then(|(name, since)| {
+                let i = self.checks.iter().position(|c| &c.name == name)?;
+                (since.elapsed() > self.checks[i].timeout + HANG_GRACE).then_some(i)
+            });
+            let out_of_time = bench_started.elapsed() > self.timeout;
+            if hung.is_some() || out_of_time {
                 let _ = child.kill();
                 let _ = child.wait();
-                break None;
+                break hung.map_or(Ended::OutOfTime, Ended::Hung);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(200));
         };
-        let qemu_err = drain.join().unwrap_or_default();
-        if let Some(s) = status
-            && !s.success()
-        {
-            return Err(format!("the outer QEMU failed ({s}): {qemu_err}"));
+        Ok(ended)
+    }
+}
+
+/// Grace beyond a check's own timeout before the outer guest counts as hung.
+pub const HANG_GRACE: Duration = Duration::from_secs(60);
+
+/// How one outer boot ended.
+enum Ended {
+    /// The outer /init ran its list and powered off.
+    Finished,
+    /// The check at this index made no progress: the outer guest was stopped.
+    Hung(usize),
+    /// The whole bench ran out of time.
+    OutOfTime,
+}
+
+/// Follows the results stream: which check is running since when, and progress lines.
+#[derive(Default)]
+struct Progress {
+    running: Option<(String, Instant)>,
+    done: usize,
+}
+
+impl Progress {
+    fn update(&mut self, text: &str, print: bool) {
+        let mut last_start = None;
+        let mut done = Vec::new();
+        for l in text.lines().map(|l| l.trim_end_matches('\r')) {
+            if let Some(n) = l.strip_prefix("@@START ") {
+                last_start = Some(n);
+            } else if let Some(n) = l.strip_prefix("@@END ") {
+                done.push(n);
+                if last_start == Some(n) {
+                    last_start = None;
+                }
+            }
         }
-        Ok(status)
+        if print {
+            for name in done.iter().skip(self.done) {
+                eprintln!("[nested] done: {name}");
+            }
+        }
+        self.done = done.len();
+        match (last_start, &self.running) {
+            (Some(n), Some((r, _))) if r == n => {}
+            (Some(n), _) => self.running = Some((n.to_string(), Instant::now())),
+            (None, _) => self.running = None,
+        }
     }
 }
 
-/// Prints the names of checks that finished since the last call; returns the new count.
-fn report_progress(results: &Path, reported: usize) -> usize {
-    let text = String::from_utf8_lossy(&std::fs::read(results).unwrap_or_default()).into_owned();
-    let done: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("@@END "))
-        .collect();
-    for name in done.iter().skip(reported) {
-        eprintln!("[nested] done: {name}");
-    }
-    done.len().max(reported)
-}
-
-/// The outer guest's /init. For each line `NNN TIMEOUT NAME` of /bench/list it runs
-/// /bench/checks/NNN.sh and reports on ttyS1:
+/// The outer guest's /init. For each check number `NNN` in `bench.order=` on its command
+/// line it finds `NNN TIMEOUT NAME` in /bench/list, runs /bench/checks/NNN.sh and reports
+/// on ttyS1:
 ///
 /// ```text
+/// @@START NAME            (before the check runs)
 /// @@BEGIN NAME
 /// @@STATUS RC
 /// @@MS MILLISECONDS
@@ -409,7 +512,12 @@ R=/dev/ttyS1
 for m in /kmod/*.ko; do insmod "$m" || echo "bench: insmod $m failed"; done
 if [ -c /dev/kvm ]; then echo "@@BENCH-KVM ok" > $R; else echo "@@BENCH-KVM missing" > $R; fi
 ms() { read up rest < /proc/uptime; echo $(( ${up%.*} * 1000 + 1${up#*.}0 - 1000 )); }
-while read n t name; do
+order=$(sed -n 's/.*bench\.order=\([0-9,]*\).*/\1/p' /proc/cmdline | tr , ' ')
+for n in $order; do
+    set -- $(grep "^$n " /bench/list)
+    t=$2 name=$3
+    [ -n "$name" ] || continue
+    echo "@@START $name" > $R
     in=/dev/null
     [ -f /bench/checks/$n.in ] && in=/bench/checks/$n.in
     echo "bench: $name"
@@ -427,7 +535,7 @@ while read n t name; do
         base64 < /tmp/err
         echo "@@END $name"
     } > $R
-done < /bench/list
+done
 echo "@@BENCH-DONE" > $R
 sync
 poweroff -f
@@ -633,6 +741,21 @@ mod tests {
         assert_eq!(r[0].stdout, "hello\n");
         assert_eq!(r[0].stderr, "err");
         assert_eq!(r[1].stdout, "");
+    }
+
+    #[test]
+    fn progress_follows_the_running_check() {
+        let mut p = Progress::default();
+        p.update("@@BENCH-KVM ok\n@@START a\n", false);
+        let (name, since) = p.running.clone().unwrap();
+        assert_eq!(name, "a");
+        p.update("@@BENCH-KVM ok\n@@START a\n", false);
+        assert_eq!(p.running.as_ref().unwrap().1, since, "the same run keeps its start");
+        p.update("@@START a\n@@BEGIN a\n@@END a\n", false);
+        assert!(p.running.is_none());
+        assert_eq!(p.done, 1);
+        p.update("@@START a\n@@END a\n@@START b\n", false);
+        assert_eq!(p.running.as_ref().unwrap().0, "b");
     }
 
     #[test]

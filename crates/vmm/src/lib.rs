@@ -318,7 +318,17 @@ pub fn run(plan: &BootPlan, cfg: &VmConfig) -> Result<Outcome, VmmError> {
         watch: watch.clone(),
     };
     let uart = vm_superio::Serial::new(serial::IrqTrigger(irq), writer);
-    let devices = Arc::new(Devices::new(uart, verbose).with_acpi_sleep(cfg.acpi));
+    let kbd_irq = EventFd::new(EFD_NONBLOCK).map_err(|error| VmmError::Io {
+        what: "eventfd for the i8042 interrupt".into(),
+        error,
+    })?;
+    vm.register_irqfd(&kbd_irq, devices::i8042::KBD_IRQ)
+        .map_err(ioctl("KVM_IRQFD"))?;
+    let devices = Arc::new(
+        Devices::new(uart, verbose)
+            .with_acpi_sleep(cfg.acpi)
+            .with_kbd_irq(kbd_irq),
+    );
 
     let mut vcpus = Vec::with_capacity(cfg.cpus.into());
     for i in 0..cfg.cpus {

@@ -3,7 +3,7 @@
 //! | ports         | device                                                            |
 //! |---------------|-------------------------------------------------------------------|
 //! | 0x3F8-0x3FF   | COM1 16550A, IRQ 4 through an irqfd ([`serial`])                  |
-//! | 0x60, 0x64    | i8042: 0xFE to 0x64 resets ([`i8042`])                            |
+//! | 0x60, 0x64    | i8042 with nothing attached, IRQ 1; 0xFE to 0x64 resets ([`i8042`]) |
 //! | 0xF4-0xF7     | debug exit, QEMU isa-debug-exit convention ([`debug_exit`])      |
 //! | 0x70, 0x71    | CMOS RTC with the host's time ([`cmos`])                          |
 //! | 0xCF8, 0xCFC-0xCFF | PCI configuration mechanism #1: a lone host bridge ([`pci_host`]) |
@@ -43,6 +43,8 @@ pub enum Flow {
 pub struct Devices {
     pub serial: Mutex<serial::Uart>,
     pub i8042: Mutex<i8042::I8042>,
+    /// Raises IRQ 1 (the i8042's keyboard interrupt) when set.
+    pub kbd_irq: Option<vmm_sys_util::eventfd::EventFd>,
     pub cmos: Mutex<cmos::Cmos>,
     pub pci_host: Mutex<pci_host::PciHost>,
     /// Serial output bytes the sink refused (a closed stdout, a full disk).
@@ -64,6 +66,7 @@ impl Devices {
         Devices {
             serial: Mutex::new(uart),
             i8042: Mutex::new(i8042::I8042::default()),
+            kbd_irq: None,
             cmos: Mutex::new(cmos::Cmos::default()),
             pci_host: Mutex::new(pci_host::PciHost::default()),
             serial_lost: AtomicU64::new(0),
@@ -72,6 +75,12 @@ impl Devices {
             verbose,
             acpi_sleep: false,
         }
+    }
+
+    /// IRQ 1 goes through this eventfd (an irqfd).
+    pub fn with_kbd_irq(mut self, irq: vmm_sys_util::eventfd::EventFd) -> Devices {
+        self.kbd_irq = Some(irq);
+        self
     }
 
     /// With `on`, the ACPI sleep registers ([`acpi_sleep`]) are present.
@@ -132,8 +141,12 @@ impl Devices {
                 self.serial_lost.fetch_add(1, Ordering::Relaxed);
             }
         } else if i8042::I8042::contains(port) {
-            if lock(&self.i8042).write(port, value) {
+            let fx = lock(&self.i8042).write(port, value);
+            if fx.reset {
                 return Flow::Stop(Outcome::Reset);
+            }
+            if let (true, Some(irq)) = (fx.kbd_irq, &self.kbd_irq) {
+                let _ = irq.write(1);
             }
         } else if debug_exit::contains(port) {
             return Flow::Stop(Outcome::DebugExit(debug_exit::status(data)));
