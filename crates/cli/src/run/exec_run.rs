@@ -107,7 +107,9 @@ fn module_files(args: &Args, kernel: &std::path::Path) -> anyhow::Result<Vec<(St
 struct Ended {
     outcome: Outcome,
     control: Control,
-    watch: ConsoleWatch,
+    /// The kernel's console as TCG streamed it (`None` on KVM, whose backend watches its
+    /// own UART and reports a panic itself).
+    watch: Option<ConsoleWatch>,
     /// The guest's stderr ended without a newline (the JSON line then starts a new one).
     stderr_mid_line: bool,
 }
@@ -147,7 +149,7 @@ fn on_serial_ports(
     Ok(Ended {
         outcome: outcome?,
         control,
-        watch: cfg.watch,
+        watch: Some(cfg.watch),
         stderr_mid_line,
     })
 }
@@ -183,7 +185,7 @@ fn on_one_console(
             command_time: f.command_time,
             stdin_ready: false,
         },
-        watch: cfg.watch,
+        watch: None,
         stderr_mid_line: false,
     })
 }
@@ -212,7 +214,7 @@ fn exit_status(e: &Ended) -> u8 {
     if let Some(status) = e.control.status {
         return (status & 0xff) as u8;
     }
-    let quote = e.watch.quote();
+    let quote = e.watch.as_ref().map(|w| w.quote()).unwrap_or_default();
     match &e.outcome {
         Outcome::Timeout(d) => {
             eprintln!(
@@ -224,7 +226,8 @@ fn exit_status(e: &Ended) -> u8 {
         Outcome::Interrupted(sig) => eprintln!("domboot: stopped the VM on signal {sig}"),
         Outcome::Panic(report) | Outcome::Crash(report) => eprintln!("domboot: {report}"),
         Outcome::Ended | Outcome::DebugExit(_)
-            if e.control.boot_time.is_none() && e.watch.bytes() == 0 =>
+            if e.control.boot_time.is_none()
+                && e.watch.as_ref().is_some_and(|w| w.bytes() == 0) =>
         {
             eprintln!(
                 "domboot: the guest reset before printing anything (a kernel that cannot \
