@@ -323,6 +323,10 @@ fn found_by_fuzzing_the_new_readers() {
     );
     assert_eq!(c.serials, [CharDev::default()]);
     assert_eq!(xml(&libvirt_xml::write(&c)), c);
+    // A PV guest's pty console with a stray source is still the implied one.
+    let c = xml("<domain><name>g</name><devices><console type='pty'>\
+                 <source path='/x'/></console></devices></domain>");
+    assert_eq!(c.consoles, []);
     // A trunk with no tags is no trunk.
     let c = xml("<domain><name>g</name><devices><interface type='bridge'>\
                  <source bridge='br0'/><vlan trunk='yes'/></interface></devices></domain>");

@@ -145,8 +145,9 @@ impl Reader<'_> {
             }
             (max, cur) => c.memory = cur.or(max),
         }
-        c.drop_implied_console();
+        // After normalizing: a pty console with a stray path is still the implied one.
         c.normalize();
+        c.drop_implied_console();
         Ok(c)
     }
 
