@@ -12,6 +12,31 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
     parse(text, 20)
 }
 
+/// Guest RAM for `--memory`: [`parse_memory`] within the builder's bounds, refused in the
+/// units the user typed (the builder's own message speaks bytes).
+pub fn parse_guest_memory(text: &str) -> Result<u64, String> {
+    use domboot_builder::memory::{MAX_MEMORY, MIN_MEMORY};
+    let bytes = parse_memory(text)?;
+    let shown = if text.trim().bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        format!("{} MiB", text.trim())
+    } else {
+        text.trim().to_string()
+    };
+    if bytes < MIN_MEMORY {
+        return Err(format!(
+            "{shown} is below the minimum of {} MiB",
+            MIN_MEMORY >> 20
+        ));
+    }
+    if bytes > MAX_MEMORY {
+        return Err(format!(
+            "{shown} is above the maximum of {} GiB",
+            MAX_MEMORY >> 30
+        ));
+    }
+    Ok(bytes)
+}
+
 fn parse(text: &str, bare_shift: u32) -> Result<u64, String> {
     let t = text.trim();
     let lower = t.to_ascii_lowercase();
@@ -86,6 +111,18 @@ mod tests {
         assert_eq!(parse_memory("1.5G"), Ok(3 << 29));
         assert_eq!(parse_memory("4096b"), Ok(4096));
         assert_eq!(parse_memory("0x1000"), Ok(4096));
+        assert_eq!(
+            parse_guest_memory("1"),
+            Err("1 MiB is below the minimum of 16 MiB".into())
+        );
+        assert_eq!(
+            parse_guest_memory("8m"),
+            Err("8m is below the minimum of 16 MiB".into())
+        );
+        assert_eq!(
+            parse_guest_memory("2T"),
+            Err("2T is above the maximum of 1024 GiB".into())
+        );
         let e = parse_memory("lots").unwrap_err();
         assert!(e.starts_with("\"lots\" is not a size"), "{e}");
     }

@@ -1,7 +1,7 @@
 //! Kernel, initrd and layout options shared by `build`, `plan` (and later `run`).
 
 use super::domain_config::{self, FromConfig, Overrides};
-use crate::units::{parse_memory, parse_size};
+use crate::units::{parse_guest_memory, parse_size};
 use domboot_builder::{BuildOptions, DomainImage, ProtocolChoice};
 use std::path::PathBuf;
 
@@ -32,7 +32,7 @@ pub struct BootArgs {
     pub cmdline: Option<String>,
     /// Guest RAM: a bare number is MiB (as QEMU's -m), or K/M/G/T, decimals allowed
     /// (1.5G); default: the configuration's, else 512M.
-    #[arg(long, short = 'm', value_name = "SIZE", value_parser = parse_memory)]
+    #[arg(long, short = 'm', value_name = "SIZE", value_parser = parse_guest_memory)]
     pub memory: Option<u64>,
     /// How to enter the kernel: auto picks linux64 for a 64-bit bzImage, linux32 for a
     /// 32-bit one, pvh for an ELF with the PVH note.

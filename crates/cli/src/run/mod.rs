@@ -335,10 +335,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let (mut image, vcpus) = args.boot.image_and_vcpus()?;
     let cpus = cpu_count(args.cpus, vcpus)?;
-    preflight::check_initrds(&image)?;
     let interactive = matches!(args.serial, SerialArg::Stdio);
     let linux = linux_version(&image);
+    // Only Linux gives an initrd a meaning to check and a command line to complete: a
+    // freestanding guest's "initrd" is whatever data it wants.
     if linux.is_some() {
+        preflight::check_initrds(&image)?;
         interactive::apply_defaults(&mut image, interactive)?;
     }
     let plan = image.build()?;
