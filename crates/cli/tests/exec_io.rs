@@ -184,3 +184,34 @@ fn a_guest_that_ends_early_is_explained() {
     assert!(err.contains("> ["), "the panic line is quoted: {err}");
     assert!(err.contains("Kernel panic - not syncing: "), "{err}");
 }
+
+#[test]
+fn a_reader_that_leaves_stops_the_vm_like_sigpipe() {
+    let mut child = domboot()
+        .arg("run")
+        .arg("--kernel")
+        .arg(cloud())
+        .args(["--timeout", "120", "--exec", "yes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "y\n");
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + 13), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "stopped at once, not at --timeout"
+    );
+}

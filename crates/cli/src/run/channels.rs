@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -45,9 +45,11 @@ impl Channels {
     /// Listens on the three sockets; each is served once QEMU connects.
     /// `progress` (a status line on the terminal) is cleared when the command starts, so it
     /// never interleaves with the command's output.
+    /// `stop` is the run's signal flag (see [`super::RunConfig::signal`]).
     pub fn open(
         started: Instant,
         progress: Option<indicatif::ProgressBar>,
+        stop_vm: Arc<AtomicI32>,
     ) -> anyhow::Result<Channels> {
         let dir = tempfile::Builder::new()
             .prefix("domboot-io-")
@@ -76,16 +78,17 @@ impl Channels {
             }),
             serve(io, stop.clone(), {
                 let control = control.clone();
+                let stop_vm = stop_vm.clone();
                 move |s| {
                     if let Ok(w) = s.try_clone() {
                         std::thread::spawn(move || send_stdin(w, &control));
                     }
-                    copy(s, std::io::stdout(), None)
+                    copy(s, std::io::stdout(), None, &stop_vm)
                 }
             }),
             serve(err, stop.clone(), {
                 let mid_line = mid_line.clone();
-                move |s| copy(s, std::io::stderr(), Some(&mid_line))
+                move |s| copy(s, std::io::stderr(), Some(&mid_line), &stop_vm)
             }),
         ];
         Ok(Channels {
@@ -141,10 +144,16 @@ fn serve(
 
 /// Passes a port's bytes on as they arrive; `mid_line` tracks whether the last one was a
 /// newline.
-fn copy(mut from: UnixStream, mut to: impl Write, mid_line: Option<&AtomicBool>) {
+/// When the reader of `to` has gone (`domboot run --exec yes | head -1`), the VM is stopped
+/// as a shell pipeline stops its writer: with SIGPIPE in `stop`.
+fn copy(mut from: UnixStream, mut to: impl Write, mid_line: Option<&AtomicBool>, stop: &AtomicI32) {
     let mut buf = [0u8; 8192];
     while let Ok(n) = from.read(&mut buf) {
-        if n == 0 || to.write_all(&buf[..n]).and_then(|()| to.flush()).is_err() {
+        if n == 0 {
+            break;
+        }
+        if to.write_all(&buf[..n]).and_then(|()| to.flush()).is_err() {
+            stop.store(libc::SIGPIPE, Ordering::Relaxed);
             break;
         }
         if let Some(m) = mid_line {

@@ -137,10 +137,10 @@ fn on_serial_ports(
     started: Instant,
     progress: &Progress,
 ) -> anyhow::Result<Ended> {
-    let channels = Channels::open(started, progress.0.clone())?;
     let console: Arc<Mutex<dyn ConsoleFilter>> =
         Arc::new(Mutex::new(KernelLog(args.verbose, progress.0.clone())));
     let mut cfg = run_config(args, cpus, SerialSink::Filter(console))?;
+    let channels = Channels::open(started, progress.0.clone(), cfg.signal.clone())?;
     cfg.extra_serials = channels.paths.clone();
     let outcome = boot(Accel::Tcg, plan, &cfg);
     let stderr_mid_line = channels.stderr_mid_line();
@@ -223,6 +223,8 @@ fn exit_status(e: &Ended) -> u8 {
             );
         }
         Outcome::Quit => eprintln!("domboot: stopped the VM (Ctrl-A x)"),
+        // Our stdout's reader left (`| head`): as quiet as a shell pipeline's writer.
+        Outcome::Interrupted(libc::SIGPIPE) => {}
         Outcome::Interrupted(sig) => eprintln!("domboot: stopped the VM on signal {sig}"),
         Outcome::Panic(report) | Outcome::Crash(report) => eprintln!("domboot: {report}"),
         Outcome::Ended | Outcome::DebugExit(_)

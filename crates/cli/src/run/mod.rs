@@ -33,7 +33,7 @@ Exit status:
   123    the guest kernel panicked (the panic line quoted; \"No working init\" included)
   124    still running at --timeout
   125    the VM crashed (triple fault, KVM error); --exec under TCG: reset before any output
-  128+N  stopped by signal N (Ctrl-A x: 130)
+  128+N  stopped by signal N (Ctrl-A x: 130; --exec: 141 when the reader of its output left)
   2      domboot failed: bad input (an initrd that is no cpio archive, ...), no QEMU or KVM";
 
 /// Boot a kernel: serial console on stdio, KVM or QEMU TCG.
