@@ -162,7 +162,50 @@ fn bls_entries(image: &mut DiskImage, numbers: &[u32]) -> Result<(Vec<BootEntry>
         }
     }
     bls::sort(&mut found);
-    Ok((found.into_iter().map(|e| e.entry).collect(), pattern))
+    let mut entries: Vec<BootEntry> = found.into_iter().map(|e| e.entry).collect();
+    let variables =
+        |e: &BootEntry| e.cmdline.contains('$') || e.initrds.iter().any(|i| i.starts_with('$'));
+    if entries.iter().any(variables) {
+        let env = grubenv(image, numbers)?.unwrap_or_default();
+        for e in &mut entries {
+            e.cmdline = bls::expand_grubenv(&e.cmdline, &env);
+            // An initrd variable names initrds (often none); one without a value goes.
+            e.initrds = e
+                .initrds
+                .iter()
+                .flat_map(|i| {
+                    let expanded = if i.starts_with('$') {
+                        bls::expand_grubenv(i, &env)
+                    } else {
+                        i.clone()
+                    };
+                    expanded
+                        .split_whitespace()
+                        .filter(|w| !w.starts_with('$'))
+                        .map(entries::absolute)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+    }
+    Ok((entries, pattern))
+}
+
+/// The first GRUB environment block found (where `$kernelopts` lives).
+fn grubenv(image: &mut DiskImage, numbers: &[u32]) -> Result<Option<String>> {
+    for &n in numbers {
+        for path in [
+            "/grub2/grubenv",
+            "/boot/grub2/grubenv",
+            "/grub/grubenv",
+            "/boot/grub/grubenv",
+        ] {
+            if let Some(text) = config(image, n, path)? {
+                return Ok(Some(text));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The UKIs (type #2 entries) of every partition, newest file name first.

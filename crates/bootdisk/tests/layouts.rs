@@ -300,3 +300,23 @@ fn hybrid_iso_with_an_appended_esp() {
     assert_eq!(image.load(&entries[0]).unwrap().0, b"esp kernel");
     assert_eq!(image.load(&entries[1]).unwrap().0, b"iso kernel");
 }
+
+/// RHEL 8 / Fedora 30-33: BLS entries say `options $kernelopts`, grubenv holds the value.
+#[test]
+fn bls_kernelopts_from_grubenv() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = images::Tree::new()
+        .text(
+            "/loader/entries/rhel-4.18.0.conf",
+            "title Red Hat Enterprise Linux (4.18.0)\nversion 4.18.0\nlinux /vmlinuz-4.18.0\ninitrd /initramfs-4.18.0.img $tuned_initrd\noptions $kernelopts $tuned_params\n",
+        )
+        .text("/grub2/grubenv", "# GRUB Environment Block\nkernelopts=root=/dev/mapper/rhel-root ro crashkernel=auto\n")
+        .bytes("/vmlinuz-4.18.0", b"k");
+    let boot = images::ext4(dir.path(), "boot", &tree, 8);
+    let disk = images::gpt_disk(dir.path(), "rhel", &[(Some(&boot), "8300", "boot")]);
+    let (entries, _) = DiskImage::open(&disk).unwrap().entries().unwrap();
+    assert_eq!(
+        entries[0].cmdline,
+        "root=/dev/mapper/rhel-root ro crashkernel=auto $tuned_params"
+    );
+}

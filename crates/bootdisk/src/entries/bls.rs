@@ -36,9 +36,14 @@ pub fn parse_entry(id: &str, text: &str) -> Option<BlsEntry> {
             "machine-id" => machine_id = Some(value.to_string()),
             "sort-key" => sort_key = Some(value.to_string()),
             "linux" => e.kernel = super::absolute(value),
-            "initrd" => e
-                .initrds
-                .extend(value.split_whitespace().map(super::absolute)),
+            "initrd" => e.initrds.extend(value.split_whitespace().map(|w| {
+                // `$tuned_initrd` and the like come from grubenv (see expand_grubenv).
+                if w.starts_with('$') {
+                    w.to_string()
+                } else {
+                    super::absolute(w)
+                }
+            })),
             "options" => options.push(value.to_string()),
             _ => {}
         }
@@ -132,4 +137,28 @@ pub fn glob(pattern: &str, text: &str) -> bool {
         }
     }
     p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Expands `$name` / `${name}` in BLS `options` from a GRUB environment block
+/// (`grubenv`: "name=value" lines): RHEL 8 and Fedora 30–33 write `options $kernelopts`
+/// and keep the command line in grubenv, which GRUB's `blscfg` expands. Unknown names
+/// stay as written.
+pub fn expand_grubenv(options: &str, grubenv: &str) -> String {
+    let value = |name: &str| {
+        grubenv.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+    };
+    options
+        .split(' ')
+        .map(|word| {
+            let name = word
+                .strip_prefix("${")
+                .and_then(|w| w.strip_suffix('}'))
+                .or_else(|| word.strip_prefix('$'));
+            name.and_then(value).unwrap_or_else(|| word.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -159,3 +159,16 @@ fn includes_are_bounded_in_total_not_only_in_depth() {
     let err = super::grub::parse(&fan_out, &mut |_| Some(fan_out.clone())).unwrap_err();
     assert!(err.0.contains("add up to more than"), "{err}");
 }
+
+#[test]
+fn bls_options_expand_from_grubenv() {
+    let env = "# GRUB Environment Block\nkernelopts=root=/dev/mapper/rhel-root ro crashkernel=auto\nsaved_entry=x\n";
+    assert_eq!(
+        bls::expand_grubenv("$kernelopts $tuned_params quiet", env),
+        "root=/dev/mapper/rhel-root ro crashkernel=auto $tuned_params quiet"
+    );
+    assert_eq!(
+        bls::expand_grubenv("${kernelopts}", env),
+        "root=/dev/mapper/rhel-root ro crashkernel=auto"
+    );
+}
