@@ -3,7 +3,7 @@
 //!
 //! Under TCG the command's stdin/stdout, its stderr and the control messages each have a
 //! serial port of their own (see [`super::channels`]); the KVM backend has one UART, so
-//! there the command's output shares the console between two markers ([`exec::ExecFilter`]).
+//! there the command's output shares the console between two markers ([`super::markers::ExecFilter`]).
 
 use super::channels::{Channels, Control};
 use super::{
@@ -163,7 +163,7 @@ fn on_one_console(
     started: Instant,
     progress: &Progress,
 ) -> anyhow::Result<Ended> {
-    let filter = Arc::new(Mutex::new(exec::ExecFilter::new(
+    let filter = Arc::new(Mutex::new(super::markers::ExecFilter::new(
         marker,
         args.verbose,
         started,

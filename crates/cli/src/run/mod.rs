@@ -10,6 +10,7 @@ pub mod exec;
 mod exec_run;
 mod interactive;
 pub mod kvm;
+pub mod markers;
 pub mod modules;
 mod preflight;
 pub mod tcg;
