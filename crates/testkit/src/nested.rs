@@ -750,7 +750,11 @@ mod tests {
         let (name, since) = p.running.clone().unwrap();
         assert_eq!(name, "a");
         p.update("@@BENCH-KVM ok\n@@START a\n", false);
-        assert_eq!(p.running.as_ref().unwrap().1, since, "the same run keeps its start");
+        assert_eq!(
+            p.running.as_ref().unwrap().1,
+            since,
+            "the same run keeps its start"
+        );
         p.update("@@START a\n@@BEGIN a\n@@END a\n", false);
         assert!(p.running.is_none());
         assert_eq!(p.done, 1);

@@ -209,7 +209,11 @@ mod tests {
         let ctr = command(&mut k, 0x20).unwrap();
         k.write(COMMAND_PORT, 0x60);
         k.write(DATA_PORT, ctr | CTR_KBD_INT);
-        assert_eq!(command(&mut k, 0x20), Some(ctr | CTR_KBD_INT), "CTR written back");
+        assert_eq!(
+            command(&mut k, 0x20),
+            Some(ctr | CTR_KBD_INT),
+            "CTR written back"
+        );
         // No mouse: the loopback does not echo, the AUX test fails.
         k.write(COMMAND_PORT, 0xD3);
         k.write(DATA_PORT, 0x5A);
@@ -219,7 +223,10 @@ mod tests {
         let fx = k.write(DATA_PORT, 0xF2);
         assert!(fx.kbd_irq);
         let status = k.read(COMMAND_PORT);
-        assert_eq!(status & (STATUS_OBF | STATUS_TIMEOUT), STATUS_OBF | STATUS_TIMEOUT);
+        assert_eq!(
+            status & (STATUS_OBF | STATUS_TIMEOUT),
+            STATUS_OBF | STATUS_TIMEOUT
+        );
         assert_eq!(k.read(DATA_PORT), NO_DEVICE);
         assert_eq!(k.read(COMMAND_PORT) & STATUS_OBF, 0, "empty again");
     }
