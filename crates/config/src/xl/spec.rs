@@ -166,6 +166,9 @@ pub fn parse_disk(spec: &str) -> Result<Disk, String> {
         }
         None => disk.target = vdev.to_string(),
     }
+    if disk.target.is_empty() {
+        return Err("no vdev (the guest's device name, e.g. xvda) before its `:`".into());
+    }
     disk.format = format.filter(|f| !f.is_empty());
     disk.source = target.filter(|t| !t.is_empty());
     match access.as_deref().map(str::trim) {
