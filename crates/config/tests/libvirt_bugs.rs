@@ -340,6 +340,9 @@ fn found_by_fuzzing_the_new_readers() {
         losses(&c2, Syntax::Xl),
         ["graphics[0].listen: \"0.0,0.0\" → (none)"]
     );
+    // A vdev with `=` in it reads back from xl's key=value form.
+    let c = xl("name = 'g'\ndisk = [ 'vdev=v=x, access=rw, backendtype=phy, target=/dev/a' ]\n");
+    assert_eq!(xl::parse(&xl::write(&c), "again").expect("reads back"), c);
     // A vdev with nothing before its `:cdrom` names no device.
     assert!(xl::parse("name = 'g'\ndisk = [ 'phy:/dev/x,:cdrom,r' ]\n", "t").is_err());
     // xm's `cdrom` with an `=` in its path still writes an xl disk that reads back.

@@ -222,6 +222,7 @@ pub fn write_disk(d: &Disk) -> String {
     // of the spec verbatim.
     let positional_safe = !path.contains(',')
         && !path.contains('=')
+        && !d.target.contains('=')
         && path.split_once(':').is_none_or(|(pre, _)| {
             !DRIVER_PREFIXES.contains(&pre) && !FORMATS.contains(&pre) && pre != "qemu"
         });
