@@ -215,3 +215,34 @@ fn a_reader_that_leaves_stops_the_vm_like_sigpipe() {
         "stopped at once, not at --timeout"
     );
 }
+
+#[test]
+fn binary_stdin_arrives_byte_exact() {
+    // Every byte value (XON, XOFF, Ctrl-C, Ctrl-D, CR, DEL included) three times over.
+    let data: Vec<u8> = (0..3).flat_map(|_| 0..=255u8).collect();
+    let mut child = domboot()
+        .arg("run")
+        .arg("--kernel")
+        .arg(cloud())
+        .args([
+            "--timeout",
+            "120",
+            "--exec",
+            "od -An -tx1 -v | tr -d ' \\n'",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), hex);
+}

@@ -3,9 +3,10 @@
 //! stdout, ttyS3 its stderr. The kernel keeps ttyS0 for its own messages.
 //!
 //! QEMU connects each port to a Unix socket domboot listens on. A serial line cannot carry
-//! an end of input, so stdin travels as base64 lines (each one decoded on its own as it
-//! arrives, which keeps interactive input live) and a line holding `.` ends it; the
-//! guest's /init decodes them into a FIFO that is the command's stdin.
+//! an end of input, so stdin travels in blocks, each a decimal length on a line of its own
+//! and that many bytes (one block per read, which keeps interactive input live), and a
+//! length of 0 ends it; the guest's /init copies the blocks into a FIFO that is the
+//! command's stdin.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -15,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Bytes of stdin per base64 line (a multiple of 3: no padding inside the stream).
-const STDIN_CHUNK: usize = 3 * 1024;
+/// Most bytes of stdin per block.
+const STDIN_BLOCK: usize = 64 * 1024;
 
 /// What the guest's /init reported on the control port.
 #[derive(Clone, Debug, Default)]
@@ -186,62 +187,21 @@ fn read_control(
     }
 }
 
-/// domboot's stdin to the guest, one base64 line per read, then `.` at its end. The thread
-/// lives until stdin ends or the guest is gone (a read from a terminal cannot be
+/// domboot's stdin to the guest, one block per read, then a length of 0 at its end. The
+/// thread lives until stdin ends or the guest is gone (a read from a terminal cannot be
 /// interrupted; the process exit ends it).
 fn send_stdin(mut to: UnixStream, control: &Mutex<Control>) {
     while !control.lock().map(|c| c.stdin_ready).unwrap_or(true) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut stdin = std::io::stdin();
-    let mut buf = vec![0u8; STDIN_CHUNK];
+    let mut buf = vec![0u8; STDIN_BLOCK];
     loop {
-        let line = match stdin.read(&mut buf) {
-            Ok(0) | Err(_) => b".\n".to_vec(),
-            Ok(n) => {
-                let mut l = base64(&buf[..n]);
-                l.push(b'\n');
-                l
-            }
-        };
-        let last = line == b".\n";
-        if to.write_all(&line).is_err() || last {
+        let n = stdin.read(&mut buf).unwrap_or(0);
+        let mut block = format!("{n}\n").into_bytes();
+        block.extend_from_slice(&buf[..n]);
+        if to.write_all(&block).is_err() || n == 0 {
             return;
-        }
-    }
-}
-
-fn base64(bytes: &[u8]) -> Vec<u8> {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(ABC[(n >> (18 - 6 * i)) as usize & 63]);
-            } else {
-                out.push(b'=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_matches_rfc4648() {
-        for (raw, enc) in [
-            (&b""[..], ""),
-            (b"f", "Zg=="),
-            (b"fo", "Zm8="),
-            (b"foo", "Zm9v"),
-            (b"foobar", "Zm9vYmFy"),
-            (b"\xff\x00\xfe", "/wD+"),
-        ] {
-            assert_eq!(super::base64(raw), enc.as_bytes());
         }
     }
 }

@@ -28,12 +28,15 @@ fi
 cd /root
 if grep -q 'domboot\.io=serial' /proc/cmdline; then
     # ttyS1: control, ttyS2: stdin and stdout, ttyS3: stderr (see run/channels.rs).
-    for t in 1 2 3; do /bin/busybox stty -F /dev/ttyS$t raw -echo; done
+    for t in 1 2 3; do /bin/busybox stty -F /dev/ttyS$t raw -echo -iexten; done
     /bin/busybox mkfifo /domboot/stdin
     # Opening a port clears its receive FIFO, so the host sends stdin only once the
-    # decoder holds ttyS2 open and says so.
+    # reader holds ttyS2 open and says so. Stdin comes in blocks of "LENGTH\n" and that
+    # many bytes; "0\n" is its end.
     (exec < /dev/ttyS2; echo stdin > /dev/ttyS1
-     while read -r l && [ "$l" != . ]; do printf %s "$l" | base64 -d; done) > /domboot/stdin &
+     while read -r n && [ "$n" -gt 0 ]; do
+         /bin/busybox dd bs="$n" count=1 iflag=fullblock 2>/dev/null
+     done) > /domboot/stdin &
     r=$!
     echo start > /dev/ttyS1
     /bin/sh /domboot/cmd < /domboot/stdin > /dev/ttyS2 2> /dev/ttyS3
