@@ -26,13 +26,20 @@ pub fn apply_defaults(image: &mut DomainImage, interactive: bool) -> anyhow::Res
         extra.push(format!("domboot.winsize={rows}x{cols}"));
     }
     if image.initrds.is_empty() {
-        let path = shell_initramfs(&image.kernel_path)?;
-        let data =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        image.initrds.push(Initrd {
-            path,
-            data: bytes::Bytes::from(data),
-        });
+        // A missing busybox is no reason to refuse the boot the user asked for.
+        match shell_initramfs(&image.kernel_path).and_then(|path| {
+            let data =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            Ok((path, data))
+        }) {
+            Ok((path, data)) => image.initrds.push(Initrd {
+                path,
+                data: bytes::Bytes::from(data),
+            }),
+            Err(e) => eprintln!(
+                "domboot: warning: no initrd given, and no busybox shell to offer instead: {e:#}"
+            ),
+        }
     }
     for e in extra {
         if !image.cmdline.is_empty() {
