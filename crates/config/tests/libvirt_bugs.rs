@@ -349,3 +349,21 @@ fn found_by_fuzzing_the_new_readers() {
     let c = xl("name = 'g'\nbuilder = 'hvm'\ncdrom = 'a=b'\n");
     assert_eq!(xl::parse(&xl::write(&c), "again").expect("reads back"), c);
 }
+
+#[test]
+fn bios_path_override_is_the_hvm_firmware_file() {
+    let ovmf = "/usr/share/qemu/ovmf-x86_64-xen.bin";
+    let c = xl(&format!(
+        "{HVM}bios = 'ovmf'\nbios_path_override = '{ovmf}'\n"
+    ));
+    assert_eq!(c.boot.loader.as_deref(), Some(ovmf));
+    let x = libvirt_xml::write(&c);
+    assert!(x.contains(ovmf), "{x}");
+    assert!(!x.contains("hvmloader"), "{x}");
+    assert_eq!(xml(&x).boot.loader.as_deref(), Some(ovmf));
+    // `loader` names the firmware when both are given.
+    let c = xl(&format!(
+        "{HVM}loader = '/l'\nbios_path_override = '{ovmf}'\n"
+    ));
+    assert_eq!(c.boot.loader.as_deref(), Some("/l"));
+}

@@ -305,6 +305,12 @@ impl<'a> Reader<'a> {
                 b.firmware = Some(f);
             }
         }
+        // xl's firmware file path (libvirt reads it as `<loader>`, as with `bios = "ovmf"`).
+        if let Some(p) = self.str("bios_path_override")? {
+            if b.loader.is_none() {
+                b.loader = Some(p);
+            }
+        }
         b.bootloader = self.str("bootloader")?;
         let args: Vec<String> = self
             .strs("bootloader_args")?
@@ -579,6 +585,7 @@ impl<'a> Reader<'a> {
             "ramdisk",
             "loader",
             "firmware",
+            "bios_path_override",
             "bootloader",
             "bootloader_args",
             "cmdline",

@@ -63,7 +63,9 @@ pub fn facts(text: &str) -> Result<Facts, String> {
     put("maxvcpus", max);
     put("vcpus", vcpus);
     // The seeds' rule: an HVM kernel that names the firmware is the loader.
-    let mut loader = get("loader").or(get("firmware").filter(|f| f.contains('/')));
+    let mut loader = get("loader")
+        .or(get("firmware").filter(|f| f.contains('/')))
+        .or(get("bios_path_override"));
     let mut kernel = get("kernel");
     if hvm && loader.is_none() && kernel.as_deref().is_some_and(is_firmware) {
         loader = kernel.take();
