@@ -367,3 +367,26 @@ fn bios_path_override_is_the_hvm_firmware_file() {
     ));
     assert_eq!(c.boot.loader.as_deref(), Some("/l"));
 }
+
+#[test]
+fn xen_features_are_warned_by_name() {
+    let x = "<domain type='xen'><name>g</name><memory>524288</memory>\
+             <os><type>linux</type><kernel>/k</kernel></os>\
+             <features><xen><e820_host state='on'/><passthrough state='on'/></xen></features>\
+             </domain>";
+    let (c, w) = parse_with_warnings(x, Syntax::Xml, "t.xml").expect("XML parses");
+    for name in ["<e820_host>", "<passthrough>"] {
+        assert!(w.iter().any(|w| w.message.contains(name)), "{name}: {w:?}");
+    }
+    assert!(c.features.other.is_empty(), "{:?}", c.features.other);
+    assert!(!libvirt_xml::write(&c).contains("<xen"));
+    let (_, w) = parse_with_warnings(
+        "name = 'g'\nkernel = '/k'\ne820_host = 1\npassthrough = 'enabled'\n",
+        Syntax::Xl,
+        "t.cfg",
+    )
+    .expect("xl parses");
+    for name in ["`e820_host`", "`passthrough`"] {
+        assert!(w.iter().any(|w| w.message.contains(name)), "{name}: {w:?}");
+    }
+}

@@ -220,6 +220,17 @@ impl Reader<'_> {
         for n in elements(f) {
             let name = n.tag_name().name();
             let on = n.attribute("state") != Some("off");
+            if name == "xen" {
+                // Xen's own features (e820_host, passthrough): each is named.
+                for x in elements(n) {
+                    let x_name = x.tag_name().name();
+                    self.warn(
+                        x,
+                        format!("the Xen feature <{x_name}> is not modelled; dropped"),
+                    );
+                }
+                continue;
+            }
             if elements(n).next().is_some() {
                 self.warn(
                     n,

@@ -80,7 +80,11 @@ pub fn facts(text_in: &str) -> Result<Facts, String> {
     }
     let hvm = os(d, &mut f);
     if let Some(feat) = child(d, "features") {
-        for n in elems(feat) {
+        // `<xen>` groups Xen's own features (e820_host, passthrough): each is a fact.
+        let xen = elems(feat).filter(|n| n.tag_name().name() == "xen");
+        let grouped: Vec<_> = xen.flat_map(elems).collect();
+        let top = elems(feat).filter(|n| n.tag_name().name() != "xen");
+        for n in top.chain(grouped) {
             let on = n.attribute("state").unwrap_or("on");
             let on = if on == "off" { "off" } else { "on" };
             f.insert(format!("features.{}", n.tag_name().name()), on.into());
