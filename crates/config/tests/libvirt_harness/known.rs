@@ -22,6 +22,21 @@ pub const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
         "libvirt's XML predates its reading `rtc_timeoffset = 0` as a variable clock \
          (test-fullvirt-localtime.xml, copied at a later commit, has the newer reading)",
     ),
+    ("xm", "test-fullvirt-serial-null", "*", "emulator", VERSIONS),
+    (
+        "xm",
+        "test-fullvirt-serial-null",
+        "*",
+        "device_model",
+        VERSIONS,
+    ),
+    (
+        "xm",
+        "test-fullvirt-serial-null",
+        "to-xml",
+        "clock.",
+        "libvirt's XML predates its reading `rtc_timeoffset = 0` as a variable clock",
+    ),
     ("xm", "test-no-source-cdrom", "*", "emulator", VERSIONS),
     ("xm", "test-no-source-cdrom", "*", "device_model", VERSIONS),
     ("xm", "test-fullvirt-utc", "*", "emulator", VERSIONS),
