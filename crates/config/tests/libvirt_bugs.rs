@@ -390,3 +390,33 @@ fn xen_features_are_warned_by_name() {
         assert!(w.iter().any(|w| w.message.contains(name)), "{name}: {w:?}");
     }
 }
+
+#[test]
+fn an_hvm_console_without_a_serial_is_serial_port_0() {
+    let x = "<domain type='xen'><name>g</name><memory>524288</memory>\
+             <os><type>hvm</type><loader>/usr/lib/xen/boot/hvmloader</loader></os>\
+             <devices><console tty='/dev/pts/4'/></devices></domain>";
+    let c = xml(x);
+    assert_eq!(c.serials.len(), 1, "{c:?}");
+    assert!(c.consoles.is_empty(), "{:?}", c.consoles);
+    let s = sexpr::write_compact(&c);
+    assert!(
+        s.contains("(serial pty)") || s.contains("(serial 'pty')"),
+        "{s}"
+    );
+    let x = xl::write(&c);
+    assert!(x.contains("serial = ") && x.contains("pty"), "{x}");
+    // A PV guest's console stays its Xen console.
+    let pv = xml("<domain type='xen'><name>g</name><memory>524288</memory>\
+                  <os><type>linux</type><kernel>/k</kernel></os>\
+                  <devices><console tty='/dev/pts/4'/></devices></domain>");
+    assert!(pv.serials.is_empty());
+}
+
+#[test]
+fn an_hvm_sexpr_without_boot_boots_from_the_disk_as_xend_does() {
+    // xend's default boot order is `c`; domboot writes none and xend fills it in, so
+    // what domboot writes and libvirt's `(boot c)` are one configuration.
+    let c = sx("(vm (name g)(image (hvm (kernel /k)(loader /usr/lib/xen/boot/hvmloader))))");
+    assert!(c.boot.order.is_empty(), "{:?}", c.boot.order);
+}

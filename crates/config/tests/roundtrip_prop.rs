@@ -314,10 +314,12 @@ fn expressible(c: &DomainConfig, syntax: Syntax) -> DomainConfig {
         c.guest_type == GuestType::Hvm && c.boot.loader.is_none() && c.boot.firmware.is_none();
     if syntax == Syntax::Xml {
         // libvirt's defaults, written out and read back: Xen's hvmloader for an HVM Xen
-        // guest; the console libvirt implies is left out of the model.
+        // guest; an HVM Xen guest's lone console is serial port 0; the console libvirt
+        // implies is left out of the model.
         if hvm_without_firmware && c.hypervisor.is_none() {
             c.boot.loader = Some(libvirt_xml::XEN_HVMLOADER.into());
         }
+        c.console_implies_serial();
         c.drop_implied_console();
     }
     if syntax == Syntax::Sexpr {

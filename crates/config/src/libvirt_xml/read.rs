@@ -147,6 +147,7 @@ impl Reader<'_> {
         }
         // After normalizing: a pty console with a stray path is still the implied one.
         c.normalize();
+        c.console_implies_serial();
         c.drop_implied_console();
         Ok(c)
     }

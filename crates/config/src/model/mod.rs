@@ -426,6 +426,29 @@ impl DomainConfig {
     /// A console that is only what libvirt fills in for a Xen guest (a PV guest's pty `xen`
     /// console, an HVM guest's console on its first serial port) says nothing of its own: the
     /// model leaves it out, and the XML writer puts it back.
+    /// libvirt's rule for an HVM Xen guest: a console with no serial device (an old
+    /// `<console tty='/dev/pts/N'/>`) is serial port 0, which the console then shows.
+    pub fn console_implies_serial(&mut self) {
+        if self.guest_type != GuestType::Hvm
+            || !self.serials.is_empty()
+            || self.hypervisor.as_deref().is_some_and(|h| h != "xen")
+        {
+            return;
+        }
+        let [console] = self.consoles.as_slice() else {
+            return;
+        };
+        if console.target.as_deref().is_some_and(|t| t != "serial") {
+            return;
+        }
+        let serial = CharDev {
+            target: None,
+            port: None,
+            ..console.clone()
+        };
+        self.serials.push(serial);
+    }
+
     pub fn drop_implied_console(&mut self) {
         let c = self;
         let [console] = c.consoles.as_slice() else {

@@ -129,6 +129,10 @@ fn image(img: &Sexp, f: &mut Facts, localtime: &mut String) {
     if hvm && loader.is_none() {
         loader = Some(HVMLOADER.into());
     }
+    // xend's (and xm's) default HVM boot order: the first disk.
+    if hvm && !f.contains_key("boot") {
+        f.insert("boot".into(), "c".into());
+    }
     for (k, v) in [("loader", loader), ("kernel", kernel)] {
         if let Some(v) = v {
             f.insert(k.into(), v);

@@ -103,6 +103,23 @@ pub fn facts(text_in: &str) -> Result<Facts, String> {
 /// The console libvirt gives a Xen domain that names none: a PV guest's pty `xen`
 /// console, an HVM guest's console on its first serial port.
 fn implied_console(hvm: bool, f: &mut Facts) {
+    // libvirt: an HVM guest's console with no serial device is serial port 0.
+    if hvm && !f.keys().any(|k| k.starts_with("serial[")) {
+        let target = f.get("console[0].target").map(String::as_str);
+        if f.contains_key("console[0].type") && target.is_none_or(|t| t == "serial") {
+            let copied: Vec<(String, String)> = f
+                .iter()
+                .filter_map(|(k, v)| {
+                    let rest = k.strip_prefix("console[0].")?;
+                    (rest != "target" && rest != "port")
+                        .then(|| (format!("serial[0].{rest}"), v.clone()))
+                })
+                .collect();
+            f.extend(copied);
+            f.insert("console[0].target".into(), "serial".into());
+            f.insert("console[0].port".into(), "0".into());
+        }
+    }
     if f.keys().any(|k| k.starts_with("console[")) {
         return;
     }
