@@ -420,3 +420,24 @@ fn an_hvm_sexpr_without_boot_boots_from_the_disk_as_xend_does() {
     let c = sx("(vm (name g)(image (hvm (kernel /k)(loader /usr/lib/xen/boot/hvmloader))))");
     assert!(c.boot.order.is_empty(), "{:?}", c.boot.order);
 }
+
+#[test]
+fn clock_timers_are_warned_by_name() {
+    let x = "<domain type='xen'><name>g</name><memory>524288</memory>\
+             <os><type>hvm</type></os><clock offset='utc'>\
+             <timer name='hpet' present='yes'/><timer name='tsc' mode='native'/></clock>\
+             </domain>";
+    let (_, w) = parse_with_warnings(x, Syntax::Xml, "t.xml").expect("XML parses");
+    for name in ["`hpet`", "`tsc`"] {
+        assert!(w.iter().any(|w| w.message.contains(name)), "{name}: {w:?}");
+    }
+    let (_, w) = parse_with_warnings(
+        "name = 'g'\nbuilder = 'hvm'\nhpet = 1\ntsc_mode = 'native'\n",
+        Syntax::Xl,
+        "t.cfg",
+    )
+    .expect("xl parses");
+    for name in ["`hpet`", "`tsc_mode`"] {
+        assert!(w.iter().any(|w| w.message.contains(name)), "{name}: {w:?}");
+    }
+}

@@ -251,7 +251,18 @@ impl Reader<'_> {
 
     fn clock(&mut self, n: Node) -> R<Clock> {
         for t in elements(n) {
-            self.dropped(t, "clock");
+            match t
+                .attribute("name")
+                .filter(|_| t.tag_name().name() == "timer")
+            {
+                Some(name) => self.warn(
+                    t,
+                    format!(
+                        "the clock timer `{name}` (<timer>) is not modelled by domboot; dropped"
+                    ),
+                ),
+                None => self.dropped(t, "clock"),
+            }
         }
         let offset = attr(n, "offset").unwrap_or_else(|| "utc".into());
         Ok(match offset.as_str() {

@@ -172,7 +172,13 @@ fn warned_names(key: &str) -> Vec<String> {
             .collect();
     }
     if let Some(f) = key.strip_prefix("features.") {
-        return vec![f.to_string()];
+        // `features.tsc.mode`: the timer `tsc`.
+        return f
+            .split('.')
+            .next()
+            .map(str::to_string)
+            .into_iter()
+            .collect();
     }
     if let Some((_, param)) = key.strip_prefix("vif[").and_then(|r| r.split_once("].")) {
         let mut names = vec![param.to_string(), format!("{param}=")];

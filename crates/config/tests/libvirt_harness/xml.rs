@@ -188,6 +188,19 @@ fn clock(d: Node, f: &mut Facts) {
         f.insert("clock.offset".into(), "utc".into());
         return;
     };
+    // Each timer (hpet, tsc...) is a feature of the guest's platform.
+    for t in elems(c).filter(|t| t.tag_name().name() == "timer") {
+        let name = t.attribute("name").unwrap_or("");
+        let on = if t.attribute("present") == Some("no") {
+            "off"
+        } else {
+            "on"
+        };
+        f.insert(format!("features.{name}"), on.into());
+        if let Some(mode) = t.attribute("mode") {
+            f.insert(format!("features.{name}.mode"), mode.into());
+        }
+    }
     let offset = c.attribute("offset").unwrap_or("utc").to_string();
     if offset == "variable" {
         let adj = c.attribute("adjustment").unwrap_or("0").to_string();
