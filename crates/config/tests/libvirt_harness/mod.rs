@@ -171,6 +171,17 @@ fn warned_names(key: &str) -> Vec<String> {
             .map(str::to_string)
             .collect();
     }
+    // The guest CPU is xl's `cpuid`, `nestedhvm` and `vnuma`; sound is `soundhw`; a
+    // host device is xl's `usbdev` or `pci`.
+    for (prefix, names) in [
+        ("cpu.", &["cpu", "cpuid", "nestedhvm", "vnuma"][..]),
+        ("sound[", &["sound", "soundhw"][..]),
+        ("hostdev[", &["hostdev", "usbdev", "pci"][..]),
+    ] {
+        if key.starts_with(prefix) {
+            return names.iter().map(|n| n.to_string()).collect();
+        }
+    }
     if let Some(f) = key.strip_prefix("features.") {
         // `features.tsc.mode`: the timer `tsc`.
         return f

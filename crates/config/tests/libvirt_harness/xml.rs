@@ -90,6 +90,7 @@ pub fn facts(text_in: &str) -> Result<Facts, String> {
             f.insert(format!("features.{}", n.tag_name().name()), on.into());
         }
     }
+    cpu(d, &mut f);
     clock(d, &mut f);
     if let Some(devs) = child(d, "devices") {
         devices(devs, hvm, &mut f);
@@ -228,7 +229,33 @@ fn implied_bus(target: &str) -> &'static str {
     .map_or("", |(_, b)| b)
 }
 
+/// The guest CPU: its mode, each feature's policy, each NUMA cell.
+fn cpu(d: Node, f: &mut Facts) {
+    let Some(c) = child(d, "cpu") else {
+        return;
+    };
+    if let Some(m) = c.attribute("mode") {
+        f.insert("cpu.mode".into(), m.into());
+    }
+    for feat in elems(c).filter(|n| n.tag_name().name() == "feature") {
+        let name = feat.attribute("name").unwrap_or("");
+        let policy = feat.attribute("policy").unwrap_or("require");
+        f.insert(format!("cpu.feature[{name}]"), policy.into());
+    }
+    let cells = child(c, "numa").into_iter().flat_map(elems);
+    for cell in cells.filter(|n| n.tag_name().name() == "cell") {
+        let id = cell.attribute("id").unwrap_or("");
+        let what = format!(
+            "cpus={} memory={}",
+            cell.attribute("cpus").unwrap_or(""),
+            cell.attribute("memory").unwrap_or("")
+        );
+        f.insert(format!("cpu.numa[{id}]"), what);
+    }
+}
+
 fn devices(devs: Node, hvm: bool, f: &mut Facts) {
+    let (mut sound, mut hostdev) = (0, 0);
     let mut nic = 0;
     let mut serial = 0;
     let mut console = 0;
@@ -237,6 +264,16 @@ fn devices(devs: Node, hvm: bool, f: &mut Facts) {
         match n.tag_name().name() {
             "emulator" => {
                 f.insert("emulator".into(), text(n).trim().to_string());
+            }
+            "sound" => {
+                let model = n.attribute("model").unwrap_or("").to_string();
+                f.insert(format!("sound[{sound}].model"), model);
+                sound += 1;
+            }
+            "hostdev" => {
+                let ty = n.attribute("type").unwrap_or("").to_string();
+                f.insert(format!("hostdev[{hostdev}].type"), ty);
+                hostdev += 1;
             }
             "disk" => disk(n, f),
             "interface" => {
