@@ -235,6 +235,12 @@ fn real_linux_on_the_kvm_backend() {
 
     let exec = exec_checks(&mut bench, &cloud);
 
+    // One inner boot takes 6-40 s here (120 s is each run's own --timeout); a check the outer
+    // guest has not finished 180 s (+ the bench's grace) after it started is counted as a
+    // hang of the bench and retried in a fresh outer boot. The --exec statuses check boots
+    // three times.
+    bench.set_timeouts(std::time::Duration::from_secs(180));
+    bench.set_timeout("exec-status", std::time::Duration::from_secs(400));
     let started = now();
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
     let clock = (started - 5, now() + 5);

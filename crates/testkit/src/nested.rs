@@ -207,6 +207,20 @@ impl Bench {
         self.checks.last_mut().expect("just pushed")
     }
 
+    /// Gives every check added so far this time limit.
+    pub fn set_timeouts(&mut self, limit: Duration) {
+        for c in &mut self.checks {
+            c.timeout = limit;
+        }
+    }
+
+    /// Gives the check `name` this time limit.
+    pub fn set_timeout(&mut self, name: &str, limit: Duration) {
+        if let Some(c) = self.checks.iter_mut().find(|c| c.name == name) {
+            c.timeout = limit;
+        }
+    }
+
     /// Builds the outer initramfs, boots it and collects every check's result.
     pub fn run(&self) -> Result<BenchRun, String> {
         let dir = tempdir("nested-bench")?;
