@@ -82,8 +82,8 @@ pub struct BenchRun {
     pub console: String,
     /// Wall time of the whole bench, every outer boot included.
     pub elapsed: Duration,
-    /// Checks during which the outer guest hung once (each was retried in a fresh outer
-    /// boot; a second hang is reported in its result).
+    /// Checks during which the outer guest hung, once per hang (each was retried in a
+    /// fresh outer boot, up to `MAX_RETRIES` times; the last hang is in its result).
     pub hung: Vec<String>,
 }
 
@@ -230,8 +230,8 @@ impl Bench {
     }
 
     /// Boots the outer guest until every check has reported. A check during which the
-    /// outer guest stops making progress (see [`Bench::boot`]) is retried once in a fresh
-    /// outer boot after the others; if it hangs again it is reported as failed.
+    /// outer guest stops making progress (see [`Bench::boot`]) is retried in a fresh outer
+    /// boot after the others, up to [`MAX_RETRIES`] times; then it is reported as failed.
     fn run_in(&self, dir: &Path) -> Result<BenchRun, String> {
         let root = dir.join("root");
         self.lay_out(&root)?;
@@ -288,14 +288,15 @@ impl Bench {
                     pending.retain(|&p| p != i);
                     let name = &self.checks[i].name;
                     note(&format!("the outer guest hung during {name}: rebooting it"));
-                    if hung_once.contains(&i) {
+                    if hung_once.iter().filter(|&&h| h == i).count() >= MAX_RETRIES {
                         results.push(CheckResult {
                             name: name.clone(),
                             status: None,
                             stdout: String::new(),
                             stderr: format!(
-                                "the outer guest hung during this check twice (no progress \
+                                "the outer guest hung during this check {} times (no progress \
                                  for its timeout + {HANG_GRACE:?})\n--- outer console (tail) ---\n{}",
+                                MAX_RETRIES + 1,
                                 tail(&console_text, 30)
                             ),
                             elapsed: self.checks[i].timeout + HANG_GRACE,
@@ -451,6 +452,12 @@ impl Bench {
         Ok(ended)
     }
 }
+
+/// How often a check during which the outer guest hung is tried again, each time in a
+/// fresh outer boot after the other checks. The hang (an inner KVM_RUN that never returns)
+/// was seen 4 times in about 150 inner boots, all while the host was loaded (twice in one
+/// run of 31 checks with two outer guests on 2 cores); its cause is not known yet.
+const MAX_RETRIES: usize = 2;
 
 /// Grace beyond a check's own timeout before the outer guest counts as hung.
 pub const HANG_GRACE: Duration = Duration::from_secs(60);
