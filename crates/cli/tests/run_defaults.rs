@@ -42,7 +42,14 @@ fn shell(args: &[&str], input: &str) -> (Option<i32>, String, String) {
     let mut stdin = child.stdin.take().unwrap();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
         if line.contains("busybox shell: 'exit' ends the VM") {
-            stdin.write_all(input.as_bytes()).unwrap();
+            // In small pieces: under a loaded host the guest's 16550 may not drain a
+            // 200-byte burst in time (once the probe line arrived mangled and printed
+            // nothing but `exit`'s effect).
+            for piece in input.as_bytes().chunks(8) {
+                stdin.write_all(piece).unwrap();
+                stdin.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
             break;
         }
     }
