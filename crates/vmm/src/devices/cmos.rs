@@ -95,6 +95,10 @@ impl Cmos {
             }
             STATUS_B => {
                 let was_setting = self.ram[STATUS_B] & B_SET != 0;
+                // The new format first: the frozen registers below are in it, and so is
+                // what the guest writes next (the old order froze BCD minutes that then
+                // read as binary, an hour off).
+                self.ram[STATUS_B] = value;
                 if !was_setting && value & B_SET != 0 {
                     // Freeze what the guest is about to edit at the current time.
                     let t = now() + self.offset;
@@ -102,7 +106,6 @@ impl Cmos {
                         self.ram[r] = self.time_register(r, t);
                     }
                 }
-                self.ram[STATUS_B] = value;
                 if was_setting && value & B_SET == 0 {
                     self.adopt_guest_time();
                 }
@@ -256,6 +259,10 @@ mod tests {
         assert_eq!(reg(&mut c, YEAR as u8), 30);
         assert_eq!(reg(&mut c, MONTH as u8), 6);
         assert_eq!(reg(&mut c, HOURS as u8), 13);
+        assert!(
+            reg(&mut c, MINUTES as u8) < 60,
+            "minutes stay binary and in range"
+        );
     }
 
     #[test]
