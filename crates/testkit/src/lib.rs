@@ -150,7 +150,6 @@ pub fn busybox_initramfs(
     init: &str,
     files: &[(&str, &[u8])],
 ) -> PathBuf {
-    use std::process::{Command, Stdio};
     let root = dir.join(format!("root-{name}"));
     for d in ["bin", "proc", "sys", "dev"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
@@ -163,19 +162,31 @@ pub fn busybox_initramfs(
     set_exec(&root.join("init"));
     set_exec(&root.join("bin/busybox"));
     let out = dir.join(format!("initramfs-{name}.cpio.gz"));
+    host_cpio(&root, &out, true).unwrap_or_else(|e| panic!("building the initramfs: {e}"));
+    std::fs::remove_dir_all(&root).unwrap();
+    out
+}
+
+/// Packs the folder `root` as a newc cpio archive at `out` with the host's `find`, `cpio`
+/// and (with `gzip`) `gzip -1`: an oracle independent of domboot's own writer.
+pub fn host_cpio(root: &std::path::Path, out: &std::path::Path, gzip: bool) -> Result<(), String> {
+    use std::process::{Command, Stdio};
     let script = format!(
-        "cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1 > '{}'",
+        "cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet {} > '{}'",
         root.display(),
+        if gzip { "| gzip -1" } else { "" },
         out.display()
     );
     let status = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
         .status()
-        .expect("sh runs");
-    assert!(status.success(), "building the initramfs with cpio failed");
-    std::fs::remove_dir_all(&root).unwrap();
-    out
+        .map_err(|e| format!("sh: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cpio of {} failed ({status})", root.display()))
+    }
 }
 
 fn set_exec(p: &std::path::Path) {

@@ -236,7 +236,8 @@ impl Bench {
         let root = dir.join("root");
         self.lay_out(&root)?;
         let initramfs = dir.join("outer.cpio");
-        cpio(&root, &initramfs)?;
+        // Uncompressed: the outer kernel unpacks it faster than a compressed one under TCG.
+        crate::host_cpio(&root, &initramfs, false)?;
         let started = Instant::now();
         let mut pending: Vec<usize> = (0..self.checks.len()).collect();
         let (mut results, mut console_all) = (Vec::new(), String::new());
@@ -700,26 +701,6 @@ fn set_exec(p: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| format!("{}: {e}", p.display()))
-}
-
-/// Packs `root` as an uncompressed newc cpio with the host's `cpio` (the outer kernel
-/// unpacks it faster than a compressed one under TCG).
-fn cpio(root: &Path, out: &Path) -> Result<(), String> {
-    let script = format!(
-        "cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet > '{}'",
-        root.display(),
-        out.display()
-    );
-    let status = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| format!("sh: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("cpio of {} failed ({status})", root.display()))
-    }
 }
 
 /// A fresh folder under the system's temp dir.
