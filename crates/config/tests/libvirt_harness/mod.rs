@@ -172,11 +172,12 @@ fn warned_names(key: &str) -> Vec<String> {
             .collect();
     }
     // The guest CPU is xl's `cpuid`, `nestedhvm` and `vnuma`; sound is `soundhw`; a
-    // host device is xl's `usbdev` or `pci`.
+    // host device is xl's `usbdev` or `pci`; a parallel port is `parallel` everywhere.
     for (prefix, names) in [
         ("cpu.", &["cpu", "cpuid", "nestedhvm", "vnuma"][..]),
         ("sound[", &["sound", "soundhw"][..]),
         ("hostdev[", &["hostdev", "usbdev", "pci"][..]),
+        ("parallel[", &["parallel"][..]),
     ] {
         if key.starts_with(prefix) {
             return names.iter().map(|n| n.to_string()).collect();

@@ -97,6 +97,9 @@ fn image(img: &Sexp, f: &mut Facts, localtime: &mut String) {
             | "display" | "xauthority" => {
                 f.insert(k, v);
             }
+            "parallel" if v != "none" && !v.is_empty() => {
+                f.insert("parallel[0]".into(), v);
+            }
             "acpi" | "apic" | "pae" | "hap" | "viridian" | "vnc" | "sdl" | "vncunused"
             | "vncdisplay" | "rtc_timeoffset" => {
                 f.insert(k, num(&v));

@@ -116,6 +116,23 @@ pub fn facts(text: &str) -> Result<Facts, String> {
         graphics_keys(&get, &mut put);
     }
     devices(&map, hvm, &mut f)?;
+    // xm before Xen 3.0.4 (libvirt's "old pvfb"): a PV guest with no `vfb` list takes its
+    // framebuffer from the top-level `vnc`/`sdl` keys, the same facts as one `vfb` entry.
+    if !hvm && !map.contains_key("vfb") {
+        let mut top = Facts::new();
+        graphics_keys(&get, &mut |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                top.insert(k.to_string(), v);
+            }
+        });
+        let ty = ["vnc", "sdl"].into_iter().find(|t| top.contains_key(*t));
+        if let Some(ty) = ty {
+            f.insert("vfb[0].type".into(), ty.into());
+            for (k, v) in top.into_iter().filter(|(k, _)| k != "vnc" && k != "sdl") {
+                f.insert(format!("vfb[0].{k}"), v);
+            }
+        }
+    }
     Ok(f)
 }
 
@@ -199,6 +216,11 @@ fn devices(map: &HashMap<&str, &Value>, hvm: bool, f: &mut Facts) -> Result<(), 
     for (i, s) in list(map.get("serial").copied()).iter().enumerate() {
         if s != "none" {
             f.insert(format!("serial[{i}]"), s.clone());
+        }
+    }
+    for (i, s) in list(map.get("parallel").copied()).iter().enumerate() {
+        if s != "none" {
+            f.insert(format!("parallel[{i}]"), s.clone());
         }
     }
     for (i, v) in list(map.get("vfb").copied()).iter().enumerate() {

@@ -258,6 +258,7 @@ fn devices(devs: Node, hvm: bool, f: &mut Facts) {
     let (mut sound, mut hostdev) = (0, 0);
     let mut nic = 0;
     let mut serial = 0;
+    let mut parallel = 0;
     let mut console = 0;
     let mut gfx = 0;
     for n in elems(devs) {
@@ -288,6 +289,13 @@ fn devices(devs: Node, hvm: bool, f: &mut Facts) {
                     .map_or(serial.to_string(), str::to_string);
                 chardev(n, &format!("serial[{port}]"), f);
                 serial += 1;
+            }
+            "parallel" => {
+                let port = child(n, "target")
+                    .and_then(|t| t.attribute("port"))
+                    .map_or(parallel.to_string(), str::to_string);
+                chardev(n, &format!("parallel[{port}]"), f);
+                parallel += 1;
             }
             "console" => {
                 let g = format!("console[{console}]");
