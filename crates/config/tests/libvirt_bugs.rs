@@ -296,9 +296,21 @@ fn unbalanced_xend_files_read_as_libvirt_reads_them() {
         w[0].to_string(),
         "a.sxp:1:39: 1 `)` missing at the end of the file; read as closed (as libvirt does)"
     );
-    // Anything after the expression, or a file cut short, is still an error.
-    assert!(sexpr::parse("(vm (name g)))", "b").is_err());
+    // libvirt's sexpr2xml-pv-vfb-new.sexpr and -pv-vfb-new-vncdisplay.sexpr have one `)`
+    // too many: libvirt reads the expression and ignores the rest; domboot does too, and
+    // says where.
+    let (c, w) = sexpr::parse_with_warnings("(domain (name g)(device (vif (mac m)))))", "b.sxp")
+        .expect("read without the stray `)`");
+    assert_eq!(c.interfaces.len(), 1);
+    assert_eq!(
+        w[0].to_string(),
+        "b.sxp:1:40: 1 stray `)` after the end of the expression; ignored (as libvirt does)"
+    );
+    // Other text after the expression, more than a few stray `)`, or a file cut short,
+    // is still an error.
     assert!(sexpr::parse("(vm (name g)) x", "c").is_err());
+    assert!(sexpr::parse("(vm (name g)) x)", "c").is_err());
+    assert!(sexpr::parse("(vm (name g)))))))", "c").is_err());
     assert!(sexpr::parse("(vm (name g)(image (linux (kernel", "d").is_err());
 }
 

@@ -105,14 +105,6 @@ pub const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "sexpr2xml",
-        "sexpr2xml-pv-vfb-new",
-        "*",
-        "",
-        "libvirt's copy of this file has one `)` too many at the end; libvirt ignores it, \
-         domboot reports the syntax error with its position",
-    ),
-    (
-        "sexpr2xml",
         "*",
         "to-xml",
         "graphics[0].passwd",

@@ -97,6 +97,14 @@ fn image(img: &Sexp, f: &mut Facts, localtime: &mut String) {
             | "display" | "xauthority" => {
                 f.insert(k, v);
             }
+            "usbdevice" => {
+                f.insert("usbdevice[0]".into(), v);
+            }
+            "soundhw" => {
+                for (i, m) in v.split(',').filter(|m| !m.trim().is_empty()).enumerate() {
+                    f.insert(format!("sound[{i}].model"), m.trim().to_string());
+                }
+            }
             "parallel" if v != "none" && !v.is_empty() => {
                 f.insert("parallel[0]".into(), v);
             }
@@ -263,6 +271,21 @@ fn device(dev: &Sexp, f: &mut Facts, nic: &mut usize, vfb: &mut usize) {
                 f.remove(&format!("{g}.vncdisplay"));
             }
             *vfb += 1;
+        }
+        // PCI passthrough: one `(dev (domain ..)(bus ..)(slot ..)(func ..))` per device.
+        "pci" => {
+            for (_, _, d) in kv.iter().filter(|(k, _, _)| k == "dev") {
+                let i = f
+                    .keys()
+                    .filter(|k| k.starts_with("hostdev[") && k.ends_with("].type"))
+                    .count();
+                let addr: Vec<String> = pairs(d)
+                    .into_iter()
+                    .map(|(k, v, _)| format!("{k}={}", v.unwrap_or_default()))
+                    .collect();
+                f.insert(format!("hostdev[{i}].type"), "pci".into());
+                f.insert(format!("hostdev[{i}].address"), addr.join(","));
+            }
         }
         _ => {}
     }

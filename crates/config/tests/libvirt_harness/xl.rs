@@ -218,6 +218,26 @@ fn devices(map: &HashMap<&str, &Value>, hvm: bool, f: &mut Facts) -> Result<(), 
             f.insert(format!("serial[{i}]"), s.clone());
         }
     }
+    // PCI passthrough (`pci = [ "BDF", ... ]`).
+    for (i, p) in list(map.get("pci").copied()).iter().enumerate() {
+        f.insert(format!("hostdev[{i}].type"), "pci".into());
+        f.insert(format!("hostdev[{i}].bdf"), p.clone());
+    }
+    // USB input devices (xm's one `usbdevice`, xl's list) and emulated sound cards.
+    for (i, u) in list(map.get("usbdevice").copied()).iter().enumerate() {
+        f.insert(format!("usbdevice[{i}]"), u.clone());
+    }
+    let sound = map
+        .get("soundhw")
+        .and_then(|v| scalar(v))
+        .unwrap_or_default();
+    for (i, m) in sound
+        .split(',')
+        .filter(|m| !m.trim().is_empty())
+        .enumerate()
+    {
+        f.insert(format!("sound[{i}].model"), m.trim().to_string());
+    }
     for (i, s) in list(map.get("parallel").copied()).iter().enumerate() {
         if s != "none" {
             f.insert(format!("parallel[{i}]"), s.clone());
