@@ -300,6 +300,7 @@ fn serial_output_to_a_file() {
         timeout: Some(Duration::from_secs(10)),
         verbose: false,
         acpi: true,
+        ..Default::default()
     };
     assert_eq!(
         domboot_vmm::run(&plan, &cfg).unwrap(),

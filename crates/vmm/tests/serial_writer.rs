@@ -55,6 +55,7 @@ fn writer_gets_output_while_the_guest_still_runs() {
         timeout: Some(Duration::from_secs(2)),
         verbose: true,
         acpi: true,
+        ..Default::default()
     };
     let outcome = domboot_vmm::run(&plan, &cfg).expect("run");
     let ended = Instant::now();

@@ -74,6 +74,7 @@ fn terminal_child_process() {
         timeout: Some(Duration::from_secs(60)),
         verbose: false,
         acpi: true,
+        ..Default::default()
     };
     let outcome = domboot_vmm::run(&plan(&kind), &cfg).unwrap();
     eprintln!("child outcome: {}", outcome.describe());

@@ -9,12 +9,17 @@
 //!   needs the device described: on a hardware-reduced platform no ISA interrupt is set
 //!   up unless a device names it, and the fallback platform device fails to get IRQ 8
 //!   ("probe of rtc_cmos failed with error -22", seen on the nested bench).
+//! - `\_SB_.VR00`, `VR01`, ...: one `LNRO0005` device per virtio-mmio slot, its 4 KiB
+//!   register window in `Memory32Fixed` and its interrupt in `_CRS`: what Linux's
+//!   virtio_mmio driver matches through ACPI (Debian's kernels lack
+//!   VIRTIO_MMIO_CMDLINE_DEVICES, so the command line cannot describe them).
 
 use super::{OEM_ID, OEM_REVISION, table_id};
+use crate::device_manager::virtio::Slot;
 use crate::devices::{acpi_sleep, cmos, serial};
 use acpi_tables::Aml;
 use acpi_tables::aml::{
-    Device, EISAName, IO, Interrupt, Name, Package, Path, ResourceTemplate, Scope,
+    Device, EISAName, IO, Interrupt, Memory32Fixed, Name, Package, Path, ResourceTemplate, Scope,
 };
 use acpi_tables::sdt::Sdt;
 
@@ -24,8 +29,8 @@ const HEADER_LEN: u32 = 36;
 /// Bytes of I/O ports the 16550 decodes.
 const COM1_PORTS: u8 = 8;
 
-/// The DSDT's bytes, header and checksum included.
-pub fn build() -> Vec<u8> {
+/// The DSDT's bytes, header and checksum included, describing the `virtio` devices too.
+pub fn build(virtio: &[Slot]) -> Vec<u8> {
     let mut aml = Vec::new();
     // Package { SLP_TYPa, SLP_TYPb, reserved, reserved }: a hardware-reduced platform
     // uses only SLP_TYPa; the other entries are 0 as on real firmware.
@@ -56,7 +61,10 @@ pub fn build() -> Vec<u8> {
         &ResourceTemplate::new(vec![&rtc_io, &rtc_irq]),
     );
     let rtc = Device::new(Path::new("RTC_"), vec![&rtc_hid, &rtc_crs]);
-    Scope::new(Path::new("\\_SB_"), vec![&com1, &rtc]).to_aml_bytes(&mut aml);
+    let virtio_devices: Vec<VirtioMmio> = virtio.iter().enumerate().map(VirtioMmio::new).collect();
+    let mut children: Vec<&dyn Aml> = vec![&com1, &rtc];
+    children.extend(virtio_devices.iter().map(|d| d as &dyn Aml));
+    Scope::new(Path::new("\\_SB_"), children).to_aml_bytes(&mut aml);
 
     let mut sdt = Sdt::new(
         *b"DSDT",
@@ -68,4 +76,38 @@ pub fn build() -> Vec<u8> {
     );
     sdt.append_slice(&aml);
     sdt.as_slice().to_vec()
+}
+
+/// A virtio-mmio device node: `Device (VRnn) { _HID "LNRO0005", _UID n, _CRS { Memory32Fixed
+/// (window), Interrupt (edge, active-high: the irqfd pulses the IOAPIC pin) } }`.
+struct VirtioMmio {
+    name: String,
+    uid: u32,
+    slot: Slot,
+}
+
+impl VirtioMmio {
+    fn new((index, slot): (usize, &Slot)) -> VirtioMmio {
+        VirtioMmio {
+            // Two hex digits: the slots number far fewer than 256.
+            name: format!("VR{:02X}", index & 0xFF),
+            uid: index as u32,
+            slot: *slot,
+        }
+    }
+}
+
+impl Aml for VirtioMmio {
+    fn to_aml_bytes(&self, sink: &mut dyn acpi_tables::AmlSink) {
+        // The window lies below 4 GiB (the MMIO gap), so it fits a 32-bit descriptor.
+        let window = Memory32Fixed::new(true, self.slot.addr as u32, self.slot.len as u32);
+        let irq = Interrupt::new(true, true, false, false, self.slot.gsi);
+        let hid = Name::new(Path::new("_HID"), &"LNRO0005");
+        let uid = Name::new(Path::new("_UID"), &self.uid);
+        let crs = Name::new(
+            Path::new("_CRS"),
+            &ResourceTemplate::new(vec![&window, &irq]),
+        );
+        Device::new(Path::new(&self.name), vec![&hid, &uid, &crs]).to_aml_bytes(sink);
+    }
 }

@@ -21,6 +21,7 @@ pub mod dsdt;
 pub mod fadt;
 pub mod madt;
 
+use crate::device_manager::virtio::Slot;
 use crate::{VmmError, mptable};
 use acpi_tables::Aml;
 use acpi_tables::rsdp::Rsdp;
@@ -99,10 +100,10 @@ fn align(addr: u64) -> u64 {
     addr.next_multiple_of(ALIGN)
 }
 
-/// Builds and places the tables for `cpus` vCPUs (1 to [`mptable::MAX_CPUS`]) in the
-/// BIOS area, where [`install`] puts them.
-pub fn build(cpus: u8) -> Result<AcpiTables, VmmError> {
-    let tables = build_at(ACPI_START, cpus)?;
+/// Builds and places the tables for `cpus` vCPUs (1 to [`mptable::MAX_CPUS`]) and the
+/// `virtio` devices in the BIOS area, where [`install`] puts them.
+pub fn build(cpus: u8, virtio: &[Slot]) -> Result<AcpiTables, VmmError> {
+    let tables = build_at(ACPI_START, cpus, virtio)?;
     if tables.end() > ACPI_END {
         return Err(VmmError::Setup(format!(
             "the ACPI tables for {cpus} processors end at {:#x}, past the BIOS area ({ACPI_END:#x})",
@@ -115,7 +116,7 @@ pub fn build(cpus: u8) -> Result<AcpiTables, VmmError> {
 /// Builds the tables with the RSDP at `base` (16-byte aligned) and the others right after
 /// it. Besides [`build`], tests use it to hand the same tables to Linux under QEMU, where
 /// the BIOS area is firmware's.
-pub fn build_at(base: u64, cpus: u8) -> Result<AcpiTables, VmmError> {
+pub fn build_at(base: u64, cpus: u8, virtio: &[Slot]) -> Result<AcpiTables, VmmError> {
     if base % ALIGN != 0 {
         return Err(VmmError::Setup(format!(
             "the RSDP must be 16-byte aligned, not at {base:#x}"
@@ -127,7 +128,7 @@ pub fn build_at(base: u64, cpus: u8) -> Result<AcpiTables, VmmError> {
             mptable::MAX_CPUS
         )));
     }
-    let dsdt = dsdt::build();
+    let dsdt = dsdt::build(virtio);
     let madt = madt::build(cpus);
     // XSDT: header + one 64-bit pointer per table (FADT, MADT).
     const XSDT_ENTRIES: u64 = 2;
@@ -183,10 +184,15 @@ fn overlap<'a>(
     ranges.into_iter().find(|&(_, s, e)| s < hi && e > lo)
 }
 
-/// Builds the tables for `cpus` vCPUs, writes them to guest memory and tells the guest
-/// where the RSDP is. Returns the tables (for logging).
-pub fn install(mem: &GuestMemoryMmap, plan: &BootPlan, cpus: u8) -> Result<AcpiTables, VmmError> {
-    let tables = build(cpus)?;
+/// Builds the tables for `cpus` vCPUs and the `virtio` devices, writes them to guest
+/// memory and tells the guest where the RSDP is. Returns the tables (for logging).
+pub fn install(
+    mem: &GuestMemoryMmap,
+    plan: &BootPlan,
+    cpus: u8,
+    virtio: &[Slot],
+) -> Result<AcpiTables, VmmError> {
+    let tables = build(cpus, virtio)?;
     let (lo, hi) = (ACPI_START, tables.end());
     if let Some((name, s, e)) = overlap(
         plan.segments
@@ -252,7 +258,7 @@ mod tests {
     #[test]
     fn checksums_lengths_and_signatures() {
         for cpus in [1, 2, 4, 64, mptable::MAX_CPUS] {
-            let t = build(cpus).unwrap();
+            let t = build(cpus, &[]).unwrap();
             let rsdp = &t.get("RSDP").unwrap().bytes;
             assert_eq!(&rsdp[..8], b"RSD PTR ");
             assert_eq!(rsdp.len(), 36);
@@ -274,7 +280,7 @@ mod tests {
 
     #[test]
     fn pointers_are_consistent_and_aligned() {
-        let t = build(4).unwrap();
+        let t = build(4, &[]).unwrap();
         let rsdp = &t.get("RSDP").unwrap().bytes;
         let xsdt = t.get("XSDT").unwrap();
         assert_eq!(t.rsdp_addr(), RSDP_ADDR);
@@ -313,7 +319,7 @@ mod tests {
         let mp_end = mptable::MPTABLE_START + mp.len() as u64;
         assert!(mp_end <= ACPI_START, "MP table ends at {mp_end:#x}");
         for cpus in [1, mptable::MAX_CPUS] {
-            let t = build(cpus).unwrap();
+            let t = build(cpus, &[]).unwrap();
             assert!(t.tables.iter().all(|x| x.addr >= mp_end));
             assert!(t.end() <= ACPI_END);
             // The RSDP is where a guest scans for it.
@@ -323,7 +329,7 @@ mod tests {
 
     #[test]
     fn fadt_fields() {
-        let t = build(1).unwrap();
+        let t = build(1, &[]).unwrap();
         let f = &t.get("FACP").unwrap().bytes;
         let flags = u32_at(f, fadt::OFF_FLAGS);
         assert_ne!(flags & fadt::FLAG_HW_REDUCED_ACPI, 0);
@@ -358,7 +364,7 @@ mod tests {
         }])
         .unwrap();
         for cpus in [1u8, 2, 4, 17, mptable::MAX_CPUS] {
-            let t = build(cpus).unwrap();
+            let t = build(cpus, &[]).unwrap();
             let m = &t.get("APIC").unwrap().bytes;
             assert_eq!(u32_at(m, 36), 0xFEE0_0000);
             assert_eq!(u32_at(m, 40) & 1, 1, "PCAT_COMPAT");
@@ -400,8 +406,27 @@ mod tests {
     }
 
     #[test]
+    fn dsdt_describes_each_virtio_slot() {
+        use crate::device_manager::virtio::Slot;
+        let slots: Vec<Slot> = (0..3).map(|i| Slot::nth(i).unwrap()).collect();
+        let t = build(1, &slots).unwrap();
+        let dsdt = &t.get("DSDT").unwrap().bytes;
+        let count = |needle: &[u8]| dsdt.windows(needle.len()).filter(|w| w == &needle).count();
+        assert_eq!(count(b"LNRO0005"), 3);
+        for (i, s) in slots.iter().enumerate() {
+            assert_eq!(count(format!("VR{i:02X}").as_bytes()), 1);
+            // Memory32Fixed: base then length, little-endian.
+            let mut window = (s.addr as u32).to_le_bytes().to_vec();
+            window.extend_from_slice(&(s.len as u32).to_le_bytes());
+            assert_eq!(count(&window), 1, "window of slot {i}");
+        }
+        assert_eq!(slots[0].cmdline(), "virtio_mmio.device=4K@0xd0000000:16");
+        assert_eq!(sum(dsdt), 0);
+    }
+
+    #[test]
     fn dsdt_declares_s5_and_com1() {
-        let t = build(1).unwrap();
+        let t = build(1, &[]).unwrap();
         let d = &t.get("DSDT").unwrap().bytes;
         let find = |needle: &[u8]| d.windows(needle.len()).position(|w| w == needle);
         // NameOp "_S5_" PackageOp len 4 elements BytePrefix 5 Zero Zero Zero.
@@ -415,8 +440,8 @@ mod tests {
 
     #[test]
     fn cpu_counts_out_of_range_are_errors() {
-        assert!(build(0).is_err());
-        assert!(build(255).is_err());
+        assert!(build(0, &[]).is_err());
+        assert!(build(255, &[]).is_err());
     }
 
     #[test]
@@ -433,7 +458,7 @@ mod tests {
         plan.patch_points.boot_params = Some(0x7000);
         plan.patch_points.start_info = Some(0x6000);
         let mem = crate::memory::allocate(&plan).unwrap();
-        let t = install(&mem, &plan, 2).unwrap();
+        let t = install(&mem, &plan, 2, &[]).unwrap();
         for tab in &t.tables {
             let mut b = vec![0u8; tab.bytes.len()];
             mem.read_slice(&mut b, GuestAddress(tab.addr)).unwrap();
@@ -449,6 +474,6 @@ mod tests {
         assert_eq!(si, RSDP_ADDR);
         // A boot structure outside guest memory is an error, not a panic.
         plan.patch_points.boot_params = Some(u64::MAX - 8);
-        assert!(install(&mem, &plan, 1).is_err());
+        assert!(install(&mem, &plan, 1, &[]).is_err());
     }
 }

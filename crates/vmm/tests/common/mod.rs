@@ -27,6 +27,7 @@ pub fn run_acpi(plan: &BootPlan, cpus: u8, timeout: Duration, acpi: bool) -> Run
         timeout: Some(timeout),
         verbose: true,
         acpi,
+        ..Default::default()
     };
     let outcome = domboot_vmm::run(plan, &cfg).expect("domboot_vmm::run");
     let serial = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
