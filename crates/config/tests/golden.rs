@@ -74,6 +74,11 @@ fn every_input_converts_to_every_syntax_as_recorded() {
 fn with_xend_defaults(c: &DomainConfig, syntaxes: &[Syntax]) -> DomainConfig {
     let mut c = c.clone();
     for s in syntaxes {
+        // xend's default on_crash (restart) is not the model's (destroy): it is written.
+        if *s == Syntax::Sexpr {
+            c.on_crash
+                .get_or_insert(domboot_config::LifecycleAction::Destroy);
+        }
         for d in &mut c.disks {
             let block = d.kind == domboot_config::DiskKind::Block;
             let on_dev = d.source.as_deref().is_some_and(|s| s.starts_with("/dev/"));

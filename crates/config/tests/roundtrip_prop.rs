@@ -323,6 +323,8 @@ fn expressible(c: &DomainConfig, syntax: Syntax) -> DomainConfig {
         c.drop_implied_console();
     }
     if syntax == Syntax::Sexpr {
+        // xend's default on_crash (restart) is not the model's (destroy): it is written.
+        c.on_crash.get_or_insert(LifecycleAction::Destroy);
         if hvm_without_firmware && c.hypervisor.is_none() {
             c.boot.loader = Some(libvirt_xml::XEN_HVMLOADER.into());
         }

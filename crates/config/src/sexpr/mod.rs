@@ -10,8 +10,8 @@
 //! `cdrom`, `vnc*`, `sdl`, `display`, `xauthority`, `keymap`; devices `vbd` / `tap`,
 //! `vif`, `vfb`; and domboot's `(domboot ...)` extension (what xend has no key for).
 //! The seeds' rule applies: an HVM `kernel` naming the firmware without `loader` is the
-//! loader. As libvirt does, a file whose last lists are left open is read as closed, and
-//! one with a stray `)` after the expression is read without it (each with a warning), and a live domain's `(domid N)` names its interfaces `vifN.I`. The writer indents (one key per line) for readable diffs; [`write_compact`]
+//! loader. As libvirt does, a file whose last lists are left open is read as closed (with
+//! a warning), and a live domain's `(domid N)` names its interfaces `vifN.I`. The writer indents (one key per line) for readable diffs; [`write_compact`]
 //! prints the single-line form.
 mod parse;
 mod read;

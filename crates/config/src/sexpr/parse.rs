@@ -83,9 +83,8 @@ pub fn parse(text: &str, source: &str) -> Result<Sexp, ConfigError> {
 }
 
 /// Parse as libvirt's S-expression reader does where it closes lists still open at the end
-/// of the text (two of libvirt's own xend test files rely on that) and ignores `)` left
-/// over after the expression (two others have one too many); each repair is reported as a
-/// warning with its position. Any other text after the expression stays an error.
+/// of the text (two of libvirt's own xend test files rely on that); the repair is reported
+/// as a warning with its position. A stray `)` after the expression stays an error.
 pub fn parse_lenient(text: &str, source: &str) -> Result<(Sexp, Vec<Warning>), ConfigError> {
     let end = Span::at_offset(source, text, text.len());
     let err = match parse(text, source) {
@@ -93,27 +92,6 @@ pub fn parse_lenient(text: &str, source: &str) -> Result<(Sexp, Vec<Warning>), C
         Err(e) => e,
     };
     let msg = err.to_string();
-    if msg.contains("unexpected text after the closing") {
-        // Drop a few stray `)` at the end, as libvirt (which reads one expression and
-        // ignores the rest) does.
-        let mut t = text.trim_end();
-        for extra in 1..=MAX_REPAIR {
-            let Some(shorter) = t.strip_suffix(')') else {
-                break;
-            };
-            t = shorter.trim_end();
-            if let Ok(e) = parse(t, source) {
-                let stray = t.len() + text[t.len()..].find(')').unwrap_or(0);
-                let w = Warning::new(
-                    Span::at_offset(source, text, stray),
-                    format!(
-                        "{extra} stray `)` after the end of the expression; ignored (as libvirt does)"
-                    ),
-                );
-                return Ok((e, vec![w]));
-            }
-        }
-    }
     if msg.contains("unclosed `(`") {
         // Close what is open at the end, as libvirt does (a few at most).
         for missing in 1..=MAX_REPAIR {
@@ -132,7 +110,7 @@ pub fn parse_lenient(text: &str, source: &str) -> Result<(Sexp, Vec<Warning>), C
     Err(err)
 }
 
-/// At most this many missing `)` are supplied (or stray ones dropped) at the end of a file.
+/// At most this many missing `)` are supplied at the end of a file.
 const MAX_REPAIR: usize = 3;
 
 struct P<'a> {

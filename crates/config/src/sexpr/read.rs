@@ -165,6 +165,9 @@ impl<'a> Reader<'a> {
             (None, Some(false)) => Some(Clock::Utc),
             (None, None) => c.clock.take(),
         };
+        // xend restarts a crashed domain unless told otherwise; the model's (libvirt's and
+        // xl's) default is destroy, so xend's is stated.
+        c.on_crash.get_or_insert(LifecycleAction::Restart);
         if let Some(id) = domid {
             self.running_domain_names(&mut c, id);
         }

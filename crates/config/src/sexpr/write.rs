@@ -42,7 +42,10 @@ pub fn tree(c: &DomainConfig) -> Sexp {
         "on_reboot",
         c.on_reboot.map(LifecycleAction::as_str),
     );
-    opt(&mut vm, "on_crash", c.on_crash.map(LifecycleAction::as_str));
+    // xend's default on_crash is restart, the model's (libvirt's and xl's) destroy:
+    // always say which.
+    let on_crash = c.on_crash.unwrap_or(LifecycleAction::Destroy);
+    opt(&mut vm, "on_crash", Some(on_crash.as_str()));
     opt(&mut vm, "bootloader", c.boot.bootloader.as_deref());
     opt(
         &mut vm,

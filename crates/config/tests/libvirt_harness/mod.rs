@@ -199,6 +199,10 @@ fn warned_names(key: &str) -> Vec<String> {
         }
         return names;
     }
+    // A top-level key of the native syntax (`hpet`, `soundhw`) is warned by its own name.
+    if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return vec![key.to_string()];
+    }
     Vec::new()
 }
 

@@ -65,6 +65,13 @@ pub fn facts(text: &str) -> Result<Facts, String> {
     if let Some(m) = f.get("memory").cloned() {
         f.entry("maxmem".into()).or_insert(m);
     }
+    // xend's defaults: one vCPU; each vif runs xend-config's `vif-script`, `vif-bridge`
+    // unless the host says otherwise.
+    f.entry("vcpus".into()).or_insert_with(|| "1".into());
+    for i in 0..nic {
+        f.entry(format!("vif[{i}].script"))
+            .or_insert_with(|| "vif-bridge".into());
+    }
     // xend's defaults for the lifecycle actions.
     for (k, v) in [
         ("on_poweroff", "destroy"),
@@ -108,7 +115,7 @@ fn image(img: &Sexp, f: &mut Facts, localtime: &mut String) {
             "parallel" if v != "none" && !v.is_empty() => {
                 f.insert("parallel[0]".into(), v);
             }
-            "acpi" | "apic" | "pae" | "hap" | "viridian" | "vnc" | "sdl" | "vncunused"
+            "acpi" | "apic" | "pae" | "hap" | "viridian" | "hpet" | "vnc" | "sdl" | "vncunused"
             | "vncdisplay" | "rtc_timeoffset" => {
                 f.insert(k, num(&v));
             }
