@@ -58,15 +58,16 @@ pub struct BootArgs {
     /// Most bytes decompressing the kernel may produce.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_decompressed: Option<u64>,
-    /// A disk image (`FILE` or `FILE,ro`); repeat for several, the first is the boot disk.
-    /// plan and build read only the first, and only with --bootloader.
+    /// A disk image (`FILE` or `FILE,ro`); repeat for several. `run` gives them to the
+    /// guest as virtio disks, the first as /dev/vda; plan and build read only the first, and
+    /// only with --bootloader.
     #[arg(long, value_name = "FILE[,ro]", value_parser = super::boot_entries::parse_disk)]
     pub disk: Vec<super::boot_entries::DiskArg>,
     /// Boot what the first --disk's boot loader would: the kernel, initrds and command line
     /// of one of its boot entries (BLS, UKI, grub.cfg, extlinux/syslinux/isolinux,
     /// menu.lst; list them with `domboot boot-entries IMAGE`), read from the image without
     /// mounting it. --initrd adds initrds after the entry's; --cmdline replaces its command
-    /// line. `run --bootloader` also attaches the disk to the guest once guest disks exist.
+    /// line. `run --bootloader` also attaches the disks to the guest.
     #[arg(long, requires = "disk", conflicts_with_all = ["kernel", "config"])]
     pub bootloader: bool,
     /// With --bootloader: the entry to boot, by index (from 0), title or id (default: the

@@ -86,21 +86,30 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-/// The modules --module names, resolved in --modules or the kernel's own tree.
+/// The modules --module names, resolved in --modules or the kernel's own tree; and the
+/// drivers of the guest's devices (--disk, --rng) that the tree has as modules (a kernel
+/// without them in its tree has them built in, or cannot use the device either way).
 fn module_files(args: &Args, kernel: &std::path::Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    if args.module.is_empty() {
+    let device_modules = args.devices().modules();
+    if args.module.is_empty() && device_modules.is_empty() {
         return Ok(Vec::new());
     }
-    let dir = match &args.modules {
-        Some(d) => d.clone(),
-        None => exec::default_modules(kernel).ok_or_else(|| {
-            anyhow::anyhow!(
-                "--module needs a modules tree: none matches {} (give one with --modules DIR)",
-                kernel.display()
-            )
-        })?,
+    let dir = match (&args.modules, exec::default_modules(kernel)) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => d,
+        (None, None) if args.module.is_empty() => return Ok(Vec::new()),
+        (None, None) => anyhow::bail!(
+            "--module needs a modules tree: none matches {} (give one with --modules DIR)",
+            kernel.display()
+        ),
     };
-    modules::resolve(&dir, &args.module)
+    let mut wanted = args.module.clone();
+    for m in device_modules {
+        if !wanted.contains(&m) && modules::resolve(&dir, std::slice::from_ref(&m)).is_ok() {
+            wanted.push(m);
+        }
+    }
+    modules::resolve(&dir, &wanted)
 }
 
 /// How an exec run ended.
@@ -125,6 +134,7 @@ fn run_config(args: &Args, cpus: u8, serial: SerialSink) -> anyhow::Result<RunCo
         signal: super::catch_signals()?,
         extra_serials: Vec::new(),
         watch: ConsoleWatch::default(),
+        devices: args.devices(),
     })
 }
 

@@ -35,6 +35,16 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         timeout: cfg.timeout,
         verbose: cfg.verbose,
         acpi: cfg.acpi,
+        disks: cfg
+            .devices
+            .disks
+            .iter()
+            .map(|d| domboot_vmm::DiskConfig {
+                path: d.path.clone(),
+                read_only: d.read_only,
+            })
+            .collect(),
+        rng: cfg.devices.rng,
     };
     let outcome = domboot_vmm::run(plan, &vm)?;
     if let SerialSink::Filter(_) = &cfg.serial {

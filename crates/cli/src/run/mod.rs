@@ -90,6 +90,49 @@ pub struct Args {
     /// With --exec: write that JSON object to FILE instead of stderr.
     #[arg(long, value_name = "FILE", requires = "exec")]
     pub json_file: Option<PathBuf>,
+    /// Give the guest a virtio-rng device (entropy from the host's /dev/urandom); on by
+    /// default when the guest has disks.
+    #[arg(long, overrides_with = "no_rng")]
+    pub rng: bool,
+    /// No virtio-rng device, even with disks.
+    #[arg(long)]
+    pub no_rng: bool,
+}
+
+impl Args {
+    /// The guest's virtio devices as --disk, --rng and --no-rng ask: disks in order (the
+    /// first is vda), the rng with disks unless refused.
+    pub fn devices(&self) -> Devices {
+        let disks = self.boot.disk.clone();
+        let rng = !self.no_rng && (self.rng || !disks.is_empty());
+        Devices { disks, rng }
+    }
+}
+
+/// The guest's devices beyond the console, declared once; each backend realises them
+/// (KVM: virtio-mmio devices in domboot's VMM; TCG: QEMU's virtio-pci devices).
+#[derive(Clone, Debug, Default)]
+pub struct Devices {
+    pub disks: Vec<crate::commands::boot_entries::DiskArg>,
+    pub rng: bool,
+}
+
+impl Devices {
+    /// The kernel modules a guest needs for these devices when its kernel has the drivers
+    /// as modules (Debian's do): both transports, since the accelerator is chosen later.
+    pub fn modules(&self) -> Vec<String> {
+        let mut m = Vec::new();
+        if !self.disks.is_empty() || self.rng {
+            m.extend(["virtio_mmio", "virtio_pci"].map(String::from));
+        }
+        if !self.disks.is_empty() {
+            m.push("virtio_blk".into());
+        }
+        if self.rng {
+            m.push("virtio_rng".into());
+        }
+        m
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -177,6 +220,8 @@ pub struct RunConfig {
     pub extra_serials: Vec<PathBuf>,
     /// TCG: sees the console stream, to recognise a kernel panic and quote it.
     pub watch: watch::ConsoleWatch,
+    /// Disks and the rng device.
+    pub devices: Devices,
 }
 
 /// The value Ctrl-A x leaves in [`RunConfig::signal`]: the user quit the console.
@@ -367,6 +412,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         signal: catch_signals()?,
         extra_serials: Vec::new(),
         watch: watch::ConsoleWatch::default(),
+        devices: args.devices(),
     };
     let outcome = boot(accel, &plan, &cfg)?;
     report(&outcome, args.verbose);

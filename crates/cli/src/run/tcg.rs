@@ -10,6 +10,39 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// The guest's disks and rng as QEMU's virtio-pci devices (the KVM backend's are
+/// virtio-mmio; the guest's drivers see the same disks, vda first, with the same IDs).
+fn add_devices(cmd: &mut Command, devices: &super::Devices) -> anyhow::Result<()> {
+    for (i, disk) in devices.disks.iter().enumerate() {
+        // QEMU reports a missing file in its own words after starting; say it first.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(!disk.read_only)
+            .open(&disk.path)
+            .with_context(|| format!("disk {}", disk.path.display()))?;
+        // In QEMU's option syntax a comma in a value is written twice.
+        let path = disk.path.to_string_lossy().replace(',', ",,");
+        let ro = if disk.read_only { ",readonly=on" } else { "" };
+        let id: String = disk
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_graphic() && *c != ',')
+            .take(20)
+            .collect();
+        cmd.arg("-drive")
+            .arg(format!("file={path},format=raw,if=none,id=disk{i}{ro}"))
+            .arg("-device")
+            .arg(format!("virtio-blk-pci,drive=disk{i},serial={id}"));
+    }
+    if devices.rng {
+        cmd.args(["-device", "virtio-rng-pci"]);
+    }
+    Ok(())
+}
+
 /// QEMU's isa-debug-exit: a guest write of `v` to this port ends QEMU with `(v << 1) | 1`.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 const QEMU: &str = "qemu-system-x86_64";
@@ -37,6 +70,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         .arg("-kernel")
         .arg(&image)
         .stderr(Stdio::piped());
+    add_devices(&mut cmd, &cfg.devices)?;
     match &cfg.serial {
         SerialSink::Stdout | SerialSink::Filter(_) => {
             cmd.args(["-serial", "stdio"])
