@@ -173,9 +173,14 @@ pub const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
         "xml2sexpr-fv-net-many-models",
         "to-native",
         "pae",
-        "libvirt's test turned PAE on for this HVM guest from its test host's capabilities \
-         (an i686 HVM guest defaults to PAE there); the XML names no <features>, and domboot \
-         writes only what it states",
+        PAE_CAPS,
+    ),
+    (
+        "xml2sexpr",
+        "xml2sexpr-fv-utc",
+        "to-native",
+        "pae",
+        PAE_CAPS,
     ),
     (
         "xml2sexpr",
@@ -190,6 +195,11 @@ pub const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
 /// tests/libvirt/SOURCES.tsv); the device model path changed between them.
 const VERSIONS: &str = "libvirt changed this file's device model path at a different \
                         commit from its pair's";
+
+/// libvirt's later xml2sexpr files (at and after commit c800e29) add `(pae 1)`.
+const PAE_CAPS: &str = "libvirt's test turned PAE on for this HVM guest from its test host's \
+                        capabilities (an HVM guest defaults to PAE there); the XML does not \
+                        name <pae/>, and domboot writes only what it states";
 
 /// Two of libvirt's xend files end with one `)` too many.
 const STRAY_PAREN: &str = "libvirt's copy of this file has one `)` too many at the end; libvirt \
