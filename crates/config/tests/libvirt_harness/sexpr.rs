@@ -273,6 +273,13 @@ fn device(dev: &Sexp, f: &mut Facts, nic: &mut usize, vfb: &mut usize) {
             for (k, v, _) in kv.iter().filter(|(k, _, _)| !RUNTIME.contains(&k.as_str())) {
                 f.insert(format!("{g}.{k}"), v.clone().unwrap_or_default());
             }
+            // Older xend's `(vnc 1)` / `(sdl 1)` is `(type vnc)` / `(type sdl)`.
+            for t in ["vnc", "sdl"] {
+                if f.get(&format!("{g}.{t}")).map(String::as_str) == Some("1") {
+                    f.remove(&format!("{g}.{t}"));
+                    f.entry(format!("{g}.type")).or_insert_with(|| t.into());
+                }
+            }
             // With vncunused, xend picks a free display: a vncdisplay is not kept.
             if f.get(&format!("{g}.vncunused")).map(String::as_str) == Some("1") {
                 f.remove(&format!("{g}.vncdisplay"));
