@@ -459,3 +459,39 @@ fn xend_and_libvirt_default_on_crash_differently() {
     assert!(x.contains("<on_crash>restart</on_crash>"), "{x}");
     assert!(xl::write(&c).contains("on_crash = \"restart\""));
 }
+
+#[test]
+fn graphics_attributes_and_flash_firmware_are_warned_by_name() {
+    // libvirt's xl test-spice-features: <graphics tlsPort='500'> has no place in the model;
+    // test-fullvirt-ovmf: <loader type='pflash'> is xl's `bios = "ovmf"`. Both were dropped
+    // without a word.
+    let (c, w) = libvirt_xml::parse_with_warnings(
+        "<domain type='xen'><name>g</name><os><type>hvm</type>\
+         <loader readonly='yes' type='pflash'>/ovmf.bin</loader></os><devices>\
+         <graphics type='spice' port='590' tlsPort='500' autoport='no'/></devices></domain>",
+        "t.xml",
+    )
+    .expect("parses");
+    assert_eq!(c.boot.loader.as_deref(), Some("/ovmf.bin"));
+    assert_eq!(c.graphics[0].port, Some(590));
+    let msgs: Vec<String> = w.iter().map(|w| w.message.clone()).collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("<loader> type `pflash`")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m == "graphics attribute `tlsPort` is not modelled by domboot; dropped"),
+        "{msgs:?}"
+    );
+    // What is modelled is not warned about: a ROM loader, the usual graphics attributes.
+    let (_, w) = libvirt_xml::parse_with_warnings(
+        "<domain type='xen'><name>g</name><os><type>hvm</type>\
+         <loader type='rom'>/hvmloader</loader></os><devices>\
+         <graphics type='vnc' port='-1' autoport='yes' listen='0.0.0.0' keymap='ja'/>\
+         </devices></domain>",
+        "t.xml",
+    )
+    .expect("parses");
+    assert!(w.is_empty(), "{w:?}");
+}

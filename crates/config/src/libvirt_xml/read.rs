@@ -195,7 +195,20 @@ impl Reader<'_> {
                     c.arch = attr(n, "arch");
                     c.machine = attr(n, "machine");
                 }
-                "loader" => c.boot.loader = Some(trimmed(n)),
+                "loader" => {
+                    // UEFI in a flash device (xl's `bios = "ovmf"`) is not modelled: the
+                    // firmware file is kept, the way it is loaded is not.
+                    if let Some(t) = n.attribute("type").filter(|t| *t != "rom") {
+                        self.warn(
+                            n,
+                            format!(
+                                "the <loader> type `{t}` is not modelled by domboot (xl's \
+                                 `bios`); read as the firmware file"
+                            ),
+                        );
+                    }
+                    c.boot.loader = Some(trimmed(n));
+                }
                 "kernel" => c.boot.kernel = Some(trimmed(n)),
                 "initrd" => c.boot.initrd = Some(trimmed(n)),
                 "cmdline" => c.boot.cmdline = Some(text_of(n)),
@@ -492,6 +505,20 @@ impl Reader<'_> {
             autoport: n.attribute("autoport") == Some("yes"),
             ..Default::default()
         };
+        for a in n.attributes() {
+            let known = [
+                "type", "port", "autoport", "listen", "passwd", "keymap", "display", "xauth",
+            ];
+            if !known.contains(&a.name()) {
+                self.warn(
+                    n,
+                    format!(
+                        "graphics attribute `{}` is not modelled by domboot; dropped",
+                        a.name()
+                    ),
+                );
+            }
+        }
         match n.attribute("port").map(|p| p.trim().parse::<i64>()) {
             Some(Ok(-1)) => g.autoport = true,
             Some(Ok(p)) => g.port = u32::try_from(p).ok(),

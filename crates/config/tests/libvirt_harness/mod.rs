@@ -172,12 +172,14 @@ fn warned_names(key: &str) -> Vec<String> {
             .collect();
     }
     // The guest CPU is xl's `cpuid`, `nestedhvm` and `vnuma`; sound is `soundhw`; a
-    // host device is xl's `usbdev` or `pci`; a parallel port is `parallel` everywhere.
+    // host device is xl's `usbdev` or `pci`; a parallel port is `parallel`
+    // everywhere, a channel `channel`.
     for (prefix, names) in [
         ("cpu.", &["cpu", "cpuid", "nestedhvm", "vnuma"][..]),
         ("sound[", &["sound", "soundhw"][..]),
         ("hostdev[", &["hostdev", "usbdev", "pci"][..]),
         ("parallel[", &["parallel"][..]),
+        ("channel[", &["channel"][..]),
     ] {
         if key.starts_with(prefix) {
             return names.iter().map(|n| n.to_string()).collect();
@@ -198,6 +200,44 @@ fn warned_names(key: &str) -> Vec<String> {
             names.push("bandwidth".into());
         }
         return names;
+    }
+    // libvirt's element for an xl key domboot does not model, where the names differ.
+    let xml_names: &[&str] = match key {
+        "cpuid" | "nestedhvm" | "vnuma" => &["cpu"],
+        "tsc_mode" => &["tsc"],
+        "usbdev" => &["hostdev"],
+        "usbctrl" => &["controller"],
+        "acpi_firmware" => &["acpi"],
+        "os.acpi_table[slic]" => &["acpi", "acpi_firmware"],
+        "bios" | "os.loader_type" => &["loader", "bios"],
+        "spicetls_port" => &["tlsPort"],
+        "spiceagent_mouse" => &["mouse"],
+        "spice_clipboard_sharing" => &["clipboard"],
+        // libvirt turns the SPICE agent on for the client mouse and clipboard sharing.
+        "spicevdagent" => &["mouse", "clipboard"],
+        _ => &[],
+    };
+    if !xml_names.is_empty() {
+        // Warned by either syntax's name: the XML element, or the xl key itself.
+        return xml_names
+            .iter()
+            .map(|n| n.to_string())
+            .chain(std::iter::once(key.to_string()))
+            .collect();
+    }
+    // An attribute or element of a graphics device (`graphics[0].tlsPort`), or the xl key
+    // that says it.
+    if let Some((_, attr)) = key
+        .strip_prefix("graphics[")
+        .and_then(|r| r.split_once("]."))
+    {
+        let xl = match attr {
+            "tlsPort" => "spicetls_port",
+            "mouse" => "spiceagent_mouse",
+            "clipboard" => "spice_clipboard_sharing",
+            _ => attr,
+        };
+        return vec![attr.to_string(), xl.to_string()];
     }
     // A top-level key of the native syntax (`hpet`, `soundhw`) is warned by its own name.
     if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {

@@ -133,8 +133,99 @@ pub fn facts(text: &str) -> Result<Facts, String> {
             }
         }
     }
+    // libxl (and xm's qemu-dm) turn the emulated USB bus on for a USB device.
+    if map.contains_key("usbdevice") {
+        f.entry("usb".into()).or_insert_with(|| "1".into());
+    }
+    // Every other key is a fact of its own (`e820_host`, `passthrough`, `acpi_firmware`,
+    // `max_event_channels`...), so a key domboot drops without naming it shows.
+    for s in &settings {
+        let k = s.key.as_str();
+        if READ.contains(&k) || k.starts_with("domboot_") {
+            continue;
+        }
+        let v = render(&s.value.value);
+        f.insert(k.to_string(), v);
+    }
+    // xl's defaults: no USB bus; SPICE tickets (passwords) on unless disabled.
+    for k in ["usb", "spicedisable_ticketing"] {
+        if f.get(k).map(String::as_str) == Some("0") {
+            f.remove(k);
+        }
+    }
     Ok(f)
 }
+
+/// A value as one string: a list's items (nested lists too) joined by ` | `.
+fn render(v: &Value) -> String {
+    match v {
+        Value::List(items) => {
+            let parts: Vec<String> = items.iter().map(|i| render(&i.value)).collect();
+            format!("[{}]", parts.join(" | "))
+        }
+        other => scalar(other).map_or_else(String::new, |v| num(&v)),
+    }
+}
+
+/// The keys read above (domboot's own `domboot_*` extensions are not libvirt's facts).
+const READ: &[&str] = &[
+    "name",
+    "uuid",
+    "type",
+    "builder",
+    "pvh",
+    "memory",
+    "maxmem",
+    "vcpus",
+    "maxvcpus",
+    "vcpu_avail",
+    "loader",
+    "firmware",
+    "bios_path_override",
+    "kernel",
+    "ramdisk",
+    "cmdline",
+    "root",
+    "extra",
+    "bootloader",
+    "bootloader_args",
+    "boot",
+    "device_model",
+    "device_model_override",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "localtime",
+    "rtc_timeoffset",
+    "acpi",
+    "apic",
+    "pae",
+    "hap",
+    "viridian",
+    "vnc",
+    "vncunused",
+    "vnclisten",
+    "vncdisplay",
+    "vncpasswd",
+    "keymap",
+    "sdl",
+    "display",
+    "xauthority",
+    "spice",
+    "spicehost",
+    "spiceport",
+    "spicepasswd",
+    "cdrom",
+    "disk",
+    "vif",
+    "serial",
+    "vfb",
+    "channel",
+    "pci",
+    "usbdevice",
+    "soundhw",
+    "parallel",
+];
 
 fn graphics_keys(get: &dyn Fn(&str) -> Option<String>, put: &mut dyn FnMut(&str, Option<String>)) {
     let on = |k: &str| get(k).is_some_and(|v| num(&v) != "0");
@@ -216,6 +307,13 @@ fn devices(map: &HashMap<&str, &Value>, hvm: bool, f: &mut Facts) -> Result<(), 
     for (i, s) in list(map.get("serial").copied()).iter().enumerate() {
         if s != "none" {
             f.insert(format!("serial[{i}]"), s.clone());
+        }
+    }
+    // Guest channels (`channel = [ "connection=pty,name=..." ]`): one fact per parameter.
+    for (i, c) in list(map.get("channel").copied()).iter().enumerate() {
+        for item in c.split(',').filter(|s| !s.trim().is_empty()) {
+            let (k, v) = item.split_once('=').unwrap_or((item, ""));
+            f.insert(format!("channel[{i}].{}", k.trim()), v.trim().to_string());
         }
     }
     // PCI passthrough (`pci = [ "BDF", ... ]`).

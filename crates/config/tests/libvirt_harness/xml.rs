@@ -171,6 +171,17 @@ fn os(d: Node, f: &mut Facts) -> bool {
             f.insert(format!("os.{k}"), text(n));
         }
     }
+    // How the firmware is loaded: a ROM (the default) or UEFI flash.
+    if let Some(t) = child(os, "loader").and_then(|l| l.attribute("type")) {
+        if t != "rom" {
+            f.insert("os.loader_type".into(), t.to_string());
+        }
+    }
+    // ACPI tables given to the guest (`<acpi><table type='slic'>`).
+    for t in child(os, "acpi").into_iter().flat_map(elems) {
+        let ty = t.attribute("type").unwrap_or("");
+        f.insert(format!("os.acpi_table[{ty}]"), text(t));
+    }
     let boots: Vec<String> = elems(os)
         .filter(|n| n.tag_name().name() == "boot")
         .map(|n| n.attribute("dev").unwrap_or("").to_string())
@@ -259,6 +270,7 @@ fn devices(devs: Node, hvm: bool, f: &mut Facts) {
     let mut nic = 0;
     let mut serial = 0;
     let mut parallel = 0;
+    let mut channel = 0;
     let mut console = 0;
     let mut gfx = 0;
     for n in elems(devs) {
@@ -289,6 +301,14 @@ fn devices(devs: Node, hvm: bool, f: &mut Facts) {
                     .map_or(serial.to_string(), str::to_string);
                 chardev(n, &format!("serial[{port}]"), f);
                 serial += 1;
+            }
+            "channel" => {
+                let g = format!("channel[{channel}]");
+                chardev(n, &g, f);
+                if let Some(name) = child(n, "target").and_then(|t| t.attribute("name")) {
+                    f.insert(format!("{g}.name"), name.to_string());
+                }
+                channel += 1;
             }
             "parallel" => {
                 let port = child(n, "target")
@@ -454,9 +474,19 @@ fn graphics(n: Node, g: &str, f: &mut Facts) {
     if let Some(l) = listen {
         put("listen", l);
     }
-    for a in ["passwd", "keymap", "display", "xauth"] {
+    for a in ["passwd", "keymap", "display", "xauth", "tlsPort"] {
         if let Some(v) = n.attribute(a) {
             put(a, v);
+        }
+    }
+    // SPICE's mouse mode and clipboard sharing.
+    if let Some(m) = child(n, "mouse").and_then(|m| m.attribute("mode")) {
+        put("mouse", m);
+    }
+    // No clipboard sharing is the default (xl's `spice_clipboard_sharing = 0`).
+    if let Some(c) = child(n, "clipboard").and_then(|c| c.attribute("copypaste")) {
+        if c != "no" {
+            put("clipboard", c);
         }
     }
 }
