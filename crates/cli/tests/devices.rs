@@ -1,9 +1,11 @@
 //! Guest devices with real Linux and its own virtio drivers (loaded as modules by
-//! `run --exec`): two disks (one read-only) and the rng, on the KVM backend inside the
-//! nested bench (virtio-mmio, found through the DSDT) and under `--accel tcg` (QEMU's
-//! virtio-pci). The guest writes random data to vda and reports its checksum; the host
-//! reads the image file and must find the same bytes; the read-only vdb refuses the
-//! guest's write and is unchanged.
+//! `run --exec`): two disks (one read-only), network interfaces and the rng, on the KVM
+//! backend inside the nested bench (virtio-mmio, found through the DSDT) and under
+//! `--accel tcg` (QEMU's virtio-pci). The guest writes random data to vda and reports its
+//! checksum; the host reads the image file and must find the same bytes; the read-only
+//! vdb refuses the guest's write and is unchanged. Over a tap, data crosses both ways
+//! and arrives with the checksum it left with; over the user network (passt on KVM,
+//! QEMU's under TCG) the guest fetches data from a TCP server on the host.
 
 use domboot_testkit::nested::{Bench, CheckResult};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,29 @@ const DOMBOOT: &str = env!("CARGO_BIN_EXE_domboot");
 /// Bytes the guest writes to vda.
 const WRITTEN: u64 = 16 << 20;
 const RO_MARKER: &str = "READ-ONLY-DISK";
+/// Bytes sent each way over the tap.
+const OVER_TAP: u64 = 64 << 20;
+/// Bytes the guest fetches over the user network.
+const OVER_USER: u64 = 1 << 20;
+
+/// A udhcpc script that configures the lease (busybox ships none).
+const DHCP_SCRIPT: &str = "printf '%s\\n' '#!/bin/sh' '[ \"$1\" = bound ] || exit 0' \
+    'ip addr add $ip/${mask:-24} dev $interface' 'ip route add default via ${router%% *}' \
+    > /tmp/dhcp; chmod +x /tmp/dhcp";
+
+/// The guest side of the user-network check: DHCP, then `OVER_USER` bytes from
+/// `server:port`, checksummed.
+fn user_net_script(server: &str, port: u16) -> String {
+    format!(
+        "{DHCP_SCRIPT}
+i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+ip link set eth0 up
+udhcpc -i eth0 -s /tmp/dhcp -q -n -t 10 >/dev/null 2>&1; echo \"DHCP $?\"
+echo \"MAC $(cat /sys/class/net/eth0/address)\"
+echo \"FETCHED $(nc {server} {port} | head -c {OVER_USER} | sha256sum | cut -d' ' -f1)\"
+"
+    )
+}
 
 /// What the guest runs: waits for both disks, reports what it sees, writes vda, tries to
 /// write vdb, reads the rng, and reads vda back from the device (caches dropped).
@@ -147,6 +172,54 @@ fn disks_and_rng_under_tcg() {
     check_report(&stdout, &host_sum, unchanged, "TCG");
 }
 
+#[test]
+fn user_network_under_tcg() {
+    let data: Vec<u8> = (0..OVER_USER as u32)
+        .map(|i| (i * 13 + i / 4096) as u8)
+        .collect();
+    let want = domboot_testkit::sha256_hex(&data);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut c, _)) = listener.accept() {
+            let _ = c.write_all(&data);
+        }
+    });
+    let kernel = domboot_testkit::debian_kernel("cloud");
+    let out = Command::new(DOMBOOT)
+        .args([
+            "run",
+            "--accel",
+            "tcg",
+            "--memory",
+            "256M",
+            "--timeout",
+            "300",
+        ])
+        .arg("--kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("--modules")
+        .arg(modules_dir())
+        .args(["--net", "user,mac=52:54:00:00:00:51", "--exec"])
+        // QEMU's user network: the host is the gateway, 10.0.2.2.
+        .arg(user_net_script("10.0.2.2", port))
+        .output()
+        .expect("domboot runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("user network under TCG:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "{:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(field(&stdout, "DHCP"), Some("0"), "{stdout}");
+    assert_eq!(field(&stdout, "MAC"), Some("52:54:00:00:00:51"), "{stdout}");
+    assert_eq!(field(&stdout, "FETCHED"), Some(want.as_str()), "{stdout}");
+    let _ = server.join();
+}
+
 /// The modules the KVM guest loads, copied into the outer guest at their host paths.
 fn bench_modules(bench: &mut Bench) -> String {
     let dir = modules_dir();
@@ -156,6 +229,9 @@ fn bench_modules(bench: &mut Bench) -> String {
         "kernel/drivers/virtio/virtio_mmio.ko",
         "kernel/drivers/block/virtio_blk.ko",
         "kernel/drivers/char/hw_random/virtio-rng.ko",
+        "kernel/net/core/failover.ko",
+        "kernel/drivers/net/net_failover.ko",
+        "kernel/drivers/net/virtio_net.ko",
     ] {
         bench.file(&dir.join(m));
     }
@@ -204,6 +280,7 @@ fn disks_and_rng_on_the_kvm_backend() {
              echo \"SECOND $rc\"; cat /tmp/err; kill %1; wait"
         ),
     );
+    net_checks(&mut bench, &run);
     bench.set_timeouts(std::time::Duration::from_secs(300));
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
     let r = result(&run, "disks");
@@ -221,6 +298,99 @@ fn disks_and_rng_on_the_kvm_backend() {
     assert!(
         field(&r.stdout, "SECOND") == Some("2") && r.stdout.contains("in use by another process"),
         "disk-lock: the second domboot was not refused\n{}",
+        r.output()
+    );
+    net_results(&run);
+}
+
+/// The guest side of the tap check: a static address, `OVER_TAP` bytes from the host's
+/// port 7001 and as many random bytes to its port 7002, each checksummed.
+const TAP_GUEST: &str = r#"i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+echo "MAC $(cat /sys/class/net/eth0/address)"
+ip addr add 10.9.0.2/24 dev eth0; ip link set eth0 up
+i=0; until ping -c 1 -W 1 10.9.0.1 >/dev/null 2>&1 || [ $i -gt 60 ]; do i=$((i+1)); done
+echo "FROM_HOST $(nc 10.9.0.1 7001 | head -c BYTES | sha256sum | cut -d' ' -f1)"
+head -c BYTES /dev/urandom > /tmp/r
+echo "GUEST_BLOB $(sha256sum < /tmp/r | cut -d' ' -f1)"
+nc 10.9.0.1 7002 < /tmp/r
+"#;
+
+/// Tap (domboot creates dtap0 in the outer guest, which then gives it an address) and the
+/// user network through passt (the outer guest has QEMU's user network for a route).
+fn net_checks(bench: &mut Bench, run: &str) {
+    bench.module("kernel/drivers/net/tun.ko");
+    bench.network();
+    bench.program(Path::new("/usr/bin/passt"), "/usr/bin/passt");
+    // passt drops root for "nobody".
+    bench.bytes(
+        "/etc/passwd",
+        b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    );
+    bench.bytes("/etc/group", b"root:x:0:\nnogroup:x:65534:\n");
+    bench.bytes(
+        "/bench/tap.sh",
+        TAP_GUEST.replace("BYTES", &OVER_TAP.to_string()).as_bytes(),
+    );
+    bench.check(
+        "net-tap",
+        &format!(
+            "head -c {OVER_TAP} /dev/urandom > /tmp/blob; \
+             echo \"HOST_BLOB $(sha256sum < /tmp/blob | cut -d' ' -f1)\"; \
+             nc -l -p 7001 < /tmp/blob >/dev/null & \
+             (nc -l -p 7002 | head -c {OVER_TAP} > /tmp/recv) & \
+             t0=$(date +%s); \
+             {run} --net tap:dtap0,mac=52:54:00:00:00:42 --exec \"$(cat /bench/tap.sh)\" > /tmp/g 2>&1 & \
+             g=$!; i=0; while [ ! -e /sys/class/net/dtap0 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
+             ip addr add 10.9.0.1/24 dev dtap0; \
+             wait $g; echo \"RC $?\"; echo \"SECONDS $(( $(date +%s) - t0 ))\"; cat /tmp/g; \
+             echo \"HOST_RECV $(sha256sum < /tmp/recv | cut -d' ' -f1)\""
+        ),
+    );
+    let data: Vec<u8> = (0..OVER_USER as u32)
+        .map(|i| (i * 13 + i / 4096) as u8)
+        .collect();
+    bench.bytes("/bench/user-data", &data);
+    bench.bytes(
+        "/bench/user.sh",
+        user_net_script("10.0.2.2", 7003).as_bytes(),
+    );
+    bench.check(
+        "net-user",
+        &format!(
+            "nc -l -p 7003 < /bench/user-data >/dev/null & \
+             {run} --net user,mac=52:54:00:00:00:43 --exec \"$(cat /bench/user.sh)\"; echo \"RC $?\""
+        ),
+    );
+}
+
+fn net_results(run: &domboot_testkit::nested::BenchRun) {
+    let r = result(run, "net-tap");
+    eprintln!("net-tap:\n{}", r.output());
+    let out = r.stdout.as_str();
+    let f = |k| field(out, k).unwrap_or("");
+    assert!(
+        f("RC") == "0"
+            && f("MAC") == "52:54:00:00:00:42"
+            && f("HOST_BLOB").len() == 64
+            && f("FROM_HOST") == f("HOST_BLOB")
+            && f("GUEST_BLOB").len() == 64
+            && f("HOST_RECV") == f("GUEST_BLOB"),
+        "net-tap: {OVER_TAP} bytes did not cross the tap intact both ways\n{}",
+        r.output()
+    );
+    let r = result(run, "net-user");
+    eprintln!("net-user:\n{}", r.output());
+    let data: Vec<u8> = (0..OVER_USER as u32)
+        .map(|i| (i * 13 + i / 4096) as u8)
+        .collect();
+    let want = domboot_testkit::sha256_hex(&data);
+    let out = r.stdout.as_str();
+    assert!(
+        field(out, "RC") == Some("0")
+            && field(out, "DHCP") == Some("0")
+            && field(out, "MAC") == Some("52:54:00:00:00:43")
+            && field(out, "FETCHED") == Some(want.as_str()),
+        "net-user: the guest did not fetch the host's data through passt\n{}",
         r.output()
     );
 }

@@ -105,6 +105,10 @@ pub struct Bench {
     checks: Vec<Check>,
     outer_kernel: PathBuf,
     modules_dir: PathBuf,
+    /// More modules the outer guest loads after KVM's (paths in the modules tree).
+    extra_modules: Vec<String>,
+    /// The outer guest has a network interface (QEMU's user network) set up by DHCP.
+    network: bool,
     /// Longest the whole outer run may take.
     pub timeout: Duration,
     /// Print progress (check names as they finish) to stderr while the outer guest runs.
@@ -129,6 +133,8 @@ impl Bench {
             checks: Vec::new(),
             outer_kernel: kernel.vmlinuz,
             modules_dir,
+            extra_modules: Vec::new(),
+            network: false,
             timeout: Duration::from_secs(1800),
             progress: false,
         }
@@ -173,6 +179,33 @@ impl Bench {
                 self.files.insert(guest, host);
             }
         }
+    }
+
+    /// Has the outer guest load `module` (a path in the cloud kernel's modules tree, such
+    /// as `kernel/drivers/net/tun.ko`) after KVM's, in the order asked.
+    pub fn module(&mut self, module: &str) {
+        if !self.extra_modules.iter().any(|m| m == module) {
+            self.extra_modules.push(module.to_string());
+        }
+    }
+
+    /// Gives the outer guest a network: a virtio-net interface on QEMU's user network,
+    /// configured by DHCP (10.0.2.15, the gateway 10.0.2.2 is the host), so programs in it
+    /// that need a default route (passt) have one.
+    pub fn network(&mut self) {
+        for m in [
+            "kernel/drivers/virtio/virtio.ko",
+            "kernel/drivers/virtio/virtio_ring.ko",
+            "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+            "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+            "kernel/drivers/virtio/virtio_pci.ko",
+            "kernel/net/core/failover.ko",
+            "kernel/drivers/net/net_failover.ko",
+            "kernel/drivers/net/virtio_net.ko",
+        ] {
+            self.module(m);
+        }
+        self.network = true;
     }
 
     /// Carries QEMU in (`qemu-system-x86_64` with its libraries and the x86 firmware from
@@ -336,10 +369,15 @@ impl Bench {
             mkdir(&root.join(d))?;
         }
         copy(&crate::busybox(), &root.join("bin/busybox"))?;
-        for (i, module) in KVM_MODULES.iter().enumerate() {
+        // Numbered so that /init's `/kmod/*.ko` loads them in this order.
+        let modules = KVM_MODULES
+            .iter()
+            .copied()
+            .chain(self.extra_modules.iter().map(String::as_str));
+        for (i, module) in modules.enumerate() {
             copy(
                 &self.modules_dir.join(module),
-                &root.join(format!("kmod/{i}.ko")),
+                &root.join(format!("kmod/{i:03}.ko")),
             )?;
         }
         add_program(root, &self.domboot, "/bin/domboot")?;
@@ -394,7 +432,11 @@ impl Bench {
             .map(|i| format!("{i:03}"))
             .collect::<Vec<_>>()
             .join(",");
-        let mut child = Command::new("qemu-system-x86_64")
+        let mut cmd = Command::new("qemu-system-x86_64");
+        if self.network {
+            cmd.args(["-nic", "user,model=virtio-net-pci"]);
+        }
+        let mut child = cmd
             .args(["-accel", "tcg", "-M", "pc", "-cpu", "max", "-smp", "2"])
             .args(["-m", &OUTER_MEMORY_MIB.to_string()])
             .args(["-display", "none", "-nodefaults", "-no-reboot"])
@@ -409,7 +451,8 @@ impl Bench {
             .arg("-append")
             .arg(format!(
                 "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init cryptomgr.notests \
-                 bench.order={order_arg}"
+                 bench.order={order_arg}{}",
+                if self.network { " bench.net=1" } else { "" }
             ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -533,6 +576,14 @@ stty -F /dev/ttyS1 raw -echo 2>/dev/null
 R=/dev/ttyS1
 for m in /kmod/*.ko; do insmod "$m" || echo "bench: insmod $m failed"; done
 if [ -c /dev/kvm ]; then echo "@@BENCH-KVM ok" > $R; else echo "@@BENCH-KVM missing" > $R; fi
+ip link set lo up
+if grep -q bench.net=1 /proc/cmdline; then
+    printf '%s\n' '#!/bin/sh' '[ "$1" = bound ] || exit 0' \
+        'ip addr add $ip/${mask:-24} dev $interface' 'ip route add default via ${router%% *}' > /bin/dhcp-up
+    chmod +x /bin/dhcp-up
+    ip link set eth0 up && udhcpc -i eth0 -s /bin/dhcp-up -q -n -t 10 >/dev/null 2>&1 ||
+        echo "bench: no DHCP lease on eth0"
+fi
 ms() { read up rest < /proc/uptime; echo $(( ${up%.*} * 1000 + 1${up#*.}0 - 1000 )); }
 order=$(sed -n 's/.*bench\.order=\([0-9,]*\).*/\1/p' /proc/cmdline | tr , ' ')
 for n in $order; do

@@ -7,10 +7,13 @@
 //! irqchip, and the virtio devices before the ACPI tables that describe them.
 
 use crate::device_manager::{DeviceManager, legacy};
-use crate::devices::virtio::{block::Block, rng::Rng};
+use crate::devices::virtio::net::{self, Net, NetBackend, passt::Passt, tap::Tap};
+use crate::devices::virtio::{VirtioDevice, block::Block, rng::Rng};
 use crate::devices::{i8042, panic_watch, serial};
 use crate::vm::Vm;
-use crate::{SerialSink, VmConfig, VmmError, acpi, ioctl, irqchip, kvm, memory, mptable};
+use crate::{
+    NetBackendConfig, SerialSink, VmConfig, VmmError, acpi, ioctl, irqchip, kvm, memory, mptable,
+};
 use crate::{reset_vector, vcpu};
 use domboot_builder::BootPlan;
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
@@ -157,7 +160,8 @@ fn legacy_devices(
     DeviceManager::new(serial, kbd_irq, cfg.acpi, cfg.verbose)
 }
 
-/// The disks (vda, vdb, ... in order) and the entropy source. They need the DSDT to be
+/// The disks (vda, vdb, ... in order), the network interfaces (eth0, ...) and the
+/// entropy source. They need the DSDT to be
 /// found (Linux's virtio_mmio driver matches `LNRO0005` there), hence ACPI.
 fn add_virtio_devices(
     devices: &mut DeviceManager,
@@ -166,10 +170,10 @@ fn add_virtio_devices(
     plan: &BootPlan,
     cfg: &VmConfig,
 ) -> Result<(), VmmError> {
-    if !cfg.acpi && (!cfg.disks.is_empty() || cfg.rng) {
+    if !cfg.acpi && (!cfg.disks.is_empty() || cfg.rng || !cfg.nets.is_empty()) {
         return Err(VmmError::Setup(
-            "disks and the rng device are virtio-mmio devices the guest finds through the \
-             ACPI DSDT; they need ACPI (drop --no-acpi)"
+            "disks, network interfaces and the rng device are virtio-mmio devices the guest \
+             finds through the ACPI DSDT; they need ACPI (drop --no-acpi)"
                 .into(),
         ));
     }
@@ -179,6 +183,22 @@ fn add_virtio_devices(
         let block = Block::open(&disk.path, disk.read_only, &name)
             .map_err(|e| VmmError::Setup(e.to_string()))?;
         added.push(devices.add_virtio(vm, mem, Box::new(block))?);
+    }
+    for (i, n) in cfg.nets.iter().enumerate() {
+        let backend: Box<dyn NetBackend> = match &n.backend {
+            NetBackendConfig::Tap(name) => {
+                Box::new(Tap::open(name).map_err(|e| VmmError::Setup(e.to_string()))?)
+            }
+            NetBackendConfig::User => {
+                Box::new(Passt::start().map_err(|e| VmmError::Setup(e.to_string()))?)
+            }
+        };
+        let mac = n.mac.unwrap_or_else(net::random_mac);
+        let dev = Net::new(backend, mac, &format!("eth{i}"));
+        if cfg.verbose {
+            eprintln!("domboot-vmm: {}", dev.name());
+        }
+        added.push(devices.add_virtio(vm, mem, Box::new(dev))?);
     }
     if cfg.rng {
         let rng = Rng::new().map_err(|error| VmmError::Io {

@@ -68,6 +68,25 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// A virtio-rng device fed from the host's /dev/urandom.
     pub rng: bool,
+    /// virtio-net interfaces, in order: the first is the guest's eth0.
+    pub nets: Vec<NetConfig>,
+}
+
+/// One network interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    pub backend: NetBackendConfig,
+    /// The guest's MAC address; a random one in 52:54:00:xx:xx:xx when `None`.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Where an interface's frames go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetBackendConfig {
+    /// The host's tap device of this name (created, and brought up, when absent).
+    Tap(String),
+    /// passt's user-mode network: no root, the guest reaches what the host reaches.
+    User,
 }
 
 /// One disk: a raw image file.
@@ -88,6 +107,7 @@ impl Default for VmConfig {
             acpi: true,
             disks: Vec::new(),
             rng: false,
+            nets: Vec::new(),
         }
     }
 }

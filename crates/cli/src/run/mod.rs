@@ -6,6 +6,7 @@
 
 pub mod channels;
 pub mod console;
+pub mod devices;
 pub mod exec;
 mod exec_run;
 mod interactive;
@@ -17,6 +18,7 @@ pub mod tcg;
 pub mod watch;
 
 use crate::commands::boot_args::BootArgs;
+pub use devices::Devices;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -90,8 +92,15 @@ pub struct Args {
     /// With --exec: write that JSON object to FILE instead of stderr.
     #[arg(long, value_name = "FILE", requires = "exec")]
     pub json_file: Option<PathBuf>,
+    /// A network interface (repeat for several; the first is eth0): `tap:NAME` (the host's
+    /// tap NAME, created and brought up when absent, which needs CAP_NET_ADMIN), `user`
+    /// (passt's user-mode network: no root, DHCP, the guest reaches what the host
+    /// reaches; QEMU's user network under TCG) or `none`. Add `,mac=52:54:00:12:34:56` to
+    /// choose the MAC (random in 52:54:00:xx:xx:xx otherwise).
+    #[arg(long, value_name = "tap:NAME|user|none[,mac=MAC]", value_parser = devices::parse_net)]
+    pub net: Vec<devices::NetArg>,
     /// Give the guest a virtio-rng device (entropy from the host's /dev/urandom); on by
-    /// default when the guest has disks.
+    /// default when the guest has disks or network interfaces.
     #[arg(long, overrides_with = "no_rng")]
     pub rng: bool,
     /// No virtio-rng device, even with disks.
@@ -100,38 +109,9 @@ pub struct Args {
 }
 
 impl Args {
-    /// The guest's virtio devices as --disk, --rng and --no-rng ask: disks in order (the
-    /// first is vda), the rng with disks unless refused.
+    /// The guest's virtio devices as --disk, --net, --rng and --no-rng ask.
     pub fn devices(&self) -> Devices {
-        let disks = self.boot.disk.clone();
-        let rng = !self.no_rng && (self.rng || !disks.is_empty());
-        Devices { disks, rng }
-    }
-}
-
-/// The guest's devices beyond the console, declared once; each backend realises them
-/// (KVM: virtio-mmio devices in domboot's VMM; TCG: QEMU's virtio-pci devices).
-#[derive(Clone, Debug, Default)]
-pub struct Devices {
-    pub disks: Vec<crate::commands::boot_entries::DiskArg>,
-    pub rng: bool,
-}
-
-impl Devices {
-    /// The kernel modules a guest needs for these devices when its kernel has the drivers
-    /// as modules (Debian's do): both transports, since the accelerator is chosen later.
-    pub fn modules(&self) -> Vec<String> {
-        let mut m = Vec::new();
-        if !self.disks.is_empty() || self.rng {
-            m.extend(["virtio_mmio", "virtio_pci"].map(String::from));
-        }
-        if !self.disks.is_empty() {
-            m.push("virtio_blk".into());
-        }
-        if self.rng {
-            m.push("virtio_rng".into());
-        }
-        m
+        Devices::from_args(&self.boot.disk, &self.net, self.rng, self.no_rng)
     }
 }
 

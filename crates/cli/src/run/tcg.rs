@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// The guest's disks and rng as QEMU's virtio-pci devices (the KVM backend's are
-/// virtio-mmio; the guest's drivers see the same disks, vda first, with the same IDs).
+/// The guest's disks, interfaces and rng as QEMU's virtio-pci devices (the KVM backend's
+/// are virtio-mmio; the guest's drivers see the same disks, vda first, with the same IDs,
+/// and the same MACs).
 fn add_devices(cmd: &mut Command, devices: &super::Devices) -> anyhow::Result<()> {
     for (i, disk) in devices.disks.iter().enumerate() {
         // QEMU reports a missing file in its own words after starting; say it first.
@@ -36,6 +37,19 @@ fn add_devices(cmd: &mut Command, devices: &super::Devices) -> anyhow::Result<()
             .arg(format!("file={path},format=raw,if=none,id=disk{i}{ro}"))
             .arg("-device")
             .arg(format!("virtio-blk-pci,drive=disk{i},serial={id}"));
+    }
+    for (i, n) in devices.nets.iter().enumerate() {
+        let netdev = match &n.backend {
+            domboot_vmm::NetBackendConfig::Tap(name) => {
+                format!("tap,id=net{i},ifname={name},script=no,downscript=no")
+            }
+            // QEMU's own user network (slirp) stands in for passt under TCG.
+            domboot_vmm::NetBackendConfig::User => format!("user,id=net{i}"),
+        };
+        cmd.arg("-netdev").arg(netdev).arg("-device").arg(format!(
+            "virtio-net-pci,netdev=net{i},mac={},romfile=",
+            n.mac_text()
+        ));
     }
     if devices.rng {
         cmd.args(["-device", "virtio-rng-pci"]);

@@ -127,6 +127,18 @@ impl Workers {
             }
             watch(std::os::fd::AsRawFd::as_raw_fd(&workers.stop), stop_token)
                 .map_err(|e| io(format!("{name}: epoll"), e))?;
+            if let Some(fd) = s.transport.backend_fd() {
+                // Edge-triggered: the device drains its backend until it would block or
+                // the guest has no buffers left; the guest's next buffers (a queue
+                // notification) resume the draining.
+                epoll
+                    .ctl(
+                        ControlOperation::Add,
+                        fd,
+                        EpollEvent::new(EventSet::IN | EventSet::EDGE_TRIGGERED, stop_token + 1),
+                    )
+                    .map_err(|e| io(format!("{name}: epoll"), e))?;
+            }
             let notify = s
                 .notify
                 .iter()
@@ -153,7 +165,7 @@ impl Workers {
 }
 
 fn serve(epoll: &Epoll, notify: &[EventFd], transport: &MmioTransport, stop_token: u64) {
-    let mut events = vec![EpollEvent::default(); notify.len() + 1];
+    let mut events = vec![EpollEvent::default(); notify.len() + 2];
     loop {
         let n = match epoll.wait(-1, &mut events) {
             Ok(n) => n,
@@ -170,6 +182,10 @@ fn serve(epoll: &Epoll, notify: &[EventFd], transport: &MmioTransport, stop_toke
             let token = ev.data();
             if token == stop_token {
                 return;
+            }
+            if token == stop_token + 1 {
+                transport.process_backend();
+                continue;
             }
             if let Some(evt) = notify.get(token as usize) {
                 // Reset the counter before serving, so a notification that arrives while

@@ -95,6 +95,44 @@ impl MmioTransport {
         lock(&self.regs).status
     }
 
+    /// The device's host-side descriptor, if it has one (see
+    /// [`VirtioDevice::backend_fd`]).
+    pub fn backend_fd(&self) -> Option<std::os::fd::RawFd> {
+        lock(&self.regs).device.backend_fd()
+    }
+
+    /// Serves the device's backend after it became ready, while the driver has the device
+    /// running.
+    pub fn process_backend(&self) {
+        let mut regs = lock(&self.regs);
+        let regs = &mut *regs;
+        if regs.status & status::DRIVER_OK == 0 || regs.status & status::DEVICE_NEEDS_RESET != 0 {
+            return;
+        }
+        let result = regs.device.process_backend(&mut regs.queues, &self.mem);
+        self.finish(regs, result);
+    }
+
+    /// Interrupts the driver after used buffers, or fails the device after an error.
+    fn finish(&self, regs: &mut Registers, result: Result<bool, DeviceError>) {
+        match result {
+            Ok(false) => {}
+            Ok(true) => {
+                regs.interrupt_status |= INT_VRING;
+                let _ = self.irq.write(1);
+            }
+            Err(e) => {
+                eprintln!(
+                    "domboot-vmm: {}: {e}; the device stops until the guest resets it",
+                    self.name
+                );
+                regs.status |= status::DEVICE_NEEDS_RESET;
+                regs.interrupt_status |= INT_CONFIG;
+                let _ = self.irq.write(1);
+            }
+        }
+    }
+
     /// Serves queue `index` after a notification: only while the driver has the device
     /// running and the queue ready. A device error puts the device into NEEDS_RESET.
     pub fn process(&self, index: usize) {
@@ -121,22 +159,7 @@ impl MmioTransport {
                 queue.used_ring()
             )))
         };
-        match result {
-            Ok(false) => {}
-            Ok(true) => {
-                regs.interrupt_status |= INT_VRING;
-                let _ = self.irq.write(1);
-            }
-            Err(e) => {
-                eprintln!(
-                    "domboot-vmm: {}: {e}; the device stops until the guest resets it",
-                    self.name
-                );
-                regs.status |= status::DEVICE_NEEDS_RESET;
-                regs.interrupt_status |= INT_CONFIG;
-                let _ = self.irq.write(1);
-            }
-        }
+        self.finish(regs, result);
     }
 
     fn read_register(regs: &Registers, offset: u64) -> u32 {

@@ -11,6 +11,7 @@
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 
 use std::fmt;
@@ -79,6 +80,20 @@ pub trait VirtioDevice: Send {
     ) -> Result<bool, DeviceError>;
     /// The driver reset the device (wrote 0 to the status register).
     fn reset(&mut self) {}
+    /// A host-side file descriptor whose readiness the device's thread watches
+    /// (edge-triggered) besides the queues: a tap device, a socket.
+    fn backend_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// The backend has something for the guest (or can take more): serve it. Returns
+    /// whether any buffer was used.
+    fn process_backend(
+        &mut self,
+        _queues: &mut [Queue],
+        _mem: &GuestMemoryMmap,
+    ) -> Result<bool, DeviceError> {
+        Ok(false)
+    }
 }
 
 /// Copies `bytes` (a configuration space) at `offset` into `data`, zeros beyond its end.

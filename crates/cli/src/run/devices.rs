@@ -1,0 +1,180 @@
+//! The guest's devices beyond the console, declared once from the command line (and,
+//! later, the domain configuration); each backend realises them: KVM as virtio-mmio
+//! devices in domboot's own VMM ([`super::kvm`]), TCG as QEMU's virtio-pci devices
+//! ([`super::tcg`]). The guest sees the same disks in the same order with the same IDs,
+//! and the same interfaces with the same MACs, either way.
+
+use crate::commands::boot_entries::DiskArg;
+use domboot_vmm::devices::virtio::net::{format_mac, parse_mac, random_mac, tap};
+
+/// One `--net` option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetArg {
+    Tap { name: String, mac: Option<[u8; 6]> },
+    User { mac: Option<[u8; 6]> },
+    None,
+}
+
+/// Parses `tap:NAME`, `user` or `none`, each optionally followed by `,mac=MAC`.
+pub fn parse_net(text: &str) -> Result<NetArg, String> {
+    let mut parts = text.split(',');
+    let kind = parts.next().unwrap_or_default();
+    let mut mac = None;
+    for opt in parts {
+        match opt.split_once('=') {
+            Some(("mac", m)) => {
+                mac = Some(parse_mac(m).ok_or_else(|| {
+                    format!("mac={m}: expected six hex pairs like 52:54:00:12:34:56, unicast")
+                })?)
+            }
+            _ => return Err(format!("unknown --net option {opt:?} (only mac=MAC)")),
+        }
+    }
+    match kind {
+        "user" => Ok(NetArg::User { mac }),
+        "none" if mac.is_none() => Ok(NetArg::None),
+        "none" => Err("--net none takes no mac=".into()),
+        _ => match kind.strip_prefix("tap:") {
+            Some(name) if tap::valid_name(name) => Ok(NetArg::Tap {
+                name: name.into(),
+                mac,
+            }),
+            Some(name) => Err(format!(
+                "tap name {name:?}: 1 to 15 characters of letters, digits, '-', '_' and '.'"
+            )),
+            None => Err(format!("{kind:?}: expected tap:NAME, user or none")),
+        },
+    }
+}
+
+/// One interface, its MAC fixed (generated once, so both backends and the logs agree).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub backend: domboot_vmm::NetBackendConfig,
+    pub mac: [u8; 6],
+}
+
+impl Interface {
+    pub fn mac_text(&self) -> String {
+        format_mac(&self.mac)
+    }
+}
+
+/// The guest's devices.
+#[derive(Clone, Debug, Default)]
+pub struct Devices {
+    /// In order: the first is vda.
+    pub disks: Vec<DiskArg>,
+    /// In order: the first is eth0.
+    pub nets: Vec<Interface>,
+    pub rng: bool,
+}
+
+impl Devices {
+    /// From --disk, --net, --rng and --no-rng: the rng comes with disks or interfaces
+    /// unless refused; `--net none` anywhere means no interface.
+    pub fn from_args(disks: &[DiskArg], nets: &[NetArg], rng: bool, no_rng: bool) -> Devices {
+        use domboot_vmm::NetBackendConfig as B;
+        let nets = if nets.contains(&NetArg::None) {
+            Vec::new()
+        } else {
+            nets.iter()
+                .filter_map(|n| match n {
+                    NetArg::Tap { name, mac } => Some((B::Tap(name.clone()), *mac)),
+                    NetArg::User { mac } => Some((B::User, *mac)),
+                    NetArg::None => None,
+                })
+                .map(|(backend, mac)| Interface {
+                    backend,
+                    mac: mac.unwrap_or_else(random_mac),
+                })
+                .collect()
+        };
+        let rng = !no_rng && (rng || !disks.is_empty() || !nets.is_empty());
+        Devices {
+            disks: disks.to_vec(),
+            nets,
+            rng,
+        }
+    }
+
+    /// The kernel modules a guest needs for these devices when its kernel has the drivers
+    /// as modules (Debian's do): both transports, since the accelerator is chosen later.
+    pub fn modules(&self) -> Vec<String> {
+        let mut m = Vec::new();
+        if !self.disks.is_empty() || !self.nets.is_empty() || self.rng {
+            m.extend(["virtio_mmio", "virtio_pci"].map(String::from));
+        }
+        if !self.disks.is_empty() {
+            m.push("virtio_blk".into());
+        }
+        if !self.nets.is_empty() {
+            m.push("virtio_net".into());
+        }
+        if self.rng {
+            m.push("virtio_rng".into());
+        }
+        m
+    }
+
+    /// For the KVM backend.
+    pub fn vmm_nets(&self) -> Vec<domboot_vmm::NetConfig> {
+        self.nets
+            .iter()
+            .map(|n| domboot_vmm::NetConfig {
+                backend: n.backend.clone(),
+                mac: Some(n.mac),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_options() {
+        assert_eq!(parse_net("user"), Ok(NetArg::User { mac: None }));
+        assert_eq!(
+            parse_net("tap:tap0,mac=52:54:00:00:00:01"),
+            Ok(NetArg::Tap {
+                name: "tap0".into(),
+                mac: Some([0x52, 0x54, 0, 0, 0, 1])
+            })
+        );
+        assert_eq!(parse_net("none"), Ok(NetArg::None));
+        for bad in [
+            "",
+            "tap:",
+            "tap:a/b",
+            "bridge:br0",
+            "user,mac=1",
+            "user,speed=10",
+            "none,mac=52:54:00:00:00:01",
+        ] {
+            assert!(parse_net(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rng_comes_with_devices_unless_refused() {
+        let disk = DiskArg {
+            path: "d.img".into(),
+            read_only: false,
+        };
+        assert!(!Devices::from_args(&[], &[], false, false).rng);
+        assert!(Devices::from_args(&[], &[], true, false).rng);
+        assert!(Devices::from_args(std::slice::from_ref(&disk), &[], false, false).rng);
+        assert!(!Devices::from_args(&[disk], &[], false, true).rng);
+        let user = NetArg::User { mac: None };
+        let d = Devices::from_args(&[], &[user.clone(), user.clone()], false, false);
+        assert!(d.rng && d.nets.len() == 2 && d.nets[0].mac != d.nets[1].mac);
+        assert!(
+            Devices::from_args(&[], &[user, NetArg::None], false, false)
+                .nets
+                .is_empty()
+        );
+        assert!(d.modules().contains(&"virtio_net".to_string()));
+    }
+}

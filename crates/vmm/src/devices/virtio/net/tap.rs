@@ -1,0 +1,166 @@
+//! A host tap device as the network backend: `/dev/net/tun` attached to the interface by
+//! name (TUNSETIFF, which creates a non-persistent tap when none exists and domboot has
+//! CAP_NET_ADMIN). A tap domboot created is brought up; one that existed is left as its
+//! owner configured it.
+//!
+//! Written with libc rather than a crate: the tun/tap crates in the field either pull in
+//! an async runtime or are unmaintained, and this is two ioctls.
+
+use super::NetBackend;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFNAMSIZ: usize = 16;
+
+/// `struct ifreq` with the flags member of its union (what TUNSETIFF, SIOCGIFFLAGS and
+/// SIOCSIFFLAGS use); padded to the kernel's 40 bytes.
+#[repr(C)]
+struct IfreqFlags {
+    name: [u8; IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+impl IfreqFlags {
+    fn new(name: &str, flags: libc::c_short) -> IfreqFlags {
+        let mut req = IfreqFlags {
+            name: [0; IFNAMSIZ],
+            flags,
+            _pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        req
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("tap name {0:?}: 1 to 15 characters of letters, digits, '-', '_' and '.'")]
+    BadName(String),
+    #[error(
+        "tap {name}: {error}; creating or attaching a tap needs CAP_NET_ADMIN: run as root, or \
+         create it for your user once (`ip tuntap add dev {name} mode tap user $USER`)"
+    )]
+    Permission { name: String, error: io::Error },
+    #[error("tap {name}: {error}")]
+    Io { name: String, error: io::Error },
+}
+
+pub struct Tap {
+    file: File,
+    name: String,
+}
+
+/// Whether `name` can be a Linux interface name.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < IFNAMSIZ
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+impl Tap {
+    /// Attaches to (or creates) the tap `name`.
+    pub fn open(name: &str) -> Result<Tap, TapError> {
+        if !valid_name(name) {
+            return Err(TapError::BadName(name.into()));
+        }
+        let existed = std::path::Path::new("/sys/class/net").join(name).exists();
+        let io_err = |error: io::Error| {
+            if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+                TapError::Permission {
+                    name: name.into(),
+                    error,
+                }
+            } else {
+                TapError::Io {
+                    name: name.into(),
+                    error,
+                }
+            }
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/net/tun")
+            .map_err(io_err)?;
+        let mut req = IfreqFlags::new(name, IFF_TAP | IFF_NO_PI);
+        // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is one, 40 bytes as
+        // the kernel's, and lives across the call.
+        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) } != 0 {
+            return Err(io_err(io::Error::last_os_error()));
+        }
+        if !existed {
+            set_up(name).map_err(io_err)?;
+        }
+        Ok(Tap {
+            file,
+            name: name.into(),
+        })
+    }
+}
+
+/// Brings the interface `name` up (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP).
+fn set_up(name: &str) -> io::Result<()> {
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut req = IfreqFlags::new(name, 0);
+    // SAFETY: both ioctls read/write one `struct ifreq` (`req`, 40 bytes) on a socket we own.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &mut req) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl NetBackend for Tap {
+    fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+    fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.file.read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        // A tap takes a frame per write, or drops it when its queue is full.
+        self.file.write(frame).map(|_| ())
+    }
+    fn describe(&self) -> String {
+        format!("tap {}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("tap0") && valid_name("dom-boot_1.2"));
+        for bad in ["", "a/b", "sixteen-chars-xx", "a b", "tap0\n"] {
+            assert!(!valid_name(bad), "{bad:?}");
+            assert!(matches!(Tap::open(bad), Err(TapError::BadName(_))));
+        }
+        assert_eq!(std::mem::size_of::<IfreqFlags>(), 40);
+    }
+}
