@@ -90,6 +90,15 @@ pub fn facts(text_in: &str) -> Result<Facts, String> {
             f.insert(format!("features.{}", n.tag_name().name()), on.into());
         }
     }
+    // Arguments passed straight to the device model (`<xen:commandline>`).
+    let args: Vec<&str> = child(d, "commandline")
+        .into_iter()
+        .flat_map(elems)
+        .filter_map(|a| a.attribute("value"))
+        .collect();
+    if !args.is_empty() {
+        f.insert("commandline".into(), args.join(" "));
+    }
     cpu(d, &mut f);
     clock(d, &mut f);
     if let Some(devs) = child(d, "devices") {
@@ -301,6 +310,14 @@ fn devices(devs: Node, hvm: bool, f: &mut Facts) {
                     .map_or(serial.to_string(), str::to_string);
                 chardev(n, &format!("serial[{port}]"), f);
                 serial += 1;
+            }
+            // The xenbus controller's limits (xl's max_event_channels, max_grant_frames).
+            "controller" => {
+                for a in ["maxEventChannels", "maxGrantFrames"] {
+                    if let Some(v) = n.attribute(a) {
+                        f.insert(format!("controller[xenbus].{a}"), v.to_string());
+                    }
+                }
             }
             "channel" => {
                 let g = format!("channel[{channel}]");
