@@ -160,6 +160,15 @@ pub const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
         "xml2sexpr",
         "*",
         "to-native",
+        "usb",
+        "libvirt's xend writer turned the emulated USB bus on for every HVM guest (`(usb 1)`); \
+         the XML states no USB device, and domboot writes the bus only with a USB input \
+         (where xend's qemu-dm turns it on itself)",
+    ),
+    (
+        "xml2sexpr",
+        "*",
+        "to-native",
         "vfb[0].vnc",
         "libvirt's old HVM writer left out the fixed VNC display its XML states; domboot \
          writes `(vncdisplay N)` so xend keeps the port",

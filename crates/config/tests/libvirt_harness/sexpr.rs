@@ -56,10 +56,22 @@ pub fn facts(text: &str) -> Result<Facts, String> {
                     device(dev, &mut f, &mut nic, &mut vfb);
                 }
             }
+            // Every other key is a fact of its own, except what a live domain reports of
+            // its state.
+            _ if !LIVE.contains(&k.as_str()) && k != "domboot" => {
+                f.insert(k, v.unwrap_or_default());
+            }
             _ => {}
         }
     }
     f.insert("localtime".into(), localtime);
+    // xend's qemu-dm turns the emulated USB bus on for a USB device; off is the default.
+    if f.contains_key("usbdevice[0]") {
+        f.entry("usb".into()).or_insert_with(|| "1".into());
+    }
+    if f.get("usb").map(String::as_str) == Some("0") {
+        f.remove("usb");
+    }
     // xend's default image is a PV (linux) one.
     f.entry("image".into()).or_insert_with(|| "linux".into());
     if let Some(m) = f.get("memory").cloned() {
@@ -136,6 +148,11 @@ fn image(img: &Sexp, f: &mut Facts, localtime: &mut String) {
                 }
                 [] => {}
             },
+            // The image repeats the domain's vCPUs; `(parallel none)` is no port.
+            "vcpus" | "parallel" => {}
+            _ if !LIVE.contains(&k.as_str()) => {
+                f.insert(k, v);
+            }
             _ => {}
         }
     }
@@ -304,6 +321,28 @@ fn device(dev: &Sexp, f: &mut Facts, nic: &mut usize, vfb: &mut usize) {
         _ => {}
     }
 }
+
+/// What xend reports of a live domain, not its configuration.
+const LIVE: &[&str] = &[
+    "domid",
+    "cpu_time",
+    "state",
+    "status",
+    "store_mfn",
+    "console_mfn",
+    "shadow_memory",
+    "cpu_weight",
+    "cpu_cap",
+    "cpus",
+    "features",
+    "on_xend_start",
+    "on_xend_stop",
+    "start_time",
+    "online_vcpus",
+    "notes",
+    "up_time",
+    "shutdown_reason",
+];
 
 /// What xend reports of a live domain's devices, not their configuration.
 const RUNTIME: [&str; 3] = ["uuid", "location", "backend"];

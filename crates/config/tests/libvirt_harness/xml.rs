@@ -99,6 +99,9 @@ pub fn facts(text_in: &str) -> Result<Facts, String> {
     if !args.is_empty() {
         f.insert("commandline".into(), args.join(" "));
     }
+    if let Some(n) = child(d, "description") {
+        f.insert("description".into(), text(n));
+    }
     cpu(d, &mut f);
     clock(d, &mut f);
     if let Some(devs) = child(d, "devices") {
@@ -310,6 +313,18 @@ fn devices(devs: Node, hvm: bool, f: &mut Facts) {
                     .map_or(serial.to_string(), str::to_string);
                 chardev(n, &format!("serial[{port}]"), f);
                 serial += 1;
+            }
+            // Input devices other than the PS/2 or Xen mouse and keyboard libvirt gives
+            // every guest with graphics.
+            "input" => {
+                let ty = n.attribute("type").unwrap_or("");
+                let bus = n
+                    .attribute("bus")
+                    .unwrap_or(if hvm { "ps2" } else { "xen" });
+                let implied = matches!(ty, "mouse" | "keyboard") && matches!(bus, "ps2" | "xen");
+                if !implied {
+                    f.insert(format!("input[{ty}:{bus}]"), "present".into());
+                }
             }
             // The xenbus controller's limits (xl's max_event_channels, max_grant_frames).
             "controller" => {
