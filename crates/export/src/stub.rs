@@ -60,15 +60,18 @@ const PIC_MASTER_DATA: u32 = 0x21;
 const PIC_SLAVE_DATA: u32 = 0xA1;
 const EFER_LMA: u64 = 1 << 10;
 
-/// Stub GDT selectors.
+/// Stub GDT selectors (0x18 is a 64-bit code segment, used only by the kexec entry).
 const STUB_CS: u16 = 0x08;
 const STUB_DS: u32 = 0x10;
+const STUB_CS64: u64 = 0x18;
 
 // Data page offsets.
 const D_GDT: u64 = 0;
 const D_STUB_GDTR: u64 = 32;
 const D_PLAN_GDTR: u64 = 40;
 const D_ZERO_IDTR: u64 = 48;
+/// The stub GDT's 10-byte pseudo-descriptor for `lgdt` in 64-bit mode (kexec entry).
+const D_STUB_GDTR64: u64 = 54;
 const D_CUR: u64 = 64;
 const D_MAP_COUNT: u64 = 72;
 const D_RSDP: u64 = 80;
@@ -104,6 +107,56 @@ pub enum Patch {
     },
 }
 
+/// What the kexec entry needs: the running machine's memory map and RSDP (handed to the
+/// PVH path as an `hvm_start_info` of the stub's own) and the ranges it checksums.
+#[derive(Clone, Debug)]
+pub struct KexecData {
+    /// `(address, size, e820 type)`.
+    pub memmap: Vec<(u64, u64, u32)>,
+    pub rsdp: u64,
+    pub hashes: Vec<HashRange>,
+}
+
+/// A range the kexec entry hashes ([`qword_hash`]) before it goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashRange {
+    pub addr: u64,
+    pub qwords: u64,
+    pub hash: u64,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// The kexec entry's checksum: FNV-1a over little-endian 64-bit words (the last one
+/// zero-padded). Returns the number of words and the hash.
+pub fn qword_hash(bytes: &[u8]) -> (u64, u64) {
+    let mut h = FNV_OFFSET;
+    for chunk in bytes.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        h ^= u64::from_le_bytes(w);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    (bytes.len().div_ceil(8) as u64, h)
+}
+
+/// What the kexec entry prints when a checksum does not match.
+pub const KEXEC_BAD_SUM: &str =
+    "domboot purgatory: a kexec segment's checksum does not match; not booting it\r\n";
+const HVM_START_INFO_SIZE: u64 = 56;
+const HASH_SIZE: u64 = 24;
+
+/// Where the kexec data lives in the data page.
+#[derive(Clone, Copy, Debug)]
+struct KexecLayout {
+    start_info: u64,
+    memmap: u64,
+    hashes: u64,
+    hashes_end: u64,
+    message: u64,
+}
+
 /// Where things are in the data page.
 #[derive(Clone, Debug)]
 pub struct DataLayout {
@@ -112,6 +165,7 @@ pub struct DataLayout {
     staged: u64,
     staged_end: u64,
     messages: u64,
+    kexec: Option<KexecLayout>,
     /// Bytes with contents (the rest of `mem_size` is zero-filled by the loader).
     pub file_size: u64,
     snapshot: u64,
@@ -120,13 +174,28 @@ pub struct DataLayout {
 }
 
 impl DataLayout {
-    pub fn new(items: &[CheckItem], staged: usize) -> DataLayout {
+    /// `kexec`: the number of memory-map entries and of hash ranges, for a kexec stub.
+    pub fn new(items: &[CheckItem], staged: usize, kexec: Option<(usize, usize)>) -> DataLayout {
         let items_off = D_TABLES;
         let items_end = items_off + ITEM_SIZE * items.len() as u64;
         let staged_off = items_end;
         let staged_end = staged_off + STAGED_SIZE * staged as u64;
         let messages = staged_end;
-        let file_size = messages + items.iter().map(|i| i.message.len() as u64).sum::<u64>();
+        let mut file_size = messages + items.iter().map(|i| i.message.len() as u64).sum::<u64>();
+        let kexec = kexec.map(|(map, hashes)| {
+            let start_info = file_size.next_multiple_of(8);
+            let memmap = start_info + HVM_START_INFO_SIZE;
+            let hashes_off = memmap + u64::from(MAP_ENTRY_SIZE) * map as u64;
+            let hashes_end = hashes_off + HASH_SIZE * hashes as u64;
+            file_size = hashes_end + KEXEC_BAD_SUM.len() as u64;
+            KexecLayout {
+                start_info,
+                memmap,
+                hashes: hashes_off,
+                hashes_end,
+                message: hashes_end,
+            }
+        });
         let snapshot = file_size.next_multiple_of(16);
         let stack_top = snapshot + u64::from(MAX_MAP_ENTRIES * MAP_ENTRY_SIZE) + STACK_SIZE;
         DataLayout {
@@ -135,6 +204,7 @@ impl DataLayout {
             staged: staged_off,
             staged_end,
             messages,
+            kexec,
             file_size,
             snapshot,
             stack_top,
@@ -151,6 +221,8 @@ pub struct StubParams<'a> {
     pub staged: &'a [Staged],
     pub patch: Patch,
     pub layout: &'a DataLayout,
+    /// Also generate the kexec entry (64-bit, as Linux's relocate_kernel jumps to it).
+    pub kexec: Option<&'a KexecData>,
 }
 
 /// The generated stub.
@@ -158,6 +230,8 @@ pub struct StubImage {
     pub code: Vec<u8>,
     pub data: Vec<u8>,
     pub entry: u64,
+    /// The kexec entry, when asked for.
+    pub kexec_entry: Option<u64>,
 }
 
 impl StubParams<'_> {
@@ -189,7 +263,15 @@ fn data_page(p: &StubParams) -> Vec<u8> {
         D_GDT + 16,
         &flat_descriptor(0x92, 0xC).to_le_bytes(),
     );
-    put(&mut d, D_STUB_GDTR, &23u16.to_le_bytes());
+    // 64-bit flat code (0x18), for the kexec entry's own GDT before it leaves long mode.
+    put(
+        &mut d,
+        D_GDT + STUB_CS64,
+        &flat_descriptor(0x9A, 0xA).to_le_bytes(),
+    );
+    put(&mut d, D_STUB_GDTR, &31u16.to_le_bytes());
+    put(&mut d, D_STUB_GDTR64, &31u16.to_le_bytes());
+    put(&mut d, D_STUB_GDTR64 + 2, &p.d(D_GDT).to_le_bytes());
     put(&mut d, D_STUB_GDTR + 2, &(p.d(D_GDT) as u32).to_le_bytes());
     put(&mut d, D_PLAN_GDTR, &p.plan.entry.gdt_limit.to_le_bytes());
     put(
@@ -213,6 +295,39 @@ fn data_page(p: &StubParams) -> Vec<u8> {
         put(&mut d, at + 4, &s.dst.to_le_bytes());
         put(&mut d, at + 8, &s.len.to_le_bytes());
         put(&mut d, at + 12, &s.zero.to_le_bytes());
+    }
+    if let (Some(k), Some(kl)) = (p.kexec, l.kexec) {
+        let info = kl.start_info;
+        put(
+            &mut d,
+            info + u64::from(SI_MAGIC),
+            &HVM_START_MAGIC.to_le_bytes(),
+        );
+        put(&mut d, info + u64::from(SI_VERSION), &1u32.to_le_bytes());
+        put(&mut d, info + u64::from(SI_RSDP), &k.rsdp.to_le_bytes());
+        put(
+            &mut d,
+            info + u64::from(SI_MEMMAP_PADDR),
+            &p.d(kl.memmap).to_le_bytes(),
+        );
+        put(
+            &mut d,
+            info + u64::from(SI_MEMMAP_ENTRIES),
+            &(k.memmap.len() as u32).to_le_bytes(),
+        );
+        for (i, &(addr, size, kind)) in k.memmap.iter().enumerate() {
+            let at = kl.memmap + u64::from(MAP_ENTRY_SIZE) * i as u64;
+            put(&mut d, at, &addr.to_le_bytes());
+            put(&mut d, at + 8, &size.to_le_bytes());
+            put(&mut d, at + 16, &kind.to_le_bytes());
+        }
+        for (i, h) in k.hashes.iter().enumerate() {
+            let at = kl.hashes + HASH_SIZE * i as u64;
+            put(&mut d, at, &h.addr.to_le_bytes());
+            put(&mut d, at + 8, &h.qwords.to_le_bytes());
+            put(&mut d, at + 16, &h.hash.to_le_bytes());
+        }
+        put(&mut d, kl.message, KEXEC_BAD_SUM.as_bytes());
     }
     d
 }
@@ -243,6 +358,19 @@ pub fn generate(p: &StubParams) -> Result<StubImage, ExportError> {
     let mut code = tail;
     code.resize(tail_len as usize, 0xCC);
     code.extend_from_slice(&second.inner.code_buffer);
+    let mut kexec_entry = None;
+    if let (Some(_), Some(kl)) = (p.kexec, p.layout.kexec) {
+        // [32-bit part that leaves long mode][64-bit entry], after the main part.
+        code.resize(code.len().next_multiple_of(16), 0xCC);
+        let at32 = base + code.len() as u64;
+        let part32 = kexec32(p, kl, entry)?.assemble(at32)?;
+        code.extend_from_slice(&part32);
+        code.resize(code.len().next_multiple_of(16), 0xCC);
+        let at64 = base + code.len() as u64;
+        let part64 = kexec64(p, kl, at32)?.assemble(at64)?;
+        code.extend_from_slice(&part64);
+        kexec_entry = Some(at64);
+    }
     if code.len() as u64 > CODE_SIZE {
         return Err(ExportError::StubTooLarge {
             size: code.len(),
@@ -253,7 +381,110 @@ pub fn generate(p: &StubParams) -> Result<StubImage, ExportError> {
         code,
         data: data_page(p),
         entry,
+        kexec_entry,
     })
+}
+
+/// The kexec entry, where Linux's relocate_kernel lands (64-bit mode, identity-mapped page
+/// tables covering RAM and the segments, interrupts off, its own GDT no longer mapped):
+/// loads the stub's GDT and stack, checks every hashed range (on a mismatch: a message on
+/// COM1 and port 0xE9, then halts, as kexec-tools' purgatory does), then far-returns to
+/// the 32-bit part at `to32` in compatibility mode.
+fn kexec64(p: &StubParams, kl: KexecLayout, to32: u64) -> Result<CodeAssembler, ExportError> {
+    let mut a = CodeAssembler::new(64)?;
+    a.cli()?;
+    a.cld()?;
+    a.mov(rax, p.d(D_STUB_GDTR64))?;
+    a.lgdt(ptr(rax))?;
+    a.mov(rsp, p.d(p.layout.stack_top))?;
+    // Checksums.
+    let mut range = a.create_label();
+    let mut words = a.create_label();
+    let mut compare = a.create_label();
+    let mut good = a.create_label();
+    let mut bad = a.create_label();
+    a.mov(rsi, p.d(kl.hashes))?;
+    a.mov(rbx, p.d(kl.hashes_end))?;
+    a.mov(r10, FNV_PRIME)?;
+    a.set_label(&mut range)?;
+    a.cmp(rsi, rbx)?;
+    a.jae(good)?;
+    a.mov(rdi, qword_ptr(rsi))?;
+    a.mov(rcx, qword_ptr(rsi + 8))?;
+    a.mov(rax, FNV_OFFSET)?;
+    a.set_label(&mut words)?;
+    a.test(rcx, rcx)?;
+    a.jz(compare)?;
+    a.xor(rax, qword_ptr(rdi))?;
+    a.imul_2(rax, r10)?;
+    a.add(rdi, 8)?;
+    a.dec(rcx)?;
+    a.jmp(words)?;
+    a.set_label(&mut compare)?;
+    a.cmp(rax, qword_ptr(rsi + 16))?;
+    a.jne(bad)?;
+    a.add(rsi, HASH_SIZE as i32)?;
+    a.jmp(range)?;
+    // Mismatch: say so and stop.
+    a.set_label(&mut bad)?;
+    let mut print = a.create_label();
+    let mut wait = a.create_label();
+    let mut ready = a.create_label();
+    let mut halt = a.create_label();
+    a.mov(rsi, p.d(kl.message))?;
+    a.mov(ecx, KEXEC_BAD_SUM.len() as u32)?;
+    a.set_label(&mut print)?;
+    a.mov(edx, COM1_LSR)?;
+    a.mov(ebx, 0x10000u32)?;
+    a.set_label(&mut wait)?;
+    a.in_(al, dx)?;
+    a.test(al, 0x20u32)?;
+    a.jnz(ready)?;
+    a.dec(ebx)?;
+    a.jnz(wait)?;
+    a.set_label(&mut ready)?;
+    a.mov(al, byte_ptr(rsi))?;
+    a.mov(edx, COM1)?;
+    a.out(dx, al)?;
+    a.mov(edx, DEBUGCON)?;
+    a.out(dx, al)?;
+    a.inc(rsi)?;
+    a.dec(ecx)?;
+    a.jnz(print)?;
+    a.set_label(&mut halt)?;
+    a.hlt()?;
+    a.jmp(halt)?;
+    // Good: to 32-bit compatibility mode (CS 0x08) at `to32`.
+    a.set_label(&mut good)?;
+    a.push(i32::from(STUB_CS))?;
+    a.mov(rax, to32)?;
+    a.push(rax)?;
+    a.add_instruction(Instruction::with(Code::Retfq))?;
+    Ok(a)
+}
+
+/// The kexec entry's 32-bit part (compatibility mode, identity-mapped): stub data
+/// segments, paging and long mode off, then the PVH path at `entry` with EBX pointing at
+/// the stub's own `hvm_start_info` (the running machine's memory map and RSDP).
+fn kexec32(p: &StubParams, kl: KexecLayout, entry: u64) -> Result<CodeAssembler, ExportError> {
+    const CR0_PG: u32 = 1 << 31;
+    const EFER_LME: u32 = 1 << 8;
+    let mut a = CodeAssembler::new(32)?;
+    a.mov(eax, STUB_DS)?;
+    load_data_segments(&mut a)?;
+    a.mov(eax, cr0)?;
+    a.and(eax, !CR0_PG as i32)?;
+    a.mov(cr0, eax)?;
+    a.mov(ecx, MSR_EFER)?;
+    a.rdmsr()?;
+    a.and(eax, !EFER_LME as i32)?;
+    a.wrmsr()?;
+    a.xor(eax, eax)?;
+    a.mov(cr4, eax)?;
+    a.mov(cr3, eax)?;
+    a.mov(ebx, p.d(kl.start_info) as u32)?;
+    a.jmp(entry)?;
+    Ok(a)
 }
 
 /// Loads DS, ES, FS, GS and SS from AX.
