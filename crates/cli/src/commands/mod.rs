@@ -8,4 +8,5 @@ pub mod domain_config;
 pub mod extract;
 pub mod initrd;
 pub mod inspect;
+pub mod kexec;
 pub mod plan;
