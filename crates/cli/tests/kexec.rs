@@ -1,0 +1,284 @@
+//! `domboot kexec` (issue 15), proven inside QEMU TCG guests and never on the machine the
+//! tests run on: Debian's cloud kernel boots an initramfs holding domboot (with the
+//! libraries `ldd` lists), busybox and the next kernel; its /init runs `domboot kexec
+//! load` and `exec`, and the next kernel's /init prints a marker, its /proc/cmdline and
+//! the checksum of a file in its initrd. Each kexec ends the first kernel, so each case
+//! is one boot; checks that leave the kernel running share the first boot.
+
+use domboot_testkit as kit;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(400);
+
+struct Outcome {
+    console: String,
+    report: kit::GuestReport,
+    secs: f64,
+}
+
+/// Boots Debian's cloud kernel under TCG with an initramfs holding domboot, busybox, the
+/// `files` (guest path, host path) and an /init that runs `checks` (shell lines) and then
+/// `domboot kexec load LOAD_ARGS` and `domboot kexec exec`.
+fn first_kernel_kexecs(
+    dir: &Path,
+    files: &[(&str, PathBuf)],
+    checks: &str,
+    load_args: &str,
+) -> Outcome {
+    let root = dir.join("first-root");
+    for d in ["bin", "proc", "sys", "dev", "tmp", "k"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(kit::busybox(), root.join("bin/busybox")).unwrap();
+    kit::nested::add_program(
+        &root,
+        Path::new(env!("CARGO_BIN_EXE_domboot")),
+        "/bin/domboot",
+    )
+    .unwrap();
+    for (guest, host) in files {
+        std::fs::copy(host, root.join(guest.trim_start_matches('/')))
+            .unwrap_or_else(|e| panic!("{}: {e}", host.display()));
+    }
+    let init = format!(
+        "#!/bin/busybox sh\n\
+         B=/bin/busybox\n\
+         $B mount -t proc proc /proc\n\
+         $B mount -t sysfs sysfs /sys\n\
+         $B mount -t devtmpfs dev /dev\n\
+         export PATH=/bin\n\
+         echo FIRST-KERNEL-UP\n\
+         {checks}\n\
+         /bin/domboot kexec load {load_args}\n\
+         echo \"LOAD-STATUS $?\"\n\
+         echo \"LOADED $($B cat /sys/kernel/kexec_loaded)\"\n\
+         /bin/domboot kexec exec\n\
+         echo \"EXEC-STATUS $?\"\n\
+         $B reboot -f\n"
+    );
+    std::fs::write(root.join("init"), init).unwrap();
+    set_exec(&root.join("init"));
+    set_exec(&root.join("bin/busybox"));
+    let initramfs = dir.join("first.cpio");
+    kit::host_cpio(&root, &initramfs, false).unwrap();
+    let debian = kit::debian_kernel("cloud");
+    let started = Instant::now();
+    let debug_log = std::env::var("KEXEC_QEMU_LOG").unwrap_or_default();
+    let mut extra: Vec<&str> = Vec::new();
+    if !debug_log.is_empty() {
+        extra.extend(["-d", "int,cpu_reset,guest_errors", "-D", debug_log.as_str()]);
+    }
+    let (_, console) = kit::qemu_run(
+        &debian.vmlinuz,
+        &[
+            "-M",
+            "pc",
+            "-m",
+            "512",
+            "-smp",
+            "1",
+            "-initrd",
+            initramfs.to_str().unwrap(),
+            "-append",
+            "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init cryptomgr.notests",
+        ]
+        .into_iter()
+        .chain(extra)
+        .collect::<Vec<_>>(),
+        BOOT_TIMEOUT,
+    );
+    let secs = started.elapsed().as_secs_f64();
+    let field = |key: &str| {
+        let tag = format!("{key} ");
+        // Only what the next kernel printed: after the first kernel's exec.
+        let after = console
+            .find("LOAD-STATUS 0")
+            .map_or("", |at| &console[at..]);
+        after.lines().find_map(|l| {
+            let l = l.trim_end_matches('\r');
+            l.find(&tag).map(|at| l[at + tag.len()..].to_string())
+        })
+    };
+    let report = kit::GuestReport {
+        marker: field("MARKER"),
+        cmdline: field("CMDLINE"),
+        payload_sum: field("SUM"),
+        mem_total_kib: field("MEM").and_then(|m| m.trim().parse().ok()),
+        console: console.clone(),
+    };
+    eprintln!("kexec case: {secs:.1} s");
+    Outcome {
+        console,
+        report,
+        secs,
+    }
+}
+
+fn set_exec(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The next kernel's initramfs (busybox, a payload, an /init that reports and reboots).
+fn next_initrd(dir: &Path, marker: &str, payload: &[u8]) -> PathBuf {
+    kit::report_initramfs(dir, &kit::busybox(), marker, payload)
+}
+
+/// Asserts that the next kernel ran with our marker, command line and initrd.
+fn assert_next_kernel(o: &Outcome, marker: &str, cmdline_word: &str, payload: &[u8]) {
+    let tail = |n: usize| {
+        let lines: Vec<&str> = o.console.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    };
+    assert!(
+        o.console.contains("FIRST-KERNEL-UP"),
+        "the first kernel's /init did not run:\n{}",
+        tail(60)
+    );
+    assert!(
+        o.console.contains("LOAD-STATUS 0"),
+        "domboot kexec load failed:\n{}",
+        tail(60)
+    );
+    assert_eq!(
+        o.report.marker.as_deref(),
+        Some(marker),
+        "the next kernel did not report (took {:.1} s):\n{}",
+        o.secs,
+        tail(80)
+    );
+    let cmdline = o.report.cmdline.clone().unwrap_or_default();
+    assert!(
+        cmdline.split_whitespace().any(|w| w == cmdline_word),
+        "the next kernel's /proc/cmdline {cmdline:?} lacks {cmdline_word}"
+    );
+    assert_eq!(
+        o.report.payload_sum.as_deref(),
+        Some(kit::sha256_hex(payload).as_str()),
+        "the next kernel's initrd payload differs"
+    );
+}
+
+fn tiny(name: &str) -> PathBuf {
+    kit::shared_kernel(name)
+}
+
+/// (a) the same Debian kernel with a new command line; also, in the first kernel, the
+/// plan printed by --dry-run, load + unload, and the errors of exec without a load and of
+/// --file with an ELF.
+#[test]
+fn kexec_into_the_same_kernel_with_a_new_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = kit::marker();
+    let payload = b"kexec case a";
+    let rd = next_initrd(dir.path(), &marker, payload);
+    let debian = kit::debian_kernel("cloud");
+    let word = format!("kexec.case=a-{}", std::process::id());
+    let checks = "\
+/bin/domboot kexec exec; echo \"EXEC-NOTHING $?\"\n\
+/bin/domboot kexec load --kernel /k/pvh.elf --file; echo \"FILE-ELF $?\"\n\
+/bin/domboot kexec load --kernel /k/next --initrd /k/rd --dry-run > /tmp/dry; echo \"DRY $? $($B cat /sys/kernel/kexec_loaded)\"\n\
+$B grep -c '^purgatory ' /tmp/dry | $B sed 's/^/DRY-PURGATORY /'\n\
+/bin/domboot kexec load --kernel /k/pvh.elf > /dev/null; echo \"LOAD-PVH $? $($B cat /sys/kernel/kexec_loaded)\"\n\
+/bin/domboot kexec unload; echo \"UNLOAD $? $($B cat /sys/kernel/kexec_loaded)\"";
+    let o = first_kernel_kexecs(
+        dir.path(),
+        &[
+            ("/k/next", debian.vmlinuz.clone()),
+            ("/k/rd", rd),
+            ("/k/pvh.elf", tiny("vmlinux-x64-pvh-gzip")),
+        ],
+        checks,
+        &format!("--kernel /k/next --initrd /k/rd --cmdline 'console=ttyS0 panic=-1 quiet {word}'"),
+    );
+    for want in [
+        "EXEC-NOTHING 2",
+        "FILE-ELF 2",
+        "DRY 0 0",
+        "DRY-PURGATORY 1",
+        "LOAD-PVH 0 1",
+        "UNLOAD 0 0",
+        "LOADED 1",
+    ] {
+        assert!(
+            o.console.contains(want),
+            "missing {want:?} in the first kernel's output:\n{}",
+            o.console
+        );
+    }
+    assert!(
+        o.console.contains("no kernel is loaded for kexec"),
+        "exec without a load should say so"
+    );
+    assert!(o.console.contains("is not a bzImage"));
+    assert_next_kernel(&o, &marker, &word, payload);
+}
+
+/// (b) a tiny bzImage (linux64 through the purgatory).
+#[test]
+fn kexec_into_a_tiny_bzimage() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = kit::marker();
+    let payload = b"kexec case b";
+    let rd = next_initrd(dir.path(), &marker, payload);
+    let o = first_kernel_kexecs(
+        dir.path(),
+        &[("/k/next", tiny("bzImage-x64-pvh-zstd")), ("/k/rd", rd)],
+        "",
+        "--kernel /k/next --initrd /k/rd --cmdline 'console=ttyS0 kexec.case=b'",
+    );
+    assert_next_kernel(&o, &marker, "kexec.case=b", payload);
+}
+
+/// (c) the non-relocatable tiny kernel loaded at 0x2000000, moved into place by the
+/// code32_start hook.
+#[test]
+fn kexec_into_a_non_relocatable_kernel_through_the_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = kit::marker();
+    let payload = b"kexec case c";
+    let rd = next_initrd(dir.path(), &marker, payload);
+    let o = first_kernel_kexecs(
+        dir.path(),
+        &[("/k/next", tiny("bzImage-x64-norelo-gzip")), ("/k/rd", rd)],
+        "",
+        "--kernel /k/next --initrd /k/rd --load-address 0x2000000 --cmdline 'console=ttyS0 kexec.case=c'",
+    );
+    assert!(o.console.contains("code32_start hook"), "{}", o.console);
+    assert_next_kernel(&o, &marker, "kexec.case=c", payload);
+}
+
+/// (d) an ELF vmlinux through PVH.
+#[test]
+fn kexec_into_an_elf_through_pvh() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = kit::marker();
+    let payload = b"kexec case d";
+    let rd = next_initrd(dir.path(), &marker, payload);
+    let o = first_kernel_kexecs(
+        dir.path(),
+        &[("/k/next", tiny("vmlinux-x64-pvh-xz")), ("/k/rd", rd)],
+        "",
+        "--kernel /k/next --initrd /k/rd --cmdline 'console=ttyS0 kexec.case=d'",
+    );
+    assert!(o.console.contains("(pvh)"), "{}", o.console);
+    assert_next_kernel(&o, &marker, "kexec.case=d", payload);
+}
+
+/// (e) kexec_file_load with a bzImage (the running kernel loads it).
+#[test]
+fn kexec_file_load_of_a_bzimage() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = kit::marker();
+    let payload = b"kexec case e";
+    let rd = next_initrd(dir.path(), &marker, payload);
+    let o = first_kernel_kexecs(
+        dir.path(),
+        &[("/k/next", tiny("bzImage-x64-pvh-gzip")), ("/k/rd", rd)],
+        "",
+        "--file --kernel /k/next --initrd /k/rd --cmdline 'console=ttyS0 kexec.case=e'",
+    );
+    assert!(o.console.contains("kexec_file_load"), "{}", o.console);
+    assert_next_kernel(&o, &marker, "kexec.case=e", payload);
+}
