@@ -41,8 +41,13 @@ pub enum Command {
 pub struct LoadArgs {
     /// Kernel image: bzImage, vmlinux ELF (with a PVH note), UKI or a compressed kernel
     /// (--file: a bzImage only).
-    #[arg(long, short = 'k', value_name = "FILE")]
-    pub kernel: PathBuf,
+    #[arg(
+        long,
+        short = 'k',
+        value_name = "FILE",
+        required_unless_present = "bootloader"
+    )]
+    pub kernel: Option<PathBuf>,
     /// Initial ramdisk; repeat to concatenate several (in order).
     #[arg(long, short = 'i', value_name = "FILE")]
     pub initrd: Vec<PathBuf>,
@@ -69,6 +74,18 @@ pub struct LoadArgs {
     /// Print the plan and the segments that would be loaded; load nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --bootloader: the disk (image or block device) whose boot loader entries to
+    /// read (read only, never mounted).
+    #[arg(long, value_name = "FILE", requires = "bootloader")]
+    pub disk: Option<PathBuf>,
+    /// Load what the --disk's boot loader would boot (BLS, UKI, grub.cfg, extlinux,
+    /// menu.lst; `domboot boot-entries DISK` lists them) instead of --kernel.
+    #[arg(long, requires = "disk", conflicts_with_all = ["kernel", "file"])]
+    pub bootloader: bool,
+    /// With --bootloader: the entry, by index (from 0), title or id (default: the boot
+    /// loader's default).
+    #[arg(long, value_name = "N|TITLE", requires = "bootloader")]
+    pub boot_entry: Option<String>,
 }
 
 /// Boot the loaded kernel now. This replaces the running kernel at once, like `kexec -e`:
@@ -271,7 +288,7 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let boot = BootArgs {
         config: None,
         strict: false,
-        kernel: Some(args.kernel.clone()),
+        kernel: args.kernel.clone(),
         initrd: args.initrd.clone(),
         cmdline: Some(cmdline.clone()),
         memory: Some(memory),
@@ -282,30 +299,47 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         initrd_above_4g: false,
         no_rng_seed: false,
         max_decompressed: None,
-        disk: Vec::new(),
-        bootloader: false,
-        boot_entry: None,
+        disk: args
+            .disk
+            .iter()
+            .map(|p| super::boot_entries::DiskArg {
+                path: p.clone(),
+                read_only: true,
+            })
+            .collect(),
+        bootloader: args.bootloader,
+        boot_entry: args.boot_entry.clone(),
     };
-    let plan = boot
-        .image_of(&args.kernel, &[], Some(&cmdline))?
+    let domain = if args.bootloader {
+        let mut b = boot.clone();
+        // The entry's own command line unless one was given.
+        if args.cmdline.is_none() && !args.reuse_cmdline {
+            b.cmdline = None;
+        }
+        b.image()?
+    } else {
+        boot.image_of(kernel_path(&args)?, &[], Some(&cmdline))?
+    };
+    let what = domain.kernel_path.display().to_string();
+    let plan = domain
         .build()
-        .with_context(|| format!("building the plan for {}", args.kernel.display()))?;
+        .with_context(|| format!("building the plan for {what}"))?;
     let machine = Machine {
         memmap: map.clone(),
         rsdp: machine_rsdp(),
     };
     let image = domboot_export::kexec_image(&plan, &machine)
-        .with_context(|| format!("preparing {} for kexec_load", args.kernel.display()))?;
+        .with_context(|| format!("preparing {what} for kexec_load"))?;
     check_fits(&plan, &image, &map)?;
     if args.dry_run {
         print!("{}", super::plan::render(&plan));
         println!();
-        print!("{}", render(&args, &plan, &image, &machine, &cmdline));
+        print!("{}", render(&what, &plan, &image, &machine));
         println!("dry run: nothing loaded");
         return Ok(ExitCode::SUCCESS);
     }
     kexec_load(&image)?;
-    print!("{}", render(&args, &plan, &image, &machine, &cmdline));
+    print!("{}", render(&what, &plan, &image, &machine));
     println!(
         "loaded; nothing changes until `domboot kexec exec`, which replaces the running kernel at once"
     );
@@ -348,15 +382,23 @@ fn check_fits(
 }
 
 fn render(
-    args: &LoadArgs,
+    what: &str,
     plan: &domboot_builder::BootPlan,
     image: &KexecImage,
     machine: &Machine,
-    cmdline: &str,
 ) -> String {
+    let cmdline = plan
+        .segments
+        .iter()
+        .find(|s| s.name == "cmdline")
+        .map(|s| {
+            String::from_utf8_lossy(&s.data)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .unwrap_or_default();
     let mut out = format!(
-        "kexec: {} ({}), command line {cmdline:?}\n",
-        args.kernel.display(),
+        "kexec: {what} ({}), command line {cmdline:?}\n",
         plan.protocol.name()
     );
     let mut t = Table::new(&["kexec segment", "start", "end", "bytes", "in memory"]);
@@ -447,10 +489,17 @@ fn kexec_load(image: &KexecImage) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn kernel_path(args: &LoadArgs) -> anyhow::Result<&Path> {
+    args.kernel
+        .as_deref()
+        .context("--kernel FILE (or --disk DISK --bootloader) is required")
+}
+
 fn load_file(args: &LoadArgs, cmdline: &str) -> anyhow::Result<ExitCode> {
     use std::os::fd::AsRawFd;
-    let kernel = std::fs::File::open(&args.kernel)
-        .with_context(|| format!("opening the kernel {}", args.kernel.display()))?;
+    let kernel_file = kernel_path(args)?;
+    let kernel = std::fs::File::open(kernel_file)
+        .with_context(|| format!("opening the kernel {}", kernel_file.display()))?;
     let mut head = [0u8; 0x210];
     {
         use std::io::Read;
@@ -460,7 +509,7 @@ fn load_file(args: &LoadArgs, cmdline: &str) -> anyhow::Result<ExitCode> {
     if &head[0x202..0x206] != b"HdrS" {
         bail!(
             "--file: {} is not a bzImage (no \"HdrS\" at 0x202); kexec_file_load takes only a bzImage, load other formats without --file",
-            args.kernel.display()
+            kernel_file.display()
         );
     }
     let mut flags = 0;
@@ -493,7 +542,7 @@ fn load_file(args: &LoadArgs, cmdline: &str) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         println!(
             "kexec_file_load: kernel {}, initrd {}, command line {cmdline:?}\ndry run: nothing loaded",
-            args.kernel.display(),
+            kernel_file.display(),
             if initrd_text.is_empty() {
                 "none".into()
             } else {
@@ -524,7 +573,7 @@ fn load_file(args: &LoadArgs, cmdline: &str) -> anyhow::Result<ExitCode> {
     }
     println!(
         "kexec: {} loaded by the running kernel (kexec_file_load), initrd {}, command line {cmdline:?}",
-        args.kernel.display(),
+        kernel_file.display(),
         if initrd_text.is_empty() {
             "none".into()
         } else {
