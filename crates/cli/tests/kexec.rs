@@ -282,3 +282,167 @@ fn kexec_file_load_of_a_bzimage() {
     assert!(o.console.contains("kexec_file_load"), "{}", o.console);
     assert_next_kernel(&o, &marker, "kexec.case=e", payload);
 }
+
+/// A raw ext4 disk image whose /boot holds two tiny kernels, each with the initrd its name
+/// matches (`initrd.img-NAME`), reporting `markers[0]` and `markers[1]`.
+fn kboot_disk(dir: &Path, markers: [&str; 2]) -> PathBuf {
+    let root = dir.join("disk-root");
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    for (name, kernel, marker) in [
+        ("tinya", "bzImage-x64-pvh-gzip", markers[0]),
+        ("tinyb", "bzImage-x64-pvh-lz4", markers[1]),
+    ] {
+        std::fs::copy(tiny(kernel), root.join(format!("boot/vmlinuz-{name}"))).unwrap();
+        let rd = next_initrd(dir, marker, marker.as_bytes());
+        std::fs::copy(rd, root.join(format!("boot/initrd.img-{name}"))).unwrap();
+    }
+    let disk = dir.join("disk.img");
+    let status = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&root)
+        .arg(&disk)
+        .arg("32M")
+        .status()
+        .expect("mkfs.ext4 (e2fsprogs) runs");
+    assert!(status.success(), "mkfs.ext4 failed");
+    disk
+}
+
+/// Builds the kboot image with `domboot initrd --kboot`.
+fn kboot_image(dir: &Path) -> PathBuf {
+    let out = dir.join("kboot.cpio.gz");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_domboot"))
+        .args(["initrd", "--kboot", "-o"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "domboot initrd --kboot failed");
+    out
+}
+
+/// Boots Debian's cloud kernel with the kboot image and `disk` as an NVMe disk (the cloud
+/// kernel's NVMe driver is built in; virtio_blk is a module). With `key`, types it on the
+/// console once kboot asks. Returns the console output.
+fn boot_kboot(kboot: &Path, disk: &Path, append: &str, key: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    let debian = kit::debian_kernel("cloud");
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-M", "pc", "-m", "512", "-smp", "1"])
+        .args([
+            "-no-reboot",
+            "-nographic",
+            "-nodefaults",
+            "-serial",
+            "stdio",
+        ])
+        .arg("-kernel")
+        .arg(&debian.vmlinuz)
+        .arg("-initrd")
+        .arg(kboot)
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 panic=-1 quiet loglevel=4 cryptomgr.notests {append}"
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=none,id=d0,format=raw,readonly=on",
+            disk.display()
+        ))
+        .args(["-device", "nvme,drive=d0,serial=kboot"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("qemu-system-x86_64 runs");
+    let text = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let text = Arc::clone(&text);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                text.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let mut stdin = child.stdin.take();
+    let mut sent = key.is_none();
+    let started = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > BOOT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        if !sent && text.lock().unwrap().contains("kboot: press") {
+            if let (Some(input), Some(k)) = (stdin.as_mut(), key) {
+                input.write_all(k.as_bytes()).unwrap();
+                input.flush().unwrap();
+            }
+            sent = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(stdin);
+    let _ = reader.join();
+    let out = text.lock().unwrap().clone();
+    eprintln!("kboot boot: {:.1} s", started.elapsed().as_secs_f64());
+    out
+}
+
+fn reported_marker(console: &str) -> Option<String> {
+    console.lines().find_map(|l| {
+        let l = l.trim_end_matches('\r');
+        l.find("MARKER ").map(|at| l[at + 7..].to_string())
+    })
+}
+
+/// kboot with kernel= boots the named kernel (with the initrd its name matches), without
+/// a menu.
+#[test]
+fn kboot_boots_the_kernel_named_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (kit::marker() + "-a", kit::marker() + "-b");
+    let disk = kboot_disk(dir.path(), [&a, &b]);
+    let kboot = kboot_image(dir.path());
+    let console = boot_kboot(
+        &kboot,
+        &disk,
+        "root=/dev/nvme0n1 kernel=vmlinuz-tinyb",
+        None,
+    );
+    assert!(!console.contains("choose what to boot"), "{console}");
+    assert_eq!(
+        reported_marker(&console).as_deref(),
+        Some(b.as_str()),
+        "{console}"
+    );
+    assert!(console.contains("CMDLINE ") && console.contains("root=/dev/nvme0n1"));
+}
+
+/// kboot without a choice lists both kernels, takes a keystroke and boots that one.
+#[test]
+fn kboot_shows_a_menu_and_boots_the_chosen_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (kit::marker() + "-a", kit::marker() + "-b");
+    let disk = kboot_disk(dir.path(), [&a, &b]);
+    let kboot = kboot_image(dir.path());
+    let console = boot_kboot(&kboot, &disk, "root=/dev/nvme0n1", Some("2"));
+    assert!(console.contains("kboot: choose what to boot"), "{console}");
+    assert!(console.contains("1) vmlinuz-tinya") && console.contains("2) vmlinuz-tinyb"));
+    assert_eq!(
+        reported_marker(&console).as_deref(),
+        Some(b.as_str()),
+        "{console}"
+    );
+}
