@@ -283,11 +283,29 @@ fn kexec_file_load_of_a_bzimage() {
     assert_next_kernel(&o, &marker, "kexec.case=e", payload);
 }
 
+/// An extlinux.conf with one entry per tiny kernel of [`kboot_disk`].
+const EXTLINUX: &str = "DEFAULT tinya
+LABEL tinya
+  MENU LABEL Tiny A
+  KERNEL /boot/vmlinuz-tinya
+  INITRD /boot/initrd.img-tinya
+  APPEND console=ttyS0 kboot.entry=a
+LABEL tinyb
+  MENU LABEL Tiny B
+  KERNEL /boot/vmlinuz-tinyb
+  INITRD /boot/initrd.img-tinyb
+  APPEND console=ttyS0 kboot.entry=b
+";
+
 /// A raw ext4 disk image whose /boot holds two tiny kernels, each with the initrd its name
-/// matches (`initrd.img-NAME`), reporting `markers[0]` and `markers[1]`.
-fn kboot_disk(dir: &Path, markers: [&str; 2]) -> PathBuf {
+/// matches (`initrd.img-NAME`), reporting `markers[0]` and `markers[1]`; with `extlinux`,
+/// also /boot/extlinux/extlinux.conf ([`EXTLINUX`]).
+fn kboot_disk(dir: &Path, markers: [&str; 2], extlinux: bool) -> PathBuf {
     let root = dir.join("disk-root");
-    std::fs::create_dir_all(root.join("boot")).unwrap();
+    std::fs::create_dir_all(root.join("boot/extlinux")).unwrap();
+    if extlinux {
+        std::fs::write(root.join("boot/extlinux/extlinux.conf"), EXTLINUX).unwrap();
+    }
     for (name, kernel, marker) in [
         ("tinya", "bzImage-x64-pvh-gzip", markers[0]),
         ("tinyb", "bzImage-x64-pvh-lz4", markers[1]),
@@ -413,7 +431,7 @@ fn reported_marker(console: &str) -> Option<String> {
 fn kboot_boots_the_kernel_named_on_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (kit::marker() + "-a", kit::marker() + "-b");
-    let disk = kboot_disk(dir.path(), [&a, &b]);
+    let disk = kboot_disk(dir.path(), [&a, &b], false);
     let kboot = kboot_image(dir.path());
     let console = boot_kboot(
         &kboot,
@@ -435,7 +453,7 @@ fn kboot_boots_the_kernel_named_on_the_command_line() {
 fn kboot_shows_a_menu_and_boots_the_chosen_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (kit::marker() + "-a", kit::marker() + "-b");
-    let disk = kboot_disk(dir.path(), [&a, &b]);
+    let disk = kboot_disk(dir.path(), [&a, &b], false);
     let kboot = kboot_image(dir.path());
     let console = boot_kboot(&kboot, &disk, "root=/dev/nvme0n1", Some("2"));
     assert!(console.contains("kboot: choose what to boot"), "{console}");
@@ -445,4 +463,68 @@ fn kboot_shows_a_menu_and_boots_the_chosen_kernel() {
         Some(b.as_str()),
         "{console}"
     );
+}
+
+/// The 32-bit (i386, non-relocatable) tiny kernel through linux32, with an i386 busybox.
+#[test]
+fn kexec_into_an_i386_kernel_through_linux32() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = kit::marker();
+    let payload = b"kexec i386";
+    let rd = kit::report_initramfs(dir.path(), &kit::busybox_i386(), &marker, payload);
+    let o = first_kernel_kexecs(
+        dir.path(),
+        &[("/k/next", tiny("bzImage-i386-norelo-xz")), ("/k/rd", rd)],
+        "",
+        "--kernel /k/next --initrd /k/rd --cmdline 'console=ttyS0 kexec.case=i386'",
+    );
+    assert!(o.console.contains("(linux32)"), "{}", o.console);
+    assert_next_kernel(&o, &marker, "kexec.case=i386", payload);
+}
+
+/// Debian's own kernel entered through PVH (the ELF inside its bzImage), with the
+/// machine's ACPI tables found through the RSDP the purgatory hands over.
+#[test]
+fn kexec_into_the_debian_kernel_through_pvh() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = kit::marker();
+    let payload = b"kexec debian pvh";
+    let rd = next_initrd(dir.path(), &marker, payload);
+    let debian = kit::debian_kernel("cloud");
+    let o = first_kernel_kexecs(
+        dir.path(),
+        &[("/k/next", debian.vmlinuz.clone()), ("/k/rd", rd)],
+        "",
+        "--kernel /k/next --initrd /k/rd --boot-protocol pvh --cmdline 'console=ttyS0 panic=-1 kexec.case=pvh'",
+    );
+    assert!(o.console.contains("(pvh)"), "{}", o.console);
+    assert_next_kernel(&o, &marker, "kexec.case=pvh", payload);
+    let next = o.console.split("LOAD-STATUS 0").nth(1).unwrap_or_default();
+    assert!(
+        next.contains("ACPI: RSDP"),
+        "the PVH kernel did not find the ACPI tables:\n{}",
+        o.console
+    );
+}
+
+/// kboot with entry= boots that boot loader entry of the root disk (read by `domboot
+/// boot-entries` from the block device), with the entry's own command line.
+#[test]
+fn kboot_boots_a_boot_loader_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (kit::marker() + "-a", kit::marker() + "-b");
+    let disk = kboot_disk(dir.path(), [&a, &b], true);
+    let kboot = kboot_image(dir.path());
+    let console = boot_kboot(&kboot, &disk, "root=/dev/nvme0n1 entry=1", None);
+    assert!(console.contains("booting boot entry 1"), "{console}");
+    assert_eq!(
+        reported_marker(&console).as_deref(),
+        Some(b.as_str()),
+        "{console}"
+    );
+    let cmdline = console
+        .lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("CMDLINE "))
+        .unwrap_or_default();
+    assert!(cmdline.contains("kboot.entry=b"), "{console}");
 }
