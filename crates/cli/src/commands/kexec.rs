@@ -200,13 +200,30 @@ fn machine_map() -> anyhow::Result<Vec<MachineMapEntry>> {
             }
         }
     }
-    map.sort_by_key(|e| e.addr);
+    let map = merge_map(map);
     if !map.iter().any(|e| e.kind == 1 && e.addr + e.size > 0) || map.iter().all(|e| e.addr == 0) {
         bail!(
             "cannot read this machine's memory map from /sys/firmware/memmap or /proc/iomem (as root, /proc/iomem shows real addresses)"
         );
     }
     Ok(map)
+}
+
+/// Sorts the map and merges entries of one type that touch or overlap (EFI machines list
+/// many small ones; the next kernel's boot_params hold at most 128).
+fn merge_map(mut map: Vec<MachineMapEntry>) -> Vec<MachineMapEntry> {
+    map.sort_by_key(|e| (e.addr, e.kind));
+    let mut out: Vec<MachineMapEntry> = Vec::with_capacity(map.len());
+    for e in map.into_iter().filter(|e| e.size > 0) {
+        match out.last_mut() {
+            Some(last) if last.kind == e.kind && e.addr <= last.addr + last.size => {
+                let end = (last.addr + last.size).max(e.addr.saturating_add(e.size));
+                last.size = end - last.addr;
+            }
+            _ => out.push(e),
+        }
+    }
+    out
 }
 
 /// Ranges the running kernel keeps for itself that kexec must not load into ("Crash
@@ -447,6 +464,10 @@ fn kexec_error(call: &str, err: std::io::Error) -> anyhow::Error {
         }
         Some(libc::ENOSYS) => " (this kernel is built without kexec support)",
         Some(libc::EBUSY) => " (another kexec load or unload is in progress)",
+        Some(libc::EINVAL) => {
+            " (the kernel rejected the segments: unaligned or overlapping, or more than half of its RAM)"
+        }
+        Some(libc::EADDRNOTAVAIL) => " (a segment lies beyond the memory kexec can load to)",
         Some(libc::EKEYREJECTED) | Some(libc::EBADMSG) => {
             " (the running kernel requires a signed kernel image)"
         }
@@ -636,4 +657,48 @@ fn unload() -> anyhow::Result<ExitCode> {
     }
     println!("kexec: unloaded");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(addr: u64, size: u64, kind: u32) -> MachineMapEntry {
+        MachineMapEntry { addr, size, kind }
+    }
+
+    #[test]
+    fn adjacent_entries_of_one_type_merge() {
+        let map = merge_map(vec![
+            e(0x10_0000, 0x10_0000, RAM),
+            e(0, 0x9_f000, RAM),
+            e(0x20_0000, 0x10_0000, RAM),
+            e(0x30_0000, 0x1000, 2),
+            e(0x30_1000, 0x1000, RAM),
+        ]);
+        assert_eq!(
+            map,
+            vec![
+                e(0, 0x9_f000, RAM),
+                e(0x10_0000, 0x20_0000, RAM),
+                e(0x30_0000, 0x1000, 2),
+                e(0x30_1000, 0x1000, RAM),
+            ]
+        );
+    }
+
+    #[test]
+    fn ram_check_walks_split_entries_and_stops_at_holes() {
+        let map = [
+            e(0x10_0000, 0x10_0000, RAM),
+            e(0x20_0000, 0x10_0000, RAM),
+            e(0x30_0000, 0x1000, 2),
+        ];
+        assert!(in_ram(&map, 0x18_0000, 0x28_0000));
+        assert!(!in_ram(&map, 0x28_0000, 0x30_1000));
+        assert!(!in_ram(&map, 0, 0x1000));
+        assert_eq!(map_kind("System RAM"), Some(RAM));
+        assert_eq!(map_kind("ACPI Non-volatile Storage"), Some(4));
+        assert_eq!(map_kind("PCI Bus 0000:00"), None);
+    }
 }
