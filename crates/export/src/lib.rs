@@ -44,7 +44,9 @@ mod stub;
 
 pub use elf::ElfClass;
 pub use error::ExportError;
-pub use stub::{DEBUG_EXIT_PORT, HVM_START_MAGIC, KEXEC_BAD_SUM, MAX_MAP_ENTRIES, NO_RAM_EXIT};
+pub use stub::{
+    BAD_SUM_EXIT, DEBUG_EXIT_PORT, HVM_START_MAGIC, KEXEC_BAD_SUM, MAX_MAP_ENTRIES, NO_RAM_EXIT,
+};
 
 use bytes::Bytes;
 use domboot_builder::{BootPlan, BootProtocol, CpuMode};
@@ -340,12 +342,7 @@ fn stub_parts(plan: &BootPlan, kexec: Option<KexecInput>) -> Result<StubParts, E
         if len > 0 {
             staged_loads.push((format!("staged {}", s.name), at, s.data.clone()));
         }
-        let (qwords, hash) = stub::qword_hash(&s.data);
-        staged_hashes.push(stub::HashRange {
-            addr: at,
-            qwords,
-            hash,
-        });
+        staged_hashes.push(stub::hash_range(at, &s.data));
         at += len.next_multiple_of(PAGE);
     }
     let stub_end = base + region;
@@ -488,12 +485,7 @@ pub fn kexec_image(plan: &BootPlan, machine: &Machine) -> Result<KexecImage, Exp
                 Bytes::from(buf)
             }
         };
-        let (qwords, hash) = stub::qword_hash(&data);
-        hashes.push(stub::HashRange {
-            addr: start,
-            qwords,
-            hash,
-        });
+        hashes.push(stub::hash_range(start, &data));
         segments.push(KexecSegment {
             name: members
                 .iter()

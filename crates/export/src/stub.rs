@@ -54,6 +54,10 @@ pub const DEBUG_EXIT_PORT: u16 = 0xF4;
 /// What the stub writes to [`DEBUG_EXIT_PORT`] when the loader gave too little RAM, so
 /// QEMU exits with status `(0x7E << 1) | 1` = 253 instead of 0 after the triple fault.
 pub const NO_RAM_EXIT: u8 = 0x7E;
+/// What the kexec entry writes to [`DEBUG_EXIT_PORT`] before it halts on a checksum
+/// mismatch (QEMU with that device exits with status 251; elsewhere the write does nothing
+/// and the machine stays halted, as with kexec-tools' purgatory).
+pub const BAD_SUM_EXIT: u8 = 0x7D;
 const MSR_EFER: u32 = 0xC000_0080;
 /// The 8259 interrupt mask registers (OCW1).
 const PIC_MASTER_DATA: u32 = 0x21;
@@ -117,35 +121,100 @@ pub struct KexecData {
     pub hashes: Vec<HashRange>,
 }
 
-/// A range the kexec entry hashes ([`qword_hash`]) before it goes on.
+/// A range the kexec entry hashes with SHA-256 before it goes on: `blocks` 64-byte blocks
+/// from `addr` (the data zero-padded to whole blocks, which is what memory holds there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashRange {
     pub addr: u64,
-    pub qwords: u64,
-    pub hash: u64,
+    pub blocks: u64,
+    pub digest: [u8; 32],
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+const SHA256_K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+const SHA256_H0: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
 
-/// The kexec entry's checksum: FNV-1a over little-endian 64-bit words (the last one
-/// zero-padded). Returns the number of words and the hash.
-pub fn qword_hash(bytes: &[u8]) -> (u64, u64) {
-    let mut h = FNV_OFFSET;
-    for chunk in bytes.chunks(8) {
-        let mut w = [0u8; 8];
-        w[..chunk.len()].copy_from_slice(chunk);
-        h ^= u64::from_le_bytes(w);
-        h = h.wrapping_mul(FNV_PRIME);
+fn sha256_block(h: &mut [u32; 8], block: &[u8]) {
+    let mut w = [0u32; 64];
+    for (i, c) in block.chunks(4).enumerate() {
+        w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
     }
-    (bytes.len().div_ceil(8) as u64, h)
+    for i in 16..64 {
+        let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+        let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16]
+            .wrapping_add(s0)
+            .wrapping_add(w[i - 7])
+            .wrapping_add(s1);
+    }
+    let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = *h;
+    for i in 0..64 {
+        let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+        let choose = (e & f) ^ (!e & g);
+        let t1 = hh
+            .wrapping_add(s1)
+            .wrapping_add(choose)
+            .wrapping_add(SHA256_K[i])
+            .wrapping_add(w[i]);
+        let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+        let maj = (a & b) ^ (a & c) ^ (b & c);
+        let t2 = s0.wrapping_add(maj);
+        hh = g;
+        g = f;
+        f = e;
+        e = d.wrapping_add(t1);
+        d = c;
+        c = b;
+        b = a;
+        a = t1.wrapping_add(t2);
+    }
+    for (x, v) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+        *x = x.wrapping_add(v);
+    }
+}
+
+/// The kexec entry's checksum of `bytes` at `addr`: SHA-256 of the bytes zero-padded to
+/// whole 64-byte blocks (as kexec-tools' purgatory checks its segments with SHA-256).
+pub fn hash_range(addr: u64, bytes: &[u8]) -> HashRange {
+    let mut h = SHA256_H0;
+    let mut blocks = 0u64;
+    for chunk in bytes.chunks(64) {
+        let mut b = [0u8; 64];
+        b[..chunk.len()].copy_from_slice(chunk);
+        sha256_block(&mut h, &b);
+        blocks += 1;
+    }
+    let mut pad = [0u8; 64];
+    pad[0] = 0x80;
+    pad[56..].copy_from_slice(&(blocks * 512).to_be_bytes());
+    sha256_block(&mut h, &pad);
+    let mut digest = [0u8; 32];
+    for (d, v) in digest.chunks_mut(4).zip(h) {
+        d.copy_from_slice(&v.to_be_bytes());
+    }
+    HashRange {
+        addr,
+        blocks,
+        digest,
+    }
 }
 
 /// What the kexec entry prints when a checksum does not match.
 pub const KEXEC_BAD_SUM: &str =
     "domboot purgatory: a kexec segment's checksum does not match; not booting it\r\n";
 const HVM_START_INFO_SIZE: u64 = 56;
-const HASH_SIZE: u64 = 24;
+/// One hash table entry: address, blocks, digest (as the eight state words, little-endian).
+const HASH_SIZE: u64 = 48;
 
 /// Where the kexec data lives in the data page.
 #[derive(Clone, Copy, Debug)]
@@ -155,6 +224,14 @@ struct KexecLayout {
     hashes: u64,
     hashes_end: u64,
     message: u64,
+    /// SHA-256 round constants (256 bytes), initial state (32), padding block (64), then
+    /// at run time: the state (32), the message schedule (256) and the table cursor (8).
+    sha_k: u64,
+    sha_h0: u64,
+    sha_pad: u64,
+    sha_h: u64,
+    sha_w: u64,
+    cursor: u64,
 }
 
 /// Where things are in the data page.
@@ -187,13 +264,25 @@ impl DataLayout {
             let memmap = start_info + HVM_START_INFO_SIZE;
             let hashes_off = memmap + u64::from(MAP_ENTRY_SIZE) * map as u64;
             let hashes_end = hashes_off + HASH_SIZE * hashes as u64;
-            file_size = hashes_end + KEXEC_BAD_SUM.len() as u64;
+            let sha_k = (hashes_end + KEXEC_BAD_SUM.len() as u64).next_multiple_of(8);
+            let sha_h0 = sha_k + 256;
+            let sha_pad = sha_h0 + 32;
+            let sha_h = sha_pad + 64;
+            let sha_w = sha_h + 32;
+            let cursor = sha_w + 256;
+            file_size = cursor + 8;
             KexecLayout {
                 start_info,
                 memmap,
                 hashes: hashes_off,
                 hashes_end,
                 message: hashes_end,
+                sha_k,
+                sha_h0,
+                sha_pad,
+                sha_h,
+                sha_w,
+                cursor,
             }
         });
         let snapshot = file_size.next_multiple_of(16);
@@ -324,10 +413,21 @@ fn data_page(p: &StubParams) -> Vec<u8> {
         for (i, h) in k.hashes.iter().enumerate() {
             let at = kl.hashes + HASH_SIZE * i as u64;
             put(&mut d, at, &h.addr.to_le_bytes());
-            put(&mut d, at + 8, &h.qwords.to_le_bytes());
-            put(&mut d, at + 16, &h.hash.to_le_bytes());
+            put(&mut d, at + 8, &h.blocks.to_le_bytes());
+            // The digest as the state words the code leaves in memory.
+            for (j, w) in h.digest.chunks(4).enumerate() {
+                let v = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+                put(&mut d, at + 16 + 4 * j as u64, &v.to_le_bytes());
+            }
         }
         put(&mut d, kl.message, KEXEC_BAD_SUM.as_bytes());
+        for (j, k) in SHA256_K.iter().enumerate() {
+            put(&mut d, kl.sha_k + 4 * j as u64, &k.to_le_bytes());
+        }
+        for (j, h) in SHA256_H0.iter().enumerate() {
+            put(&mut d, kl.sha_h0 + 4 * j as u64, &h.to_le_bytes());
+        }
+        put(&mut d, kl.sha_pad, &[0x80]);
     }
     d
 }
@@ -397,34 +497,163 @@ fn kexec64(p: &StubParams, kl: KexecLayout, to32: u64) -> Result<CodeAssembler, 
     a.mov(rax, p.d(D_STUB_GDTR64))?;
     a.lgdt(ptr(rax))?;
     a.mov(rsp, p.d(p.layout.stack_top))?;
-    // Checksums.
+    // SHA-256 of every range in the table.
     let mut range = a.create_label();
-    let mut words = a.create_label();
-    let mut compare = a.create_label();
+    let mut block = a.create_label();
+    let mut padded = a.create_label();
     let mut good = a.create_label();
     let mut bad = a.create_label();
-    a.mov(rsi, p.d(kl.hashes))?;
-    a.mov(rbx, p.d(kl.hashes_end))?;
-    a.mov(r10, FNV_PRIME)?;
+    let mut compress = a.create_label();
+    a.mov(rax, p.d(kl.cursor))?;
+    a.mov(rbx, p.d(kl.hashes))?;
+    a.mov(qword_ptr(rax), rbx)?;
     a.set_label(&mut range)?;
-    a.cmp(rsi, rbx)?;
+    a.mov(rax, p.d(kl.cursor))?;
+    a.mov(rbx, qword_ptr(rax))?;
+    a.mov(rax, p.d(kl.hashes_end))?;
+    a.cmp(rbx, rax)?;
     a.jae(good)?;
-    a.mov(rdi, qword_ptr(rsi))?;
-    a.mov(rcx, qword_ptr(rsi + 8))?;
-    a.mov(rax, FNV_OFFSET)?;
-    a.set_label(&mut words)?;
+    a.mov(rsi, p.d(kl.sha_h0))?;
+    a.mov(rdi, p.d(kl.sha_h))?;
+    a.mov(ecx, 8u32)?;
+    a.rep().movsd()?;
+    a.mov(rdx, qword_ptr(rbx))?;
+    a.mov(rcx, qword_ptr(rbx + 8))?;
+    a.set_label(&mut block)?;
     a.test(rcx, rcx)?;
-    a.jz(compare)?;
-    a.xor(rax, qword_ptr(rdi))?;
-    a.imul_2(rax, r10)?;
-    a.add(rdi, 8)?;
+    a.jz(padded)?;
+    a.push(rcx)?;
+    a.push(rdx)?;
+    a.call(compress)?;
+    a.pop(rdx)?;
+    a.pop(rcx)?;
+    a.add(rdx, 64)?;
     a.dec(rcx)?;
-    a.jmp(words)?;
-    a.set_label(&mut compare)?;
-    a.cmp(rax, qword_ptr(rsi + 16))?;
+    a.jmp(block)?;
+    // The padding block: 0x80, zeros, the length in bits (big-endian).
+    a.set_label(&mut padded)?;
+    a.mov(rax, p.d(kl.cursor))?;
+    a.mov(rbx, qword_ptr(rax))?;
+    a.mov(rax, qword_ptr(rbx + 8))?;
+    a.shl(rax, 9)?;
+    a.bswap(rax)?;
+    a.mov(rdx, p.d(kl.sha_pad))?;
+    a.mov(qword_ptr(rdx + 56), rax)?;
+    a.call(compress)?;
+    a.mov(rax, p.d(kl.cursor))?;
+    a.mov(rbx, qword_ptr(rax))?;
+    a.mov(rsi, p.d(kl.sha_h))?;
+    a.lea(rdi, qword_ptr(rbx + 16))?;
+    a.mov(ecx, 8u32)?;
+    a.repe().cmpsd()?;
     a.jne(bad)?;
-    a.add(rsi, HASH_SIZE as i32)?;
+    a.add(qword_ptr(rax), HASH_SIZE as i32)?;
     a.jmp(range)?;
+
+    // compress: one 64-byte block at RDX into the state; clobbers everything but RSP.
+    a.set_label(&mut compress)?;
+    let mut load = a.create_label();
+    let mut schedule = a.create_label();
+    let mut round = a.create_label();
+    a.mov(rsi, p.d(kl.sha_w))?;
+    a.mov(rdi, p.d(kl.sha_k))?;
+    a.xor(ebp, ebp)?;
+    a.set_label(&mut load)?;
+    a.mov(eax, dword_ptr(rdx + rbp))?;
+    a.bswap(eax)?;
+    a.mov(dword_ptr(rsi + rbp), eax)?;
+    a.add(ebp, 4)?;
+    a.cmp(ebp, 64)?;
+    a.jb(load)?;
+    a.set_label(&mut schedule)?;
+    a.mov(eax, dword_ptr(rsi + rbp - 60))?;
+    a.mov(ebx, eax)?;
+    a.ror(ebx, 7)?;
+    a.mov(ecx, eax)?;
+    a.ror(ecx, 18)?;
+    a.xor(ebx, ecx)?;
+    a.shr(eax, 3)?;
+    a.xor(ebx, eax)?;
+    a.mov(eax, dword_ptr(rsi + rbp - 8))?;
+    a.mov(ecx, eax)?;
+    a.ror(ecx, 17)?;
+    a.mov(edx, eax)?;
+    a.ror(edx, 19)?;
+    a.xor(ecx, edx)?;
+    a.shr(eax, 10)?;
+    a.xor(ecx, eax)?;
+    a.mov(eax, dword_ptr(rsi + rbp - 64))?;
+    a.add(eax, ebx)?;
+    a.add(eax, dword_ptr(rsi + rbp - 28))?;
+    a.add(eax, ecx)?;
+    a.mov(dword_ptr(rsi + rbp), eax)?;
+    a.add(ebp, 4)?;
+    a.cmp(ebp, 256)?;
+    a.jb(schedule)?;
+    let state = [r8d, r9d, r10d, r11d, r12d, r13d, r14d, r15d];
+    a.mov(rax, p.d(kl.sha_h))?;
+    for (i, r) in state.iter().enumerate() {
+        a.mov(*r, dword_ptr(rax + 4 * i as i32))?;
+    }
+    let [va, vb, vc, vd, ve, vf, vg, vh] = state;
+    a.xor(ebp, ebp)?;
+    a.set_label(&mut round)?;
+    // EAX = t1 = h + S1(e) + ch(e, f, g) + K[i] + W[i]
+    a.mov(eax, ve)?;
+    a.ror(eax, 6)?;
+    a.mov(ebx, ve)?;
+    a.ror(ebx, 11)?;
+    a.xor(eax, ebx)?;
+    a.mov(ebx, ve)?;
+    a.ror(ebx, 25)?;
+    a.xor(eax, ebx)?;
+    a.mov(ebx, ve)?;
+    a.and(ebx, vf)?;
+    a.mov(ecx, ve)?;
+    a.not(ecx)?;
+    a.and(ecx, vg)?;
+    a.xor(ebx, ecx)?;
+    a.add(eax, ebx)?;
+    a.add(eax, vh)?;
+    a.add(eax, dword_ptr(rdi + rbp))?;
+    a.add(eax, dword_ptr(rsi + rbp))?;
+    // EBX = t2 = S0(a) + maj(a, b, c)
+    a.mov(ebx, va)?;
+    a.ror(ebx, 2)?;
+    a.mov(ecx, va)?;
+    a.ror(ecx, 13)?;
+    a.xor(ebx, ecx)?;
+    a.mov(ecx, va)?;
+    a.ror(ecx, 22)?;
+    a.xor(ebx, ecx)?;
+    a.mov(ecx, va)?;
+    a.and(ecx, vb)?;
+    a.mov(edx, va)?;
+    a.and(edx, vc)?;
+    a.xor(ecx, edx)?;
+    a.mov(edx, vb)?;
+    a.and(edx, vc)?;
+    a.xor(ecx, edx)?;
+    a.add(ebx, ecx)?;
+    a.mov(vh, vg)?;
+    a.mov(vg, vf)?;
+    a.mov(vf, ve)?;
+    a.mov(ve, vd)?;
+    a.add(ve, eax)?;
+    a.mov(vd, vc)?;
+    a.mov(vc, vb)?;
+    a.mov(vb, va)?;
+    a.mov(va, eax)?;
+    a.add(va, ebx)?;
+    a.add(ebp, 4)?;
+    a.cmp(ebp, 256)?;
+    a.jb(round)?;
+    a.mov(rax, p.d(kl.sha_h))?;
+    for (i, r) in state.iter().enumerate() {
+        a.add(dword_ptr(rax + 4 * i as i32), *r)?;
+    }
+    a.ret()?;
+
     // Mismatch: say so and stop.
     a.set_label(&mut bad)?;
     let mut print = a.create_label();
@@ -451,6 +680,9 @@ fn kexec64(p: &StubParams, kl: KexecLayout, to32: u64) -> Result<CodeAssembler, 
     a.inc(rsi)?;
     a.dec(ecx)?;
     a.jnz(print)?;
+    a.mov(edx, u32::from(DEBUG_EXIT_PORT))?;
+    a.mov(al, u32::from(BAD_SUM_EXIT))?;
+    a.out(dx, al)?;
     a.set_label(&mut halt)?;
     a.hlt()?;
     a.jmp(halt)?;

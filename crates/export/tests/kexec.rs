@@ -1,13 +1,22 @@
 //! `kexec_image`: the segments `kexec_load` gets and the purgatory's checksum table,
-//! checked on the host against an independent FNV-1a. (Booting through kexec is proven
-//! inside TCG guests by crates/cli/tests/kexec.rs.)
+//! checked on the host against the host's `sha256sum`, and the purgatory run from the
+//! state Linux's relocate_kernel leaves (64-bit mode, identity-mapped memory, a GDT it
+//! does not know) under QEMU, with intact and with corrupted segments. (kexec itself is
+//! proven inside TCG guests by crates/cli/tests/kexec.rs.)
+
+mod common;
 
 use bytes::Bytes;
-use domboot_builder::{BootPlan, BuildOptions, DomainImage, ProtocolChoice, Segment};
-use domboot_export::{ExportError, KEXEC_SEGMENT_MAX, Machine, MachineMapEntry, kexec_image};
+use common::MIB;
+use domboot_builder::{
+    BootPlan, BootProtocol, BuildOptions, CpuMode, DomainImage, PatchPoints, ProtocolChoice,
+    Reservation, Segment,
+};
+use domboot_export::{
+    BAD_SUM_EXIT, ExportError, KEXEC_BAD_SUM, KEXEC_SEGMENT_MAX, KexecImage, Machine,
+    MachineMapEntry, kexec_image,
+};
 use domboot_testkit as kit;
-
-const MIB: u64 = 1 << 20;
 
 fn machine() -> Machine {
     let e = |addr, size, kind| MachineMapEntry { addr, size, kind };
@@ -43,16 +52,22 @@ fn plan(kernel: &str, protocol: ProtocolChoice) -> BootPlan {
     .unwrap()
 }
 
-/// FNV-1a over little-endian 64-bit words, the last one zero-padded.
-fn oracle(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for c in bytes.chunks(8) {
-        let mut w = [0u8; 8];
-        w[..c.len()].copy_from_slice(c);
-        h ^= u64::from_le_bytes(w);
-        h = h.wrapping_mul(0x100_0000_01b3);
+/// The table entry the purgatory holds for `data` at `addr`: address, 64-byte blocks, and
+/// the SHA-256 (from the host's sha256sum) of the data zero-padded to whole blocks, as the
+/// eight state words in little-endian order.
+fn oracle_entry(addr: u64, data: &[u8]) -> Vec<u8> {
+    let blocks = data.len().div_ceil(64);
+    let mut padded = data.to_vec();
+    padded.resize(blocks * 64, 0);
+    let hex = kit::sha256_hex(&padded);
+    let mut entry = Vec::new();
+    entry.extend_from_slice(&addr.to_le_bytes());
+    entry.extend_from_slice(&(blocks as u64).to_le_bytes());
+    for i in 0..8 {
+        let word = u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).unwrap();
+        entry.extend_from_slice(&word.to_le_bytes());
     }
-    h
+    entry
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -88,11 +103,7 @@ fn segments_are_page_aligned_and_every_one_is_checksummed_by_the_purgatory() {
             if s.name == "purgatory" {
                 continue;
             }
-            // The table entry: address, 64-bit words, hash.
-            let mut entry = Vec::new();
-            entry.extend_from_slice(&s.addr.to_le_bytes());
-            entry.extend_from_slice(&(s.data.len().div_ceil(8) as u64).to_le_bytes());
-            entry.extend_from_slice(&oracle(&s.data).to_le_bytes());
+            let entry = oracle_entry(s.addr, &s.data);
             assert!(
                 contains(&purgatory.data, &entry),
                 "{kernel}: no checksum entry for segment {}",
@@ -159,4 +170,102 @@ fn segments_sharing_a_page_are_merged() {
     assert_eq!(merged.mem_size, 4096);
     assert_eq!(merged.data[64 * 39], 40);
     assert_eq!(merged.data[20], 0, "gaps between merged segments are zero");
+}
+
+/// A plan that does what relocate_kernel does before it jumps to the purgatory: the kexec
+/// segments in place (with `corrupt`, one byte of that segment flipped: its first, or with
+/// `true` its last), identity-mapped page
+/// tables (1 GiB), a GDT of its own, 64-bit mode, then a jump to the kexec entry. Its
+/// export stub plays the part of the old kernel.
+fn relocate_kernel_handoff(image: &KexecImage, corrupt: Option<(&str, bool)>) -> BootPlan {
+    let e820 = common::e820_for(512 * MIB);
+    let mut entry = common::entry(CpuMode::Long64, image.entry, 0x8_0000);
+    entry.rsi = 0;
+    let mut segments = vec![
+        common::segment("gdt", common::GDT_ADDR, common::gdt(true), 32),
+        common::segment(
+            "boot_params",
+            common::BOOT_PARAMS,
+            common::boot_params(&e820),
+            4096,
+        ),
+        common::segment(
+            "page_tables",
+            common::PAGE_TABLES,
+            common::page_tables(common::PAGE_TABLES),
+            3 * 4096,
+        ),
+    ];
+    for k in &image.segments {
+        let mut data = k.data.to_vec();
+        match corrupt {
+            Some((name, last)) if name == k.name => {
+                let at = if last { data.len() - 1 } else { 0 };
+                data[at] ^= 0x40;
+            }
+            _ => {}
+        }
+        segments.push(common::segment(
+            &format!("kexec {}", k.name),
+            k.addr,
+            data,
+            k.mem_size,
+        ));
+    }
+    BootPlan {
+        protocol: BootProtocol::Linux64,
+        memory_size: 512 * MIB,
+        e820,
+        segments,
+        reservations: vec![Reservation {
+            name: "the next kernel's init_size".into(),
+            address: common::GUEST_ADDR,
+            size: 0x10_0000,
+        }],
+        entry,
+        patch_points: PatchPoints {
+            boot_params: Some(common::BOOT_PARAMS),
+            start_info: None,
+            pvh_memmap: None,
+        },
+    }
+}
+
+#[test]
+fn the_purgatory_checks_the_segments_and_enters_the_kernel_or_halts_on_a_mismatch() {
+    if !common::qemu_available() {
+        eprintln!("qemu-system-x86_64 not installed: skipping");
+        return;
+    }
+    // The next "kernel": the freestanding linux64 guest, whose GDT, boot_params and page
+    // tables live below 1 MiB (staged by the purgatory, and checksummed there too).
+    let next = common::linux_plan(true, 512 * MIB);
+    let image = kexec_image(&next, &machine()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.elf");
+    common::export(&relocate_kernel_handoff(&image, None), &good);
+    let run = common::qemu(&good, "pc", 512, &[]);
+    assert_eq!(run.status, Some(common::QEMU_OK), "{}", run.serial);
+    assert!(run.serial.contains("GUEST64"), "{}", run.serial);
+    assert!(!run.serial.contains("checksum"), "{}", run.serial);
+    // The kernel, and a copy the purgatory stages below 1 MiB (the last bytes of its own
+    // segment are the next kernel's page tables; the purgatory's code and data are not
+    // checksummed, as in kexec-tools).
+    for (victim, last) in [("kernel", false), ("purgatory", true)] {
+        let bad = dir.path().join(format!("bad-{victim}.elf"));
+        common::export(&relocate_kernel_handoff(&image, Some((victim, last))), &bad);
+        let run = common::qemu(&bad, "pc", 512, &[]);
+        assert_eq!(
+            run.status,
+            Some(i32::from(BAD_SUM_EXIT) << 1 | 1),
+            "{}",
+            run.serial
+        );
+        assert!(
+            run.serial.contains(KEXEC_BAD_SUM.trim_end()),
+            "{}",
+            run.serial
+        );
+        assert!(!run.serial.contains("GUEST64"), "{}", run.serial);
+    }
 }
