@@ -181,7 +181,8 @@ fn kexec_into_the_same_kernel_with_a_new_command_line() {
 /bin/domboot kexec load --kernel /k/next --initrd /k/rd --dry-run > /tmp/dry; echo \"DRY $? $($B cat /sys/kernel/kexec_loaded)\"\n\
 $B grep -c '^purgatory ' /tmp/dry | $B sed 's/^/DRY-PURGATORY /'\n\
 /bin/domboot kexec load --kernel /k/pvh.elf > /dev/null; echo \"LOAD-PVH $? $($B cat /sys/kernel/kexec_loaded)\"\n\
-/bin/domboot kexec unload; echo \"UNLOAD $? $($B cat /sys/kernel/kexec_loaded)\"";
+/bin/domboot kexec unload; echo \"UNLOAD $? $($B cat /sys/kernel/kexec_loaded)\"\n\
+/bin/domboot kexec load --kernel /k/pvh.elf --reuse-cmdline --dry-run | $B grep -c 'command line .*cryptomgr.notests' | $B sed 's/^/REUSE /'";
     let o = first_kernel_kexecs(
         dir.path(),
         &[
@@ -199,6 +200,7 @@ $B grep -c '^purgatory ' /tmp/dry | $B sed 's/^/DRY-PURGATORY /'\n\
         "DRY-PURGATORY 1",
         "LOAD-PVH 0 1",
         "UNLOAD 0 0",
+        "REUSE 1",
         "LOADED 1",
     ] {
         assert!(

@@ -29,6 +29,11 @@
 //!    of the stub at its base, which the plan's page tables must identity-map: checked
 //!    here, and the stub is placed where they do).
 //!
+//! [`kexec_image`] turns the same plan into `kexec_load` segments with this stub as the
+//! purgatory: a 64-bit entry, where Linux's relocate_kernel jumps, checks the SHA-256 of
+//! every segment, leaves long mode and runs the path above with an `hvm_start_info` of its
+//! own carrying the running machine's memory map and RSDP.
+//!
 //! ```no_run
 //! # fn demo(plan: &domboot_builder::BootPlan) -> Result<(), Box<dyn std::error::Error>> {
 //! let elf = domboot_export::pvh_elf(plan)?;

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! B            code page: [64-bit tail (Long64 only)] [32-bit PVH entry ...]
+//!              [kexec only: 32-bit part leaving long mode] [64-bit kexec entry, SHA-256]
 //! B + 0x1000   data: stub GDT, GDTRs, variables, check table, staging table, messages,
 //!              then (zero-filled) the memory-map snapshot and the stack
 //! after data   staged copies of plan segments that live below 1 MiB
