@@ -19,8 +19,8 @@ use std::process::ExitCode;
     long_about = "Load a kernel into the running Linux for kexec, boot it, or unload it.\n\n\
 `load` changes nothing on its own: it only stages the kernel in the running kernel's memory \
 (and prints what it loaded and where). `exec` then replaces the running kernel AT ONCE, like \
-`kexec -e`: no shutdown of services, no unmounting; unsynced data is lost unless you synced. \
-Both need root (CAP_SYS_BOOT)."
+`kexec -e`: services are not stopped and filesystems not unmounted (exec only syncs them \
+first). Shut down cleanly first where that matters. Both need root (CAP_SYS_BOOT)."
 )]
 pub struct Args {
     #[command(subcommand)]
