@@ -316,16 +316,25 @@ fn kboot_disk(dir: &Path, markers: [&str; 2], extlinux: bool) -> PathBuf {
         let rd = next_initrd(dir, marker, marker.as_bytes());
         std::fs::copy(rd, root.join(format!("boot/initrd.img-{name}"))).unwrap();
     }
-    let disk = dir.join("disk.img");
-    let status = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&root)
-        .arg(&disk)
+    mkfs_ext4(&root, &dir.join("disk.img"), None)
+}
+
+/// An ext4 image of the folder `tree` (mkfs.ext4 -d), labelled `label`.
+fn mkfs_ext4(tree: &Path, image: &Path, label: Option<&str>) -> PathBuf {
+    let mut cmd = std::process::Command::new("mkfs.ext4");
+    cmd.args(["-q", "-F"]);
+    if let Some(l) = label {
+        cmd.args(["-L", l]);
+    }
+    let status = cmd
+        .arg("-d")
+        .arg(tree)
+        .arg(image)
         .arg("32M")
         .status()
         .expect("mkfs.ext4 (e2fsprogs) runs");
     assert!(status.success(), "mkfs.ext4 failed");
-    disk
+    image.to_path_buf()
 }
 
 /// Builds the kboot image with `domboot initrd --kboot`.
@@ -344,6 +353,11 @@ fn kboot_image(dir: &Path) -> PathBuf {
 /// kernel's NVMe driver is built in; virtio_blk is a module). With `key`, types it on the
 /// console once kboot asks. Returns the console output.
 fn boot_kboot(kboot: &Path, disk: &Path, append: &str, key: Option<&str>) -> String {
+    boot_kboot_disks(kboot, &[disk], append, key)
+}
+
+/// [`boot_kboot`] with several NVMe disks (in order; the guest may number them otherwise).
+fn boot_kboot_disks(kboot: &Path, disks: &[&Path], append: &str, key: Option<&str>) -> String {
     use std::io::{Read, Write};
     use std::process::{Command, Stdio};
     use std::sync::{Arc, Mutex};
@@ -365,12 +379,17 @@ fn boot_kboot(kboot: &Path, disk: &Path, append: &str, key: Option<&str>) -> Str
         .arg(format!(
             "console=ttyS0 panic=-1 quiet loglevel=4 cryptomgr.notests {append}"
         ))
-        .arg("-drive")
-        .arg(format!(
-            "file={},if=none,id=d0,format=raw,readonly=on",
-            disk.display()
-        ))
-        .args(["-device", "nvme,drive=d0,serial=kboot"])
+        .args(disks.iter().enumerate().flat_map(|(i, d)| {
+            [
+                "-drive".to_string(),
+                format!(
+                    "file={},if=none,id=d{i},format=raw,readonly=on",
+                    d.display()
+                ),
+                "-device".to_string(),
+                format!("nvme,drive=d{i},serial=kboot{i}"),
+            ]
+        }))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -529,4 +548,43 @@ fn kboot_boots_a_boot_loader_entry() {
         .find_map(|l| l.trim_end_matches('\r').strip_prefix("CMDLINE "))
         .unwrap_or_default();
     assert!(cmdline.contains("kboot.entry=b"), "{console}");
+}
+
+/// kboot with root= and boot= as LABEL=s of two disks, and ramdisk= naming another
+/// kernel's initrd: the kernel comes from the boot disk's root, the initrd is the named one.
+#[test]
+fn kboot_takes_boot_and_ramdisk_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (kit::marker() + "-a", kit::marker() + "-b");
+    let root_tree = dir.path().join("root-tree");
+    std::fs::create_dir_all(root_tree.join("boot")).unwrap();
+    let boot_tree = dir.path().join("boot-tree");
+    std::fs::create_dir_all(&boot_tree).unwrap();
+    std::fs::copy(
+        tiny("bzImage-x64-pvh-gzip"),
+        boot_tree.join("vmlinuz-tinya"),
+    )
+    .unwrap();
+    for (name, marker) in [("tinya", &a), ("other", &b)] {
+        let rd = next_initrd(dir.path(), marker, marker.as_bytes());
+        std::fs::copy(rd, boot_tree.join(format!("initrd.img-{name}"))).unwrap();
+    }
+    let root_disk = mkfs_ext4(&root_tree, &dir.path().join("root.img"), Some("kbroot"));
+    let boot_disk = mkfs_ext4(&boot_tree, &dir.path().join("boot.img"), Some("kbboot"));
+    let kboot = kboot_image(dir.path());
+    let console = boot_kboot_disks(
+        &kboot,
+        &[&root_disk, &boot_disk],
+        "root=LABEL=kbroot boot=LABEL=kbboot kernel=vmlinuz-tinya ramdisk=initrd.img-other",
+        None,
+    );
+    assert!(
+        console.contains("booting /mnt/boot/vmlinuz-tinya with /mnt/boot/initrd.img-other"),
+        "{console}"
+    );
+    assert_eq!(
+        reported_marker(&console).as_deref(),
+        Some(b.as_str()),
+        "{console}"
+    );
 }
