@@ -270,6 +270,9 @@ fn machine_rsdp() -> u64 {
 
 const RAM: u32 = 1;
 const MIB: u64 = 1 << 20;
+/// The least RAM from 0 a crash kernel's reservation must leave below it for the domain
+/// to be laid out there instead of around it.
+const MIN_BELOW_CRASH: u64 = 256 * MIB;
 
 fn in_ram(map: &[MachineMapEntry], start: u64, end: u64) -> bool {
     // RAM entries may be split; walk them in order.
@@ -301,7 +304,15 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .find(|e| e.kind == RAM && e.addr <= MIB && MIB < e.addr + e.size)
         .map(|e| e.addr + e.size)
         .context("this machine's memory map has no RAM at 1 MiB")?;
-    let memory = (low_end.min(3 << 30)) & !(MIB - 1);
+    let mut memory = low_end.min(3 << 30);
+    // A crash kernel reserved high in that RAM: lay the domain out below it (the initrd
+    // goes to the top), when that leaves room; check_fits reports any overlap left.
+    for (start, _) in crash_ranges() {
+        if (MIN_BELOW_CRASH..memory).contains(&start) {
+            memory = start;
+        }
+    }
+    let memory = memory & !(MIB - 1);
     let boot = BootArgs {
         config: None,
         strict: false,
