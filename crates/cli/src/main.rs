@@ -32,6 +32,7 @@ enum Command {
     Convert(commands::convert::Args),
     Initrd(commands::initrd::Args),
     BootEntries(commands::boot_entries::Args),
+    Kexec(commands::kexec::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Initrd(args) => commands::initrd::run(args),
         Command::BootEntries(args) => commands::boot_entries::run(args),
+        Command::Kexec(args) => commands::kexec::run(args),
     };
     match result {
         Ok(code) => code,

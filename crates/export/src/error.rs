@@ -83,6 +83,14 @@ pub enum ExportError {
     #[error("too many program headers: {count} (an ELF file holds at most 65534)")]
     TooManySegments { count: usize },
 
+    #[error(
+        "the plan needs {count} kexec segments (after merging segments that share a page, and the purgatory), more than the {limit} kexec_load takes"
+    )]
+    TooManyKexecSegments { count: usize, limit: usize },
+
+    #[error("the running machine's memory map cannot be handed over: {0}")]
+    MachineMap(String),
+
     #[error("boot stub code generation failed: {0}")]
     Assembler(String),
 

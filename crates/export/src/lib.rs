@@ -29,6 +29,11 @@
 //!    of the stub at its base, which the plan's page tables must identity-map: checked
 //!    here, and the stub is placed where they do).
 //!
+//! [`kexec_image`] turns the same plan into `kexec_load` segments with this stub as the
+//! purgatory: a 64-bit entry, where Linux's relocate_kernel jumps, checks the SHA-256 of
+//! every segment, leaves long mode and runs the path above with an `hvm_start_info` of its
+//! own carrying the running machine's memory map and RSDP.
+//!
 //! ```no_run
 //! # fn demo(plan: &domboot_builder::BootPlan) -> Result<(), Box<dyn std::error::Error>> {
 //! let elf = domboot_export::pvh_elf(plan)?;
@@ -44,7 +49,9 @@ mod stub;
 
 pub use elf::ElfClass;
 pub use error::ExportError;
-pub use stub::{DEBUG_EXIT_PORT, HVM_START_MAGIC, MAX_MAP_ENTRIES, NO_RAM_EXIT};
+pub use stub::{
+    BAD_SUM_EXIT, DEBUG_EXIT_PORT, HVM_START_MAGIC, KEXEC_BAD_SUM, MAX_MAP_ENTRIES, NO_RAM_EXIT,
+};
 
 use bytes::Bytes;
 use domboot_builder::{BootPlan, BootProtocol, CpuMode};
@@ -156,6 +163,92 @@ pub fn pvh_elf_as(plan: &BootPlan, class: ElfClass) -> Result<PvhElf, ExportErro
                 .into(),
         ));
     }
+    let parts = stub_parts(plan, None)?;
+    let StubParts {
+        base,
+        region,
+        image,
+        data_mem_size,
+        staged_loads,
+        staged_names,
+    } = parts;
+
+    // Program headers: stub code, stub data, staged copies, and the plan's segments that
+    // the loader places directly; all sorted by address.
+    let mut loads: Vec<elf::Load> = vec![
+        elf::Load {
+            name: "stub code".into(),
+            addr: base,
+            data: Bytes::from(image.code),
+            mem_size: stub::CODE_SIZE,
+            flags: elf::PF_R | elf::PF_X,
+        },
+        elf::Load {
+            name: "stub data".into(),
+            addr: base + stub::CODE_SIZE,
+            data: Bytes::from(image.data),
+            mem_size: data_mem_size,
+            flags: elf::PF_R | elf::PF_W,
+        },
+    ];
+    for (name, addr, data) in staged_loads {
+        let mem_size = data.len() as u64;
+        loads.push(elf::Load {
+            name,
+            addr,
+            data,
+            mem_size,
+            flags: elf::PF_R,
+        });
+    }
+    for s in plan
+        .segments
+        .iter()
+        .filter(|s| s.mem_size > 0 && s.addr >= LOW_LIMIT)
+    {
+        loads.push(elf::Load {
+            name: s.name.clone(),
+            addr: s.addr,
+            data: s.data.clone(),
+            mem_size: s.mem_size,
+            flags: elf::PF_R | elf::PF_W | elf::PF_X,
+        });
+    }
+    loads.sort_by_key(|l| l.addr);
+    let file = elf::build(loads, image.entry, class)?;
+    Ok(PvhElf {
+        header: file.header,
+        chunks: file.chunks,
+        size: file.size,
+        loads: file.loads,
+        stub: StubInfo {
+            base,
+            size: region,
+            entry: image.entry,
+            staged: staged_names,
+        },
+    })
+}
+
+/// The stub, placed and generated, and the staged copies that travel in its region.
+struct StubParts {
+    base: u64,
+    region: u64,
+    image: stub::StubImage,
+    data_mem_size: u64,
+    /// `(name, address in the stub's region, bytes)`.
+    staged_loads: Vec<(String, u64, Bytes)>,
+    staged_names: Vec<String>,
+}
+
+/// What a kexec stub adds: the running machine and the checksums of the kexec segments
+/// outside the stub's region (the staged copies' are added here).
+struct KexecInput<'a> {
+    machine: &'a Machine,
+    hashes: Vec<stub::HashRange>,
+}
+
+fn stub_parts(plan: &BootPlan, kexec: Option<KexecInput>) -> Result<StubParts, ExportError> {
     let ram = layout::plan_ram(plan);
     layout::validate_plan(plan, &ram)?;
     validate_entry(plan)?;
@@ -219,7 +312,18 @@ pub fn pvh_elf_as(plan: &BootPlan, class: ElfClass) -> Result<PvhElf, ExportErro
         span: Span { start: 0, end: 0 },
         message: stub_message(0, 0),
     });
-    let data_layout = DataLayout::new(&items, low.len());
+    if let Some(k) = &kexec {
+        if k.machine.memmap.len() > MAX_MAP_ENTRIES as usize {
+            return Err(ExportError::MachineMap(format!(
+                "{} entries, more than the {MAX_MAP_ENTRIES} the stub hands over",
+                k.machine.memmap.len()
+            )));
+        }
+    }
+    let kexec_sizes = kexec
+        .as_ref()
+        .map(|k| (k.machine.memmap.len(), k.hashes.len() + low.len()));
+    let data_layout = DataLayout::new(&items, low.len(), kexec_sizes);
     let region = stub::CODE_SIZE + data_layout.mem_size + staged_bytes;
     let mapped = match plan.entry.mode {
         CpuMode::Long64 => stub::CODE_SIZE,
@@ -230,6 +334,7 @@ pub fn pvh_elf_as(plan: &BootPlan, class: ElfClass) -> Result<PvhElf, ExportErro
     // Staged copies follow the data.
     let mut staged = Vec::with_capacity(low.len());
     let mut staged_loads = Vec::with_capacity(low.len());
+    let mut staged_hashes = Vec::with_capacity(low.len());
     let mut at = base + stub::CODE_SIZE + data_layout.mem_size;
     for s in &low {
         let len = s.data.len() as u64;
@@ -242,6 +347,7 @@ pub fn pvh_elf_as(plan: &BootPlan, class: ElfClass) -> Result<PvhElf, ExportErro
         if len > 0 {
             staged_loads.push((format!("staged {}", s.name), at, s.data.clone()));
         }
+        staged_hashes.push(stub::hash_range(at, &s.data));
         at += len.next_multiple_of(PAGE);
     }
     let stub_end = base + region;
@@ -252,6 +358,20 @@ pub fn pvh_elf_as(plan: &BootPlan, class: ElfClass) -> Result<PvhElf, ExportErro
         };
         last.message = stub_message(base, stub_end);
     }
+    let kexec_data = kexec.map(|k| {
+        let mut hashes = k.hashes;
+        hashes.extend(staged_hashes);
+        stub::KexecData {
+            memmap: k
+                .machine
+                .memmap
+                .iter()
+                .map(|e| (e.addr, e.size, e.kind))
+                .collect(),
+            rsdp: k.machine.rsdp,
+            hashes,
+        }
+    });
 
     let image = stub::generate(&StubParams {
         plan,
@@ -260,61 +380,156 @@ pub fn pvh_elf_as(plan: &BootPlan, class: ElfClass) -> Result<PvhElf, ExportErro
         staged: &staged,
         patch,
         layout: &data_layout,
+        kexec: kexec_data.as_ref(),
     })?;
+    Ok(StubParts {
+        base,
+        region,
+        image,
+        data_mem_size: data_layout.mem_size,
+        staged_loads,
+        staged_names: low.iter().map(|s| s.name.clone()).collect(),
+    })
+}
 
-    // Program headers: stub code, stub data, staged copies, and the plan's segments that
-    // the loader places directly; all sorted by address.
-    let mut loads: Vec<elf::Load> = vec![
-        elf::Load {
-            name: "stub code".into(),
-            addr: base,
-            data: Bytes::from(image.code),
-            mem_size: stub::CODE_SIZE,
-            flags: elf::PF_R | elf::PF_X,
-        },
-        elf::Load {
-            name: "stub data".into(),
-            addr: base + stub::CODE_SIZE,
-            data: Bytes::from(image.data),
-            mem_size: data_layout.mem_size,
-            flags: elf::PF_R | elf::PF_W,
-        },
-    ];
-    for (name, addr, data) in staged_loads {
-        let mem_size = data.len() as u64;
-        loads.push(elf::Load {
-            name,
-            addr,
-            data,
-            mem_size,
-            flags: elf::PF_R,
-        });
-    }
-    for s in plan
+/// At most this many segments go to `kexec_load` (the kernel's `KEXEC_SEGMENT_MAX`).
+pub const KEXEC_SEGMENT_MAX: usize = 16;
+
+/// One entry of the running machine's memory map (e820 types: 1 RAM, 2 reserved, 3 ACPI
+/// data, 4 ACPI NVS, 5 unusable, 7 persistent memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineMapEntry {
+    pub addr: u64,
+    pub size: u64,
+    pub kind: u32,
+}
+
+/// What the kexec stub hands the next kernel about the machine it runs on.
+#[derive(Clone, Debug, Default)]
+pub struct Machine {
+    /// The firmware's memory map (`/sys/firmware/memmap`), handed to the next kernel.
+    pub memmap: Vec<MachineMapEntry>,
+    /// ACPI RSDP, or 0 (the kernel then finds it itself, as on a BIOS machine).
+    pub rsdp: u64,
+}
+
+/// One segment for `kexec_load`: page-aligned address and size, `data` at its start.
+#[derive(Clone, Debug)]
+pub struct KexecSegment {
+    /// The plan segments it holds, joined with `+`, or `purgatory` for the stub's region.
+    pub name: String,
+    pub addr: u64,
+    pub mem_size: u64,
+    pub data: Bytes,
+}
+
+/// A plan made ready for `kexec_load`.
+#[derive(Clone, Debug)]
+pub struct KexecImage {
+    /// Sorted by address, page-aligned, at most [`KEXEC_SEGMENT_MAX`].
+    pub segments: Vec<KexecSegment>,
+    /// The stub's 64-bit kexec entry (the `entry` of `kexec_load`).
+    pub entry: u64,
+    pub stub: StubInfo,
+}
+
+/// Builds the `kexec_load` segments for `plan` on `machine`: the plan's segments (those
+/// sharing a page merged into one), and the export stub as the purgatory, with a 64-bit
+/// entry (where Linux's relocate_kernel jumps) that checksums every other segment and the
+/// staged copies, leaves long mode and runs the stub's PVH path with the machine's memory
+/// map and RSDP.
+pub fn kexec_image(plan: &BootPlan, machine: &Machine) -> Result<KexecImage, ExportError> {
+    // Group the plan's segments above 1 MiB by the pages they touch.
+    let mut segs: Vec<&domboot_builder::Segment> = plan
         .segments
         .iter()
         .filter(|s| s.mem_size > 0 && s.addr >= LOW_LIMIT)
-    {
-        loads.push(elf::Load {
-            name: s.name.clone(),
-            addr: s.addr,
-            data: s.data.clone(),
-            mem_size: s.mem_size,
-            flags: elf::PF_R | elf::PF_W | elf::PF_X,
+        .collect();
+    segs.sort_by_key(|s| s.addr);
+    let mut groups: Vec<(u64, u64, Vec<&domboot_builder::Segment>)> = Vec::new();
+    for s in segs {
+        let start = s.addr & !(PAGE - 1);
+        let end = layout::align_up(s.addr.saturating_add(s.mem_size), PAGE).ok_or_else(|| {
+            ExportError::AddressOverflow {
+                what: "segment",
+                name: s.name.clone(),
+                start: s.addr,
+                size: s.mem_size,
+            }
+        })?;
+        match groups.last_mut() {
+            Some((_, gend, members)) if start < *gend => {
+                *gend = (*gend).max(end);
+                members.push(s);
+            }
+            _ => groups.push((start, end, vec![s])),
+        }
+    }
+    if groups.len() + 1 > KEXEC_SEGMENT_MAX {
+        return Err(ExportError::TooManyKexecSegments {
+            count: groups.len() + 1,
+            limit: KEXEC_SEGMENT_MAX,
         });
     }
-    loads.sort_by_key(|l| l.addr);
-    let file = elf::build(loads, image.entry, class)?;
-    Ok(PvhElf {
-        header: file.header,
-        chunks: file.chunks,
-        size: file.size,
-        loads: file.loads,
+    let mut segments = Vec::with_capacity(groups.len() + 1);
+    let mut hashes = Vec::with_capacity(groups.len());
+    for (start, end, members) in groups {
+        let data = match members.as_slice() {
+            [only] if only.addr == start => only.data.clone(),
+            _ => {
+                let len = members
+                    .iter()
+                    .map(|s| s.addr - start + s.data.len() as u64)
+                    .max()
+                    .unwrap_or(0);
+                let mut buf = vec![0u8; len as usize];
+                for s in &members {
+                    let off = (s.addr - start) as usize;
+                    buf[off..off + s.data.len()].copy_from_slice(&s.data);
+                }
+                Bytes::from(buf)
+            }
+        };
+        hashes.push(stub::hash_range(start, &data));
+        segments.push(KexecSegment {
+            name: members
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+            addr: start,
+            mem_size: end - start,
+            data,
+        });
+    }
+    let parts = stub_parts(plan, Some(KexecInput { machine, hashes }))?;
+    let entry = parts.image.kexec_entry.ok_or_else(|| {
+        ExportError::Assembler("the stub was generated without its kexec entry".into())
+    })?;
+    // The purgatory: code page, data, staged copies, in one buffer.
+    let mut buf = vec![0u8; parts.region as usize];
+    buf[..parts.image.code.len()].copy_from_slice(&parts.image.code);
+    let data_at = stub::CODE_SIZE as usize;
+    buf[data_at..data_at + parts.image.data.len()].copy_from_slice(&parts.image.data);
+    for (_, addr, data) in &parts.staged_loads {
+        let off = (addr - parts.base) as usize;
+        buf[off..off + data.len()].copy_from_slice(data);
+    }
+    segments.push(KexecSegment {
+        name: "purgatory".into(),
+        addr: parts.base,
+        mem_size: parts.region,
+        data: Bytes::from(buf),
+    });
+    segments.sort_by_key(|s| s.addr);
+    Ok(KexecImage {
+        segments,
+        entry,
         stub: StubInfo {
-            base,
-            size: region,
-            entry: image.entry,
-            staged: low.iter().map(|s| s.name.clone()).collect(),
+            base: parts.base,
+            size: parts.region,
+            entry: parts.image.entry,
+            staged: parts.staged_names,
         },
     })
 }

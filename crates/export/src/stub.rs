@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! B            code page: [64-bit tail (Long64 only)] [32-bit PVH entry ...]
+//!              [kexec only: 32-bit part leaving long mode] [64-bit kexec entry, SHA-256]
 //! B + 0x1000   data: stub GDT, GDTRs, variables, check table, staging table, messages,
 //!              then (zero-filled) the memory-map snapshot and the stack
 //! after data   staged copies of plan segments that live below 1 MiB
@@ -54,21 +55,28 @@ pub const DEBUG_EXIT_PORT: u16 = 0xF4;
 /// What the stub writes to [`DEBUG_EXIT_PORT`] when the loader gave too little RAM, so
 /// QEMU exits with status `(0x7E << 1) | 1` = 253 instead of 0 after the triple fault.
 pub const NO_RAM_EXIT: u8 = 0x7E;
+/// What the kexec entry writes to [`DEBUG_EXIT_PORT`] before it halts on a checksum
+/// mismatch (QEMU with that device exits with status 251; elsewhere the write does nothing
+/// and the machine stays halted, as with kexec-tools' purgatory).
+pub const BAD_SUM_EXIT: u8 = 0x7D;
 const MSR_EFER: u32 = 0xC000_0080;
 /// The 8259 interrupt mask registers (OCW1).
 const PIC_MASTER_DATA: u32 = 0x21;
 const PIC_SLAVE_DATA: u32 = 0xA1;
 const EFER_LMA: u64 = 1 << 10;
 
-/// Stub GDT selectors.
+/// Stub GDT selectors (0x18 is a 64-bit code segment, used only by the kexec entry).
 const STUB_CS: u16 = 0x08;
 const STUB_DS: u32 = 0x10;
+const STUB_CS64: u64 = 0x18;
 
 // Data page offsets.
 const D_GDT: u64 = 0;
 const D_STUB_GDTR: u64 = 32;
 const D_PLAN_GDTR: u64 = 40;
 const D_ZERO_IDTR: u64 = 48;
+/// The stub GDT's 10-byte pseudo-descriptor for `lgdt` in 64-bit mode (kexec entry).
+const D_STUB_GDTR64: u64 = 54;
 const D_CUR: u64 = 64;
 const D_MAP_COUNT: u64 = 72;
 const D_RSDP: u64 = 80;
@@ -104,6 +112,129 @@ pub enum Patch {
     },
 }
 
+/// What the kexec entry needs: the running machine's memory map and RSDP (handed to the
+/// PVH path as an `hvm_start_info` of the stub's own) and the ranges it checksums.
+#[derive(Clone, Debug)]
+pub struct KexecData {
+    /// `(address, size, e820 type)`.
+    pub memmap: Vec<(u64, u64, u32)>,
+    pub rsdp: u64,
+    pub hashes: Vec<HashRange>,
+}
+
+/// A range the kexec entry hashes with SHA-256 before it goes on: `blocks` 64-byte blocks
+/// from `addr` (the data zero-padded to whole blocks, which is what memory holds there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashRange {
+    pub addr: u64,
+    pub blocks: u64,
+    pub digest: [u8; 32],
+}
+
+const SHA256_K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+const SHA256_H0: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+fn sha256_block(h: &mut [u32; 8], block: &[u8]) {
+    let mut w = [0u32; 64];
+    for (i, c) in block.chunks(4).enumerate() {
+        w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    for i in 16..64 {
+        let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+        let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16]
+            .wrapping_add(s0)
+            .wrapping_add(w[i - 7])
+            .wrapping_add(s1);
+    }
+    let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = *h;
+    for i in 0..64 {
+        let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+        let choose = (e & f) ^ (!e & g);
+        let t1 = hh
+            .wrapping_add(s1)
+            .wrapping_add(choose)
+            .wrapping_add(SHA256_K[i])
+            .wrapping_add(w[i]);
+        let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+        let maj = (a & b) ^ (a & c) ^ (b & c);
+        let t2 = s0.wrapping_add(maj);
+        hh = g;
+        g = f;
+        f = e;
+        e = d.wrapping_add(t1);
+        d = c;
+        c = b;
+        b = a;
+        a = t1.wrapping_add(t2);
+    }
+    for (x, v) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+        *x = x.wrapping_add(v);
+    }
+}
+
+/// The kexec entry's checksum of `bytes` at `addr`: SHA-256 of the bytes zero-padded to
+/// whole 64-byte blocks (as kexec-tools' purgatory checks its segments with SHA-256).
+pub fn hash_range(addr: u64, bytes: &[u8]) -> HashRange {
+    let mut h = SHA256_H0;
+    let mut blocks = 0u64;
+    for chunk in bytes.chunks(64) {
+        let mut b = [0u8; 64];
+        b[..chunk.len()].copy_from_slice(chunk);
+        sha256_block(&mut h, &b);
+        blocks += 1;
+    }
+    let mut pad = [0u8; 64];
+    pad[0] = 0x80;
+    pad[56..].copy_from_slice(&(blocks * 512).to_be_bytes());
+    sha256_block(&mut h, &pad);
+    let mut digest = [0u8; 32];
+    for (d, v) in digest.chunks_mut(4).zip(h) {
+        d.copy_from_slice(&v.to_be_bytes());
+    }
+    HashRange {
+        addr,
+        blocks,
+        digest,
+    }
+}
+
+/// What the kexec entry prints when a checksum does not match.
+pub const KEXEC_BAD_SUM: &str =
+    "domboot purgatory: a kexec segment's checksum does not match; not booting it\r\n";
+const HVM_START_INFO_SIZE: u64 = 56;
+/// One hash table entry: address, blocks, digest (as the eight state words, little-endian).
+const HASH_SIZE: u64 = 48;
+
+/// Where the kexec data lives in the data page.
+#[derive(Clone, Copy, Debug)]
+struct KexecLayout {
+    start_info: u64,
+    memmap: u64,
+    hashes: u64,
+    hashes_end: u64,
+    message: u64,
+    /// SHA-256 round constants (256 bytes), initial state (32), padding block (64), then
+    /// at run time: the state (32), the message schedule (256) and the table cursor (8).
+    sha_k: u64,
+    sha_h0: u64,
+    sha_pad: u64,
+    sha_h: u64,
+    sha_w: u64,
+    cursor: u64,
+}
+
 /// Where things are in the data page.
 #[derive(Clone, Debug)]
 pub struct DataLayout {
@@ -112,6 +243,7 @@ pub struct DataLayout {
     staged: u64,
     staged_end: u64,
     messages: u64,
+    kexec: Option<KexecLayout>,
     /// Bytes with contents (the rest of `mem_size` is zero-filled by the loader).
     pub file_size: u64,
     snapshot: u64,
@@ -120,13 +252,40 @@ pub struct DataLayout {
 }
 
 impl DataLayout {
-    pub fn new(items: &[CheckItem], staged: usize) -> DataLayout {
+    /// `kexec`: the number of memory-map entries and of hash ranges, for a kexec stub.
+    pub fn new(items: &[CheckItem], staged: usize, kexec: Option<(usize, usize)>) -> DataLayout {
         let items_off = D_TABLES;
         let items_end = items_off + ITEM_SIZE * items.len() as u64;
         let staged_off = items_end;
         let staged_end = staged_off + STAGED_SIZE * staged as u64;
         let messages = staged_end;
-        let file_size = messages + items.iter().map(|i| i.message.len() as u64).sum::<u64>();
+        let mut file_size = messages + items.iter().map(|i| i.message.len() as u64).sum::<u64>();
+        let kexec = kexec.map(|(map, hashes)| {
+            let start_info = file_size.next_multiple_of(8);
+            let memmap = start_info + HVM_START_INFO_SIZE;
+            let hashes_off = memmap + u64::from(MAP_ENTRY_SIZE) * map as u64;
+            let hashes_end = hashes_off + HASH_SIZE * hashes as u64;
+            let sha_k = (hashes_end + KEXEC_BAD_SUM.len() as u64).next_multiple_of(8);
+            let sha_h0 = sha_k + 256;
+            let sha_pad = sha_h0 + 32;
+            let sha_h = sha_pad + 64;
+            let sha_w = sha_h + 32;
+            let cursor = sha_w + 256;
+            file_size = cursor + 8;
+            KexecLayout {
+                start_info,
+                memmap,
+                hashes: hashes_off,
+                hashes_end,
+                message: hashes_end,
+                sha_k,
+                sha_h0,
+                sha_pad,
+                sha_h,
+                sha_w,
+                cursor,
+            }
+        });
         let snapshot = file_size.next_multiple_of(16);
         let stack_top = snapshot + u64::from(MAX_MAP_ENTRIES * MAP_ENTRY_SIZE) + STACK_SIZE;
         DataLayout {
@@ -135,6 +294,7 @@ impl DataLayout {
             staged: staged_off,
             staged_end,
             messages,
+            kexec,
             file_size,
             snapshot,
             stack_top,
@@ -151,6 +311,8 @@ pub struct StubParams<'a> {
     pub staged: &'a [Staged],
     pub patch: Patch,
     pub layout: &'a DataLayout,
+    /// Also generate the kexec entry (64-bit, as Linux's relocate_kernel jumps to it).
+    pub kexec: Option<&'a KexecData>,
 }
 
 /// The generated stub.
@@ -158,6 +320,8 @@ pub struct StubImage {
     pub code: Vec<u8>,
     pub data: Vec<u8>,
     pub entry: u64,
+    /// The kexec entry, when asked for.
+    pub kexec_entry: Option<u64>,
 }
 
 impl StubParams<'_> {
@@ -189,7 +353,15 @@ fn data_page(p: &StubParams) -> Vec<u8> {
         D_GDT + 16,
         &flat_descriptor(0x92, 0xC).to_le_bytes(),
     );
-    put(&mut d, D_STUB_GDTR, &23u16.to_le_bytes());
+    // 64-bit flat code (0x18), for the kexec entry's own GDT before it leaves long mode.
+    put(
+        &mut d,
+        D_GDT + STUB_CS64,
+        &flat_descriptor(0x9A, 0xA).to_le_bytes(),
+    );
+    put(&mut d, D_STUB_GDTR, &31u16.to_le_bytes());
+    put(&mut d, D_STUB_GDTR64, &31u16.to_le_bytes());
+    put(&mut d, D_STUB_GDTR64 + 2, &p.d(D_GDT).to_le_bytes());
     put(&mut d, D_STUB_GDTR + 2, &(p.d(D_GDT) as u32).to_le_bytes());
     put(&mut d, D_PLAN_GDTR, &p.plan.entry.gdt_limit.to_le_bytes());
     put(
@@ -213,6 +385,50 @@ fn data_page(p: &StubParams) -> Vec<u8> {
         put(&mut d, at + 4, &s.dst.to_le_bytes());
         put(&mut d, at + 8, &s.len.to_le_bytes());
         put(&mut d, at + 12, &s.zero.to_le_bytes());
+    }
+    if let (Some(k), Some(kl)) = (p.kexec, l.kexec) {
+        let info = kl.start_info;
+        put(
+            &mut d,
+            info + u64::from(SI_MAGIC),
+            &HVM_START_MAGIC.to_le_bytes(),
+        );
+        put(&mut d, info + u64::from(SI_VERSION), &1u32.to_le_bytes());
+        put(&mut d, info + u64::from(SI_RSDP), &k.rsdp.to_le_bytes());
+        put(
+            &mut d,
+            info + u64::from(SI_MEMMAP_PADDR),
+            &p.d(kl.memmap).to_le_bytes(),
+        );
+        put(
+            &mut d,
+            info + u64::from(SI_MEMMAP_ENTRIES),
+            &(k.memmap.len() as u32).to_le_bytes(),
+        );
+        for (i, &(addr, size, kind)) in k.memmap.iter().enumerate() {
+            let at = kl.memmap + u64::from(MAP_ENTRY_SIZE) * i as u64;
+            put(&mut d, at, &addr.to_le_bytes());
+            put(&mut d, at + 8, &size.to_le_bytes());
+            put(&mut d, at + 16, &kind.to_le_bytes());
+        }
+        for (i, h) in k.hashes.iter().enumerate() {
+            let at = kl.hashes + HASH_SIZE * i as u64;
+            put(&mut d, at, &h.addr.to_le_bytes());
+            put(&mut d, at + 8, &h.blocks.to_le_bytes());
+            // The digest as the state words the code leaves in memory.
+            for (j, w) in h.digest.chunks(4).enumerate() {
+                let v = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+                put(&mut d, at + 16 + 4 * j as u64, &v.to_le_bytes());
+            }
+        }
+        put(&mut d, kl.message, KEXEC_BAD_SUM.as_bytes());
+        for (j, k) in SHA256_K.iter().enumerate() {
+            put(&mut d, kl.sha_k + 4 * j as u64, &k.to_le_bytes());
+        }
+        for (j, h) in SHA256_H0.iter().enumerate() {
+            put(&mut d, kl.sha_h0 + 4 * j as u64, &h.to_le_bytes());
+        }
+        put(&mut d, kl.sha_pad, &[0x80]);
     }
     d
 }
@@ -243,6 +459,19 @@ pub fn generate(p: &StubParams) -> Result<StubImage, ExportError> {
     let mut code = tail;
     code.resize(tail_len as usize, 0xCC);
     code.extend_from_slice(&second.inner.code_buffer);
+    let mut kexec_entry = None;
+    if let (Some(_), Some(kl)) = (p.kexec, p.layout.kexec) {
+        // [32-bit part that leaves long mode][64-bit entry], after the main part.
+        code.resize(code.len().next_multiple_of(16), 0xCC);
+        let at32 = base + code.len() as u64;
+        let part32 = kexec32(p, kl, entry)?.assemble(at32)?;
+        code.extend_from_slice(&part32);
+        code.resize(code.len().next_multiple_of(16), 0xCC);
+        let at64 = base + code.len() as u64;
+        let part64 = kexec64(p, kl, at32)?.assemble(at64)?;
+        code.extend_from_slice(&part64);
+        kexec_entry = Some(at64);
+    }
     if code.len() as u64 > CODE_SIZE {
         return Err(ExportError::StubTooLarge {
             size: code.len(),
@@ -253,7 +482,242 @@ pub fn generate(p: &StubParams) -> Result<StubImage, ExportError> {
         code,
         data: data_page(p),
         entry,
+        kexec_entry,
     })
+}
+
+/// The kexec entry, where Linux's relocate_kernel lands (64-bit mode, identity-mapped page
+/// tables covering RAM and the segments, interrupts off, its own GDT no longer mapped):
+/// loads the stub's GDT and stack, checks every hashed range (on a mismatch: a message on
+/// COM1 and port 0xE9, then halts, as kexec-tools' purgatory does), then far-returns to
+/// the 32-bit part at `to32` in compatibility mode.
+fn kexec64(p: &StubParams, kl: KexecLayout, to32: u64) -> Result<CodeAssembler, ExportError> {
+    let mut a = CodeAssembler::new(64)?;
+    a.cli()?;
+    a.cld()?;
+    a.mov(rax, p.d(D_STUB_GDTR64))?;
+    a.lgdt(ptr(rax))?;
+    a.mov(rsp, p.d(p.layout.stack_top))?;
+    // SHA-256 of every range in the table.
+    let mut range = a.create_label();
+    let mut block = a.create_label();
+    let mut padded = a.create_label();
+    let mut good = a.create_label();
+    let mut bad = a.create_label();
+    let mut compress = a.create_label();
+    a.mov(rax, p.d(kl.cursor))?;
+    a.mov(rbx, p.d(kl.hashes))?;
+    a.mov(qword_ptr(rax), rbx)?;
+    a.set_label(&mut range)?;
+    a.mov(rax, p.d(kl.cursor))?;
+    a.mov(rbx, qword_ptr(rax))?;
+    a.mov(rax, p.d(kl.hashes_end))?;
+    a.cmp(rbx, rax)?;
+    a.jae(good)?;
+    a.mov(rsi, p.d(kl.sha_h0))?;
+    a.mov(rdi, p.d(kl.sha_h))?;
+    a.mov(ecx, 8u32)?;
+    a.rep().movsd()?;
+    a.mov(rdx, qword_ptr(rbx))?;
+    a.mov(rcx, qword_ptr(rbx + 8))?;
+    a.set_label(&mut block)?;
+    a.test(rcx, rcx)?;
+    a.jz(padded)?;
+    a.push(rcx)?;
+    a.push(rdx)?;
+    a.call(compress)?;
+    a.pop(rdx)?;
+    a.pop(rcx)?;
+    a.add(rdx, 64)?;
+    a.dec(rcx)?;
+    a.jmp(block)?;
+    // The padding block: 0x80, zeros, the length in bits (big-endian).
+    a.set_label(&mut padded)?;
+    a.mov(rax, p.d(kl.cursor))?;
+    a.mov(rbx, qword_ptr(rax))?;
+    a.mov(rax, qword_ptr(rbx + 8))?;
+    a.shl(rax, 9)?;
+    a.bswap(rax)?;
+    a.mov(rdx, p.d(kl.sha_pad))?;
+    a.mov(qword_ptr(rdx + 56), rax)?;
+    a.call(compress)?;
+    a.mov(rax, p.d(kl.cursor))?;
+    a.mov(rbx, qword_ptr(rax))?;
+    a.mov(rsi, p.d(kl.sha_h))?;
+    a.lea(rdi, qword_ptr(rbx + 16))?;
+    a.mov(ecx, 8u32)?;
+    a.repe().cmpsd()?;
+    a.jne(bad)?;
+    a.add(qword_ptr(rax), HASH_SIZE as i32)?;
+    a.jmp(range)?;
+
+    // compress: one 64-byte block at RDX into the state; clobbers everything but RSP.
+    a.set_label(&mut compress)?;
+    let mut load = a.create_label();
+    let mut schedule = a.create_label();
+    let mut round = a.create_label();
+    a.mov(rsi, p.d(kl.sha_w))?;
+    a.mov(rdi, p.d(kl.sha_k))?;
+    a.xor(ebp, ebp)?;
+    a.set_label(&mut load)?;
+    a.mov(eax, dword_ptr(rdx + rbp))?;
+    a.bswap(eax)?;
+    a.mov(dword_ptr(rsi + rbp), eax)?;
+    a.add(ebp, 4)?;
+    a.cmp(ebp, 64)?;
+    a.jb(load)?;
+    a.set_label(&mut schedule)?;
+    a.mov(eax, dword_ptr(rsi + rbp - 60))?;
+    a.mov(ebx, eax)?;
+    a.ror(ebx, 7)?;
+    a.mov(ecx, eax)?;
+    a.ror(ecx, 18)?;
+    a.xor(ebx, ecx)?;
+    a.shr(eax, 3)?;
+    a.xor(ebx, eax)?;
+    a.mov(eax, dword_ptr(rsi + rbp - 8))?;
+    a.mov(ecx, eax)?;
+    a.ror(ecx, 17)?;
+    a.mov(edx, eax)?;
+    a.ror(edx, 19)?;
+    a.xor(ecx, edx)?;
+    a.shr(eax, 10)?;
+    a.xor(ecx, eax)?;
+    a.mov(eax, dword_ptr(rsi + rbp - 64))?;
+    a.add(eax, ebx)?;
+    a.add(eax, dword_ptr(rsi + rbp - 28))?;
+    a.add(eax, ecx)?;
+    a.mov(dword_ptr(rsi + rbp), eax)?;
+    a.add(ebp, 4)?;
+    a.cmp(ebp, 256)?;
+    a.jb(schedule)?;
+    let state = [r8d, r9d, r10d, r11d, r12d, r13d, r14d, r15d];
+    a.mov(rax, p.d(kl.sha_h))?;
+    for (i, r) in state.iter().enumerate() {
+        a.mov(*r, dword_ptr(rax + 4 * i as i32))?;
+    }
+    let [va, vb, vc, vd, ve, vf, vg, vh] = state;
+    a.xor(ebp, ebp)?;
+    a.set_label(&mut round)?;
+    // EAX = t1 = h + S1(e) + ch(e, f, g) + K[i] + W[i]
+    a.mov(eax, ve)?;
+    a.ror(eax, 6)?;
+    a.mov(ebx, ve)?;
+    a.ror(ebx, 11)?;
+    a.xor(eax, ebx)?;
+    a.mov(ebx, ve)?;
+    a.ror(ebx, 25)?;
+    a.xor(eax, ebx)?;
+    a.mov(ebx, ve)?;
+    a.and(ebx, vf)?;
+    a.mov(ecx, ve)?;
+    a.not(ecx)?;
+    a.and(ecx, vg)?;
+    a.xor(ebx, ecx)?;
+    a.add(eax, ebx)?;
+    a.add(eax, vh)?;
+    a.add(eax, dword_ptr(rdi + rbp))?;
+    a.add(eax, dword_ptr(rsi + rbp))?;
+    // EBX = t2 = S0(a) + maj(a, b, c)
+    a.mov(ebx, va)?;
+    a.ror(ebx, 2)?;
+    a.mov(ecx, va)?;
+    a.ror(ecx, 13)?;
+    a.xor(ebx, ecx)?;
+    a.mov(ecx, va)?;
+    a.ror(ecx, 22)?;
+    a.xor(ebx, ecx)?;
+    a.mov(ecx, va)?;
+    a.and(ecx, vb)?;
+    a.mov(edx, va)?;
+    a.and(edx, vc)?;
+    a.xor(ecx, edx)?;
+    a.mov(edx, vb)?;
+    a.and(edx, vc)?;
+    a.xor(ecx, edx)?;
+    a.add(ebx, ecx)?;
+    a.mov(vh, vg)?;
+    a.mov(vg, vf)?;
+    a.mov(vf, ve)?;
+    a.mov(ve, vd)?;
+    a.add(ve, eax)?;
+    a.mov(vd, vc)?;
+    a.mov(vc, vb)?;
+    a.mov(vb, va)?;
+    a.mov(va, eax)?;
+    a.add(va, ebx)?;
+    a.add(ebp, 4)?;
+    a.cmp(ebp, 256)?;
+    a.jb(round)?;
+    a.mov(rax, p.d(kl.sha_h))?;
+    for (i, r) in state.iter().enumerate() {
+        a.add(dword_ptr(rax + 4 * i as i32), *r)?;
+    }
+    a.ret()?;
+
+    // Mismatch: say so and stop.
+    a.set_label(&mut bad)?;
+    let mut print = a.create_label();
+    let mut wait = a.create_label();
+    let mut ready = a.create_label();
+    let mut halt = a.create_label();
+    a.mov(rsi, p.d(kl.message))?;
+    a.mov(ecx, KEXEC_BAD_SUM.len() as u32)?;
+    a.set_label(&mut print)?;
+    a.mov(edx, COM1_LSR)?;
+    a.mov(ebx, 0x10000u32)?;
+    a.set_label(&mut wait)?;
+    a.in_(al, dx)?;
+    a.test(al, 0x20u32)?;
+    a.jnz(ready)?;
+    a.dec(ebx)?;
+    a.jnz(wait)?;
+    a.set_label(&mut ready)?;
+    a.mov(al, byte_ptr(rsi))?;
+    a.mov(edx, COM1)?;
+    a.out(dx, al)?;
+    a.mov(edx, DEBUGCON)?;
+    a.out(dx, al)?;
+    a.inc(rsi)?;
+    a.dec(ecx)?;
+    a.jnz(print)?;
+    a.mov(edx, u32::from(DEBUG_EXIT_PORT))?;
+    a.mov(al, u32::from(BAD_SUM_EXIT))?;
+    a.out(dx, al)?;
+    a.set_label(&mut halt)?;
+    a.hlt()?;
+    a.jmp(halt)?;
+    // Good: to 32-bit compatibility mode (CS 0x08) at `to32`.
+    a.set_label(&mut good)?;
+    a.push(i32::from(STUB_CS))?;
+    a.mov(rax, to32)?;
+    a.push(rax)?;
+    a.add_instruction(Instruction::with(Code::Retfq))?;
+    Ok(a)
+}
+
+/// The kexec entry's 32-bit part (compatibility mode, identity-mapped): stub data
+/// segments, paging and long mode off, then the PVH path at `entry` with EBX pointing at
+/// the stub's own `hvm_start_info` (the running machine's memory map and RSDP).
+fn kexec32(p: &StubParams, kl: KexecLayout, entry: u64) -> Result<CodeAssembler, ExportError> {
+    const CR0_PG: u32 = 1 << 31;
+    const EFER_LME: u32 = 1 << 8;
+    let mut a = CodeAssembler::new(32)?;
+    a.mov(eax, STUB_DS)?;
+    load_data_segments(&mut a)?;
+    a.mov(eax, cr0)?;
+    a.and(eax, !CR0_PG as i32)?;
+    a.mov(cr0, eax)?;
+    a.mov(ecx, MSR_EFER)?;
+    a.rdmsr()?;
+    a.and(eax, !EFER_LME as i32)?;
+    a.wrmsr()?;
+    a.xor(eax, eax)?;
+    a.mov(cr4, eax)?;
+    a.mov(cr3, eax)?;
+    a.mov(ebx, p.d(kl.start_info) as u32)?;
+    a.jmp(entry)?;
+    Ok(a)
 }
 
 /// Loads DS, ES, FS, GS and SS from AX.

@@ -684,8 +684,9 @@ fn base64_decode(text: &str) -> Vec<u8> {
 }
 
 /// Copies `host` (an executable) to `guest` under `root`, with every library `ldd` lists
-/// at the path `ldd` gives, so a dynamically linked binary runs in the outer guest.
-fn add_program(root: &Path, host: &Path, guest: &str) -> Result<(), String> {
+/// at the path `ldd` gives, so a dynamically linked binary runs in the outer guest (the
+/// kexec tests build their guest's root the same way).
+pub fn add_program(root: &Path, host: &Path, guest: &str) -> Result<(), String> {
     let dest = under(root, guest);
     if let Some(parent) = dest.parent() {
         mkdir(parent)?;

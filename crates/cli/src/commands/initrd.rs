@@ -16,6 +16,7 @@ use std::process::ExitCode;
 #[command(after_help = "\
 Examples:
   domboot initrd -o initrd.cpio.gz --busybox --dir rootfs
+  domboot initrd -o kboot.cpio.gz --kboot      (then boot it with root=DEV [kernel=NAME])
   domboot initrd -o initrd.zst --manifest image.toml --reproducible
   domboot initrd -o initrd.lz4 --list files.txt --dir overlay=/opt/overlay
 
@@ -47,6 +48,14 @@ pub struct Args {
     /// apt-get install busybox-static). --dir, --list and --manifest may replace /init.
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub busybox: Option<Option<PathBuf>>,
+    /// Build the mini kboot (seeds/004): busybox (the host's, or --busybox PATH) and this
+    /// domboot with an /init that reads root=, boot=, kernel=, ramdisk= and entry= from the
+    /// command line, mounts the root (and boot=) read-only, finds the kernels in /boot (and
+    /// the disk's boot loader entries), shows a menu on the console when there are several
+    /// and none was named, then runs `domboot kexec load` and `exec`. Modules in
+    /// /lib/kboot/modules/*.ko (add them with --dir) are loaded first.
+    #[arg(long)]
+    pub kboot: bool,
     /// Compression [default: from OUT's suffix (.gz, .zst, .lz4, .cpio), else gzip].
     /// lz4 is written in the legacy frame, the only one the kernel unpacks.
     #[arg(long, value_name = "FORMAT", value_parser = parse_compression)]
@@ -92,6 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         && args.list.is_empty()
         && args.manifest.is_empty()
         && args.busybox.is_none()
+        && !args.kboot
     {
         bail!("nothing to put into the image: give --dir, --list, --manifest or --busybox");
     }
@@ -110,9 +120,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         fs = fs.source_date_epoch(source_date_epoch()?);
     }
     match &args.busybox {
+        None if args.kboot => fs = fs.busybox_auto()?.bootable_shell(),
         None => {}
         Some(None) => fs = fs.busybox_auto()?.bootable_shell(),
         Some(Some(path)) => fs = fs.busybox(path)?.bootable_shell(),
+    }
+    if args.kboot {
+        fs = super::kboot::add(fs)?;
     }
     for d in &args.dir {
         let (dir, dest) = split_dir(d);

@@ -8,4 +8,6 @@ pub mod domain_config;
 pub mod extract;
 pub mod initrd;
 pub mod inspect;
+pub mod kboot;
+pub mod kexec;
 pub mod plan;
