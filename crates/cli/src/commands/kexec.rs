@@ -89,7 +89,8 @@ pub struct LoadArgs {
 }
 
 /// Boot the loaded kernel now. This replaces the running kernel at once, like `kexec -e`:
-/// processes are not stopped and filesystems not unmounted (only `sync` runs first).
+/// services are not stopped and filesystems not unmounted (only `sync` runs first; the
+/// running kernel shuts its devices down before the jump).
 #[derive(clap::Args)]
 pub struct ExecArgs {}
 
