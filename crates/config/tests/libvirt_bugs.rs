@@ -495,3 +495,27 @@ fn graphics_attributes_and_flash_firmware_are_warned_by_name() {
     .expect("parses");
     assert!(w.is_empty(), "{w:?}");
 }
+
+#[test]
+fn xm_bootargs_are_the_bootloader_arguments() {
+    // libvirt's xmconfigdata/sexpr2xml-pv-bootloader.cfg: xm's `bootargs` is libvirt's
+    // <bootloader_args>; domboot warned it as unmodelled and dropped it.
+    let (c, w) = xl::parse_with_warnings(
+        "name = 'g'\nbootloader = '/usr/bin/pypxeboot'\nbootargs = 'mac=AA:00:86:e2:35:72'\n",
+        "t.cfg",
+    )
+    .expect("parses");
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(
+        c.boot.bootloader_args.as_deref(),
+        Some("mac=AA:00:86:e2:35:72")
+    );
+    let x = libvirt_xml::write(&c);
+    assert!(
+        x.contains("<bootloader_args>mac=AA:00:86:e2:35:72</bootloader_args>"),
+        "{x}"
+    );
+    // xl's own list form wins when both are given.
+    let c = xl("name = 'g'\nbootloader_args = [ '-q' ]\nbootargs = 'x'\n");
+    assert_eq!(c.boot.bootloader_args.as_deref(), Some("-q"));
+}

@@ -320,6 +320,12 @@ impl<'a> Reader<'a> {
         if !args.is_empty() {
             b.bootloader_args = Some(args.join(" "));
         }
+        // xm's spelling of the bootloader's arguments (one string), as libvirt reads it.
+        if let Some(a) = self.str("bootargs")? {
+            if b.bootloader_args.is_none() {
+                b.bootloader_args = Some(a);
+            }
+        }
         // xl: `cmdline` replaces `root` and `extra`; otherwise root=ROOT EXTRA.
         match self.str("cmdline")? {
             Some(cmd) => {
@@ -588,6 +594,7 @@ impl<'a> Reader<'a> {
             "bios_path_override",
             "bootloader",
             "bootloader_args",
+            "bootargs",
             "cmdline",
             "root",
             "extra",

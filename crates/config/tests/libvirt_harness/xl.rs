@@ -85,9 +85,13 @@ pub fn facts(text: &str) -> Result<Facts, String> {
     });
     put("cmdline", cmdline);
     put("bootloader", get("bootloader"));
+    // xm spells the bootloader's arguments `bootargs` (one string).
     put(
         "bootloader_args",
-        list(map.get("bootloader_args").copied()).first().cloned(),
+        list(map.get("bootloader_args").copied())
+            .first()
+            .cloned()
+            .or(get("bootargs")),
     );
     put("boot", get("boot"));
     put(
@@ -189,6 +193,7 @@ const READ: &[&str] = &[
     "extra",
     "bootloader",
     "bootloader_args",
+    "bootargs",
     "boot",
     "device_model",
     "device_model_override",
