@@ -455,6 +455,13 @@ fn platform_log(fails: &mut Failures, r: &CheckResult) {
         format!("{name}: no kernel log\n{}", r.output())
     });
     for c in COMPLAINTS {
+        // The tiny kernels have no kvm-clock, so they verify the LAPIC timer against the
+        // PIT over 100 ms; on a loaded host the nested guest's two clocks drift apart in
+        // that window and the check fails (seen once in ~10 runs, with two benches and a
+        // build on 2 cores). The kernel then uses the PIT, and boots.
+        if *c == "APIC timer disabled" && name == "platform-log-tiny" {
+            continue;
+        }
         if let Some(l) = log.iter().find(|l| l.contains(c)) {
             fails.0.push(format!("{name}: the kernel complains: {l}"));
         }
