@@ -281,6 +281,22 @@ fn disks_and_rng_on_the_kvm_backend() {
         ),
     );
     net_checks(&mut bench, &run);
+    let dir = tempfile::tempdir().unwrap();
+    let mut modules = VIRTIO_CORE.to_vec();
+    modules.extend([
+        "kernel/drivers/virtio/virtio_mmio.ko",
+        "kernel/drivers/char/virtio_console.ko",
+    ]);
+    let hvc = bench.file(&hvc_initramfs(dir.path(), &modules));
+    bench
+        .check(
+            "console-virtio",
+            &format!(
+                "domboot run --accel kvm --kernel {kernel} --memory 256M --timeout 120 \
+                 --console virtio --initrd {hvc}"
+            ),
+        )
+        .stdin = Some(b"typed-on-the-host\n".to_vec());
     bench.set_timeouts(std::time::Duration::from_secs(300));
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
     let r = result(&run, "disks");
@@ -300,11 +316,17 @@ fn disks_and_rng_on_the_kvm_backend() {
         "disk-lock: the second domboot was not refused\n{}",
         r.output()
     );
+    let r = result(&run, "console-virtio");
+    assert_eq!(r.status, Some(0), "console-virtio\n{}", r.output());
+    check_hvc(&r.stdout, "KVM");
     net_results(&run);
 }
 
 /// The guest side of the tap check: a static address, `OVER_TAP` bytes from the host's
-/// port 7001 and as many random bytes to its port 7002, each checksummed.
+/// port 7001 and as many random bytes to its port 7002, each checksummed. The guest
+/// powers off when its command ends, so it waits for the host to say it has every byte
+/// (a connection to the guest's port 7003) before it ends: what nc left in the socket's
+/// send queue would be lost otherwise.
 const TAP_GUEST: &str = r#"i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 echo "MAC $(cat /sys/class/net/eth0/address)"
 ip addr add 10.9.0.2/24 dev eth0; ip link set eth0 up
@@ -312,7 +334,10 @@ i=0; until ping -c 1 -W 1 10.9.0.1 >/dev/null 2>&1 || [ $i -gt 60 ]; do i=$((i+1
 echo "FROM_HOST $(nc 10.9.0.1 7001 | head -c BYTES | sha256sum | cut -d' ' -f1)"
 head -c BYTES /dev/urandom > /tmp/r
 echo "GUEST_BLOB $(sha256sum < /tmp/r | cut -d' ' -f1)"
+nc -l -p 7003 > /tmp/ack &
 nc 10.9.0.1 7002 < /tmp/r
+wait
+echo "ACK $(cat /tmp/ack)"
 "#;
 
 /// Tap (domboot creates dtap0 in the outer guest, which then gives it an address) and the
@@ -337,13 +362,13 @@ fn net_checks(bench: &mut Bench, run: &str) {
             "head -c {OVER_TAP} /dev/urandom > /tmp/blob; \
              echo \"HOST_BLOB $(sha256sum < /tmp/blob | cut -d' ' -f1)\"; \
              nc -l -p 7001 < /tmp/blob >/dev/null & \
-             (nc -l -p 7002 | head -c {OVER_TAP} > /tmp/recv) & \
+             (sleep 600 | nc -l -p 7002 | head -c {OVER_TAP} > /tmp/recv; echo got-all | nc 10.9.0.2 7003) & \
              t0=$(date +%s); \
              {run} --net tap:dtap0,mac=52:54:00:00:00:42 --exec \"$(cat /bench/tap.sh)\" > /tmp/g 2>&1 & \
              g=$!; i=0; while [ ! -e /sys/class/net/dtap0 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
              ip addr add 10.9.0.1/24 dev dtap0; \
              wait $g; echo \"RC $?\"; echo \"SECONDS $(( $(date +%s) - t0 ))\"; cat /tmp/g; \
-             echo \"HOST_RECV $(sha256sum < /tmp/recv | cut -d' ' -f1)\""
+             echo \"HOST_RECV $(sha256sum < /tmp/recv | cut -d' ' -f1)\"; pkill sleep"
         ),
     );
     let data: Vec<u8> = (0..OVER_USER as u32)
@@ -357,13 +382,15 @@ fn net_checks(bench: &mut Bench, run: &str) {
     bench.check(
         "net-user",
         &format!(
-            "nc -l -p 7003 < /bench/user-data >/dev/null & \
+            "echo \"OUTER_ROUTE $(ip route | grep default)\"; \
+             nc -l -p 7003 < /bench/user-data >/dev/null & \
              {run} --net user,mac=52:54:00:00:00:43 --exec \"$(cat /bench/user.sh)\"; echo \"RC $?\""
         ),
     );
 }
 
 fn net_results(run: &domboot_testkit::nested::BenchRun) {
+    eprintln!("net-user:\n{}", result(run, "net-user").output());
     let r = result(run, "net-tap");
     eprintln!("net-tap:\n{}", r.output());
     let out = r.stdout.as_str();
@@ -374,12 +401,12 @@ fn net_results(run: &domboot_testkit::nested::BenchRun) {
             && f("HOST_BLOB").len() == 64
             && f("FROM_HOST") == f("HOST_BLOB")
             && f("GUEST_BLOB").len() == 64
-            && f("HOST_RECV") == f("GUEST_BLOB"),
+            && f("HOST_RECV") == f("GUEST_BLOB")
+            && f("ACK") == "got-all",
         "net-tap: {OVER_TAP} bytes did not cross the tap intact both ways\n{}",
         r.output()
     );
     let r = result(run, "net-user");
-    eprintln!("net-user:\n{}", r.output());
     let data: Vec<u8> = (0..OVER_USER as u32)
         .map(|i| (i * 13 + i / 4096) as u8)
         .collect();
@@ -393,4 +420,180 @@ fn net_results(run: &domboot_testkit::nested::BenchRun) {
         "net-user: the guest did not fetch the host's data through passt\n{}",
         r.output()
     );
+}
+
+/// The seed's own example configuration (seed 000, "hvmdemo"), its disk pointing at an
+/// image the test made and its kernel at Debian's: the disk is attached, as the guest's
+/// vda, instead of being warned about and dropped.
+#[test]
+fn seed_hvmdemo_config_boots_with_its_disk_under_tcg() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("hvmdemo.img");
+    let mut data = vec![0u8; 4 << 20];
+    data[..15].copy_from_slice(b"HVMDEMO-DISK-OK");
+    std::fs::write(&image, &data).unwrap();
+    let kernel = domboot_testkit::debian_kernel("cloud");
+    let cfg = dir.path().join("hvmdemo.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"hvmdemo\"\nbuilder = \"hvm\"\nmemory = \"500\"\n\
+             disk = [ \"file:{},hda,w\" ]\n\
+             uuid = \"0a696059-d2e8-2691-86e7-1daeed939649\"\n\
+             device_model = \"/usr/lib/xen/bin/qemu-dm\"\n\
+             loader = \"/usr/lib/xen/boot/hvmloader\"\n\
+             kernel = \"{}\"\nextra = \"console=ttyS0 console=tty0\"\n\
+             serial = \"file:/tmp/hvmdemo.log\"\nvnc=1\nvncunused=1\napic=0\nacpi=0\npae=0\n",
+            image.display(),
+            kernel.vmlinuz.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(DOMBOOT)
+        .args(["run", "--accel", "tcg", "--timeout", "300"])
+        .arg(&cfg)
+        .arg("--modules")
+        .arg(modules_dir())
+        .args([
+            "--exec",
+            "i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+             echo \"VDA $(head -c 15 /dev/vda)\"; echo hello-from-the-guest | dd of=/dev/vda \
+             bs=512 seek=1 conv=fsync 2>/dev/null; echo \"WROTE $?\"",
+        ])
+        .output()
+        .expect("domboot runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    assert_eq!(
+        field(&stdout, "VDA"),
+        Some("HVMDEMO-DISK-OK"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(field(&stdout, "WROTE"), Some("0"), "{stdout}");
+    let after = std::fs::read(&image).unwrap();
+    assert_eq!(&after[512..533], b"hello-from-the-guest\n");
+    assert!(
+        stderr.contains("disk hda") && stderr.contains("vda"),
+        "the hda -> vda mapping is said: {stderr}"
+    );
+    assert!(
+        !stderr.contains("disk[0]"),
+        "the disk is not warned about: {stderr}"
+    );
+}
+
+/// The guest's /init for the console check: loads the virtio drivers it was given (in
+/// the order of /modules/list), waits for hvc0, and talks only through it.
+const HVC_INIT: &str = r#"#!/bin/busybox sh
+B=/bin/busybox
+$B mount -t proc proc /proc
+$B mount -t sysfs sys /sys
+$B mount -t devtmpfs dev /dev
+for m in $($B cat /modules/list); do $B insmod /modules/$m.ko 2>/dev/null; done
+i=0; while [ ! -e /dev/hvc0 ] && [ $i -lt 100 ]; do $B sleep 0.1; i=$((i+1)); done
+exec 0</dev/hvc0 1>/dev/hvc0 2>&1
+echo "<3>kernel-log-on-hvc0" > /dev/kmsg
+echo "CONSOLES $($B cat /proc/consoles | $B cut -d' ' -f1 | $B tr '\n' ' ')"
+echo READY
+read line
+echo "GOT $line"
+$B poweroff -f
+"#;
+
+/// An initramfs with busybox, [`HVC_INIT`] and the modules named (paths in the cloud
+/// kernel's modules tree), loaded in that order.
+fn hvc_initramfs(dir: &Path, modules: &[&str]) -> PathBuf {
+    let tree = modules_dir();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut list = String::new();
+    for m in modules {
+        let name = Path::new(m)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        files.push((
+            format!("modules/{name}.ko"),
+            std::fs::read(tree.join(m)).unwrap(),
+        ));
+        list.push_str(&name);
+        list.push('\n');
+    }
+    files.push(("modules/list".into(), list.into_bytes()));
+    std::fs::create_dir_all(dir.join("root-hvc/modules")).unwrap();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    domboot_testkit::busybox_initramfs(dir, &domboot_testkit::busybox(), "hvc", HVC_INIT, &refs)
+}
+
+/// virtio_ring first: virtio uses its symbols.
+const VIRTIO_CORE: [&str; 2] = [
+    "kernel/drivers/virtio/virtio_ring.ko",
+    "kernel/drivers/virtio/virtio.ko",
+];
+
+/// What the console check must show: the kernel's log (a message logged once hvc0 is the
+/// console, with the kernel's timestamp), hvc0 as the only console, and the host's line
+/// read back.
+fn check_hvc(out: &str, what: &str) {
+    assert!(
+        out.contains("] kernel-log-on-hvc0"),
+        "{what}: no kernel log on hvc0\n{out}"
+    );
+    assert_eq!(field(out, "CONSOLES"), Some("hvc0"), "{what}\n{out}");
+    assert_eq!(
+        field(out, "GOT"),
+        Some("typed-on-the-host"),
+        "{what}\n{out}"
+    );
+}
+
+#[test]
+fn virtio_console_under_tcg() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut modules = VIRTIO_CORE.to_vec();
+    modules.extend([
+        "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+        "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+        "kernel/drivers/virtio/virtio_pci.ko",
+        "kernel/drivers/char/virtio_console.ko",
+    ]);
+    let rd = hvc_initramfs(dir.path(), &modules);
+    let kernel = domboot_testkit::debian_kernel("cloud");
+    let mut child = Command::new(DOMBOOT)
+        .args([
+            "run",
+            "--accel",
+            "tcg",
+            "--console",
+            "virtio",
+            "--timeout",
+            "120",
+        ])
+        .arg("--kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("--initrd")
+        .arg(&rd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("domboot runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"typed-on-the-host\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_hvc(&stdout, "TCG");
 }

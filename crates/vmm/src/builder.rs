@@ -7,12 +7,14 @@
 //! irqchip, and the virtio devices before the ACPI tables that describe them.
 
 use crate::device_manager::{DeviceManager, legacy};
+use crate::devices::virtio::console::{Console, ConsoleInput};
 use crate::devices::virtio::net::{self, Net, NetBackend, passt::Passt, tap::Tap};
 use crate::devices::virtio::{VirtioDevice, block::Block, rng::Rng};
 use crate::devices::{i8042, panic_watch, serial};
 use crate::vm::Vm;
 use crate::{
-    NetBackendConfig, SerialSink, VmConfig, VmmError, acpi, ioctl, irqchip, kvm, memory, mptable,
+    ConsoleKind, NetBackendConfig, SerialSink, VmConfig, VmmError, acpi, ioctl, irqchip, kvm,
+    memory, mptable,
 };
 use crate::{reset_vector, vcpu};
 use domboot_builder::BootPlan;
@@ -78,7 +80,22 @@ pub fn build(plan: &BootPlan, cfg: &VmConfig) -> Result<Vm, VmmError> {
     .map_err(ioctl("KVM_CREATE_PIT2"))?;
 
     let watch = panic_watch::PanicWatch::default();
-    let mut devices = legacy_devices(&vm, cfg, &watch)?;
+    let sink = open_sink(cfg)?;
+    let mut devices = legacy_devices(&vm, cfg, &watch, &sink)?;
+    if cfg.console == ConsoleKind::Virtio {
+        // First, so hvc0's device sits in the first slot whatever else the guest has.
+        let input = ConsoleInput::new().map_err(|error| VmmError::Io {
+            what: "virtio console input eventfd".into(),
+            error,
+        })?;
+        let output = panic_watch::Watched {
+            inner: sink.clone(),
+            watch: watch.clone(),
+        };
+        let console = Console::new(Box::new(output), input.clone());
+        add_virtio_checked(&mut devices, &vm, &mem, plan, cfg, Box::new(console))?;
+        devices.console_input = Some(input);
+    }
     add_virtio_devices(&mut devices, &vm, &mem, plan, cfg)?;
 
     let template = vcpu::supported_cpuid(&kvm)?;
@@ -122,19 +139,9 @@ pub fn build(plan: &BootPlan, cfg: &VmConfig) -> Result<Vm, VmmError> {
     Ok(Vm::new(vm, mem, devices, vcpus, watch, cfg.clone()))
 }
 
-/// COM1 (its output passing the panic watcher on the way to the sink), the i8042, the
-/// RTC, the PCI host bridge, the debug-exit port and the ACPI sleep registers.
-fn legacy_devices(
-    vm: &VmFd,
-    cfg: &VmConfig,
-    watch: &panic_watch::PanicWatch,
-) -> Result<DeviceManager, VmmError> {
-    let irq = EventFd::new(EFD_NONBLOCK).map_err(|error| VmmError::Io {
-        what: "eventfd for the COM1 interrupt".into(),
-        error,
-    })?;
-    vm.register_irqfd(&irq, serial::COM1_IRQ)
-        .map_err(ioctl("KVM_IRQFD"))?;
+/// The console's sink, opened once (a file is created once) and shared by COM1 and the
+/// virtio console.
+fn open_sink(cfg: &VmConfig) -> Result<serial::SharedSink, VmmError> {
     let writer = serial::SinkWriter::open(&cfg.serial).map_err(|error| VmmError::Io {
         what: match &cfg.serial {
             SerialSink::File(p) => format!("serial output file {}", p.display()),
@@ -142,8 +149,25 @@ fn legacy_devices(
         },
         error,
     })?;
+    Ok(serial::SharedSink::new(writer))
+}
+
+/// COM1 (its output passing the panic watcher on the way to the sink), the i8042, the
+/// RTC, the PCI host bridge, the debug-exit port and the ACPI sleep registers.
+fn legacy_devices(
+    vm: &VmFd,
+    cfg: &VmConfig,
+    watch: &panic_watch::PanicWatch,
+    sink: &serial::SharedSink,
+) -> Result<DeviceManager, VmmError> {
+    let irq = EventFd::new(EFD_NONBLOCK).map_err(|error| VmmError::Io {
+        what: "eventfd for the COM1 interrupt".into(),
+        error,
+    })?;
+    vm.register_irqfd(&irq, serial::COM1_IRQ)
+        .map_err(ioctl("KVM_IRQFD"))?;
     let writer = panic_watch::Watched {
-        inner: writer,
+        inner: sink.clone(),
         watch: watch.clone(),
     };
     let uart = vm_superio::Serial::new(serial::IrqTrigger(irq), writer);
@@ -170,53 +194,68 @@ fn add_virtio_devices(
     plan: &BootPlan,
     cfg: &VmConfig,
 ) -> Result<(), VmmError> {
-    if !cfg.acpi && (!cfg.disks.is_empty() || cfg.rng || !cfg.nets.is_empty()) {
-        return Err(VmmError::Setup(
-            "disks, network interfaces and the rng device are virtio-mmio devices the guest \
-             finds through the ACPI DSDT; they need ACPI (drop --no-acpi)"
-                .into(),
-        ));
-    }
-    let mut added = Vec::new();
     for (i, disk) in cfg.disks.iter().enumerate() {
         let name = disk_name(i);
         let block = Block::open(&disk.path, disk.read_only, &name)
             .map_err(|e| VmmError::Setup(e.to_string()))?;
-        added.push(devices.add_virtio(vm, mem, Box::new(block))?);
+        add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(block))?;
     }
     for (i, n) in cfg.nets.iter().enumerate() {
         let backend: Box<dyn NetBackend> = match &n.backend {
-            NetBackendConfig::Tap(name) => {
-                Box::new(Tap::open(name).map_err(|e| VmmError::Setup(e.to_string()))?)
-            }
+            NetBackendConfig::Tap { name, bridge } => Box::new(
+                Tap::open_on(name, bridge.as_deref())
+                    .map_err(|e| VmmError::Setup(e.to_string()))?,
+            ),
             NetBackendConfig::User => {
                 Box::new(Passt::start().map_err(|e| VmmError::Setup(e.to_string()))?)
             }
         };
         let mac = n.mac.unwrap_or_else(net::random_mac);
         let dev = Net::new(backend, mac, &format!("eth{i}"));
-        if cfg.verbose {
-            eprintln!("domboot-vmm: {}", dev.name());
-        }
-        added.push(devices.add_virtio(vm, mem, Box::new(dev))?);
+        add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(dev))?;
     }
     if cfg.rng {
         let rng = Rng::new().map_err(|error| VmmError::Io {
             what: "virtio-rng: opening /dev/urandom".into(),
             error,
         })?;
-        added.push(devices.add_virtio(vm, mem, Box::new(rng))?);
+        add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(rng))?;
     }
-    for slot in added {
-        if let Some((start, end)) = memory::ram_ranges(plan)?
-            .into_iter()
-            .find(|&(s, e)| s < slot.addr + slot.len && slot.addr < e)
-        {
-            return Err(VmmError::Layout(format!(
-                "the plan's RAM {start:#x}-{end:#x} covers the virtio-mmio window at {:#x}",
-                slot.addr
-            )));
-        }
+    Ok(())
+}
+
+/// Adds one virtio device after checking what it needs: ACPI (the guest finds
+/// virtio-mmio devices through the DSDT) and a window the plan's RAM leaves free.
+fn add_virtio_checked(
+    devices: &mut DeviceManager,
+    vm: &VmFd,
+    mem: &Arc<GuestMemoryMmap>,
+    plan: &BootPlan,
+    cfg: &VmConfig,
+    device: Box<dyn VirtioDevice>,
+) -> Result<(), VmmError> {
+    let name = device.name();
+    if !cfg.acpi {
+        return Err(VmmError::Setup(format!(
+            "{name}: virtio-mmio devices are found through the ACPI DSDT; they need ACPI \
+             (drop --no-acpi)"
+        )));
+    }
+    let slot = devices.add_virtio(vm, mem, device)?;
+    if let Some((start, end)) = memory::ram_ranges(plan)?
+        .into_iter()
+        .find(|&(s, e)| s < slot.addr + slot.len && slot.addr < e)
+    {
+        return Err(VmmError::Layout(format!(
+            "{name}: the plan's RAM {start:#x}-{end:#x} covers its virtio-mmio window at {:#x}",
+            slot.addr
+        )));
+    }
+    if cfg.verbose {
+        eprintln!(
+            "domboot-vmm: {name} at {:#x}, interrupt {}",
+            slot.addr, slot.gsi
+        );
     }
     Ok(())
 }

@@ -70,6 +70,19 @@ pub struct VmConfig {
     pub rng: bool,
     /// virtio-net interfaces, in order: the first is the guest's eth0.
     pub nets: Vec<NetConfig>,
+    /// Where the host's console input goes, and whether the guest has a virtio console.
+    pub console: ConsoleKind,
+}
+
+/// The guest's console device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConsoleKind {
+    /// COM1 (ttyS0) takes the host's input; its output goes to the sink.
+    #[default]
+    Serial,
+    /// A virtio console (hvc0) takes the host's input; both its output and COM1's go to
+    /// the sink (boot with `console=hvc0`).
+    Virtio,
 }
 
 /// One network interface.
@@ -83,8 +96,13 @@ pub struct NetConfig {
 /// Where an interface's frames go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetBackendConfig {
-    /// The host's tap device of this name (created, and brought up, when absent).
-    Tap(String),
+    /// The host's tap device `name` (created, and brought up, when absent), added to the
+    /// host bridge `bridge` when one is named (a Xen `vif` or libvirt `<interface
+    /// type='bridge'>`).
+    Tap {
+        name: String,
+        bridge: Option<String>,
+    },
     /// passt's user-mode network: no root, the guest reaches what the host reaches.
     User,
 }
@@ -108,6 +126,7 @@ impl Default for VmConfig {
             disks: Vec::new(),
             rng: false,
             nets: Vec::new(),
+            console: ConsoleKind::Serial,
         }
     }
 }

@@ -76,6 +76,13 @@ pub struct BootArgs {
     pub boot_entry: Option<String>,
 }
 
+/// A domain to boot: its image, and the configuration file's settings when one was given
+/// (vCPUs, disks, interfaces: what `run` needs beyond the image).
+pub struct Domain {
+    pub image: DomainImage,
+    pub config: Option<FromConfig>,
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Protocol {
     Auto,
@@ -107,23 +114,32 @@ impl BootArgs {
     }
 
     pub fn image(&self) -> anyhow::Result<DomainImage> {
-        self.image_and_vcpus().map(|(image, _)| image)
+        self.domain().map(|d| d.image)
     }
 
-    /// The domain, and the vCPU count the configuration asks for (if any).
-    pub fn image_and_vcpus(&self) -> anyhow::Result<(DomainImage, Option<u32>)> {
+    /// The domain, with what the configuration (if any) says beyond the boot image.
+    pub fn domain(&self) -> anyhow::Result<Domain> {
         if self.bootloader {
-            return Ok((super::boot_entries::image_from_disk(self)?, None));
+            return Ok(Domain {
+                image: super::boot_entries::image_from_disk(self)?,
+                config: None,
+            });
         }
         match self.config_settings()? {
             Some(c) => {
                 let image =
                     self.image_from(&c.kernel, &c.initrds, c.cmdline.as_deref(), c.memory, c.pvh)?;
-                Ok((image, c.vcpus))
+                Ok(Domain {
+                    image,
+                    config: Some(c),
+                })
             }
             None => {
                 let kernel = self.kernel()?.clone();
-                Ok((self.image_of(&kernel, &[], self.cmdline.as_deref())?, None))
+                Ok(Domain {
+                    image: self.image_of(&kernel, &[], self.cmdline.as_deref())?,
+                    config: None,
+                })
             }
         }
     }

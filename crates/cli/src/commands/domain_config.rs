@@ -23,6 +23,10 @@ pub struct FromConfig {
     pub memory: Option<u64>,
     pub vcpus: Option<u32>,
     pub pvh: bool,
+    /// The disks `run` attaches, in the file's order (the first is vda).
+    pub disks: Vec<crate::commands::boot_entries::DiskArg>,
+    /// The interfaces `run` attaches, in the file's order (the first is eth0).
+    pub nets: Vec<crate::run::devices::NetArg>,
 }
 
 pub fn load(path: &Path, over: &Overrides<'_>, strict: bool) -> anyhow::Result<FromConfig> {
@@ -87,7 +91,74 @@ pub fn load(path: &Path, over: &Overrides<'_>, strict: bool) -> anyhow::Result<F
         memory,
         vcpus: cfg.vcpus,
         pvh: cfg.guest_type == GuestType::Pvh,
+        disks: disks(&cfg, base, &source),
+        nets: interfaces(&cfg, &source)?,
     })
+}
+
+/// The configuration's disks domboot can attach (raw files and block devices; cdroms
+/// read-only), in order. The others were named by `unsupported_items`.
+fn disks(
+    cfg: &DomainConfig,
+    base: &Path,
+    source: &str,
+) -> Vec<crate::commands::boot_entries::DiskArg> {
+    let mut out = Vec::new();
+    for d in &cfg.disks {
+        let (Some(path), None) = (&d.source, d.attach_problem()) else {
+            continue;
+        };
+        let read_only = d.readonly || d.device == domboot_config::DiskDevice::Cdrom;
+        let name = crate::run::devices::guest_disk_name(out.len());
+        if d.target != name {
+            eprintln!(
+                "domboot: note: {source}: disk {} ({path}) is the guest's virtio disk {name}",
+                d.target
+            );
+        }
+        out.push(crate::commands::boot_entries::DiskArg {
+            path: domboot_config::resolve_path(base, path),
+            read_only,
+        });
+    }
+    out
+}
+
+/// The configuration's interfaces domboot can attach: a bridge as a tap on it (named as
+/// the file's `vifname`/`<target dev>`, else one domboot makes up), an `ethernet` as the
+/// tap it names, `user` as the user-mode network; each with the file's MAC.
+fn interfaces(
+    cfg: &DomainConfig,
+    source: &str,
+) -> anyhow::Result<Vec<crate::run::devices::NetArg>> {
+    use crate::run::devices::NetArg;
+    let mut out = Vec::new();
+    for (i, n) in cfg.interfaces.iter().enumerate() {
+        if n.attach_problem().is_some() {
+            continue;
+        }
+        let mac = match &n.mac {
+            Some(m) => Some(domboot_vmm::devices::virtio::net::parse_mac(m).with_context(|| {
+                format!("{source}: interface[{i}]: mac {m:?} is not a unicast MAC like 52:54:00:12:34:56")
+            })?),
+            None => None,
+        };
+        // Linux names are at most 15 bytes: "dbtap" + pid (7 digits at most) + "." + index.
+        let tap = n
+            .target
+            .clone()
+            .unwrap_or_else(|| format!("dbtap{}.{i}", std::process::id() % 10_000_000));
+        out.push(match (n.kind.as_str(), &n.source) {
+            ("bridge", Some(bridge)) => NetArg::Bridged {
+                tap,
+                bridge: bridge.clone(),
+                mac,
+            },
+            ("user", _) => NetArg::User { mac },
+            _ => NetArg::Tap { name: tap, mac },
+        });
+    }
+    Ok(out)
 }
 
 /// Command-line options win over the file.

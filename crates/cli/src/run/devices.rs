@@ -10,8 +10,19 @@ use domboot_vmm::devices::virtio::net::{format_mac, parse_mac, random_mac, tap};
 /// One `--net` option.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetArg {
-    Tap { name: String, mac: Option<[u8; 6]> },
-    User { mac: Option<[u8; 6]> },
+    Tap {
+        name: String,
+        mac: Option<[u8; 6]>,
+    },
+    /// A tap added to a host bridge (from a domain configuration's bridged interface).
+    Bridged {
+        tap: String,
+        bridge: String,
+        mac: Option<[u8; 6]>,
+    },
+    User {
+        mac: Option<[u8; 6]>,
+    },
     None,
 }
 
@@ -47,6 +58,11 @@ pub fn parse_net(text: &str) -> Result<NetArg, String> {
     }
 }
 
+/// The guest's name for its `index`th virtio disk: vda, vdb, ...
+pub fn guest_disk_name(index: usize) -> String {
+    domboot_vmm::builder::disk_name(index)
+}
+
 /// One interface, its MAC fixed (generated once, so both backends and the logs agree).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
@@ -68,6 +84,8 @@ pub struct Devices {
     /// In order: the first is eth0.
     pub nets: Vec<Interface>,
     pub rng: bool,
+    /// The console is a virtio console (hvc0) instead of COM1.
+    pub virtio_console: bool,
 }
 
 impl Devices {
@@ -80,7 +98,20 @@ impl Devices {
         } else {
             nets.iter()
                 .filter_map(|n| match n {
-                    NetArg::Tap { name, mac } => Some((B::Tap(name.clone()), *mac)),
+                    NetArg::Tap { name, mac } => Some((
+                        B::Tap {
+                            name: name.clone(),
+                            bridge: None,
+                        },
+                        *mac,
+                    )),
+                    NetArg::Bridged { tap, bridge, mac } => Some((
+                        B::Tap {
+                            name: tap.clone(),
+                            bridge: Some(bridge.clone()),
+                        },
+                        *mac,
+                    )),
                     NetArg::User { mac } => Some((B::User, *mac)),
                     NetArg::None => None,
                 })
@@ -95,6 +126,7 @@ impl Devices {
             disks: disks.to_vec(),
             nets,
             rng,
+            virtio_console: false,
         }
     }
 
@@ -102,7 +134,7 @@ impl Devices {
     /// as modules (Debian's do): both transports, since the accelerator is chosen later.
     pub fn modules(&self) -> Vec<String> {
         let mut m = Vec::new();
-        if !self.disks.is_empty() || !self.nets.is_empty() || self.rng {
+        if !self.disks.is_empty() || !self.nets.is_empty() || self.rng || self.virtio_console {
             m.extend(["virtio_mmio", "virtio_pci"].map(String::from));
         }
         if !self.disks.is_empty() {
@@ -113,6 +145,9 @@ impl Devices {
         }
         if self.rng {
             m.push("virtio_rng".into());
+        }
+        if self.virtio_console {
+            m.push("virtio_console".into());
         }
         m
     }

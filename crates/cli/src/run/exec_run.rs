@@ -29,7 +29,8 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(c)) => c.kernel.clone(),
         (None, None) => exec::default_kernel()?,
     };
-    let modules = module_files(&args, &kernel)?;
+    let devices = args.devices_with(config.as_ref());
+    let modules = module_files(&args, &devices, &kernel)?;
     progress.say("building the initramfs");
     let initrds = exec::prepare(&cmd, &modules, &kernel)?;
     let marker = exec::marker()?;
@@ -74,9 +75,9 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     let cpus = cpu_count(args.cpus, config.as_ref().and_then(|c| c.vcpus))?;
     progress.say("booting");
     let ended = if accel == Accel::Kvm {
-        on_one_console(&args, &plan, cpus, &marker, started, &progress)?
+        on_one_console(&args, &devices, &plan, cpus, &marker, started, &progress)?
     } else {
-        on_serial_ports(&args, &plan, cpus, started, &progress)?
+        on_serial_ports(&args, &devices, &plan, cpus, started, &progress)?
     };
     drop(initrds);
     let code = exit_status(&ended);
@@ -89,8 +90,12 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
 /// The modules --module names, resolved in --modules or the kernel's own tree; and the
 /// drivers of the guest's devices (--disk, --rng) that the tree has as modules (a kernel
 /// without them in its tree has them built in, or cannot use the device either way).
-fn module_files(args: &Args, kernel: &std::path::Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let device_modules = args.devices().modules();
+fn module_files(
+    args: &Args,
+    devices: &super::Devices,
+    kernel: &std::path::Path,
+) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let device_modules = devices.modules();
     if args.module.is_empty() && device_modules.is_empty() {
         return Ok(Vec::new());
     }
@@ -123,7 +128,12 @@ struct Ended {
     stderr_mid_line: bool,
 }
 
-fn run_config(args: &Args, cpus: u8, serial: SerialSink) -> anyhow::Result<RunConfig> {
+fn run_config(
+    args: &Args,
+    cpus: u8,
+    serial: SerialSink,
+    devices: &super::Devices,
+) -> anyhow::Result<RunConfig> {
     Ok(RunConfig {
         cpus,
         serial,
@@ -134,7 +144,7 @@ fn run_config(args: &Args, cpus: u8, serial: SerialSink) -> anyhow::Result<RunCo
         signal: super::catch_signals()?,
         extra_serials: Vec::new(),
         watch: ConsoleWatch::default(),
-        devices: args.devices(),
+        devices: devices.clone(),
     })
 }
 
@@ -142,6 +152,7 @@ fn run_config(args: &Args, cpus: u8, serial: SerialSink) -> anyhow::Result<RunCo
 /// ports.
 fn on_serial_ports(
     args: &Args,
+    devices: &super::Devices,
     plan: &domboot_builder::BootPlan,
     cpus: u8,
     started: Instant,
@@ -149,7 +160,7 @@ fn on_serial_ports(
 ) -> anyhow::Result<Ended> {
     let console: Arc<Mutex<dyn ConsoleFilter>> =
         Arc::new(Mutex::new(KernelLog(args.verbose, progress.0.clone())));
-    let mut cfg = run_config(args, cpus, SerialSink::Filter(console))?;
+    let mut cfg = run_config(args, cpus, SerialSink::Filter(console), devices)?;
     let channels = Channels::open(started, progress.0.clone(), cfg.signal.clone())?;
     cfg.extra_serials = channels.paths.clone();
     let outcome = boot(Accel::Tcg, plan, &cfg);
@@ -167,6 +178,7 @@ fn on_serial_ports(
 /// KVM: one UART; the command's output between markers on it.
 fn on_one_console(
     args: &Args,
+    devices: &super::Devices,
     plan: &domboot_builder::BootPlan,
     cpus: u8,
     marker: &str,
@@ -180,7 +192,7 @@ fn on_one_console(
         Box::new(std::io::stdout()),
     )));
     let sink: Arc<Mutex<dyn ConsoleFilter>> = filter.clone();
-    let cfg = run_config(args, cpus, SerialSink::Filter(sink))?;
+    let cfg = run_config(args, cpus, SerialSink::Filter(sink), devices)?;
     let outcome = boot(Accel::Kvm, plan, &cfg);
     progress.clear();
     let outcome = outcome?;

@@ -10,12 +10,16 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Completes a Linux kernel's command line and initrds for `run`. `interactive`: stdio
-/// is the guest's console.
-pub fn apply_defaults(image: &mut DomainImage, interactive: bool) -> anyhow::Result<()> {
+/// is the guest's console; `console`: the guest's console device (`ttyS0`, `hvc0`).
+pub fn apply_defaults(
+    image: &mut DomainImage,
+    interactive: bool,
+    console: &str,
+) -> anyhow::Result<()> {
     let mut extra = Vec::new();
-    // COM1 is the console domboot shows; without console= Linux prints nothing there.
+    // The console domboot shows; without console= Linux prints nothing there.
     if !has_param(&image.cmdline, "console") {
-        extra.push("console=ttyS0".to_string());
+        extra.push(format!("console={console}"));
     }
     // Without panic=, a panicked kernel spins until --timeout; -1 reboots at once, which
     // ends the run, and domboot reports the panic from the console.

@@ -46,6 +46,11 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
             .collect(),
         rng: cfg.devices.rng,
         nets: cfg.devices.vmm_nets(),
+        console: if cfg.devices.virtio_console {
+            domboot_vmm::ConsoleKind::Virtio
+        } else {
+            domboot_vmm::ConsoleKind::Serial
+        },
     };
     let outcome = domboot_vmm::run(plan, &vm)?;
     if let SerialSink::Filter(_) = &cfg.serial {

@@ -18,6 +18,7 @@ pub mod tcg;
 pub mod watch;
 
 use crate::commands::boot_args::BootArgs;
+use crate::commands::domain_config::FromConfig;
 pub use devices::Devices;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +100,12 @@ pub struct Args {
     /// choose the MAC (random in 52:54:00:xx:xx:xx otherwise).
     #[arg(long, value_name = "tap:NAME|user|none[,mac=MAC]", value_parser = devices::parse_net)]
     pub net: Vec<devices::NetArg>,
+    /// The guest's console: `serial` (COM1, ttyS0) or `virtio` (a virtio console, hvc0:
+    /// the guest needs virtio_console built in or loaded by its initramfs). Adds
+    /// console=ttyS0 or console=hvc0 to the command line unless it has a console=.
+    /// Standard input goes to that console; output of both goes to --serial's place.
+    #[arg(long, value_enum, default_value_t = ConsoleArg::Serial, conflicts_with = "exec")]
+    pub console: ConsoleArg,
     /// Give the guest a virtio-rng device (entropy from the host's /dev/urandom); on by
     /// default when the guest has disks or network interfaces.
     #[arg(long, overrides_with = "no_rng")]
@@ -109,10 +116,29 @@ pub struct Args {
 }
 
 impl Args {
-    /// The guest's virtio devices as --disk, --net, --rng and --no-rng ask.
-    pub fn devices(&self) -> Devices {
-        Devices::from_args(&self.boot.disk, &self.net, self.rng, self.no_rng)
+    /// The guest's virtio devices as --disk, --net, --rng, --no-rng and --console ask;
+    /// where the command line names none of a kind, from the configuration:
+    /// --disk replaces the file's disks, --net its interfaces.
+    pub fn devices_with(&self, config: Option<&FromConfig>) -> Devices {
+        let disks = match config {
+            Some(c) if self.boot.disk.is_empty() => &c.disks[..],
+            _ => &self.boot.disk[..],
+        };
+        let nets = match config {
+            Some(c) if self.net.is_empty() => &c.nets[..],
+            _ => &self.net[..],
+        };
+        let mut d = Devices::from_args(disks, nets, self.rng, self.no_rng);
+        d.virtio_console = self.console == ConsoleArg::Virtio;
+        d
     }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsoleArg {
+    #[default]
+    Serial,
+    Virtio,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -359,15 +385,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.exec.is_some() {
         return exec_run::run_exec(args);
     }
-    let (mut image, vcpus) = args.boot.image_and_vcpus()?;
-    let cpus = cpu_count(args.cpus, vcpus)?;
+    let domain = args.boot.domain()?;
+    let mut image = domain.image;
+    let cpus = cpu_count(args.cpus, domain.config.as_ref().and_then(|c| c.vcpus))?;
+    let devices = args.devices_with(domain.config.as_ref());
     let interactive = matches!(args.serial, SerialArg::Stdio);
     let linux = linux_version(&image);
     // Only Linux gives an initrd a meaning to check and a command line to complete: a
     // freestanding guest's "initrd" is whatever data it wants.
     if linux.is_some() {
         preflight::check_initrds(&image)?;
-        interactive::apply_defaults(&mut image, interactive)?;
+        let console = match args.console {
+            ConsoleArg::Serial => "ttyS0",
+            ConsoleArg::Virtio => "hvc0",
+        };
+        interactive::apply_defaults(&mut image, interactive, console)?;
     }
     let plan = image.build()?;
     let (accel, why) = choose_accel(args.accel, || linux.clone(), args.pvm_guest)?;
@@ -392,7 +424,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         signal: catch_signals()?,
         extra_serials: Vec::new(),
         watch: watch::ConsoleWatch::default(),
-        devices: args.devices(),
+        devices,
     };
     let outcome = boot(accel, &plan, &cfg)?;
     report(&outcome, args.verbose);

@@ -13,7 +13,11 @@ use std::time::Instant;
 /// The guest's disks, interfaces and rng as QEMU's virtio-pci devices (the KVM backend's
 /// are virtio-mmio; the guest's drivers see the same disks, vda first, with the same IDs,
 /// and the same MACs).
-fn add_devices(cmd: &mut Command, devices: &super::Devices) -> anyhow::Result<()> {
+fn add_devices(
+    cmd: &mut Command,
+    devices: &super::Devices,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
     for (i, disk) in devices.disks.iter().enumerate() {
         // QEMU reports a missing file in its own words after starting; say it first.
         std::fs::OpenOptions::new()
@@ -40,8 +44,19 @@ fn add_devices(cmd: &mut Command, devices: &super::Devices) -> anyhow::Result<()
     }
     for (i, n) in devices.nets.iter().enumerate() {
         let netdev = match &n.backend {
-            domboot_vmm::NetBackendConfig::Tap(name) => {
+            domboot_vmm::NetBackendConfig::Tap { name, bridge: None } => {
                 format!("tap,id=net{i},ifname={name},script=no,downscript=no")
+            }
+            domboot_vmm::NetBackendConfig::Tap {
+                name,
+                bridge: Some(bridge),
+            } => {
+                // QEMU's own bridge support needs its setuid helper and an ACL; a script
+                // adding the tap to the bridge is what xl's vif-bridge does.
+                format!(
+                    "tap,id=net{i},ifname={name},downscript=no,script={}",
+                    bridge_script(dir, bridge)?.display()
+                )
             }
             // QEMU's own user network (slirp) stands in for passt under TCG.
             domboot_vmm::NetBackendConfig::User => format!("user,id=net{i}"),
@@ -55,6 +70,23 @@ fn add_devices(cmd: &mut Command, devices: &super::Devices) -> anyhow::Result<()
         cmd.args(["-device", "virtio-rng-pci"]);
     }
     Ok(())
+}
+
+/// A `script=` for QEMU's tap netdev that brings the tap up and adds it to `bridge`
+/// (QEMU runs it with the tap's name), in the run's temporary folder `dir`.
+fn bridge_script(dir: &std::path::Path, bridge: &str) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if !domboot_vmm::devices::virtio::net::tap::valid_name(bridge) {
+        bail!("bridge name {bridge:?}: not a valid interface name");
+    }
+    let path = dir.join(format!("ifup-{bridge}"));
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\nip link set \"$1\" up && ip link set \"$1\" master {bridge}\n"),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+    Ok(path)
 }
 
 /// QEMU's isa-debug-exit: a guest write of `v` to this port ends QEMU with `(v << 1) | 1`.
@@ -84,24 +116,37 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         .arg("-kernel")
         .arg(&image)
         .stderr(Stdio::piped());
-    add_devices(&mut cmd, &cfg.devices)?;
-    match &cfg.serial {
+    add_devices(&mut cmd, &cfg.devices, dir.path())?;
+    // The console's backend: COM1 directly, or (--console virtio) a virtconsole, with
+    // COM1 then discarded (hvc0 replays the kernel's log when it registers).
+    let console = match &cfg.serial {
         SerialSink::Stdout | SerialSink::Filter(_) => {
-            cmd.args(["-serial", "stdio"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped());
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+            "stdio".to_string()
         }
         SerialSink::File(path) => {
-            cmd.arg("-serial")
-                .arg(format!("file:{}", path.display()))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null());
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            format!("file:{}", path.display())
         }
         SerialSink::None => {
-            cmd.args(["-serial", "null"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null());
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            "null".to_string()
         }
+    };
+    if cfg.devices.virtio_console {
+        let chardev = match &cfg.serial {
+            SerialSink::File(path) => format!("file,id=con0,path={}", path.display()),
+            SerialSink::None => "null,id=con0".into(),
+            _ => "stdio,id=con0".into(),
+        };
+        cmd.args(["-serial", "null", "-chardev", &chardev]).args([
+            "-device",
+            "virtio-serial-pci",
+            "-device",
+            "virtconsole,chardev=con0",
+        ]);
+    } else {
+        cmd.args(["-serial", &console]);
     }
     for (i, path) in cfg.extra_serials.iter().enumerate() {
         cmd.arg("-chardev")

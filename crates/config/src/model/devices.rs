@@ -32,6 +32,37 @@ pub struct Disk {
     pub shareable: bool,
 }
 
+impl Disk {
+    /// Why `domboot run` cannot give this disk to a guest (it attaches raw image files and
+    /// block devices as virtio disks, cdroms read-only), or `None` when it can.
+    pub fn attach_problem(&self) -> Option<&'static str> {
+        match (&self.source, self.device, self.format.as_deref()) {
+            (None, _, _) => Some("an empty drive: nothing to attach"),
+            (_, DiskDevice::Floppy, _) => Some("floppy drives are not emulated"),
+            // blktap's `aio` and `sync` are raw images read through a different backend.
+            (_, _, Some(f)) if !matches!(f, "raw" | "aio" | "sync") => {
+                Some("only raw images are attached (convert it: qemu-img convert -O raw IN OUT)")
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Interface {
+    /// Why `domboot run` cannot give this interface to a guest (it attaches `bridge` as a
+    /// tap on that bridge, `ethernet` as a tap, `user` as a user-mode network), or `None`.
+    pub fn attach_problem(&self) -> Option<&'static str> {
+        match self.kind.as_str() {
+            "bridge" if self.source.is_none() => Some("a bridge interface names no bridge"),
+            "bridge" | "ethernet" | "user" => None,
+            "network" => {
+                Some("libvirt's virtual networks are not provided: use a bridge, or --net user")
+            }
+            _ => Some("only bridge, ethernet and user interfaces are provided"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DiskKind {

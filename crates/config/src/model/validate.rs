@@ -189,21 +189,22 @@ impl DomainConfig {
             );
         }
         for (i, d) in self.disks.iter().enumerate() {
-            let what = d.source.as_deref().unwrap_or("empty");
-            add(
-                format!("disk[{i}] ({} {} {what})", d.device.as_str(), d.target),
-                "disks are not attached yet",
-            );
+            if let Some(why) = d.attach_problem() {
+                let what = d.source.as_deref().unwrap_or("empty");
+                add(
+                    format!("disk[{i}] ({} {} {what})", d.device.as_str(), d.target),
+                    why,
+                );
+            }
         }
         for (i, n) in self.interfaces.iter().enumerate() {
-            let what = match &n.source {
-                Some(s) => format!("{} {s}", n.kind),
-                None => n.kind.clone(),
-            };
-            add(
-                format!("interface[{i}] ({what})"),
-                "networking is not provided yet",
-            );
+            if let Some(why) = n.attach_problem() {
+                let what = match &n.source {
+                    Some(s) => format!("{} {s}", n.kind),
+                    None => n.kind.clone(),
+                };
+                add(format!("interface[{i}] ({what})"), why);
+            }
         }
         for (i, g) in self.graphics.iter().enumerate() {
             add(
@@ -342,12 +343,21 @@ mod tests {
             source: Some("xenbr0".into()),
             ..Default::default()
         });
+        c.interfaces.push(Interface {
+            kind: "network".into(),
+            source: Some("default".into()),
+            ..Default::default()
+        });
         c.on_crash = Some(LifecycleAction::Destroy);
         let items: Vec<String> = c
             .unsupported_items()
             .iter()
             .map(|u| u.item.clone())
             .collect();
-        assert_eq!(items, ["interface[0] (bridge xenbr0)", "graphics[0] (vnc)"]);
+        // The bridge is attached (a tap on it); libvirt's virtual network is not.
+        assert_eq!(
+            items,
+            ["interface[1] (network default)", "graphics[0] (vnc)"]
+        );
     }
 }

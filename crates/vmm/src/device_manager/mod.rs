@@ -12,6 +12,7 @@ pub mod virtio;
 use crate::VmmError;
 use crate::bus::{Bus, Flow};
 use crate::devices::virtio::VirtioDevice;
+use crate::devices::virtio::console::ConsoleInput;
 use kvm_ioctls::VmFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +25,10 @@ const LOG_LIMIT: u64 = 32;
 pub struct DeviceManager {
     pub pio: Bus,
     pub mmio: Bus,
-    /// COM1, which console input feeds.
+    /// COM1, which console input feeds unless the console is virtio.
     pub serial: Arc<legacy::SerialPort>,
+    /// The virtio console's input, which console input feeds when the console is virtio.
+    pub console_input: Option<Arc<ConsoleInput>>,
     pub virtio: Vec<virtio::VirtioSlot>,
     pub unhandled_pio: AtomicU64,
     pub unhandled_mmio: AtomicU64,
@@ -47,6 +50,7 @@ impl DeviceManager {
             pio,
             mmio: Bus::default(),
             serial,
+            console_input: None,
             virtio: Vec::new(),
             unhandled_pio: AtomicU64::new(0),
             unhandled_mmio: AtomicU64::new(0),
@@ -154,7 +158,9 @@ mod tests {
     fn manager(acpi: bool) -> (DeviceManager, Arc<Mutex<Vec<u8>>>) {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let w = panic_watch::Watched {
-            inner: serial::SinkWriter::open(&serial::SerialSink::Capture(buf.clone())).unwrap(),
+            inner: serial::SharedSink::new(
+                serial::SinkWriter::open(&serial::SerialSink::Capture(buf.clone())).unwrap(),
+            ),
             watch: panic_watch::PanicWatch::default(),
         };
         let uart = Serial::new(serial::IrqTrigger(EventFd::new(0).unwrap()), w);

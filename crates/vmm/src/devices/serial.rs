@@ -102,8 +102,28 @@ impl Trigger for IrqTrigger {
     }
 }
 
+/// One sink written by several devices (COM1 and the virtio console share the guest's
+/// console output), each write whole.
+#[derive(Clone)]
+pub struct SharedSink(pub Arc<Mutex<SinkWriter>>);
+
+impl SharedSink {
+    pub fn new(w: SinkWriter) -> SharedSink {
+        SharedSink(Arc::new(Mutex::new(w)))
+    }
+}
+
+impl Write for SharedSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
+}
+
 /// COM1 as the VMM runs it: output passes the panic watcher on its way to the sink.
-pub type Uart = Serial<IrqTrigger, NoEvents, super::panic_watch::Watched<SinkWriter>>;
+pub type Uart = Serial<IrqTrigger, NoEvents, super::panic_watch::Watched<SharedSink>>;
 
 pub fn contains(port: u16) -> bool {
     (COM1_BASE..COM1_BASE + 8).contains(&port)

@@ -10,6 +10,7 @@
 //! DEVICE_NEEDS_RESET state and a log line; domboot and the other devices carry on.
 
 pub mod block;
+pub mod console;
 pub mod mmio;
 pub mod net;
 pub mod rng;

@@ -13,6 +13,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// SIOCBRADDIF: add the interface whose index is in `ifr_ifindex` to the bridge named in
+/// `ifr_name` (linux/sockios.h).
+const SIOCBRADDIF: libc::c_ulong = 0x89a2;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFNAMSIZ: usize = 16;
@@ -24,6 +27,14 @@ struct IfreqFlags {
     name: [u8; IFNAMSIZ],
     flags: libc::c_short,
     _pad: [u8; 22],
+}
+
+/// `struct ifreq` with the ifindex member of its union (SIOCBRADDIF).
+#[repr(C)]
+struct IfreqIndex {
+    name: [u8; IFNAMSIZ],
+    index: libc::c_int,
+    _pad: [u8; 20],
 }
 
 impl IfreqFlags {
@@ -49,6 +60,12 @@ pub enum TapError {
     Permission { name: String, error: io::Error },
     #[error("tap {name}: {error}")]
     Io { name: String, error: io::Error },
+    #[error("tap {name}: adding it to the bridge {bridge}: {error}")]
+    Bridge {
+        name: String,
+        bridge: String,
+        error: io::Error,
+    },
 }
 
 pub struct Tap {
@@ -66,6 +83,19 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl Tap {
+    /// Attaches to (or creates) the tap `name`, and adds it to `bridge` when one is named.
+    pub fn open_on(name: &str, bridge: Option<&str>) -> Result<Tap, TapError> {
+        let tap = Tap::open(name)?;
+        if let Some(bridge) = bridge {
+            add_to_bridge(name, bridge).map_err(|error| TapError::Bridge {
+                name: name.into(),
+                bridge: bridge.into(),
+                error,
+            })?;
+        }
+        Ok(tap)
+    }
+
     /// Attaches to (or creates) the tap `name`.
     pub fn open(name: &str) -> Result<Tap, TapError> {
         if !valid_name(name) {
@@ -107,15 +137,48 @@ impl Tap {
     }
 }
 
-/// Brings the interface `name` up (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP).
-fn set_up(name: &str) -> io::Result<()> {
+/// A socket for interface ioctls.
+fn control_socket() -> io::Result<std::os::fd::OwnedFd> {
     // SAFETY: socket(2) with constant arguments; the descriptor is owned below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Adds the interface `name` to the bridge `bridge`.
+fn add_to_bridge(name: &str, bridge: &str) -> io::Result<()> {
+    if !valid_name(bridge) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a valid interface name",
+        ));
+    }
+    let cname = std::ffi::CString::new(name)?;
+    // SAFETY: if_nametoindex reads the NUL-terminated string we pass and nothing else.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sock = control_socket()?;
+    let mut req = IfreqIndex {
+        name: [0; IFNAMSIZ],
+        index: index as libc::c_int,
+        _pad: [0; 20],
+    };
+    req.name[..bridge.len()].copy_from_slice(bridge.as_bytes());
+    // SAFETY: SIOCBRADDIF reads one `struct ifreq` (`req`, 40 bytes) on a socket we own.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCBRADDIF as _, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Brings the interface `name` up (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP).
+fn set_up(name: &str) -> io::Result<()> {
+    let sock = control_socket()?;
     let mut req = IfreqFlags::new(name, 0);
     // SAFETY: both ioctls read/write one `struct ifreq` (`req`, 40 bytes) on a socket we own.
     unsafe {
@@ -162,5 +225,6 @@ mod tests {
             assert!(matches!(Tap::open(bad), Err(TapError::BadName(_))));
         }
         assert_eq!(std::mem::size_of::<IfreqFlags>(), 40);
+        assert_eq!(std::mem::size_of::<IfreqIndex>(), 40);
     }
 }
