@@ -114,21 +114,36 @@ impl BootArgs {
     }
 
     pub fn image(&self) -> anyhow::Result<DomainImage> {
-        self.domain().map(|d| d.image)
+        self.domain(false).map(|d| d.image)
     }
 
     /// The domain, with what the configuration (if any) says beyond the boot image.
-    pub fn domain(&self) -> anyhow::Result<Domain> {
+    /// `interactive`: `--boot-entry menu` may ask on the terminal (`run`).
+    pub fn domain(&self, interactive: bool) -> anyhow::Result<Domain> {
         if self.bootloader {
             return Ok(Domain {
-                image: super::boot_entries::image_from_disk(self)?,
+                image: super::boot_entries::image_from_disk(self, interactive)?,
                 config: None,
             });
         }
         match self.config_settings()? {
             Some(c) => {
-                let image =
-                    self.image_from(&c.kernel, &c.initrds, c.cmdline.as_deref(), c.memory, c.pvh)?;
+                let image = match (&c.kernel, &c.disk_boot) {
+                    (Some(kernel), _) => {
+                        self.image_from(kernel, &c.initrds, c.cmdline.as_deref(), c.memory, c.pvh)?
+                    }
+                    (None, Some(d)) => super::boot_entries::image_from_boot_disk(
+                        self,
+                        &super::boot_entries::DiskBoot {
+                            disk: &d.disk,
+                            entry: self.boot_entry.as_deref().or(d.entry.as_deref()),
+                            cmdline: self.cmdline.as_deref(),
+                            append: d.append.as_deref(),
+                            menu_allowed: interactive,
+                        },
+                    )?,
+                    (None, None) => anyhow::bail!("the configuration names no kernel"),
+                };
                 Ok(Domain {
                     image,
                     config: Some(c),

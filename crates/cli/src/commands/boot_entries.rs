@@ -120,28 +120,52 @@ fn render(image: &DiskImage, entries: &[BootEntry], default: Option<usize>) -> S
     t.render(0)
 }
 
-/// What `--boot-entry` asks for.
-pub fn selector(args: &BootArgs) -> anyhow::Result<Selector> {
-    match args.boot_entry.as_deref() {
-        None => Ok(Selector::Default),
-        Some("menu") => anyhow::bail!(
-            "--boot-entry menu asks on a terminal, which only `domboot run` does; \
-             for plan and build name the entry by its index or title (see `domboot boot-entries IMAGE`)"
-        ),
-        Some(name) => Ok(Selector::Named(name.to_string())),
-    }
+/// Booting what a disk's boot loader would: which disk, which entry, and what to add to
+/// the entry's command line.
+pub struct DiskBoot<'a> {
+    pub disk: &'a Path,
+    /// An index, title or id; `menu` asks on the terminal (only where `menu_allowed`).
+    pub entry: Option<&'a str>,
+    /// Replaces the entry's command line (--cmdline).
+    pub cmdline: Option<&'a str>,
+    /// Added after the entry's command line (a configuration's `root`/`extra` with
+    /// pygrub, which passes them on the same way).
+    pub append: Option<&'a str>,
+    pub menu_allowed: bool,
 }
 
 /// The domain for the chosen entry of the first --disk: its kernel and initrds are
 /// extracted to a temporary directory (mapped by the builder, so they may go once it has
 /// them), then any --initrd; --cmdline overrides the entry's command line.
-pub fn image_from_disk(args: &BootArgs) -> anyhow::Result<DomainImage> {
+pub fn image_from_disk(args: &BootArgs, menu_allowed: bool) -> anyhow::Result<DomainImage> {
     let disk = args
         .disk
         .first()
         .context("--bootloader needs --disk IMAGE (the first --disk is the boot disk)")?;
-    let selector = selector(args)?;
-    let mut image = DiskImage::open(&disk.path)?;
+    image_from_boot_disk(
+        args,
+        &DiskBoot {
+            disk: &disk.path,
+            entry: args.boot_entry.as_deref(),
+            cmdline: args.cmdline.as_deref(),
+            append: None,
+            menu_allowed,
+        },
+    )
+}
+
+/// The domain for `boot`'s entry; --initrd and the builder options come from `args`.
+pub fn image_from_boot_disk(args: &BootArgs, boot: &DiskBoot<'_>) -> anyhow::Result<DomainImage> {
+    let mut image = DiskImage::open(boot.disk)?;
+    let selector = match boot.entry {
+        None => Selector::Default,
+        Some("menu") if boot.menu_allowed => menu(&mut image, boot.disk)?,
+        Some("menu") => anyhow::bail!(
+            "--boot-entry menu asks on a terminal, which only `domboot run` does; \
+             for plan and build name the entry by its index or title (see `domboot boot-entries IMAGE`)"
+        ),
+        Some(name) => Selector::Named(name.to_string()),
+    };
     let entry = image.select(&selector)?;
     let (kernel, initrds) = image.load(&entry)?;
     let dir = tempfile::Builder::new().prefix("domboot-disk-").tempdir()?;
@@ -152,16 +176,22 @@ pub fn image_from_disk(args: &BootArgs) -> anyhow::Result<DomainImage> {
     }
     initrd_files.extend(args.initrd.iter().cloned());
     // A UKI carries its own command line: keep it unless --cmdline replaces it.
-    let cmdline = match (&args.cmdline, entry.kind) {
-        (Some(c), _) => Some(c.clone()),
+    let mut cmdline = match (boot.cmdline, entry.kind) {
+        (Some(c), _) => Some(c.to_string()),
         (None, EntryKind::Uki) if entry.cmdline.is_empty() => None,
         (None, _) => Some(entry.cmdline.clone()),
     };
+    if let Some(extra) = boot.append.filter(|a| !a.is_empty()) {
+        cmdline = Some(match cmdline {
+            Some(c) if !c.is_empty() => format!("{c} {extra}"),
+            _ => extra.to_string(),
+        });
+    }
     let named = || {
         format!(
             "boot entry {:?} of {} ({}, {})",
             entry.title,
-            disk.path.display(),
+            boot.disk.display(),
             partition_label(&image, &entry),
             entry.kernel
         )
@@ -171,11 +201,69 @@ pub fn image_from_disk(args: &BootArgs) -> anyhow::Result<DomainImage> {
         .with_context(named)?;
     domain.kernel_path = PathBuf::from(format!(
         "{}, {}, {}",
-        disk.path.display(),
+        boot.disk.display(),
         partition_label(&image, &entry),
         entry.kernel
     ));
     Ok(domain)
+}
+
+/// Lists the entries on the terminal and asks which to boot (Enter: the default).
+fn menu(image: &mut DiskImage, disk: &Path) -> anyhow::Result<Selector> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let (entries, default) = image.entries()?;
+    if entries.is_empty() {
+        anyhow::bail!("{}: no boot entries to choose from", disk.display());
+    }
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty");
+    let (mut input, mut output): (Box<dyn BufRead>, Box<dyn Write>) = match tty {
+        Ok(t) => (
+            Box::new(std::io::BufReader::new(t.try_clone()?)),
+            Box::new(t),
+        ),
+        Err(_) if std::io::stdin().is_terminal() => (
+            Box::new(std::io::stdin().lock()),
+            Box::new(std::io::stderr()),
+        ),
+        Err(e) => anyhow::bail!(
+            "--boot-entry menu needs a terminal to ask on (/dev/tty: {e}); name the entry \
+             by its index or title instead"
+        ),
+    };
+    writeln!(output, "Boot entries of {}:", disk.display())?;
+    for (i, e) in entries.iter().enumerate() {
+        let mark = if Some(i) == default { '*' } else { ' ' };
+        writeln!(output, " {mark}{i:>3}  {}  ({})", e.title, e.kernel)?;
+    }
+    loop {
+        match default {
+            Some(d) => write!(output, "Entry to boot [{d}]: ")?,
+            None => write!(output, "Entry to boot: ")?,
+        }
+        output.flush()?;
+        let mut line = String::new();
+        if input.read_line(&mut line)? == 0 {
+            anyhow::bail!("--boot-entry menu: no answer (end of input)");
+        }
+        let answer = line.trim();
+        if answer.is_empty() {
+            if default.is_some() {
+                return Ok(Selector::Default);
+            }
+            continue;
+        }
+        match answer.parse::<usize>() {
+            Ok(n) if n < entries.len() => return Ok(Selector::Named(n.to_string())),
+            _ => writeln!(
+                output,
+                "{answer:?}: give a number from 0 to {}",
+                entries.len() - 1
+            )?,
+        }
+    }
 }
 
 /// Writes `bytes` under `dir` with the file name of `path` inside the image (numbered so

@@ -14,10 +14,25 @@ pub struct Overrides<'a> {
     pub cmdline: Option<&'a str>,
 }
 
+/// `bootloader = "pygrub"` (xl/xm, with `bootargs`/`bootloader_args`) or libvirt's
+/// `<bootloader>`: domboot reads the first disk itself, as pygrub would.
+#[derive(Debug)]
+pub struct DiskBootConfig {
+    pub disk: PathBuf,
+    /// pygrub's `--entry=N|TITLE`.
+    pub entry: Option<String>,
+    /// `root`/`extra`, which pygrub appends to the entry's command line.
+    pub append: Option<String>,
+}
+
 /// What the builder needs from a configuration.
 #[derive(Debug)]
 pub struct FromConfig {
-    pub kernel: PathBuf,
+    /// The kernel to boot; `None` when the file has a boot loader (pygrub) and no kernel:
+    /// then [`FromConfig::disk_boot`] says what to boot.
+    pub kernel: Option<PathBuf>,
+    /// With a boot loader and no kernel: the disk whose boot loader's entry to boot.
+    pub disk_boot: Option<DiskBootConfig>,
     pub initrds: Vec<PathBuf>,
     pub cmdline: Option<String>,
     pub memory: Option<u64>,
@@ -62,10 +77,13 @@ pub fn load(path: &Path, over: &Overrides<'_>, strict: bool) -> anyhow::Result<F
         );
     }
     let resolve = |p: &str| domboot_config::resolve_path(base, p);
-    let kernel =
-        cfg.boot.kernel.as_deref().map(resolve).with_context(|| {
-            format!("{source}: no kernel (set one in the file or with --kernel)")
-        })?;
+    let disks = disks(&cfg, base, &source);
+    let kernel = cfg.boot.kernel.as_deref().map(resolve);
+    let disk_boot = match (&kernel, &cfg.boot.bootloader) {
+        (None, Some(loader)) => Some(disk_boot(&cfg, loader, &disks, &source)?),
+        (None, None) => bail!("{source}: no kernel (set one in the file or with --kernel)"),
+        (Some(_), _) => None,
+    };
     let mut initrds: Vec<PathBuf> = over.initrds.to_vec();
     if initrds.is_empty()
         && let Some(i) = &cfg.boot.initrd
@@ -91,8 +109,43 @@ pub fn load(path: &Path, over: &Overrides<'_>, strict: bool) -> anyhow::Result<F
         memory,
         vcpus: cfg.vcpus,
         pvh: cfg.guest_type == GuestType::Pvh,
-        disks: disks(&cfg, base, &source),
+        disks,
         nets: interfaces(&cfg, &source)?,
+        disk_boot,
+    })
+}
+
+/// What a boot loader (pygrub) in the file boots: the first disk's entry chosen by its
+/// `--entry=` argument (or the default), with `root`/`extra` appended as pygrub does.
+fn disk_boot(
+    cfg: &DomainConfig,
+    loader: &str,
+    disks: &[crate::commands::boot_entries::DiskArg],
+    source: &str,
+) -> anyhow::Result<DiskBootConfig> {
+    let disk = disks.first().with_context(|| {
+        format!(
+            "{source}: bootloader {loader:?} boots from the guest's first disk, and the file \
+             has none domboot can read (give a kernel, or a raw disk)"
+        )
+    })?;
+    let mut entry = None;
+    let args = cfg.boot.bootloader_args.as_deref().unwrap_or("");
+    let mut words = args.split_whitespace();
+    while let Some(w) = words.next() {
+        match w.split_once('=') {
+            Some(("--entry", v)) => entry = Some(v.to_string()),
+            None if w == "--entry" || w == "-e" => entry = words.next().map(String::from),
+            _ => eprintln!(
+                "domboot: warning: {source}: bootloader argument {w:?} is not used (domboot reads \
+                 the disk itself; only --entry=N|TITLE chooses)"
+            ),
+        }
+    }
+    Ok(DiskBootConfig {
+        disk: disk.path.clone(),
+        entry,
+        append: cfg.boot.effective_cmdline(),
     })
 }
 

@@ -10,6 +10,7 @@ use super::{
     Accel, Args, ConsoleFilter, Outcome, RunConfig, SerialSink, boot, choose_accel, cpu_count,
     exec, linux_version, modules, watch::ConsoleWatch,
 };
+use anyhow::Context as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +27,10 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.boot.config_settings()?;
     let kernel = match (&args.boot.kernel, &config) {
         (Some(k), _) => k.clone(),
-        (None, Some(c)) => c.kernel.clone(),
+        (None, Some(c)) => c.kernel.clone().with_context(|| {
+            "run --exec boots a kernel with its own initramfs; this configuration boots from \
+             its disk's boot loader: give --kernel"
+        })?,
         (None, None) => exec::default_kernel()?,
     };
     let devices = args.devices_with(config.as_ref());

@@ -385,7 +385,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.exec.is_some() {
         return exec_run::run_exec(args);
     }
-    let domain = args.boot.domain()?;
+    let domain = args.boot.domain(true)?;
     let mut image = domain.image;
     let cpus = cpu_count(args.cpus, domain.config.as_ref().and_then(|c| c.vcpus))?;
     let devices = args.devices_with(domain.config.as_ref());

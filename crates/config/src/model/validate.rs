@@ -120,10 +120,23 @@ impl DomainConfig {
                     check_file(base_dir, i).map_err(|m| err("boot.initrd", m))?;
                 }
             }
+            // A boot loader (pygrub) boots the first disk's entry: domboot reads the disk.
+            None if boot.bootloader.is_some()
+                && self.disks.iter().any(|d| d.attach_problem().is_none()) => {}
+            None if boot.bootloader.is_some() => {
+                return Err(err(
+                    "boot.kernel",
+                    "no kernel, and the boot loader has no disk domboot can read (a raw image \
+                     or block device) to find one on"
+                        .into(),
+                ));
+            }
             None => {
                 return Err(err(
                     "boot.kernel",
-                    "no kernel: domboot boots a kernel directly (firmware and bootloader boots are not supported yet)".into(),
+                    "no kernel: domboot boots a kernel directly, or with `bootloader` the first \
+                     disk's boot loader entry (firmware boots are not supported)"
+                        .into(),
                 ));
             }
         }
@@ -155,10 +168,12 @@ impl DomainConfig {
                 reason: reason.to_string(),
             })
         };
-        if let Some(b) = &self.boot.bootloader {
+        // Without a kernel domboot boots the first disk's boot loader entry itself, as
+        // pygrub would; with one, the kernel boots directly.
+        if let (Some(b), Some(_)) = (&self.boot.bootloader, &self.boot.kernel) {
             add(
                 format!("boot.bootloader ({b})"),
-                "not run; give a kernel instead",
+                "not run: the kernel given boots directly",
             );
         }
         if let Some(l) = &self.boot.loader {
