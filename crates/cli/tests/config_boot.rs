@@ -156,3 +156,67 @@ fn config_errors_name_the_key() {
         "{err}"
     );
 }
+
+/// A key one or two edits from a known one is a likely typo: a warning with "did you mean"
+/// (the run goes on, the value dropped), an error under --strict; a real xl key domboot does
+/// not model (`cpus`) is not taken for a typo of `vcpus`.
+#[test]
+fn likely_typos_get_a_did_you_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = domboot_testkit::debian_kernel("cloud").vmlinuz;
+    let cfg = dir.path().join("typo.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"t\"\nmemroy = 512\nkernel = \"{}\"\ncpus = \"0-1\"\n",
+            kernel.display()
+        ),
+    )
+    .unwrap();
+    let plan = |strict: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_domboot"));
+        c.arg("plan").arg(&cfg);
+        if strict {
+            c.arg("--strict");
+        }
+        c.output().unwrap()
+    };
+    let out = plan(false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("typo.cfg:2:1: `memroy` is not a key domboot knows; did you mean `memory`?"),
+        "{err}"
+    );
+    assert!(err.contains("`cpus` is not modelled by domboot"), "{err}");
+    assert!(!err.contains("did you mean `vcpus`"), "{err}");
+    let out = plan(true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("look like typos (--strict)"), "{err}");
+
+    let xml = dir.path().join("typo.xml");
+    std::fs::write(
+        &xml,
+        format!(
+            "<domain type='xen'><name>t</name><memroy unit='MiB'>256</memroy>\
+             <os><type>linux</type><kernal>{0}</kernal><kernel>{0}</kernel></os></domain>",
+            kernel.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_domboot"))
+        .arg("plan")
+        .arg(&xml)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "<memroy> in <domain> is not an element libvirt knows; did you mean <memory>?"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("did you mean <kernel>?"), "{err}");
+}

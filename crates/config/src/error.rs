@@ -137,6 +137,9 @@ impl ConfigError {
 pub struct Warning {
     pub at: Span,
     pub message: String,
+    /// Set when the warning is about a name that is most likely a typo of this known one
+    /// (`--strict` makes such a warning an error).
+    pub typo_of: Option<String>,
 }
 
 impl Warning {
@@ -144,6 +147,16 @@ impl Warning {
         Warning {
             at,
             message: message.into(),
+            typo_of: None,
+        }
+    }
+
+    /// An unknown `name` that is most likely a typo of the known `meant`.
+    pub fn typo(at: Span, name: &str, meant: &str) -> Self {
+        Warning {
+            at,
+            message: format!("`{name}` is not a key domboot knows; did you mean `{meant}`?"),
+            typo_of: Some(meant.to_string()),
         }
     }
 }

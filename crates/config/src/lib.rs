@@ -14,6 +14,7 @@ pub mod error;
 pub mod libvirt_xml;
 pub mod model;
 pub mod sexpr;
+pub mod suggest;
 pub mod toml;
 pub mod xl;
 

@@ -54,7 +54,18 @@ pub fn load(path: &Path, over: &Overrides<'_>, strict: bool) -> anyhow::Result<F
     })?;
     let (mut cfg, warnings) = domboot_config::parse_with_warnings(&text, syntax, &source)?;
     for w in &warnings {
-        eprintln!("domboot: warning: {w}");
+        let level = if strict && w.typo_of.is_some() {
+            "error"
+        } else {
+            "warning"
+        };
+        eprintln!("domboot: {level}: {w}");
+    }
+    let typos = warnings.iter().filter(|w| w.typo_of.is_some()).count();
+    if strict && typos > 0 {
+        bail!(
+            "{source}: {typos} name(s) that look like typos (--strict); fix them or drop --strict"
+        );
     }
     apply(&mut cfg, over);
     let base = path.parent().unwrap_or(Path::new("."));

@@ -23,6 +23,71 @@ fn attr(n: Node, name: &str) -> Option<String> {
     n.attribute(name).map(str::to_string)
 }
 
+/// The children libvirt's domain XML has at the top level and in <os> (formatdomain),
+/// for telling a typo (<memroy>) from an element domboot does not model (<cputune>).
+const DOMAIN_ELEMENTS: &[&str] = &[
+    "name",
+    "uuid",
+    "genid",
+    "title",
+    "description",
+    "metadata",
+    "memory",
+    "currentMemory",
+    "maxMemory",
+    "memoryBacking",
+    "vcpu",
+    "vcpus",
+    "iothreads",
+    "iothreadids",
+    "cputune",
+    "memtune",
+    "blkiotune",
+    "numatune",
+    "resource",
+    "os",
+    "idmap",
+    "features",
+    "cpu",
+    "clock",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "on_lockfailure",
+    "pm",
+    "perf",
+    "devices",
+    "seclabel",
+    "keywrap",
+    "launchSecurity",
+    "sysinfo",
+    "bootloader",
+    "bootloader_args",
+    "throttlegroups",
+];
+const OS_ELEMENTS: &[&str] = &[
+    "type",
+    "loader",
+    "nvram",
+    "kernel",
+    "initrd",
+    "cmdline",
+    "dtb",
+    "boot",
+    "bootmenu",
+    "smbios",
+    "bios",
+    "init",
+    "initarg",
+    "initenv",
+    "initdir",
+    "inituser",
+    "initgroup",
+    "acpi",
+    "firmware",
+    "shim",
+];
+
 fn elements<'a, 'i>(n: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
     n.children().filter(|c| c.is_element())
 }
@@ -78,6 +143,22 @@ impl Reader<'_> {
 
     fn dropped(&mut self, n: Node, parent: &str) {
         let name = n.tag_name().name();
+        let known: &[&str] = match parent {
+            "domain" => DOMAIN_ELEMENTS,
+            "os" => OS_ELEMENTS,
+            _ => &[],
+        };
+        if !known.contains(&name)
+            && let Some(meant) = crate::suggest::did_you_mean(name, known)
+        {
+            let at = self.span(n);
+            let mut w = Warning::typo(at, name, meant);
+            w.message = format!(
+                "<{name}> in <{parent}> is not an element libvirt knows; did you mean <{meant}>?"
+            );
+            self.warnings.push(w);
+            return;
+        }
         self.warn(
             n,
             format!("<{name}> in <{parent}> is not modelled by domboot; dropped"),

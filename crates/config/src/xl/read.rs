@@ -13,6 +13,121 @@ pub struct Reader<'a> {
 }
 
 /// Keys that set graphics on HVM guests (read together).
+/// xl.cfg(5) and xm keys domboot reads but does not model: real keys, so never taken for
+/// a typo of a modelled one (`cpus` is not a misspelt `vcpus`).
+const XL_KEYS: &[&str] = &[
+    "pool",
+    "cpus",
+    "cpus_soft",
+    "maxvcpus",
+    "cpu_weight",
+    "cap",
+    "maxmem",
+    "vnuma",
+    "on_watchdog",
+    "on_soft_reset",
+    "seclabel",
+    "init_seclabel",
+    "max_grant_frames",
+    "max_maptrack_frames",
+    "max_grant_version",
+    "nomigrate",
+    "driver_domain",
+    "device_tree",
+    "passthrough",
+    "vmtrace_buf_kb",
+    "vpmu",
+    "e820_host",
+    "type",
+    "vtpm",
+    "p9",
+    "pvcalls",
+    "channel",
+    "rdm",
+    "usbctrl",
+    "usbdev",
+    "pci",
+    "pci_permissive",
+    "pci_msitranslate",
+    "pci_seize",
+    "pci_power_mgmt",
+    "gfx_passthru",
+    "rdm_mem_boundary",
+    "dtdev",
+    "ioports",
+    "iomem",
+    "irqs",
+    "max_event_channels",
+    "vdispl",
+    "dm_restrict",
+    "device_model_version",
+    "device_model_stubdomain_override",
+    "device_model_stubdomain_seclabel",
+    "device_model_args",
+    "device_model_args_pv",
+    "device_model_args_hvm",
+    "device_model_user",
+    "bios_path_override",
+    "acpi_s3",
+    "acpi_s4",
+    "acpi_laptop_slate",
+    "nx",
+    "hpet",
+    "altp2m",
+    "nestedhvm",
+    "cpuid",
+    "acpi_firmware",
+    "smbios_firmware",
+    "ms_vm_genid",
+    "tsc_mode",
+    "vpt_align",
+    "timer_mode",
+    "mmio_hole",
+    "xen_platform_pci",
+    "oos",
+    "shadow_memory",
+    "stdvga",
+    "videoram",
+    "vga",
+    "keymap",
+    "sdl",
+    "opengl",
+    "nographic",
+    "soundhw",
+    "vkb_device",
+    "usb",
+    "usbversion",
+    "vendor_device",
+    "gic_version",
+    "vuart",
+    "tee",
+    "sve",
+    "vcpu_hard_affinity",
+    "vcpu_soft_affinity",
+    "max_gntframes",
+    "cpu_cap",
+    "shadow",
+    "bootargs",
+    "vscsi",
+    "vtpm2",
+    "irq",
+    "ioport",
+    "sched",
+    "cpu",
+    "dhcp",
+    "netmask",
+    "gateway",
+    "hostname",
+    "ip",
+    "interface",
+    "nfs_server",
+    "nfs_root",
+    "device_model_stubdomain",
+    "maxvcpu",
+    "vfs",
+    "vusb",
+];
+
 const GRAPHICS_KEYS: [&str; 13] = [
     "vnc",
     "vnclisten",
@@ -634,11 +749,29 @@ impl<'a> Reader<'a> {
         ];
         for s in settings {
             let k = s.key.as_str();
-            if !KNOWN.contains(&k) && !GRAPHICS_KEYS.contains(&k) {
-                self.warn_at(
+            if KNOWN.contains(&k) || GRAPHICS_KEYS.contains(&k) {
+                continue;
+            }
+            let typo = (!XL_KEYS.contains(&k))
+                .then(|| {
+                    let all: Vec<&str> = KNOWN
+                        .iter()
+                        .chain(GRAPHICS_KEYS.iter())
+                        .chain(XL_KEYS.iter())
+                        .copied()
+                        .collect();
+                    crate::suggest::did_you_mean(k, &all)
+                })
+                .flatten();
+            match typo {
+                Some(meant) => {
+                    let at = self.span(s.key_offset);
+                    self.warnings.push(Warning::typo(at, k, meant));
+                }
+                None => self.warn_at(
                     s.key_offset,
                     format!("`{k}` is not modelled by domboot; dropped"),
-                );
+                ),
             }
         }
     }
