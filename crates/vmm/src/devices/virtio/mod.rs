@@ -16,7 +16,7 @@ pub mod net;
 pub mod rng;
 
 use std::fmt;
-use virtio_queue::Queue;
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 /// Virtio device types (virtio 1.2, section 5).
@@ -94,6 +94,28 @@ pub trait VirtioDevice: Send {
         _mem: &GuestMemoryMmap,
     ) -> Result<bool, DeviceError> {
         Ok(false)
+    }
+}
+
+/// Serves every buffer the driver has made available on `queue`: `serve` handles one
+/// descriptor chain and returns how many bytes it wrote into it (the used length).
+/// Returns whether any buffer was used. An invalid available ring (an index running
+/// ahead of the queue's size) is an error, not an empty queue.
+pub fn drain_queue(
+    queue: &mut Queue,
+    mem: &GuestMemoryMmap,
+    mut serve: impl FnMut(DescriptorChain<&GuestMemoryMmap>) -> Result<u32, DeviceError>,
+) -> Result<bool, DeviceError> {
+    let mut used = false;
+    loop {
+        let chain = queue.iter(mem)?.next();
+        let Some(chain) = chain else {
+            return Ok(used);
+        };
+        let head = chain.head_index();
+        let len = serve(chain)?;
+        queue.add_used(mem, head, len)?;
+        used = true;
     }
 }
 

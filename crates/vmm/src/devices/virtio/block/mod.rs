@@ -10,7 +10,7 @@ use super::{DeviceError, F_VERSION_1, TYPE_BLOCK, VirtioDevice, read_config_byte
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 pub const SECTOR_SIZE: u64 = 512;
@@ -171,18 +171,8 @@ impl VirtioDevice for Block {
         queue: &mut Queue,
         mem: &GuestMemoryMmap,
     ) -> Result<bool, DeviceError> {
-        let mut used = false;
-        loop {
-            let chain = queue.iter(mem)?.next();
-            let Some(chain) = chain else {
-                break;
-            };
-            let head = chain.head_index();
-            let len = request::serve(&self.file, &self.state, chain, mem)?;
-            queue.add_used(mem, head, len)?;
-            used = true;
-        }
-        Ok(used)
+        let (file, state) = (&self.file, &self.state);
+        super::drain_queue(queue, mem, |chain| request::serve(file, state, chain, mem))
     }
 }
 

@@ -60,14 +60,9 @@ impl Console {
     }
 
     fn transmit(&mut self, queue: &mut Queue, mem: &GuestMemoryMmap) -> Result<bool, DeviceError> {
-        let mut used = false;
         let mut bytes = Vec::new();
-        loop {
-            let chain = queue.iter(mem)?.next();
-            let Some(chain) = chain else {
-                break;
-            };
-            let head = chain.head_index();
+        let output = &mut self.output;
+        let used = super::drain_queue(queue, mem, |chain| {
             let mut reader = chain
                 .reader(mem)
                 .map_err(|e| DeviceError(format!("malformed output buffer: {e}")))?;
@@ -76,10 +71,9 @@ impl Console {
                 .read_to_end(&mut bytes)
                 .map_err(|e| DeviceError(format!("malformed output buffer: {e}")))?;
             // A sink that refuses (closed stdout) loses the bytes, as COM1 does.
-            let _ = self.output.write_all(&bytes);
-            queue.add_used(mem, head, 0)?;
-            used = true;
-        }
+            let _ = output.write_all(&bytes);
+            Ok(0)
+        })?;
         let _ = self.output.flush();
         Ok(used)
     }

@@ -94,14 +94,9 @@ impl Net {
 
     /// Sends every frame the driver queued for transmission.
     fn transmit(&mut self, queue: &mut Queue, mem: &GuestMemoryMmap) -> Result<bool, DeviceError> {
-        let mut used = false;
         let mut frame = Vec::with_capacity(HEADER + MAX_FRAME);
-        loop {
-            let chain = queue.iter(mem)?.next();
-            let Some(chain) = chain else {
-                break;
-            };
-            let head = chain.head_index();
+        let backend = &mut self.backend;
+        super::drain_queue(queue, mem, |chain| {
             let mut reader = chain
                 .reader(mem)
                 .map_err(|e| DeviceError(format!("malformed transmit buffer: {e}")))?;
@@ -119,11 +114,9 @@ impl Net {
                 .map_err(|e| DeviceError(format!("malformed transmit buffer: {e}")))?;
             // A frame the host refuses (a tap that is down, passt gone) is dropped, as a
             // wire drops it; the driver gets its buffer back either way.
-            let _ = self.backend.write_frame(&frame[HEADER..]);
-            queue.add_used(mem, head, 0)?;
-            used = true;
-        }
-        Ok(used)
+            let _ = backend.write_frame(&frame[HEADER..]);
+            Ok(0)
+        })
     }
 
     /// Moves frames from the backend into receive buffers until either runs out.

@@ -4,7 +4,7 @@
 use super::{DeviceError, F_VERSION_1, TYPE_RNG, VirtioDevice};
 use std::fs::File;
 use std::io::{Read, Write};
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 const QUEUE_SIZE: u16 = 64;
@@ -47,27 +47,20 @@ impl VirtioDevice for Rng {
         queue: &mut Queue,
         mem: &GuestMemoryMmap,
     ) -> Result<bool, DeviceError> {
-        let mut used = false;
         let mut buf = vec![0u8; MAX_PER_BUFFER];
-        loop {
-            let chain = queue.iter(mem)?.next();
-            let Some(chain) = chain else {
-                break;
-            };
-            let head = chain.head_index();
+        let source = &mut self.source;
+        super::drain_queue(queue, mem, |chain| {
             let mut writer = chain
                 .writer(mem)
                 .map_err(|e| DeviceError(format!("malformed buffer: {e}")))?;
             let n = writer.available_bytes().min(MAX_PER_BUFFER);
-            self.source
+            source
                 .read_exact(&mut buf[..n])
                 .map_err(|e| DeviceError(format!("reading /dev/urandom: {e}")))?;
             writer
                 .write_all(&buf[..n])
                 .map_err(|e| DeviceError(format!("malformed buffer: {e}")))?;
-            queue.add_used(mem, head, n as u32)?;
-            used = true;
-        }
-        Ok(used)
+            Ok(n as u32)
+        })
     }
 }
