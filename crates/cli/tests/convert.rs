@@ -93,8 +93,14 @@ fn seeds_convert_to_every_syntax_and_back_unchanged() {
                 "{}",
                 String::from_utf8_lossy(&back.stderr)
             );
+            let mut got = String::from_utf8_lossy(&back.stdout).into_owned();
+            if via == "sexpr" {
+                // xend restarts a crashed guest unless told, so the SEXPR states the
+                // model's default (destroy), and reading it back keeps it stated.
+                got = got.replacen("on_crash = \"destroy\"\n", "", 1);
+            }
             assert_eq!(
-                String::from_utf8_lossy(&back.stdout),
+                got,
                 std::fs::read_to_string(&reference).expect("reference"),
                 "{seed} → {via} → toml"
             );
