@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "\
-Usage: nested --domboot BIN [--file PATH]... [--timeout SECONDS] [--console] [--qemu] -- COMMAND [ARG]...
+Usage: nested --domboot BIN [--file PATH]... [--module PATH]... [--timeout SECONDS] [--console] [--qemu] -- COMMAND [ARG]...
 
 Boots the nested bench's outer guest once and runs COMMAND there with busybox's sh
 (/bin/domboot is BIN). Arguments of COMMAND that name existing host files are copied
@@ -18,6 +18,8 @@ Standard input, when it is not a terminal, becomes COMMAND's input.
 
   --domboot BIN      the domboot binary to carry in (scripts/nested.sh builds one)
   --file PATH        also copy PATH into the outer guest (repeatable)
+  --module PATH      have the outer guest load this module of the cloud kernel's modules
+                     tree (e.g. kernel/drivers/net/tun.ko) after KVM's (repeatable)
   --timeout SECONDS  limit for COMMAND inside the outer guest (default 600)
   --console          print the outer guest's console log afterwards (on stderr)
   --qemu             also carry qemu-system-x86_64 (with libraries and firmware) in
@@ -37,6 +39,7 @@ fn run() -> Result<ExitCode, String> {
     let mut args = std::env::args().skip(1);
     let (mut domboot, mut files, mut timeout, mut console) = (None, Vec::new(), 600u64, false);
     let mut qemu = false;
+    let mut modules = Vec::new();
     let mut command = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -48,6 +51,7 @@ fn run() -> Result<ExitCode, String> {
                     .and_then(|s| s.parse().ok())
                     .ok_or("--timeout needs a number of seconds")?
             }
+            "--module" => modules.push(args.next().ok_or("--module needs a path")?),
             "--console" => console = true,
             "--qemu" => qemu = true,
             "-h" | "--help" => {
@@ -71,6 +75,9 @@ fn run() -> Result<ExitCode, String> {
     }
     if qemu {
         bench.qemu();
+    }
+    for m in &modules {
+        bench.module(m);
     }
     let words: Vec<String> = command
         .iter()

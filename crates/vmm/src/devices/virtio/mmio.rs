@@ -251,6 +251,14 @@ impl MmioTransport {
         }
         // NEEDS_RESET is the device's to set, never the driver's to clear.
         regs.status = value | (regs.status & status::DEVICE_NEEDS_RESET);
+        if newly & status::DRIVER_OK != 0 {
+            // Drivers fill and kick queues during probe, before DRIVER_OK (virtio_console
+            // does), and the device ignores queues until then: serve every queue once now,
+            // so neither those buffers nor host input that came meanwhile wait forever.
+            for evt in &self.notify {
+                let _ = evt.write(1);
+            }
+        }
     }
 }
 
@@ -321,7 +329,7 @@ mod tests {
         MmioTransport::new(
             Box::new(Dummy([16])),
             EventFd::new(0).unwrap(),
-            vec![EventFd::new(0).unwrap()],
+            vec![EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap()],
             Arc::new(mem),
         )
         .unwrap()
