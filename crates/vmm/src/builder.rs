@@ -8,6 +8,7 @@
 
 use crate::device_manager::{DeviceManager, legacy};
 use crate::devices::virtio::net::{self, Net, NetBackend, passt::Passt, tap::Tap};
+use crate::devices::virtio::vsock::{self, Vsock};
 use crate::devices::virtio::{VirtioDevice, block::Block, rng::Rng};
 use crate::devices::{i8042, panic_watch, serial};
 use crate::vm::Vm;
@@ -170,10 +171,12 @@ fn add_virtio_devices(
     plan: &BootPlan,
     cfg: &VmConfig,
 ) -> Result<(), VmmError> {
-    if !cfg.acpi && (!cfg.disks.is_empty() || cfg.rng || !cfg.nets.is_empty()) {
+    if !cfg.acpi
+        && (!cfg.disks.is_empty() || cfg.rng || !cfg.nets.is_empty() || cfg.vsock.is_some())
+    {
         return Err(VmmError::Setup(
-            "disks, network interfaces and the rng device are virtio-mmio devices the guest \
-             finds through the ACPI DSDT; they need ACPI (drop --no-acpi)"
+            "disks, network interfaces, the rng and vsock devices are virtio-mmio devices \
+             the guest finds through the ACPI DSDT; they need ACPI (drop --no-acpi)"
                 .into(),
         ));
     }
@@ -206,6 +209,21 @@ fn add_virtio_devices(
             error,
         })?;
         added.push(devices.add_virtio(vm, mem, Box::new(rng))?);
+    }
+    if let Some(v) = &cfg.vsock {
+        if !vsock::valid_guest_cid(v.cid) {
+            return Err(VmmError::Setup(format!(
+                "vsock: guest CID {} (3 to {}; 0 to 2 are reserved)",
+                v.cid,
+                u32::MAX - 1
+            )));
+        }
+        let dev =
+            Vsock::new(v.cid, &v.socket).map_err(|e| VmmError::Setup(format!("vsock: {e}")))?;
+        if cfg.verbose {
+            eprintln!("domboot-vmm: {}", dev.name());
+        }
+        added.push(devices.add_virtio(vm, mem, Box::new(dev))?);
     }
     for slot in added {
         if let Some((start, end)) = memory::ram_ranges(plan)?

@@ -70,6 +70,19 @@ pub struct VmConfig {
     pub rng: bool,
     /// virtio-net interfaces, in order: the first is the guest's eth0.
     pub nets: Vec<NetConfig>,
+    /// A virtio-vsock device on Firecracker's hybrid vsock (see
+    /// [`devices::virtio::vsock`]).
+    pub vsock: Option<VsockConfig>,
+}
+
+/// The vsock device: the guest's CID and the Unix socket its host side listens on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsockConfig {
+    /// 3 or more (see [`devices::virtio::vsock::valid_guest_cid`]).
+    pub cid: u64,
+    /// Host programs connect here (`CONNECT <port>\n`); the guest's connections to host
+    /// port P go to `<socket>_<P>`. It must not exist; it is removed when the VM ends.
+    pub socket: PathBuf,
 }
 
 /// One network interface.
@@ -108,6 +121,7 @@ impl Default for VmConfig {
             disks: Vec::new(),
             rng: false,
             nets: Vec::new(),
+            vsock: None,
         }
     }
 }

@@ -46,6 +46,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
             .collect(),
         rng: cfg.devices.rng,
         nets: cfg.devices.vmm_nets(),
+        vsock: cfg.devices.vmm_vsock(),
     };
     let outcome = domboot_vmm::run(plan, &vm)?;
     if let SerialSink::Filter(_) = &cfg.serial {

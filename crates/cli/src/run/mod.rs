@@ -106,12 +106,21 @@ pub struct Args {
     /// No virtio-rng device, even with disks.
     #[arg(long)]
     pub no_rng: bool,
+    /// A virtio-vsock device for the guest CID (3 or more) on Firecracker's hybrid vsock:
+    /// host programs connect to the Unix socket SOCKET and write `CONNECT <port>\n` (the
+    /// answer is `OK <port>\n`); the guest's connections to the host's (CID 2) port P go
+    /// to the Unix socket `SOCKET_P`. SOCKET must not exist; it goes when the VM ends.
+    /// KVM only: QEMU cannot offer this protocol, so with --accel tcg (or auto choosing
+    /// TCG) domboot refuses at once.
+    #[arg(long, value_name = "CID,SOCKET", value_parser = devices::parse_vsock)]
+    pub vsock: Option<devices::VsockArg>,
 }
 
 impl Args {
     /// The guest's virtio devices as --disk, --net, --rng and --no-rng ask.
     pub fn devices(&self) -> Devices {
         Devices::from_args(&self.boot.disk, &self.net, self.rng, self.no_rng)
+            .with_vsock(self.vsock.clone())
     }
 }
 
@@ -200,7 +209,7 @@ pub struct RunConfig {
     pub extra_serials: Vec<PathBuf>,
     /// TCG: sees the console stream, to recognise a kernel panic and quote it.
     pub watch: watch::ConsoleWatch,
-    /// Disks and the rng device.
+    /// Disks, interfaces, the rng and vsock devices.
     pub devices: Devices,
 }
 
@@ -371,6 +380,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let plan = image.build()?;
     let (accel, why) = choose_accel(args.accel, || linux.clone(), args.pvm_guest)?;
+    args.devices().check_accel(accel, &why)?;
     if args.verbose {
         eprintln!("domboot: accelerator {accel:?}: {why}");
     }

@@ -54,6 +54,7 @@ fn add_devices(cmd: &mut Command, devices: &super::Devices) -> anyhow::Result<()
     if devices.rng {
         cmd.args(["-device", "virtio-rng-pci"]);
     }
+    devices.check_accel(super::Accel::Tcg, "QEMU runs the guest")?;
     Ok(())
 }
 
