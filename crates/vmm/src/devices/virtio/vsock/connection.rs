@@ -11,12 +11,18 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 /// The receive buffer the device advertises for each connection.
 pub const BUF_ALLOC: u32 = 256 * 1024;
 /// Once the host has taken this many bytes since the guest last heard the device's
 /// `fwd_cnt`, the guest is told (it may be waiting for credit).
 const CREDIT_UPDATE_AFTER: u32 = BUF_ALLOC / 4;
+/// How long the guest has to answer the host's REQUEST, and to take the last bytes once
+/// it has shut the connection both ways (Firecracker's CONN_REQUEST_TIMEOUT_MS and
+/// CONN_SHUTDOWN_TIMEOUT_MS); then the connection is reset.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -64,6 +70,9 @@ pub struct Connection {
     host_write_shut: bool,
     /// A RST is queued: the connection ends once it is sent.
     resetting: bool,
+    /// When the connection is reset unless the guest answers (REQUEST) or the host takes
+    /// the rest (shutdown).
+    pub deadline: Option<Instant>,
 }
 
 impl Connection {
@@ -86,6 +95,7 @@ impl Connection {
             guest_shut: 0,
             host_write_shut: false,
             resetting: false,
+            deadline: (state == State::Requested).then(|| Instant::now() + REQUEST_TIMEOUT),
         }
     }
 
@@ -185,6 +195,8 @@ impl Connection {
             self.guest_shut == both || (self.guest_shut & SHUTDOWN_SEND != 0 && self.host_eof);
         if guest_done && self.to_host.is_empty() {
             self.reset();
+        } else if guest_done && self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + SHUTDOWN_TIMEOUT);
         }
     }
 

@@ -14,16 +14,22 @@
 
 use super::connection::{ConnError, Connection, State};
 use super::packet::{HOST_CID, Header, Op, PacketError, SHUTDOWN_RCV, SHUTDOWN_SEND};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::timerfd::TimerFd;
 
 const TOKEN_LISTENER: u64 = 0;
 const TOKEN_KICK: u64 = 1;
+/// The timer for connection deadlines. It is never read: each expiry is a new edge, and
+/// setting it again clears the count.
+const TOKEN_TIMER: u64 = 2;
 /// The longest `CONNECT <port>\n` line taken.
 const MAX_LINE: usize = 32;
 /// Host streams that have connected but not yet sent their `CONNECT` line.
@@ -43,8 +49,8 @@ pub enum MuxerError {
     Exists(PathBuf),
     #[error("listening on {}: {}", .0.display(), .1)]
     Listen(PathBuf, io::Error),
-    #[error("epoll: {0}")]
-    Epoll(io::Error),
+    #[error("{0}: {1}")]
+    Fd(&'static str, io::Error),
 }
 
 type Key = (u32, u32);
@@ -60,7 +66,11 @@ pub struct Muxer {
     listener: UnixListener,
     epoll: Epoll,
     kick: EventFd,
-    conns: HashMap<Key, Connection>,
+    timer: TimerFd,
+    timer_at: Option<Instant>,
+    /// Ordered, so that the receive queue serves connections in turn after `last_rx`.
+    conns: BTreeMap<Key, Connection>,
+    last_rx: Option<Key>,
     by_token: HashMap<u64, Key>,
     tokens: HashMap<Key, u64>,
     handshakes: HashMap<u64, Handshake>,
@@ -83,25 +93,35 @@ impl Muxer {
         listener
             .set_nonblocking(true)
             .map_err(|e| fail(MuxerError::Listen(path.to_owned(), e)))?;
-        let epoll = Epoll::new().map_err(|e| fail(MuxerError::Epoll(e)))?;
-        let kick = EventFd::new(EFD_NONBLOCK).map_err(|e| fail(MuxerError::Epoll(e)))?;
+        let epoll = Epoll::new().map_err(|e| fail(MuxerError::Fd("epoll", e)))?;
+        let kick = EventFd::new(EFD_NONBLOCK).map_err(|e| fail(MuxerError::Fd("eventfd", e)))?;
+        let timer = TimerFd::new().map_err(|e| {
+            fail(MuxerError::Fd(
+                "timerfd",
+                io::Error::from_raw_os_error(e.errno()),
+            ))
+        })?;
         let m = Muxer {
             guest_cid,
             path: path.to_owned(),
             listener,
             epoll,
             kick,
-            conns: HashMap::new(),
+            timer,
+            timer_at: None,
+            conns: BTreeMap::new(),
+            last_rx: None,
             by_token: HashMap::new(),
             tokens: HashMap::new(),
             handshakes: HashMap::new(),
-            next_token: 2,
+            next_token: TOKEN_TIMER,
             next_local_port: FIRST_LOCAL_PORT,
             loose_rsts: VecDeque::new(),
         };
         m.watch(m.listener.as_raw_fd(), TOKEN_LISTENER, EventSet::IN)
             .and_then(|_| m.watch(m.kick.as_raw_fd(), TOKEN_KICK, EventSet::IN))
-            .map_err(|e| fail(MuxerError::Epoll(e)))?;
+            .and_then(|_| m.watch(m.timer.as_raw_fd(), TOKEN_TIMER, EventSet::IN))
+            .map_err(|e| fail(MuxerError::Fd("epoll", e)))?;
         Ok(m)
     }
 
@@ -134,28 +154,77 @@ impl Muxer {
     /// The driver reset the device: every connection ends.
     pub fn reset(&mut self) {
         self.conns.clear();
+        self.last_rx = None;
         self.by_token.clear();
         self.tokens.clear();
         self.handshakes.clear();
         self.loose_rsts.clear();
     }
 
-    /// Handles every ready socket (without blocking).
+    /// Handles every ready socket (without blocking), then the connections whose time
+    /// is up.
     pub fn poll(&mut self) {
         let mut events = [EpollEvent::default(); 32];
         loop {
             let n = match self.epoll.wait(0, &mut events) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(_) => break,
             };
+            // Until none is left: handling an event can register a stream that is ready
+            // at once.
+            if n == 0 {
+                break;
+            }
             for ev in &events[..n] {
                 self.on_event(ev.data(), ev.event_set());
             }
-            if n < events.len() {
-                return;
+        }
+        self.expire();
+    }
+
+    /// Resets the connections past their deadline (a host-initiated one the guest never
+    /// answered goes at once: its REQUEST may never have reached the guest), and sets
+    /// the timer for the next deadline.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let late: Vec<Key> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now) && !c.is_resetting())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in late {
+            let Some(conn) = self.conns.get_mut(&key) else {
+                continue;
+            };
+            conn.deadline = None;
+            if conn.state == State::Requested {
+                let rst = Header::to_guest(self.guest_cid, key.0, key.1, Op::Rst);
+                self.remove(key);
+                if self.loose_rsts.len() < MAX_LOOSE_RSTS {
+                    self.loose_rsts.push_back(rst);
+                }
+            } else {
+                conn.reset();
             }
         }
+        self.set_timer();
+    }
+
+    fn set_timer(&mut self) {
+        let next = self.conns.values().filter_map(|c| c.deadline).min();
+        if next == self.timer_at {
+            return;
+        }
+        self.timer_at = next;
+        let _ = match next {
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                self.timer.reset(wait.max(Duration::from_millis(1)), None)
+            }
+            None => self.timer.clear(),
+        };
     }
 
     fn on_event(&mut self, token: u64, set: EventSet) {
@@ -164,6 +233,7 @@ impl Muxer {
             TOKEN_KICK => {
                 let _ = self.kick.read();
             }
+            TOKEN_TIMER => {}
             _ if self.handshakes.contains_key(&token) => self.handshake(token),
             _ => {
                 let Some(&key) = self.by_token.get(&token) else {
@@ -257,6 +327,7 @@ impl Muxer {
         let mut conn = Connection::new(hs.stream, State::Requested, local_port, port);
         conn.push_ctrl(Op::Request, 0);
         self.insert(key, token, conn);
+        self.set_timer();
     }
 
     fn free_local_port(&mut self) -> u32 {
@@ -303,6 +374,11 @@ impl Muxer {
 
     /// A valid packet from the guest (its payload in `data`).
     pub fn from_guest(&mut self, h: &Header, op: Op, data: &[u8]) {
+        self.packet_from_guest(h, op, data);
+        self.set_timer();
+    }
+
+    fn packet_from_guest(&mut self, h: &Header, op: Op, data: &[u8]) {
         let key = (h.dst_port, h.src_port);
         let Some(conn) = self.conns.get_mut(&key) else {
             match op {
@@ -320,6 +396,7 @@ impl Muxer {
             }
             Op::Response if conn.state == State::Requested => {
                 conn.state = State::Established;
+                conn.deadline = None;
                 conn.to_host_line(format!("OK {}\n", conn.local_port).as_bytes())
             }
             Op::Rw if conn.state == State::Established => conn.from_guest(data),
@@ -378,17 +455,27 @@ impl Muxer {
             return Some((h, Vec::new()));
         }
         let cid = self.guest_cid;
-        let mut found = None;
-        for (key, conn) in self.conns.iter_mut() {
-            if !conn.has_packet() {
-                continue;
-            }
-            if let Some(p) = conn.next_packet(cid, room) {
-                found = Some((*key, p));
-                break;
-            }
-        }
-        let (key, packet) = found?;
+        // In turn: the connections after the last one served, then the others.
+        let keys: Vec<Key> = match self.last_rx {
+            Some(last) => self
+                .conns
+                .range((Excluded(last), Unbounded))
+                .chain(self.conns.range(..=last))
+                .filter(|(_, c)| c.has_packet())
+                .map(|(k, _)| *k)
+                .collect(),
+            None => self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.has_packet())
+                .map(|(k, _)| *k)
+                .collect(),
+        };
+        let (key, packet) = keys.into_iter().find_map(|k| {
+            let conn = self.conns.get_mut(&k)?;
+            conn.next_packet(cid, room).map(|p| (k, p))
+        })?;
+        self.last_rx = Some(key);
         if self.conns.get(&key).is_some_and(Connection::finished) {
             self.remove(key);
         }
@@ -416,11 +503,13 @@ fn note_reset(conn: &mut Connection, e: &ConnError) {
     conn.reset();
 }
 
-/// `CONNECT <port>` (the newline stripped) to the port.
+/// `CONNECT <port>` (the newline stripped) to the port. As Firecracker reads it: the
+/// word in any case, words separated by any whitespace.
 pub fn parse_connect(line: &[u8]) -> Option<u32> {
-    let text = std::str::from_utf8(line).ok()?;
-    let port = text.trim_end_matches('\r').strip_prefix("CONNECT ")?;
-    port.trim().parse().ok()
+    let mut words = std::str::from_utf8(line).ok()?.split_whitespace();
+    let connect = words.next()?.eq_ignore_ascii_case("connect");
+    let port = words.next()?.parse().ok()?;
+    (connect && words.next().is_none()).then_some(port)
 }
 
 /// The guest CID a device can have: not the reserved 0, 1, 2 (host) or `u32::MAX`

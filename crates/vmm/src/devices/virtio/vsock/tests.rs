@@ -223,6 +223,63 @@ fn host_connects_with_connect_and_gets_ok() {
 }
 
 #[test]
+fn an_unanswered_host_connect_times_out() {
+    let mut d = Driver::new();
+    let mut host = UnixStream::connect(d.path("")).unwrap();
+    host.write_all(b"CONNECT 54\n").unwrap();
+    let h = d.receive_soon(4)[0].0;
+    assert_eq!(h.op, Op::Request as u16);
+    // The guest never answers: after REQUEST_TIMEOUT the device's fd wakes its worker,
+    // the host's stream closes and the guest gets a RST.
+    let started = std::time::Instant::now();
+    let watch = vmm_sys_util::epoll::Epoll::new().unwrap();
+    let ev = vmm_sys_util::epoll::EpollEvent::new(vmm_sys_util::epoll::EventSet::IN, 0);
+    watch
+        .ctl(
+            vmm_sys_util::epoll::ControlOperation::Add,
+            d.dev.backend_fd().unwrap(),
+            ev,
+        )
+        .unwrap();
+    let mut events = [vmm_sys_util::epoll::EpollEvent::default(); 1];
+    assert_eq!(watch.wait(5000, &mut events).unwrap(), 1);
+    assert!(started.elapsed() >= connection::REQUEST_TIMEOUT - Duration::from_millis(100));
+    let got = d.receive(4);
+    assert_eq!(ops(&got), [Op::Rst as u16]);
+    assert_eq!((got[0].0.src_port, got[0].0.dst_port), (h.src_port, 54));
+    let mut b = [0u8; 4];
+    assert_eq!(host.read(&mut b).unwrap(), 0);
+    assert_eq!(d.dev.muxer.connections(), 0);
+}
+
+#[test]
+fn connections_take_turns() {
+    let mut d = Driver::new();
+    let listener = UnixListener::bind(d.path("_8000")).unwrap();
+    let mut hosts = Vec::new();
+    for guest_port in [1000, 1001] {
+        d.send(
+            Header {
+                src_port: guest_port,
+                ..from_guest(8000, Op::Request)
+            },
+            &[],
+        );
+        hosts.push(listener.accept().unwrap().0);
+    }
+    assert_eq!(ops(&d.receive(4)), [Op::Response as u16; 2]);
+    for h in &mut hosts {
+        h.write_all(&[5u8; 20000]).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    // Two buffers: one packet for each connection, not two for the first.
+    let got = d.receive(2);
+    let mut ports: Vec<u32> = got.iter().map(|(h, _)| h.dst_port).collect();
+    ports.sort();
+    assert_eq!(ports, [1000, 1001]);
+}
+
+#[test]
 fn a_refused_host_connect_closes_the_stream() {
     let mut d = Driver::new();
     let mut host = UnixStream::connect(d.path("")).unwrap();
@@ -404,7 +461,13 @@ fn guest_cids() {
     assert_eq!(muxer::parse_connect(b"CONNECT 1234"), Some(1234));
     assert_eq!(muxer::parse_connect(b"CONNECT 1234\r"), Some(1234));
     assert_eq!(muxer::parse_connect(b"CONNECT x"), None);
-    assert_eq!(muxer::parse_connect(b"connect 1"), None);
+    assert_eq!(
+        muxer::parse_connect(b"connect  7 "),
+        Some(7),
+        "as Firecracker reads it"
+    );
+    assert_eq!(muxer::parse_connect(b"CONNECT 1 2"), None);
+    assert_eq!(muxer::parse_connect(b"CONNECT"), None);
 }
 
 proptest! {
