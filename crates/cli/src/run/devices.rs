@@ -2,7 +2,9 @@
 //! later, the domain configuration); each backend realises them: KVM as virtio-mmio
 //! devices in domboot's own VMM ([`super::kvm`]), TCG as QEMU's virtio-pci devices
 //! ([`super::tcg`]). The guest sees the same disks in the same order with the same IDs,
-//! and the same interfaces with the same MACs, either way.
+//! and the same interfaces with the same MACs, either way. The vsock device exists only
+//! on KVM: QEMU has no Unix-socket vsock of Firecracker's protocol, so
+//! [`Devices::check_accel`] refuses it under TCG before anything starts.
 
 use super::Accel;
 use crate::commands::boot_entries::DiskArg;
