@@ -9,7 +9,9 @@
 //! - guest to host: the guest connects to CID 2 port 5000, which reaches the Unix socket
 //!   `<socket>_5000` where the outer guest's echo server returns its random bytes.
 //!
-//! Each side checksums what it sent and what came back. Under TCG `--vsock` is refused.
+//! Each side checksums what it sent and what came back. A guest connection to a port
+//! with no `<socket>_<port>` listener is refused (the device answers with a RST). Under
+//! TCG `--vsock` is refused.
 
 use domboot_testkit::nested::Bench;
 use std::path::Path;
@@ -34,6 +36,7 @@ fn guest_script() -> String {
 head -c {BYTES} /dev/urandom > /tmp/r
 echo "GUEST_SENT $(sha256sum < /tmp/r | cut -d' ' -f1)"
 echo "G2H_BACK $(/opt/vsock-echo client 2 5000 < /tmp/r | sha256sum | cut -d' ' -f1)"
+/opt/vsock-echo client 2 5999 < /dev/null 2>/tmp/refused; echo "REFUSED $? $(cat /tmp/refused)"
 wait $s; echo "SERVER $?"
 "#
     )
@@ -138,6 +141,10 @@ fn echo_both_ways_on_the_kvm_backend() {
             "guest -> host: the echo differs from what the guest sent",
         ),
         (f("SERVER") == "0", "the guest's echo server failed"),
+        (
+            f("REFUSED").starts_with("1 ") && f("REFUSED").contains("connect: Connection reset"),
+            "the guest's connection to a port nobody listens on was not reset",
+        ),
         (
             field(out, "vsock_echo: OK")
                 .and_then(|p| p.parse::<u32>().ok())
