@@ -5,7 +5,8 @@
 //! at /opt/vsock-echo from an extra `--initrd`.
 //!
 //! - host to guest: the outer guest connects to the Unix socket, sends `CONNECT 6000`,
-//!   gets `OK <port>` and sends random bytes the guest's echo server returns;
+//!   gets `OK <port>` and sends random bytes the guest's echo server returns; at the same
+//!   time a second connection does the same with port 6001;
 //! - guest to host: the guest connects to CID 2 port 5000, which reaches the Unix socket
 //!   `<socket>_5000` where the outer guest's echo server returns its random bytes.
 //!
@@ -33,11 +34,13 @@ fn guest_script() -> String {
     format!(
         r#"i=0; until ls /sys/bus/virtio/drivers/vmw_vsock_virtio_transport 2>/dev/null | grep -q virtio || [ $i -gt 100 ]; do sleep 0.1; i=$((i+1)); done
 /opt/vsock-echo server 6000 & s=$!
+/opt/vsock-echo server 6001 & s2=$!
 head -c {BYTES} /dev/urandom > /tmp/r
 echo "GUEST_SENT $(sha256sum < /tmp/r | cut -d' ' -f1)"
 echo "G2H_BACK $(/opt/vsock-echo client 2 5000 < /tmp/r | sha256sum | cut -d' ' -f1)"
 /opt/vsock-echo client 2 5999 < /dev/null 2>/tmp/refused; echo "REFUSED $? $(cat /tmp/refused)"
 wait $s; echo "SERVER $?"
+wait $s2; echo "SERVER2 $?"
 "#
     )
 }
@@ -103,13 +106,18 @@ fn echo_both_ways_on_the_kvm_backend() {
             "chmod +x /bench/vsock-echo; V=/bench/vsock-echo; \
              head -c {BYTES} /dev/urandom > /tmp/h2g; \
              echo \"HOST_SENT $(sha256sum < /tmp/h2g | cut -d' ' -f1)\"; \
+             head -c {BYTES} /dev/urandom > /tmp/h2g2; \
+             echo \"HOST_SENT2 $(sha256sum < /tmp/h2g2 | cut -d' ' -f1)\"; \
              $V unix-server /tmp/v.sock_5000 & \
              t0=$(date +%s); \
              domboot run --accel kvm --kernel {kernel} --memory 256M --timeout 200 \
                  --modules {modules} --vsock 3,/tmp/v.sock --initrd /bench/vsock.cpio \
                  --exec \"$(cat /bench/vsock.sh)\" > /tmp/g 2>&1 & \
              g=$!; i=0; while [ ! -S /tmp/v.sock ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
+             ($V unix-client /tmp/v.sock 6001 < /tmp/h2g2 2>/tmp/uc2 | sha256sum | cut -d' ' -f1 > /tmp/back2) & \
+             c2=$!; \
              echo \"H2G_BACK $($V unix-client /tmp/v.sock 6000 < /tmp/h2g 2>/tmp/uc | sha256sum | cut -d' ' -f1)\"; \
+             wait $c2; echo \"H2G_BACK2 $(cat /tmp/back2)\"; \
              cat /tmp/uc; \
              wait $g; echo \"RC $?\"; echo \"SECONDS $(( $(date +%s) - t0 ))\"; cat /tmp/g; \
              [ -e /tmp/v.sock ] && echo 'SOCKET_LEFT yes' || echo 'SOCKET_LEFT no'",
@@ -140,7 +148,14 @@ fn echo_both_ways_on_the_kvm_backend() {
             f("G2H_BACK") == f("GUEST_SENT"),
             "guest -> host: the echo differs from what the guest sent",
         ),
-        (f("SERVER") == "0", "the guest's echo server failed"),
+        (
+            f("HOST_SENT2").len() == 64 && f("H2G_BACK2") == f("HOST_SENT2"),
+            "host -> guest: the second, concurrent echo differs",
+        ),
+        (
+            f("SERVER") == "0" && f("SERVER2") == "0",
+            "the guest's echo servers failed",
+        ),
         (
             f("REFUSED").starts_with("1 ") && f("REFUSED").contains("connect: Connection reset"),
             "the guest's connection to a port nobody listens on was not reset",
