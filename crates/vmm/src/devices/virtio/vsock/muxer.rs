@@ -191,14 +191,19 @@ impl Muxer {
         let late: Vec<Key> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now) && !c.is_resetting())
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
             .map(|(k, _)| *k)
             .collect();
         for key in late {
             let Some(conn) = self.conns.get_mut(&key) else {
                 continue;
             };
+            // Cleared even on a connection already resetting, so that the timer moves
+            // on to the next deadline.
             conn.deadline = None;
+            if conn.is_resetting() {
+                continue;
+            }
             if conn.state == State::Requested {
                 let rst = Header::to_guest(self.guest_cid, key.0, key.1, Op::Rst);
                 self.remove(key);
