@@ -40,7 +40,7 @@ APT_MAX_AGE_HOURS=${DOMBOOT_APT_MAX_AGE_HOURS:-24}
 # gdisk, parted, e2fsprogs, dosfstools, mtools, xorriso: the boot-disk tests build GPT/MBR, ext4, FAT and
 # ISO9660 images with the real tools (crates/bootdisk/tests, crates/cli/tests/boot_entries*.rs);
 # debian-installer-12-netboot-amd64: its netboot tree's grub.cfg and pxelinux menus are listed by boot-entries.
-APT_REQUIRED=(busybox-static cpio lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools gdisk parted e2fsprogs dosfstools mtools xorriso debian-installer-12-netboot-amd64 passt)
+APT_REQUIRED=(busybox-static cpio gcc libc6-dev lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools gdisk parted e2fsprogs dosfstools mtools xorriso debian-installer-12-netboot-amd64 passt)
 APT_OPTIONAL=(systemd-boot-efi)
 # flavour name in the cache -> Debian metapackage that names the current kernel package
 KERNEL_FLAVOURS=(cloud generic)

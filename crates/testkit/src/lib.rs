@@ -98,6 +98,28 @@ pub fn busybox_i386() -> PathBuf {
     p
 }
 
+/// Compiles `vsock_echo.c` (both ends of the vsock echo checks: busybox has no vsock
+/// tools) with `gcc -static -O2` into `dir`, and returns the binary's path.
+pub fn vsock_echo(dir: &std::path::Path) -> PathBuf {
+    let src = dir.join("vsock_echo.c");
+    let out = dir.join("vsock-echo");
+    std::fs::write(&src, include_str!("vsock_echo.c")).unwrap();
+    let result = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("gcc: {e} (run scripts/setup.sh --install-only: gcc libc6-dev)")
+        });
+    assert!(
+        result.status.success(),
+        "gcc -static vsock_echo.c failed:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    out
+}
+
 /// What the guest's /init reports.
 pub struct GuestReport {
     pub marker: Option<String>,

@@ -9,6 +9,7 @@
 use crate::device_manager::{DeviceManager, legacy};
 use crate::devices::virtio::console::{Console, ConsoleInput};
 use crate::devices::virtio::net::{self, Net, NetBackend, passt::Passt, tap::Tap};
+use crate::devices::virtio::vsock::{self, Vsock};
 use crate::devices::virtio::{VirtioDevice, block::Block, rng::Rng};
 use crate::devices::{i8042, panic_watch, serial};
 use crate::vm::Vm;
@@ -220,6 +221,18 @@ fn add_virtio_devices(
             error,
         })?;
         add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(rng))?;
+    }
+    if let Some(v) = &cfg.vsock {
+        if !vsock::valid_guest_cid(v.cid) {
+            return Err(VmmError::Setup(format!(
+                "vsock: guest CID {} (3 to {}; 0 to 2 are reserved)",
+                v.cid,
+                u32::MAX - 1
+            )));
+        }
+        let dev =
+            Vsock::new(v.cid, &v.socket).map_err(|e| VmmError::Setup(format!("vsock: {e}")))?;
+        add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(dev))?;
     }
     Ok(())
 }

@@ -13,7 +13,8 @@
 //! One VM per call: in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT, guest RAM from the
 //! plan's e820, the plan's segments copied in, an MP table and ACPI tables for the vCPUs
 //! and devices (see [`acpi`]: the guest can power off through them), the legacy PC
-//! devices and virtio-mmio disks and rng (see [`device_manager`]). vCPU 0 starts in the
+//! devices and virtio-mmio disks, network interfaces, rng and vsock (see
+//! [`device_manager`]). vCPU 0 starts in the
 //! plan's entry state; the others wait for INIT/SIPI. The run ends with an [`Outcome`];
 //! see [`Outcome::exit_code`] for the process exit status each one maps to.
 //!
@@ -72,6 +73,9 @@ pub struct VmConfig {
     pub nets: Vec<NetConfig>,
     /// Where the host's console input goes, and whether the guest has a virtio console.
     pub console: ConsoleKind,
+    /// A virtio-vsock device on Firecracker's hybrid vsock (see
+    /// [`devices::virtio::vsock`]).
+    pub vsock: Option<VsockConfig>,
 }
 
 /// The guest's console device.
@@ -83,6 +87,16 @@ pub enum ConsoleKind {
     /// A virtio console (hvc0) takes the host's input; both its output and COM1's go to
     /// the sink (boot with `console=hvc0`).
     Virtio,
+}
+
+/// The vsock device: the guest's CID and the Unix socket its host side listens on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsockConfig {
+    /// 3 or more (see [`devices::virtio::vsock::valid_guest_cid`]).
+    pub cid: u64,
+    /// Host programs connect here (`CONNECT <port>\n`); the guest's connections to host
+    /// port P go to `<socket>_<P>`. It must not exist; it is removed when the VM ends.
+    pub socket: PathBuf,
 }
 
 /// One network interface.
@@ -127,6 +141,7 @@ impl Default for VmConfig {
             rng: false,
             nets: Vec::new(),
             console: ConsoleKind::Serial,
+            vsock: None,
         }
     }
 }

@@ -2,10 +2,45 @@
 //! later, the domain configuration); each backend realises them: KVM as virtio-mmio
 //! devices in domboot's own VMM ([`super::kvm`]), TCG as QEMU's virtio-pci devices
 //! ([`super::tcg`]). The guest sees the same disks in the same order with the same IDs,
-//! and the same interfaces with the same MACs, either way.
+//! and the same interfaces with the same MACs, either way. The vsock device exists only
+//! on KVM: QEMU has no Unix-socket vsock of Firecracker's protocol, so
+//! [`Devices::check_accel`] refuses it under TCG before anything starts.
 
+use super::Accel;
 use crate::commands::boot_entries::DiskArg;
 use domboot_vmm::devices::virtio::net::{format_mac, parse_mac, random_mac, tap};
+use domboot_vmm::devices::virtio::vsock::valid_guest_cid;
+use std::path::PathBuf;
+
+/// The `--vsock CID,SOCKET` option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsockArg {
+    pub cid: u64,
+    pub socket: PathBuf,
+}
+
+/// Parses `CID,SOCKET`.
+pub fn parse_vsock(text: &str) -> Result<VsockArg, String> {
+    let (cid, socket) = text
+        .split_once(',')
+        .ok_or_else(|| format!("{text:?}: expected CID,SOCKET (such as 3,/tmp/v.sock)"))?;
+    let cid: u64 = cid
+        .parse()
+        .map_err(|_| format!("guest CID {cid:?}: expected a number"))?;
+    if !valid_guest_cid(cid) {
+        return Err(format!(
+            "guest CID {cid}: 3 to {} (0 to 2 are reserved, 2 is the host)",
+            u32::MAX - 1
+        ));
+    }
+    if socket.is_empty() {
+        return Err("--vsock: the Unix socket path is empty".into());
+    }
+    Ok(VsockArg {
+        cid,
+        socket: socket.into(),
+    })
+}
 
 /// One `--net` option.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,12 +121,19 @@ pub struct Devices {
     pub rng: bool,
     /// The console is a virtio console (hvc0) instead of COM1.
     pub virtio_console: bool,
+    /// Firecracker's hybrid vsock (KVM only).
+    pub vsock: Option<VsockArg>,
 }
 
 impl Devices {
     /// From --disk, --net, --rng and --no-rng: the rng comes with disks or interfaces
     /// unless refused; `--net none` anywhere means no interface.
     pub fn from_args(disks: &[DiskArg], nets: &[NetArg], rng: bool, no_rng: bool) -> Devices {
+        Devices::default().with(disks, nets, rng, no_rng)
+    }
+
+    /// These devices with --disk, --net, --rng and --no-rng applied.
+    fn with(self, disks: &[DiskArg], nets: &[NetArg], rng: bool, no_rng: bool) -> Devices {
         use domboot_vmm::NetBackendConfig as B;
         let nets = if nets.contains(&NetArg::None) {
             Vec::new()
@@ -126,15 +168,40 @@ impl Devices {
             disks: disks.to_vec(),
             nets,
             rng,
-            virtio_console: false,
+            ..self
         }
+    }
+
+    /// With the `--vsock` device.
+    pub fn with_vsock(self, vsock: Option<VsockArg>) -> Devices {
+        Devices { vsock, ..self }
+    }
+
+    /// Fails when `accel` cannot realise these devices: the hybrid vsock is domboot's own
+    /// KVM device, QEMU has no Unix-socket vsock of this protocol (its vhost-vsock needs
+    /// the host's vsock, not a Unix socket). `why` says how the accelerator was chosen.
+    pub fn check_accel(&self, accel: Accel, why: &str) -> anyhow::Result<()> {
+        if self.vsock.is_some() && accel != Accel::Kvm {
+            anyhow::bail!(
+                "--vsock: Firecracker's hybrid vsock (a Unix socket with CONNECT/OK) is a \
+                 device of domboot's own KVM backend; QEMU under TCG cannot offer it. The \
+                 accelerator here is TCG ({why}); run with --accel kvm on a host whose KVM \
+                 can run the guest"
+            );
+        }
+        Ok(())
     }
 
     /// The kernel modules a guest needs for these devices when its kernel has the drivers
     /// as modules (Debian's do): both transports, since the accelerator is chosen later.
     pub fn modules(&self) -> Vec<String> {
         let mut m = Vec::new();
-        if !self.disks.is_empty() || !self.nets.is_empty() || self.rng || self.virtio_console {
+        if !self.disks.is_empty()
+            || !self.nets.is_empty()
+            || self.rng
+            || self.virtio_console
+            || self.vsock.is_some()
+        {
             m.extend(["virtio_mmio", "virtio_pci"].map(String::from));
         }
         if !self.disks.is_empty() {
@@ -149,7 +216,19 @@ impl Devices {
         if self.virtio_console {
             m.push("virtio_console".into());
         }
+        if self.vsock.is_some() {
+            // With its dependencies vsock and vmw_vsock_virtio_transport_common.
+            m.push("vmw_vsock_virtio_transport".into());
+        }
         m
+    }
+
+    /// For the KVM backend.
+    pub fn vmm_vsock(&self) -> Option<domboot_vmm::VsockConfig> {
+        self.vsock.as_ref().map(|v| domboot_vmm::VsockConfig {
+            cid: v.cid,
+            socket: v.socket.clone(),
+        })
     }
 
     /// For the KVM backend.
@@ -211,5 +290,31 @@ mod tests {
                 .is_empty()
         );
         assert!(d.modules().contains(&"virtio_net".to_string()));
+    }
+
+    #[test]
+    fn vsock_option_and_accelerators() {
+        assert_eq!(
+            parse_vsock("3,/tmp/v.sock"),
+            Ok(VsockArg {
+                cid: 3,
+                socket: "/tmp/v.sock".into()
+            })
+        );
+        for bad in ["3", "2,/tmp/v", "x,/tmp/v", "4294967295,/tmp/v", "3,"] {
+            assert!(parse_vsock(bad).is_err(), "{bad}");
+        }
+        let d = Devices::default().with_vsock(parse_vsock("3,v.sock").ok());
+        assert!(
+            d.modules()
+                .contains(&"vmw_vsock_virtio_transport".to_string())
+        );
+        assert!(d.check_accel(Accel::Kvm, "").is_ok());
+        let e = d.check_accel(Accel::Tcg, "requested").unwrap_err();
+        assert!(
+            e.to_string().contains("QEMU under TCG cannot offer it"),
+            "{e}"
+        );
+        assert!(Devices::default().check_accel(Accel::Tcg, "").is_ok());
     }
 }

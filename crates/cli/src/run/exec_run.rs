@@ -66,6 +66,7 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
             .image_from(&kernel, &all_initrds, Some(&base_cmdline), memory, pvh)?;
     super::preflight::check_initrds(&image)?;
     let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
+    devices.check_accel(accel, &why)?;
     if accel != Accel::Kvm {
         image.cmdline.push_str(" domboot.io=serial");
     }

@@ -51,6 +51,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         } else {
             domboot_vmm::ConsoleKind::Serial
         },
+        vsock: cfg.devices.vmm_vsock(),
     };
     let outcome = domboot_vmm::run(plan, &vm)?;
     if let SerialSink::Filter(_) = &cfg.serial {

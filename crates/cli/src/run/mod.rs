@@ -113,10 +113,18 @@ pub struct Args {
     /// No virtio-rng device, even with disks.
     #[arg(long)]
     pub no_rng: bool,
+    /// A virtio-vsock device for the guest CID (3 or more) on Firecracker's hybrid vsock:
+    /// host programs connect to the Unix socket SOCKET and write `CONNECT <port>\n` (the
+    /// answer is `OK <port>\n`); the guest's connections to the host's (CID 2) port P go
+    /// to the Unix socket `SOCKET_P`. SOCKET must not exist; it goes when the VM ends.
+    /// KVM only: QEMU cannot offer this protocol, so with --accel tcg (or auto choosing
+    /// TCG) domboot refuses at once.
+    #[arg(long, value_name = "CID,SOCKET", value_parser = devices::parse_vsock)]
+    pub vsock: Option<devices::VsockArg>,
 }
 
 impl Args {
-    /// The guest's virtio devices as --disk, --net, --rng, --no-rng and --console ask;
+    /// The guest's virtio devices as --disk, --net, --rng, --no-rng, --console and --vsock ask;
     /// where the command line names none of a kind, from the configuration:
     /// --disk replaces the file's disks, --net its interfaces.
     pub fn devices_with(&self, config: Option<&FromConfig>) -> Devices {
@@ -128,7 +136,8 @@ impl Args {
             Some(c) if self.net.is_empty() => &c.nets[..],
             _ => &self.net[..],
         };
-        let mut d = Devices::from_args(disks, nets, self.rng, self.no_rng);
+        let mut d =
+            Devices::from_args(disks, nets, self.rng, self.no_rng).with_vsock(self.vsock.clone());
         d.virtio_console = self.console == ConsoleArg::Virtio;
         d
     }
@@ -226,7 +235,7 @@ pub struct RunConfig {
     pub extra_serials: Vec<PathBuf>,
     /// TCG: sees the console stream, to recognise a kernel panic and quote it.
     pub watch: watch::ConsoleWatch,
-    /// Disks and the rng device.
+    /// Disks, interfaces, the rng and vsock devices.
     pub devices: Devices,
 }
 
@@ -403,6 +412,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let plan = image.build()?;
     let (accel, why) = choose_accel(args.accel, || linux.clone(), args.pvm_guest)?;
+    devices.check_accel(accel, &why)?;
     if args.verbose {
         eprintln!("domboot: accelerator {accel:?}: {why}");
     }

@@ -69,6 +69,7 @@ fn add_devices(
     if devices.rng {
         cmd.args(["-device", "virtio-rng-pci"]);
     }
+    devices.check_accel(super::Accel::Tcg, "QEMU runs the guest")?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ pub mod console;
 pub mod mmio;
 pub mod net;
 pub mod rng;
+pub mod vsock;
 
 use std::fmt;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
@@ -82,7 +83,10 @@ pub trait VirtioDevice: Send {
     /// The driver reset the device (wrote 0 to the status register).
     fn reset(&mut self) {}
     /// A host-side file descriptor whose readiness the device's thread watches
-    /// (edge-triggered) besides the queues: a tap device, a socket.
+    /// (edge-triggered) besides the queues: a tap device, a socket. A device with several
+    /// (vsock's listener and streams) watches them with an epoll fd of its own and gives
+    /// that (an epoll fd is readable while any of its fds is ready), draining its own
+    /// events in [`VirtioDevice::process_backend`].
     fn backend_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
