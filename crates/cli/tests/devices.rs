@@ -327,7 +327,8 @@ fn disks_and_rng_on_the_kvm_backend() {
 /// port 7001 and as many random bytes to its port 7002, each checksummed. The guest
 /// powers off when its command ends, so it waits for the host to say it has every byte
 /// (a connection to the guest's port 7003) before it ends: what nc left in the socket's
-/// send queue would be lost otherwise.
+/// send queue would be lost otherwise. Each busybox nc listener reads an input that never
+/// ends (a FIFO held open, /dev/zero): one whose input ends closes its connection.
 const TAP_GUEST: &str = r#"i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 echo "MAC $(cat /sys/class/net/eth0/address)"
 ip addr add 10.9.0.2/24 dev eth0; ip link set eth0 up
@@ -335,7 +336,7 @@ i=0; until ping -c 1 -W 1 10.9.0.1 >/dev/null 2>&1 || [ $i -gt 60 ]; do i=$((i+1
 echo "FROM_HOST $(nc 10.9.0.1 7001 | head -c BYTES | sha256sum | cut -d' ' -f1)"
 head -c BYTES /dev/urandom > /tmp/r
 echo "GUEST_BLOB $(sha256sum < /tmp/r | cut -d' ' -f1)"
-nc -l -p 7003 > /tmp/ack &
+nc -l -p 7003 < /dev/zero > /tmp/ack &
 nc 10.9.0.1 7002 < /tmp/r
 wait
 echo "ACK $(cat /tmp/ack)"
@@ -363,13 +364,16 @@ fn net_checks(bench: &mut Bench, run: &str) {
             "head -c {OVER_TAP} /dev/urandom > /tmp/blob; \
              echo \"HOST_BLOB $(sha256sum < /tmp/blob | cut -d' ' -f1)\"; \
              nc -l -p 7001 < /tmp/blob >/dev/null & \
-             (sleep 600 | nc -l -p 7002 | head -c {OVER_TAP} > /tmp/recv; echo got-all | nc 10.9.0.2 7003) & \
+             mkfifo /tmp/hold; exec 3<>/tmp/hold; \
+             nc -l -p 7002 <&3 > /tmp/recv & rx=$!; \
+             (while [ \"$(stat -c %s /tmp/recv 2>/dev/null || echo 0)\" -lt {OVER_TAP} ]; do sleep 0.2; done; \
+              echo got-all | nc 10.9.0.2 7003 > /dev/null) & \
              t0=$(date +%s); \
              {run} --net tap:dtap0,mac=52:54:00:00:00:42 --exec \"$(cat /bench/tap.sh)\" > /tmp/g 2>&1 & \
              g=$!; i=0; while [ ! -e /sys/class/net/dtap0 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
              ip addr add 10.9.0.1/24 dev dtap0; \
              wait $g; echo \"RC $?\"; echo \"SECONDS $(( $(date +%s) - t0 ))\"; cat /tmp/g; \
-             echo \"HOST_RECV $(sha256sum < /tmp/recv | cut -d' ' -f1)\"; pkill sleep"
+             echo \"HOST_RECV $(head -c {OVER_TAP} /tmp/recv | sha256sum | cut -d' ' -f1)\"; kill $rx"
         ),
     );
     let data: Vec<u8> = (0..OVER_USER as u32)

@@ -193,9 +193,10 @@ impl Bench {
     /// configured by DHCP (10.0.2.15, the gateway 10.0.2.2 is the host), so programs in it
     /// that need a default route (passt) have one.
     pub fn network(&mut self) {
+        // In load order: virtio uses virtio_ring's symbols.
         for m in [
-            "kernel/drivers/virtio/virtio.ko",
             "kernel/drivers/virtio/virtio_ring.ko",
+            "kernel/drivers/virtio/virtio.ko",
             "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
             "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
             "kernel/drivers/virtio/virtio_pci.ko",
@@ -570,6 +571,18 @@ const OUTER_INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
+# With a network, move to a tmpfs first: passt sandboxes itself with pivot_root, which the
+# initramfs's own root (rootfs) refuses ("Failed to sandbox process").
+if [ ! -e /.on-tmpfs ] && grep -q bench.net=1 /proc/cmdline; then
+    mkdir -p /newroot && mount -t tmpfs tmpfs /newroot
+    for d in /* /.[!.]*; do
+        case $d in /proc | /sys | /dev | /newroot | '/.[!.]*') ;; *) cp -a "$d" /newroot/ ;; esac
+    done
+    mkdir -p /newroot/proc /newroot/sys /newroot/dev
+    touch /newroot/.on-tmpfs
+    umount /proc
+    exec switch_root /newroot /init
+fi
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
