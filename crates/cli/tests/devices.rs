@@ -277,8 +277,8 @@ fn disks_and_rng_on_the_kvm_backend() {
             "dd if=/dev/zero of=/tmp/c.img bs=1M count=1 2>/dev/null; \
              {run} --disk /tmp/c.img --exec 'sleep 30' >/dev/null 2>&1 & first=$!; \
              sleep 8; \
-             {run} --disk /tmp/c.img,ro --exec true 2>/tmp/err >/dev/null; \
-             echo \"SECOND $?\"; cat /tmp/err; kill $first; wait"
+             {run} --disk /tmp/c.img,ro --exec true 2>/tmp/lock.err >/dev/null; \
+             echo \"SECOND $?\"; cat /tmp/lock.err; kill $first; wait"
         ),
     );
     net_checks(&mut bench, &run);
