@@ -155,13 +155,15 @@ fn plan_ram(kernel: &Path, memory: &str) -> u64 {
         .sum()
 }
 
-/// In the default suite (scripts/test.sh). The nested bench itself is not perfectly
-/// steady on this workplace's 2-core machines: now and then the outer guest stops making
-/// progress while an inner guest runs (2 of 32 checks in a run on 2026-12-02, 0 in the run
-/// before), which looks like QEMU TCG's emulated SVM not leaving the nested guest; the bench
-/// then reboots the outer guest and retries that check (up to twice), so such a run takes
-/// a few minutes longer (808 s instead of ~450 s) but still judges every check.
+/// Not in the default suite: the nested bench is not steady enough for a CI that must be
+/// green. Besides outer-guest hangs (retried by the bench), an inner guest sometimes stops
+/// making progress in early boot with its clock frozen (cloud-linux64 and
+/// platform-log-tiny in one run of 2026-12-02, status 124), which the bench cannot tell
+/// from a real failure. Of four full runs that day two passed and two failed that way or
+/// on since-fixed checks. Run it with
+/// `cargo test -p domboot --test nested_kvm -- --ignored --nocapture`.
 #[test]
+#[ignore = "the nested bench is flaky (inner guests that freeze in early boot); run with --ignored"]
 fn real_linux_on_the_kvm_backend() {
     let mut bench = Bench::new(Path::new(DOMBOOT));
     let f = fixture(&mut bench);
