@@ -28,6 +28,10 @@ echo "busybox shell: 'exit' ends the VM"
 # cttyhack opens the console's real tty, so the shell gets job control and Ctrl-C.
 /bin/busybox setsid /bin/busybox cttyhack /bin/sh -l
 /bin/busybox sync
+# The shell's last lines may still sit in the serial driver's buffer (init holds the
+# console open, so the shell's close did not wait for them): stty sets the console's
+# own settings again with TCSADRAIN, which returns once the UART has sent everything.
+/bin/busybox stty -F /dev/console "$(/bin/busybox stty -F /dev/console -g)" 2>/dev/null
 /bin/busybox reboot -f
 "#;
 

@@ -53,6 +53,9 @@ else
     /bin/sh /domboot/cmd < /dev/console > /dev/console 2>&1
     s=$?
     printf 'DOMBOOT-END-%s %d\n' "$M" "$s" > /dev/console
+    # init holds the console open, so nothing waited for the UART to send the end marker:
+    # setting the console's own settings again with TCSADRAIN does.
+    /bin/busybox stty -F /dev/console "$(/bin/busybox stty -F /dev/console -g)" 2>/dev/null
 fi
 /bin/busybox reboot -f
 "#;
