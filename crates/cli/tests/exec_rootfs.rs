@@ -185,3 +185,86 @@ fn what_cannot_work_is_refused_before_booting() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+/// `--user` as a caller that is not root (the other tests run as root here, where the
+/// guest's root and the caller's uid are the same): domboot itself runs as nobody, with the
+/// kernel, the few modules and virtiofsd copied where nobody can read them.
+#[test]
+fn user_as_a_caller_that_is_not_root() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: becoming another user needs root");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kernel = kit::debian_kernel("cloud").vmlinuz;
+    let tree = kernel.parent().unwrap().join("modules");
+    let mods = dir.join("modules");
+    std::fs::create_dir(&mods).unwrap();
+    for m in [
+        "drivers/virtio/virtio.ko",
+        "drivers/virtio/virtio_ring.ko",
+        "drivers/virtio/virtio_pci.ko",
+        "drivers/virtio/virtio_pci_modern_dev.ko",
+        "drivers/virtio/virtio_pci_legacy_dev.ko",
+        "fs/fuse/fuse.ko",
+        "fs/fuse/virtiofs.ko",
+        "fs/overlayfs/overlay.ko",
+    ] {
+        let from = tree.join("kernel").join(m);
+        std::fs::copy(&from, mods.join(from.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(&kernel, dir.join("vmlinuz")).unwrap();
+    let virtiofsd = kit::cache_dir().join("virtiofsd/bin/virtiofsd");
+    std::fs::copy(&virtiofsd, dir.join("virtiofsd"))
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/setup.sh builds it)", virtiofsd.display()));
+    let (cache, rw) = (dir.join("cache"), dir.join("rw"));
+    for d in [&cache, &rw] {
+        std::fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_domboot"))
+        .arg("run")
+        .arg("--kernel")
+        .arg(dir.join("vmlinuz"))
+        .arg("--modules")
+        .arg(&mods)
+        .args(["--accel", "tcg", "--timeout", "180", "--user", "--rwdir"])
+        .arg(&rw)
+        .args([
+            "--exec",
+            "echo \"ID $(id -u):$(id -g) HOME $HOME\"; echo hi > out; \
+                          touch /etc/domboot-as-nobody 2>/dev/null; echo \"ETC $?\"",
+        ])
+        .current_dir(&rw)
+        .env("HOME", "/nonexistent")
+        .env("DOMBOOT_CACHE", &cache)
+        .env("DOMBOOT_VIRTIOFSD", dir.join("virtiofsd"));
+    for f in ["vmlinuz", "virtiofsd"] {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = run(cmd, b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        field(&stdout, "ID"),
+        Some("65534:65534 HOME /nonexistent"),
+        "{stdout}"
+    );
+    assert_ne!(
+        field(&stdout, "ETC"),
+        Some("0"),
+        "nobody cannot write /etc: {stdout}"
+    );
+    let out_file = rw.join("out");
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "hi\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&out_file).unwrap().uid(), NOBODY);
+}
