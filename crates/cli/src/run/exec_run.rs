@@ -38,7 +38,11 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         .modules
         .clone()
         .or_else(|| exec::default_modules(&kernel));
-    let rootfs = rootfs::for_run(&args, &kernel, modules_dir.as_deref())?;
+    let user_initrds = match &config {
+        Some(c) => !c.initrds.is_empty(),
+        None => !args.boot.initrd.is_empty(),
+    };
+    let rootfs = rootfs::for_run(&args, &kernel, modules_dir.as_deref(), user_initrds)?;
     let host = rootfs.host();
     let extra_modules: &[&str] = if host.is_some() {
         &rootfs::MODULES

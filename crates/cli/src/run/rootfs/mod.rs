@@ -73,6 +73,8 @@ pub struct Request<'a> {
     pub rwdir: &'a [PathBuf],
     pub rodir: &'a [PathBuf],
     pub user: bool,
+    /// --initrd or a configuration's ramdisk adds files to the initramfs.
+    pub user_initrds: bool,
 }
 
 impl Request<'_> {
@@ -103,11 +105,13 @@ impl Rootfs {
 
 /// [`decide`] for an exec run's options. The accelerator decides whether the host's / can
 /// be the guest's: asked here without the kernel (the run asks again with it, which gives
-/// the real answer and its errors).
+/// the real answer and its errors). `user_initrds`: --initrd or the configuration's ramdisk
+/// adds files to the initramfs.
 pub fn for_run(
     args: &super::Args,
     kernel: &Path,
     modules: Option<&Path>,
+    user_initrds: bool,
 ) -> anyhow::Result<Rootfs> {
     let likely_accel = super::choose_accel(args.accel, || None, args.pvm_guest)
         .map(|(a, _)| a)
@@ -117,6 +121,7 @@ pub fn for_run(
         rwdir: &args.rwdir,
         rodir: &args.rodir,
         user: args.user,
+        user_initrds,
     };
     decide(&req, likely_accel, kernel, modules)
 }
@@ -142,6 +147,15 @@ pub fn decide(
             flags.join(", ")
         ),
         Some(RootfsArg::Busybox) => return Ok(Rootfs::Busybox),
+        // Files added to the initramfs are meant for its /, which the host's would hide.
+        None if req.user_initrds && flags.is_empty() => {
+            eprintln!(
+                "domboot: --exec runs in a busybox userland, not the host's: the added \
+                 initramfs (--initrd or the configuration's ramdisk) goes with busybox's / \
+                 (--rootfs host takes the host's / instead)"
+            );
+            return Ok(Rootfs::Busybox);
+        }
         _ => {}
     }
     let virtiofsd = match unavailable(accel, kernel, modules) {
@@ -347,6 +361,7 @@ mod tests {
             rwdir: &dirs,
             rodir: &[],
             user: false,
+            user_initrds: false,
         };
         let err = decide(&req, Accel::Tcg, &kernel, None).unwrap_err();
         assert!(
@@ -358,6 +373,7 @@ mod tests {
             rwdir: &[],
             rodir: &[],
             user: false,
+            user_initrds: false,
         };
         let err = decide(&req, Accel::Kvm, &kernel, None).unwrap_err();
         assert!(
@@ -370,9 +386,19 @@ mod tests {
             rwdir: &[],
             rodir: &[],
             user: false,
+            user_initrds: false,
         };
         assert!(matches!(
             decide(&req, Accel::Kvm, &kernel, None).unwrap(),
+            Rootfs::Busybox
+        ));
+        // Files added to the initramfs keep busybox's /, even where the host's would work.
+        let req = Request {
+            user_initrds: true,
+            ..req
+        };
+        assert!(matches!(
+            decide(&req, Accel::Tcg, &kernel, None).unwrap(),
             Rootfs::Busybox
         ));
     }
