@@ -13,6 +13,9 @@ Installs (each only when missing):
     and ${QEMU_PKGS[*]} (from bookworm-backports on bookworm: the machine's qemu-utils is from there)
     and, when the archive has it, ${APT_OPTIONAL[*]} (linuxx64.efi.stub for UKI tests)
   * cargo-fuzz (cargo install --locked; fuzzing uses the nightly toolchain when present)
+  * virtiofsd, the Rust one (cargo install virtiofsd --locked --root \$CACHE/virtiofsd):
+    Debian bookworm packages none and its QEMU 7.2 dropped the C one; run --exec --rootfs host
+    shares the host's / with the guest through it
   * real Debian kernels, unpacked into the cache:
       \$CACHE/debian/cloud/    from the package linux-image-cloud-amd64 depends on
       \$CACHE/debian/generic/  from the package linux-image-amd64 depends on
@@ -40,7 +43,8 @@ APT_MAX_AGE_HOURS=${DOMBOOT_APT_MAX_AGE_HOURS:-24}
 # gdisk, parted, e2fsprogs, dosfstools, mtools, xorriso: the boot-disk tests build GPT/MBR, ext4, FAT and
 # ISO9660 images with the real tools (crates/bootdisk/tests, crates/cli/tests/boot_entries*.rs);
 # debian-installer-12-netboot-amd64: its netboot tree's grub.cfg and pxelinux menus are listed by boot-entries.
-APT_REQUIRED=(busybox-static cpio gcc libc6-dev lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools gdisk parted e2fsprogs dosfstools mtools xorriso debian-installer-12-netboot-amd64 passt)
+# libseccomp-dev, libcap-ng-dev: building virtiofsd (below), which `run --exec --rootfs host` needs.
+APT_REQUIRED=(busybox-static cpio gcc libc6-dev lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools gdisk parted e2fsprogs dosfstools mtools xorriso debian-installer-12-netboot-amd64 passt libseccomp-dev libcap-ng-dev)
 APT_OPTIONAL=(systemd-boot-efi)
 # flavour name in the cache -> Debian metapackage that names the current kernel package
 KERNEL_FLAVOURS=(cloud generic)
@@ -245,6 +249,21 @@ install_rust_tools() {
     fi
 }
 
+# virtiofsd: bookworm has no package for it and QEMU 7.2 no longer ships its C virtiofsd,
+# so build the Rust one once into the cache (outside the clone; domboot finds it there).
+VIRTIOFSD_ROOT=$CACHE/virtiofsd
+install_virtiofsd() {
+    local bin=$VIRTIOFSD_ROOT/bin/virtiofsd
+    if [[ -x $bin ]]; then
+        log "virtiofsd: $("$bin" --version 2>/dev/null | head -1) - cached in $VIRTIOFSD_ROOT"
+        return 0
+    fi
+    log "cargo install virtiofsd --locked --root $VIRTIOFSD_ROOT (a few minutes, once)"
+    mkdir -p "$VIRTIOFSD_ROOT"
+    cargo install virtiofsd --locked --root "$VIRTIOFSD_ROOT" >&2 ||
+        die "cargo install virtiofsd failed (needs libseccomp-dev and libcap-ng-dev)"
+}
+
 fetch_crates() {
     # Fill cargo's download cache (~/.cargo/registry) so later builds work offline.
     # Not fatal: a manifest being edited must not stop the install; the build reports it.
@@ -441,6 +460,7 @@ fetch_kernels() {
 log "domboot setup: repo $ROOT, cache $CACHE"
 install_debian_packages
 install_rust_tools
+install_virtiofsd
 fetch_crates
 fetch_kernels
 log "cache: $(du -sh "$CACHE" 2>/dev/null | cut -f1) in $CACHE"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Wall time of `domboot run --exec true` beside plain QEMU booting the same kernel with an
-# equivalent busybox initramfs (-kernel K -initrd I), both under TCG on this machine, and
-# the ratio. Usage: scripts/bench/exec.sh [RUNS]   (kernel: $CACHE/debian/cloud/vmlinuz)
+# Wall time of `domboot run --exec true` in its two userlands (--rootfs busybox, and
+# --rootfs host: the host's / over virtio-fs) beside plain QEMU booting the same kernel with
+# an equivalent busybox initramfs (-kernel K -initrd I), all under TCG on this machine, in
+# interleaved rounds: medians, bests and ratios.
+# Usage: scripts/bench/exec.sh [ROUNDS]   (kernel: $CACHE/debian/cloud/vmlinuz)
 set -euo pipefail
 RUNS=${1:-5}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,27 +30,46 @@ chmod +x "$WORK/root/init"
 (cd "$WORK/root" && find . | cpio -o -H newc --quiet | gzip -1 >"$WORK/initrd.cpio.gz")
 
 now() { date +%s.%N; }
-time_runs() { # label, command...
-    local label=$1 t0 t1 best=999999 total=0 i d
-    shift
-    for ((i = 0; i < RUNS; i++)); do
-        t0=$(now)
-        "$@" >/dev/null 2>&1 || { echo "$label failed: $*" >&2; exit 1; }
-        t1=$(now)
-        d=$(echo "$t1 - $t0" | bc -l)
-        total=$(echo "$total + $d" | bc -l)
-        (($(echo "$d < $best" | bc -l))) && best=$d
-    done
-    printf '%s %.3f %.3f\n' "$label" "$(echo "$total / $RUNS" | bc -l)" "$best"
+# One round runs each mode once, in turn, so load from the machine's other users lands on
+# all of them alike; each mode's medians and bests are over the rounds.
+MODES=(busybox host qemu)
+run_mode() {
+    case $1 in
+        busybox) "$DOMBOOT" run --kernel "$KERNEL" --accel tcg --rootfs busybox --exec true ;;
+        host) "$DOMBOOT" run --kernel "$KERNEL" --accel tcg --rootfs host --exec true ;;
+        qemu) qemu-system-x86_64 -accel tcg -M pc -m 512 -no-reboot -display none -nodefaults \
+            -serial stdio -kernel "$KERNEL" -initrd "$WORK/initrd.cpio.gz" \
+            -append 'console=ttyS0 quiet loglevel=0 panic=-1' ;;
+    esac
 }
+median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-"$DOMBOOT" run --kernel "$KERNEL" --exec true >/dev/null 2>&1 # warm the initramfs cache
-read -r _ d_mean d_best < <(time_runs domboot "$DOMBOOT" run --kernel "$KERNEL" --exec true)
-read -r _ q_mean q_best < <(time_runs qemu qemu-system-x86_64 -accel tcg -M pc -m 512 -no-reboot \
-    -display none -nodefaults -serial stdio -kernel "$KERNEL" -initrd "$WORK/initrd.cpio.gz" \
-    -append 'console=ttyS0 quiet loglevel=0 panic=-1')
+# Warm the initramfs cache (busybox) and the host's page cache (host rootfs); not timed.
+run_mode busybox >/dev/null 2>&1 || { echo "domboot --rootfs busybox failed" >&2; exit 1; }
+run_mode host >/dev/null 2>&1 || {
+    echo "domboot --rootfs host failed (virtiofsd missing? scripts/setup.sh installs it):" >&2
+    run_mode host >/dev/null
+    exit 1
+}
+for ((r = 1; r <= RUNS; r++)); do
+    for m in "${MODES[@]}"; do
+        t0=$(now)
+        run_mode "$m" >/dev/null 2>&1 || { echo "round $r: $m failed" >&2; exit 1; }
+        t1=$(now)
+        echo "$(echo "$t1 - $t0" | bc -l)" >>"$WORK/times.$m"
+    done
+    echo "round $r of $RUNS done" >&2
+done
+declare -A MED BEST
+for m in "${MODES[@]}"; do
+    MED[$m]=$(median <"$WORK/times.$m")
+    BEST[$m]=$(sort -g "$WORK/times.$m" | head -1)
+done
 
-printf '\n`run --exec true` under TCG, %d runs each (seconds):\n' "$RUNS"
-printf '  %-44s mean %6.3f  best %6.3f\n' "domboot run --exec true" "$d_mean" "$d_best"
-printf '  %-44s mean %6.3f  best %6.3f\n' "qemu-system-x86_64 -kernel -initrd (TCG)" "$q_mean" "$q_best"
-printf '  ratio domboot/qemu (mean): %.2f\n' "$(echo "$d_mean / $q_mean" | bc -l)"
+printf '\n`run --exec true` under TCG, %d interleaved rounds (seconds):\n' "$RUNS"
+printf '  %-28s %12s %12s %12s\n' "" "busybox" "host rootfs" "plain QEMU"
+printf '  %-28s %12.3f %12.3f %12.3f\n' median "${MED[busybox]}" "${MED[host]}" "${MED[qemu]}"
+printf '  %-28s %12.3f %12.3f %12.3f\n' best "${BEST[busybox]}" "${BEST[host]}" "${BEST[qemu]}"
+printf '  %-28s %12.2f %12.2f %12s\n' "ratio to plain QEMU (median)" \
+    "$(echo "${MED[busybox]} / ${MED[qemu]}" | bc -l)" "$(echo "${MED[host]} / ${MED[qemu]}" | bc -l)" "1.00"
+printf '  %-28s %12s %12.2f\n' "host rootfs / busybox" "" "$(echo "${MED[host]} / ${MED[busybox]}" | bc -l)"

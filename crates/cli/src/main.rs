@@ -28,7 +28,8 @@ enum Command {
     Extract(commands::extract::Args),
     Plan(commands::plan::Args),
     Build(commands::build::Args),
-    Run(run::Args),
+    /// Boxed: the largest of the arguments by far.
+    Run(Box<run::Args>),
     Convert(commands::convert::Args),
     Initrd(commands::initrd::Args),
     BootEntries(commands::boot_entries::Args),
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => commands::extract::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Build(args) => commands::build::run(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Initrd(args) => commands::initrd::run(args),
         Command::BootEntries(args) => commands::boot_entries::run(args),

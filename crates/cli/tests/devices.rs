@@ -154,7 +154,8 @@ fn disks_and_rng_under_tcg() {
         .arg(&a)
         .arg("--disk")
         .arg(format!("{},ro", b.display()))
-        .arg("--exec")
+        // The devices, not the userland, are under test: busybox's tools.
+        .args(["--rootfs", "busybox", "--exec"])
         .arg(guest_script())
         .output()
         .expect("domboot runs");
@@ -201,7 +202,14 @@ fn user_network_under_tcg() {
         .arg(&kernel.vmlinuz)
         .arg("--modules")
         .arg(modules_dir())
-        .args(["--net", "user,mac=52:54:00:00:00:51", "--exec"])
+        // busybox's udhcpc and nc (the host's userland need not have them).
+        .args([
+            "--net",
+            "user,mac=52:54:00:00:00:51",
+            "--rootfs",
+            "busybox",
+            "--exec",
+        ])
         // QEMU's user network: the host is the gateway, 10.0.2.2.
         .arg(user_net_script("10.0.2.2", port))
         .output()
@@ -460,6 +468,8 @@ fn seed_hvmdemo_config_boots_with_its_disk_under_tcg() {
         .arg("--modules")
         .arg(modules_dir())
         .args([
+            "--rootfs",
+            "busybox",
             "--exec",
             "i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
              echo \"VDA $(head -c 15 /dev/vda)\"; echo hello-from-the-guest | dd of=/dev/vda \

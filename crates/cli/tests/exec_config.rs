@@ -27,7 +27,8 @@ fn an_xl_configuration_sets_cpus_memory_cmdline_and_ramdisk() {
     let out = Command::new(env!("CARGO_BIN_EXE_domboot"))
         .arg("run")
         .arg(&cfg)
-        .args(["--timeout", "120", "--exec"])
+        // The ramdisk's /etc/from-ramdisk is in the busybox userland's /.
+        .args(["--timeout", "120", "--rootfs", "busybox", "--exec"])
         .arg("nproc; cat /etc/from-ramdisk; cat /proc/cmdline; sed -n 's/MemTotal: *//p' /proc/meminfo")
         .stdin(Stdio::null())
         .output()

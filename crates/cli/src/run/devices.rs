@@ -123,6 +123,9 @@ pub struct Devices {
     pub virtio_console: bool,
     /// Firecracker's hybrid vsock (KVM only).
     pub vsock: Option<VsockArg>,
+    /// virtio-fs devices as (tag, vhost-user socket of its virtiofsd): TCG only (QEMU's
+    /// vhost-user-fs-pci), see [`super::rootfs`].
+    pub virtiofs: Vec<(String, PathBuf)>,
 }
 
 impl Devices {
@@ -187,6 +190,12 @@ impl Devices {
                  device of domboot's own KVM backend; QEMU under TCG cannot offer it. The \
                  accelerator here is TCG ({why}); run with --accel kvm on a host whose KVM \
                  can run the guest"
+            );
+        }
+        if !self.virtiofs.is_empty() && accel == Accel::Kvm {
+            anyhow::bail!(
+                "virtio-fs (--rootfs host): domboot's KVM backend has no vhost-user-fs device \
+                 yet; the accelerator here is KVM ({why}); run with --accel tcg"
             );
         }
         Ok(())

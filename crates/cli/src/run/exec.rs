@@ -26,6 +26,10 @@ if [ -f /domboot/modules ]; then
     done < /domboot/modules
 fi
 cd /root
+# The command; /domboot/rootfs.sh (run --exec --rootfs host) replaces this with one that
+# runs it in the host's /.
+run_cmd() { /bin/sh /domboot/cmd; }
+[ -f /domboot/rootfs.sh ] && . /domboot/rootfs.sh
 if grep -q 'domboot\.io=serial' /proc/cmdline; then
     # ttyS1: control, ttyS2: stdin and stdout, ttyS3: stderr (see run/channels.rs).
     for t in 1 2 3; do /bin/busybox stty -F /dev/ttyS$t raw -echo -iexten; done
@@ -39,7 +43,7 @@ if grep -q 'domboot\.io=serial' /proc/cmdline; then
      done) > /domboot/stdin &
     r=$!
     echo start > /dev/ttyS1
-    /bin/sh /domboot/cmd < /domboot/stdin > /dev/ttyS2 2> /dev/ttyS3
+    run_cmd < /domboot/stdin > /dev/ttyS2 2> /dev/ttyS3
     s=$?
     # The decoder holds ttyS2 open: once it is gone the port's last close has waited for
     # the command's output to leave the UART.
@@ -50,7 +54,7 @@ else
     # the host unchanged between two markers.
     /bin/busybox stty -F /dev/console raw -echo 2>/dev/null
     printf 'DOMBOOT-START-%s\n' "$M" > /dev/console
-    /bin/sh /domboot/cmd < /dev/console > /dev/console 2>&1
+    run_cmd < /dev/console > /dev/console 2>&1
     s=$?
     printf 'DOMBOOT-END-%s %d\n' "$M" "$s" > /dev/console
     # init holds the console open, so nothing waited for the UART to send the end marker:
@@ -134,10 +138,12 @@ pub struct ExecInitrds {
     _dir: tempfile::TempDir,
 }
 
+/// `rootfs_script` is /domboot/rootfs.sh for a host-rootfs run.
 pub fn prepare(
     cmd: &str,
     modules: &[(String, PathBuf)],
     kernel: &Path,
+    rootfs_script: Option<Vec<u8>>,
 ) -> anyhow::Result<ExecInitrds> {
     let base = base_initramfs(&busybox_for(kernel)?)?;
     let dir = tempfile::Builder::new().prefix("domboot-exec-").tempdir()?;
@@ -145,6 +151,9 @@ pub fn prepare(
         Initramfs::new()
             .reproducible(true)
             .file("/domboot/cmd", 0o644, cmd.as_bytes().to_vec());
+    if let Some(script) = rootfs_script {
+        extra = extra.file("/domboot/rootfs.sh", 0o644, script);
+    }
     if !modules.is_empty() {
         let list: String = modules.iter().map(|(n, _)| format!("{n}\n")).collect();
         extra = extra.file("/domboot/modules", 0o644, list.into_bytes());
@@ -183,7 +192,7 @@ pub fn busybox_for(kernel: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// A bzImage without a 64-bit entry point (XLF_KERNEL_64), or a 32-bit ELF kernel.
-fn is_32bit(kernel: &Path) -> bool {
+pub fn is_32bit(kernel: &Path) -> bool {
     let options = domboot_formats::ChainOptions {
         stop_at: vec![domboot_formats::Format::BzImage],
         ..Default::default()

@@ -8,7 +8,7 @@
 use super::channels::{Channels, Control};
 use super::{
     Accel, Args, ConsoleFilter, Outcome, RunConfig, SerialSink, boot, choose_accel, cpu_count,
-    exec, linux_version, modules, watch::ConsoleWatch,
+    exec, linux_version, modules, rootfs, watch::ConsoleWatch,
 };
 use anyhow::Context as _;
 use std::io::Write;
@@ -34,9 +34,24 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         (None, None) => exec::default_kernel()?,
     };
     let devices = args.devices_with(config.as_ref());
-    let modules = module_files(&args, &devices, &kernel)?;
+    let modules_dir = args
+        .modules
+        .clone()
+        .or_else(|| exec::default_modules(&kernel));
+    let user_initrds = match &config {
+        Some(c) => !c.initrds.is_empty(),
+        None => !args.boot.initrd.is_empty(),
+    };
+    let rootfs = rootfs::for_run(&args, &kernel, modules_dir.as_deref(), user_initrds)?;
+    let host = rootfs.host();
+    let extra_modules: &[&str] = if host.is_some() {
+        &rootfs::MODULES
+    } else {
+        &[]
+    };
+    let modules = module_files(&args, &devices, &kernel, modules_dir, extra_modules)?;
     progress.say("building the initramfs");
-    let initrds = exec::prepare(&cmd, &modules, &kernel)?;
+    let initrds = exec::prepare(&cmd, &modules, &kernel, host.map(|h| h.guest_script()))?;
     let marker = exec::marker()?;
     let user_cmdline = match &config {
         Some(c) => c.cmdline.clone(),
@@ -67,6 +82,12 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     super::preflight::check_initrds(&image)?;
     let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
     devices.check_accel(accel, &why)?;
+    if host.is_some() && accel == Accel::Kvm {
+        anyhow::bail!(
+            "--rootfs host: the accelerator is KVM ({why}), whose backend has no virtio-fs \
+             device yet; run with --accel tcg or --rootfs busybox"
+        );
+    }
     if accel != Accel::Kvm {
         image.cmdline.push_str(" domboot.io=serial");
     }
@@ -82,6 +103,19 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     let ended = if accel == Accel::Kvm {
         on_one_console(&args, &devices, &plan, cpus, &marker, started, &progress)?
     } else {
+        let mut devices = devices;
+        // Stopped when this goes, after QEMU (its frontend) has gone.
+        let servers = match host {
+            Some(h) => Some(rootfs::Servers::start(
+                &h.virtiofsd,
+                &h.shares,
+                args.verbose,
+            )?),
+            None => None,
+        };
+        if let Some(s) = &servers {
+            devices.virtiofs = s.devices();
+        }
         on_serial_ports(&args, &devices, &plan, cpus, started, &progress)?
     };
     drop(initrds);
@@ -92,28 +126,35 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-/// The modules --module names, resolved in --modules or the kernel's own tree; and the
-/// drivers of the guest's devices (--disk, --rng) that the tree has as modules (a kernel
-/// without them in its tree has them built in, or cannot use the device either way).
+/// The modules --module names and `extra` (the host rootfs's), resolved in `dir` (--modules
+/// or the kernel's own tree); and the drivers of the guest's devices (--disk, --rng) that
+/// the tree has as modules (a kernel without them in its tree has them built in, or cannot
+/// use the device either way).
 fn module_files(
     args: &Args,
     devices: &super::Devices,
     kernel: &std::path::Path,
+    dir: Option<PathBuf>,
+    extra: &[&str],
 ) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let device_modules = devices.modules();
-    if args.module.is_empty() && device_modules.is_empty() {
+    if args.module.is_empty() && device_modules.is_empty() && extra.is_empty() {
         return Ok(Vec::new());
     }
-    let dir = match (&args.modules, exec::default_modules(kernel)) {
-        (Some(d), _) => d.clone(),
-        (None, Some(d)) => d,
-        (None, None) if args.module.is_empty() => return Ok(Vec::new()),
-        (None, None) => anyhow::bail!(
+    let dir = match dir {
+        Some(d) => d,
+        None if args.module.is_empty() && extra.is_empty() => return Ok(Vec::new()),
+        None => anyhow::bail!(
             "--module needs a modules tree: none matches {} (give one with --modules DIR)",
             kernel.display()
         ),
     };
     let mut wanted = args.module.clone();
+    for m in extra {
+        if !wanted.iter().any(|w| w == m) {
+            wanted.push(m.to_string());
+        }
+    }
     for m in device_modules {
         if !wanted.contains(&m) && modules::resolve(&dir, std::slice::from_ref(&m)).is_ok() {
             wanted.push(m);

@@ -14,6 +14,7 @@ pub mod kvm;
 pub mod markers;
 pub mod modules;
 mod preflight;
+pub mod rootfs;
 pub mod tcg;
 pub mod watch;
 
@@ -68,11 +69,31 @@ pub struct Args {
     /// also show the kernel's messages (on stderr).
     #[arg(long, short = 'v')]
     pub verbose: bool,
-    /// Run this shell command in a throwaway VM (busybox userland) and exit with its
-    /// status. Under TCG its stdout, stderr and stdin are domboot's, live and byte-exact
-    /// (end of input included); on KVM its output shares the console.
+    /// Run this shell command in a throwaway VM and exit with its status (see --rootfs
+    /// for its userland). Under TCG its stdout, stderr and stdin are domboot's, live and
+    /// byte-exact (end of input included); on KVM its output shares the console.
     #[arg(long, short = 'e', value_name = "CMD")]
     pub exec: Option<String>,
+    /// With --exec: the guest's userland. `host`: the host's / read-only through
+    /// virtio-fs, writes kept in memory (a tmpfs overlay), the command run by the host's
+    /// /bin/sh in the current directory; TCG only, needs virtiofsd and a kernel with
+    /// virtiofs and overlay. `busybox`: a generated busybox initramfs. Default: host where
+    /// it works, else busybox with a one-line notice saying why.
+    #[arg(long, value_enum, value_name = "host|busybox", requires = "exec")]
+    pub rootfs: Option<rootfs::RootfsArg>,
+    /// With --exec: share the host's folder DIR read-write with the guest, at the same
+    /// path (writes land on the host); repeat for several. Implies --rootfs host.
+    #[arg(long, value_name = "DIR", requires = "exec")]
+    pub rwdir: Vec<PathBuf>,
+    /// With --exec: share the host's folder DIR read-only, at the same path (its own
+    /// virtio-fs: writes fail instead of going to memory); repeat for several. Implies
+    /// --rootfs host.
+    #[arg(long, value_name = "DIR", requires = "exec")]
+    pub rodir: Vec<PathBuf>,
+    /// With --exec: run the command as the calling user (its uid and gid, no
+    /// supplementary groups, HOME kept) instead of root. Implies --rootfs host.
+    #[arg(long, requires = "exec")]
+    pub user: bool,
     /// With --exec: the modules tree to take --module from (default: the one matching the
     /// kernel, /lib/modules/RELEASE or the cache's copy).
     #[arg(long, value_name = "DIR", requires = "exec")]

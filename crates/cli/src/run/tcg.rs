@@ -69,6 +69,13 @@ fn add_devices(
     if devices.rng {
         cmd.args(["-device", "virtio-rng-pci"]);
     }
+    for (i, (tag, socket)) in devices.virtiofs.iter().enumerate() {
+        let socket = socket.to_string_lossy().replace(',', ",,");
+        cmd.arg("-chardev")
+            .arg(format!("socket,id=fs{i},path={socket}"))
+            .arg("-device")
+            .arg(format!("vhost-user-fs-pci,chardev=fs{i},tag={tag}"));
+    }
     devices.check_accel(super::Accel::Tcg, "QEMU runs the guest")?;
     Ok(())
 }
@@ -106,9 +113,20 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
     crate::atomic::write_with(&image, |mut w| elf.write_to(&mut w))?;
 
     let mut cmd = Command::new(QEMU);
-    cmd.args(["-accel", "tcg", "-M", "pc", "-no-reboot"])
+    let memory = format!("{}M", plan.memory_size.div_ceil(1 << 20));
+    // A vhost-user device's backend (virtiofsd) reads and writes guest memory itself: it
+    // must be a shared memfd, of exactly -m's size.
+    let machine = if cfg.devices.virtiofs.is_empty() {
+        "pc"
+    } else {
+        cmd.arg("-object").arg(format!(
+            "memory-backend-memfd,id=mem,size={memory},share=on"
+        ));
+        "pc,memory-backend=mem"
+    };
+    cmd.args(["-accel", "tcg", "-M", machine, "-no-reboot"])
         .args(["-display", "none", "-nodefaults", "-monitor", "none"])
-        .args(["-m", &format!("{}M", plan.memory_size.div_ceil(1 << 20))])
+        .args(["-m", &memory])
         .args(["-smp", &cfg.cpus.to_string()])
         .args([
             "-device",

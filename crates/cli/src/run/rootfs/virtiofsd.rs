@@ -1,0 +1,186 @@
+//! The host half of the host rootfs: one virtiofsd per shared folder, each serving QEMU's
+//! vhost-user-fs-pci device on a Unix socket in a temporary folder; all stopped (and the
+//! folder removed) when the run ends, however it ends.
+
+use super::Share;
+use anyhow::{Context as _, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a virtiofsd may take to create its socket.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where scripts/setup.sh installs virtiofsd (`cargo install --root`).
+pub fn cached() -> PathBuf {
+    super::super::exec::cache_dir().join("virtiofsd/bin/virtiofsd")
+}
+
+/// virtiofsd: $DOMBOOT_VIRTIOFSD, the cache's, one on PATH, then QEMU's old place.
+pub fn find() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("DOMBOOT_VIRTIOFSD").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let cached = cached();
+    if super::is_executable(&cached) {
+        return Some(cached);
+    }
+    if let Some(p) = super::find_program("virtiofsd") {
+        return Some(p);
+    }
+    let libexec = PathBuf::from("/usr/libexec/virtiofsd");
+    super::is_executable(&libexec).then_some(libexec)
+}
+
+/// One running virtiofsd.
+struct Server {
+    child: Child,
+    tag: String,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+/// The virtiofsd processes of one run; dropping this stops them.
+pub struct Servers {
+    servers: Vec<Server>,
+    _dir: tempfile::TempDir,
+}
+
+impl Servers {
+    /// Starts one virtiofsd per share and waits until each listens. With `verbose` their
+    /// messages go to stderr, otherwise to a log that is quoted if one fails to start.
+    pub fn start(virtiofsd: &Path, shares: &[Share], verbose: bool) -> anyhow::Result<Servers> {
+        let dir = tempfile::Builder::new()
+            .prefix("domboot-fs-")
+            .tempdir()
+            .context("cannot create a temporary folder for virtiofsd's sockets")?;
+        let mut servers = Servers {
+            servers: Vec::new(),
+            _dir: dir,
+        };
+        for (i, share) in shares.iter().enumerate() {
+            let socket = servers._dir.path().join(format!("fs{i}.sock"));
+            let log = servers._dir.path().join(format!("fs{i}.log"));
+            let mut cmd = command(virtiofsd, share, &socket);
+            let stderr = if verbose {
+                Stdio::inherit()
+            } else {
+                std::fs::File::create(&log)
+                    .with_context(|| format!("cannot create {}", log.display()))?
+                    .into()
+            };
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr);
+            if verbose {
+                eprintln!("domboot: running {cmd:?}");
+            }
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("cannot start {}", virtiofsd.display()))?;
+            servers.servers.push(Server {
+                child,
+                tag: share.tag.clone(),
+                socket,
+                log,
+            });
+        }
+        servers.wait_for_sockets(shares)?;
+        Ok(servers)
+    }
+
+    /// (tag, socket) of each server, for QEMU's -chardev/-device.
+    pub fn devices(&self) -> Vec<(String, PathBuf)> {
+        self.servers
+            .iter()
+            .map(|s| (s.tag.clone(), s.socket.clone()))
+            .collect()
+    }
+
+    fn wait_for_sockets(&mut self, shares: &[Share]) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let mut all = true;
+            for (s, share) in self.servers.iter_mut().zip(shares) {
+                if s.socket.exists() {
+                    continue;
+                }
+                all = false;
+                if let Some(status) = s.child.try_wait().context("cannot wait for virtiofsd")? {
+                    bail!(
+                        "virtiofsd for {} ended at once ({status}){}",
+                        share.path.display(),
+                        log_tail(&s.log)
+                    );
+                }
+            }
+            if all {
+                return Ok(());
+            }
+            if started.elapsed() >= START_TIMEOUT {
+                bail!(
+                    "virtiofsd did not create its socket within {} s{}",
+                    START_TIMEOUT.as_secs(),
+                    self.servers
+                        .first()
+                        .map(|s| log_tail(&s.log))
+                        .unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        // Each ends by itself when QEMU disconnects; this covers errors, timeouts and
+        // signals, where QEMU may still have been starting.
+        for s in &mut self.servers {
+            if let Ok(None) = s.child.try_wait() {
+                let _ = s.child.kill();
+            }
+            let _ = s.child.wait();
+        }
+    }
+}
+
+/// The virtiofsd command line for one share.
+///
+/// `--sandbox none`: the namespace sandbox needs root or unprivileged user namespaces,
+/// and what it would guard is the shared folder's edge; sharing / has none, and the
+/// folders run with the calling user's own rights either way. Submounts are not
+/// announced, so the host's mounts below / appear as plain folders, which the guest's
+/// overlay needs (it does not cross mounts in its lower layer). The read-only shares
+/// cache everything (the host's / rarely changes under a throwaway VM); --rwdir shares use
+/// the default `auto`, so the host and the guest see each other's changes.
+fn command(virtiofsd: &Path, share: &Share, socket: &Path) -> Command {
+    let mut cmd = Command::new(virtiofsd);
+    cmd.arg("--socket-path")
+        .arg(socket)
+        .arg("--shared-dir")
+        .arg(&share.path)
+        .args(["--sandbox", "none", "--no-announce-submounts"])
+        .args(["--log-level", "error"])
+        .args(["--cache", if share.writable { "auto" } else { "always" }]);
+    if !share.writable {
+        cmd.arg("--readonly");
+    }
+    // SAFETY: geteuid cannot fail and touches no memory of ours.
+    if unsafe { libc::geteuid() } != 0 {
+        // Raising the open-file limit to virtiofsd's default needs CAP_SYS_RESOURCE.
+        cmd.arg("--rlimit-nofile=0");
+    }
+    cmd
+}
+
+/// The last lines of a virtiofsd log, as the end of an error message.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail: Vec<&str> = lines.into_iter().rev().collect();
+    format!(": {}", tail.join("; "))
+}
