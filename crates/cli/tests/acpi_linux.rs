@@ -70,7 +70,7 @@ fn plan_with_acpi(dir: &Path, cpus: u8) -> BootPlan {
     )
     .expect("domain image");
     let mut plan = image.build().expect("plan");
-    let tables = domboot_vmm::acpi::build_at(TABLES_AT, cpus, &[]).expect("ACPI tables");
+    let tables = domboot_vmm::acpi::build_at(TABLES_AT, cpus, &[], 0).expect("ACPI tables");
     let zp = plan
         .segments
         .iter_mut()

@@ -83,6 +83,7 @@ pub fn build(plan: &BootPlan, cfg: &VmConfig) -> Result<Vm, VmmError> {
     let watch = panic_watch::PanicWatch::default();
     let sink = open_sink(cfg)?;
     let mut devices = legacy_devices(&vm, cfg, &watch, &sink)?;
+    devices.link_serial_ports(&vm, &cfg.serial_links)?;
     if cfg.console == ConsoleKind::Virtio {
         // First, so hvc0's device sits in the first slot whatever else the guest has.
         let input = ConsoleInput::new().map_err(|error| VmmError::Io {
@@ -109,7 +110,13 @@ pub fn build(plan: &BootPlan, cfg: &VmConfig) -> Result<Vm, VmmError> {
     reset_vector::install(&mem, plan)?;
     if cfg.acpi {
         // After the devices: the DSDT describes the virtio devices the guest has.
-        let tables = acpi::install(&mem, plan, cfg.cpus, &devices.virtio_slots())?;
+        let tables = acpi::install(
+            &mem,
+            plan,
+            cfg.cpus,
+            &devices.virtio_slots(),
+            devices.links.len(),
+        )?;
         log(&format!(
             "ACPI: RSDP at {:#x}, tables {}",
             tables.rsdp_addr(),

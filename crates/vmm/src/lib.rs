@@ -76,6 +76,10 @@ pub struct VmConfig {
     /// A virtio-vsock device on Firecracker's hybrid vsock (see
     /// [`devices::virtio::vsock`]).
     pub vsock: Option<VsockConfig>,
+    /// Unix sockets (listened on by the caller) that COM2, COM3 and COM4 connect to, in
+    /// that order: at most three (see [`devices::serial_link`]). Without, those ports are
+    /// absent.
+    pub serial_links: Vec<PathBuf>,
 }
 
 /// The guest's console device.
@@ -142,6 +146,7 @@ impl Default for VmConfig {
             nets: Vec::new(),
             console: ConsoleKind::Serial,
             vsock: None,
+            serial_links: Vec::new(),
         }
     }
 }

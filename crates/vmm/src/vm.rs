@@ -137,6 +137,20 @@ impl Vm {
             _ => None,
         };
         drop(tx);
+        // COM2-COM4's input, each from its socket (they end with the socket or the stop).
+        let pumps: Vec<JoinHandle<()>> = self
+            .devices
+            .links
+            .iter()
+            .filter_map(|link| {
+                let link = link.clone();
+                let flag = stop.clone();
+                std::thread::Builder::new()
+                    .name(format!("{}-in", link.name))
+                    .spawn(move || link.pump_input(&flag))
+                    .ok()
+            })
+            .collect();
         let deadline = self.cfg.timeout.map(|t| start + t);
         let outcome = loop {
             let wait = deadline.map_or(Duration::from_millis(50), |d| {
@@ -169,6 +183,9 @@ impl Vm {
         };
         stop_all(&stop, handles, kick);
         if let Some(h) = input {
+            let _ = h.join();
+        }
+        for h in pumps {
             let _ = h.join();
         }
         // A kernel that panicked and then reset (panic=N) or crashed on the way: the panic

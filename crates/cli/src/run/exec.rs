@@ -1,8 +1,7 @@
 //! `run --exec CMD`: the throwaway VM's initramfs. Its /init runs CMD and reports its exit
-//! status: under TCG on serial ports of their own (`domboot.io=serial`, see
-//! [`super::channels`]), on the KVM backend's one console between two markers
-//! ([`super::markers`]). Also: the default kernel and modules tree, and the busybox that
-//! runs on the kernel (i386 for a 32-bit one).
+//! status on serial ports of their own (see [`super::channels`]), on both backends. Also:
+//! the default kernel and modules tree, and the busybox that runs on the kernel (i386 for
+//! a 32-bit one).
 
 use super::modules;
 use anyhow::{Context, bail};
@@ -10,8 +9,8 @@ use domboot_initramfs::{Compression, Initramfs};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-/// The /init of every exec initramfs. The run's marker comes from the kernel command line
-/// (`domboot.marker=`), so one cached initramfs serves every command.
+/// The /init of every exec initramfs; the command comes in a second, per-run initramfs, so
+/// one cached base image serves every command.
 const INIT: &str = r#"#!/bin/busybox sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
 /bin/busybox mount -t proc proc /proc
@@ -19,7 +18,6 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
 /bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
 /bin/busybox mkdir -p /tmp /root /dev/pts
 /bin/busybox mount -t tmpfs tmpfs /tmp
-M=$(/bin/busybox sed -n 's/.*domboot\.marker=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
 if [ -f /domboot/modules ]; then
     while read -r m; do
         /bin/busybox insmod "/domboot/modules.d/$m.ko" || echo "domboot: cannot load module $m" >&2
@@ -30,37 +28,25 @@ cd /root
 # runs it in the host's /.
 run_cmd() { /bin/sh /domboot/cmd; }
 [ -f /domboot/rootfs.sh ] && . /domboot/rootfs.sh
-if grep -q 'domboot\.io=serial' /proc/cmdline; then
-    # ttyS1: control, ttyS2: stdin and stdout, ttyS3: stderr (see run/channels.rs).
-    for t in 1 2 3; do /bin/busybox stty -F /dev/ttyS$t raw -echo -iexten; done
-    /bin/busybox mkfifo /domboot/stdin
-    # Opening a port clears its receive FIFO, so the host sends stdin only once the
-    # reader holds ttyS2 open and says so. Stdin comes in blocks of "LENGTH\n" and that
-    # many bytes; "0\n" is its end.
-    (exec < /dev/ttyS2; echo stdin > /dev/ttyS1
-     while read -r n && [ "$n" -gt 0 ]; do
-         /bin/busybox dd bs="$n" count=1 iflag=fullblock 2>/dev/null
-     done) > /domboot/stdin &
-    r=$!
-    echo start > /dev/ttyS1
-    run_cmd < /domboot/stdin > /dev/ttyS2 2> /dev/ttyS3
-    s=$?
-    # The decoder holds ttyS2 open: once it is gone the port's last close has waited for
-    # the command's output to leave the UART.
-    kill $r 2>/dev/null; wait $r 2>/dev/null
-    echo "end $s" > /dev/ttyS1
-else
-    # One console (the KVM backend): no newline translation, so the command's bytes reach
-    # the host unchanged between two markers.
-    /bin/busybox stty -F /dev/console raw -echo 2>/dev/null
-    printf 'DOMBOOT-START-%s\n' "$M" > /dev/console
-    run_cmd < /dev/console > /dev/console 2>&1
-    s=$?
-    printf 'DOMBOOT-END-%s %d\n' "$M" "$s" > /dev/console
-    # init holds the console open, so nothing waited for the UART to send the end marker:
-    # setting the console's own settings again with TCSADRAIN does.
-    /bin/busybox stty -F /dev/console "$(/bin/busybox stty -F /dev/console -g)" 2>/dev/null
-fi
+# ttyS1: control, ttyS2: stdin and stdout, ttyS3: stderr (see run/channels.rs), on both
+# backends (QEMU's serial ports, the KVM backend's COM2-COM4).
+for t in 1 2 3; do /bin/busybox stty -F /dev/ttyS$t raw -echo -iexten; done
+/bin/busybox mkfifo /domboot/stdin
+# Opening a port clears its receive FIFO, so the host sends stdin only once the
+# reader holds ttyS2 open and says so. Stdin comes in blocks of "LENGTH\n" and that
+# many bytes; "0\n" is its end.
+(exec < /dev/ttyS2; echo stdin > /dev/ttyS1
+ while read -r n && [ "$n" -gt 0 ]; do
+     /bin/busybox dd bs="$n" count=1 iflag=fullblock 2>/dev/null
+ done) > /domboot/stdin &
+r=$!
+echo start > /dev/ttyS1
+run_cmd < /domboot/stdin > /dev/ttyS2 2> /dev/ttyS3
+s=$?
+# The decoder holds ttyS2 open: once it is gone the port's last close has waited for
+# the command's output to leave the UART.
+kill $r 2>/dev/null; wait $r 2>/dev/null
+echo "end $s" > /dev/ttyS1
 /bin/busybox reboot -f
 "#;
 
@@ -236,14 +222,4 @@ fn base_initramfs(busybox: &Path) -> anyhow::Result<PathBuf> {
     let bytes = image.to_bytes(Compression::Gzip)?;
     crate::atomic::write_file(&path, &bytes)?;
     Ok(path)
-}
-
-/// A fresh marker for one run.
-pub fn marker() -> anyhow::Result<String> {
-    let mut b = [0u8; 12];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .context("cannot read /dev/urandom")?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }

@@ -1,9 +1,8 @@
 //! `run --exec`: assemble the throwaway VM (kernel, the configuration's settings, the exec
 //! initramfs), boot it, and turn what happened into domboot's exit status.
 //!
-//! Under TCG the command's stdin/stdout, its stderr and the control messages each have a
-//! serial port of their own (see [`super::channels`]); the KVM backend has one UART, so
-//! there the command's output shares the console between two markers ([`super::markers::ExecFilter`]).
+//! The command's stdin/stdout, its stderr and the control messages each have a serial port
+//! of their own (see [`super::channels`]): QEMU's under TCG, COM2-COM4 on the KVM backend.
 
 use super::channels::{Channels, Control};
 use super::{
@@ -52,7 +51,6 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     let modules = module_files(&args, &devices, &kernel, modules_dir, extra_modules)?;
     progress.say("building the initramfs");
     let initrds = exec::prepare(&cmd, &modules, &kernel, host.map(|h| h.guest_script()))?;
-    let marker = exec::marker()?;
     let user_cmdline = match &config {
         Some(c) => c.cmdline.clone(),
         None => args.boot.cmdline.clone(),
@@ -63,7 +61,7 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     };
     all_initrds.extend_from_slice(&initrds.files);
     let base_cmdline = format!(
-        "{}{}console=ttyS0 panic=-1 {} domboot.marker={marker}",
+        "{}{}console=ttyS0 panic=-1 {}",
         user_cmdline.as_deref().unwrap_or(""),
         if user_cmdline.is_some() { " " } else { "" },
         // loglevel=2 still prints panics (EMERG) and oopses (ALERT), so a failure can be
@@ -76,9 +74,9 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     );
     let memory = config.as_ref().and_then(|c| c.memory);
     let pvh = config.as_ref().is_some_and(|c| c.pvh);
-    let mut image =
-        args.boot
-            .image_from(&kernel, &all_initrds, Some(&base_cmdline), memory, pvh)?;
+    let image = args
+        .boot
+        .image_from(&kernel, &all_initrds, Some(&base_cmdline), memory, pvh)?;
     super::preflight::check_initrds(&image)?;
     let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
     devices.check_accel(accel, &why)?;
@@ -87,9 +85,6 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
             "--rootfs host: the accelerator is KVM ({why}), whose backend has no virtio-fs \
              device yet; run with --accel tcg or --rootfs busybox"
         );
-    }
-    if accel != Accel::Kvm {
-        image.cmdline.push_str(" domboot.io=serial");
     }
     let plan = image.build()?;
     if args.verbose {
@@ -101,7 +96,7 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     let cpus = cpu_count(args.cpus, config.as_ref().and_then(|c| c.vcpus))?;
     progress.say("booting");
     let ended = if accel == Accel::Kvm {
-        on_one_console(&args, &devices, &plan, cpus, &marker, started, &progress)?
+        on_serial_ports(accel, &args, &devices, &plan, cpus, started, &progress)?
     } else {
         let mut devices = devices;
         // Stopped when this goes, after QEMU (its frontend) has gone.
@@ -116,7 +111,7 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(s) = &servers {
             devices.virtiofs = s.devices();
         }
-        on_serial_ports(&args, &devices, &plan, cpus, started, &progress)?
+        on_serial_ports(accel, &args, &devices, &plan, cpus, started, &progress)?
     };
     drop(initrds);
     let code = exit_status(&ended);
@@ -167,8 +162,7 @@ fn module_files(
 struct Ended {
     outcome: Outcome,
     control: Control,
-    /// The kernel's console as TCG streamed it (`None` on KVM, whose backend watches its
-    /// own UART and reports a panic itself).
+    /// The kernel's console as the run streamed it.
     watch: Option<ConsoleWatch>,
     /// The guest's stderr ended without a newline (the JSON line then starts a new one).
     stderr_mid_line: bool,
@@ -194,9 +188,9 @@ fn run_config(
     })
 }
 
-/// TCG: the kernel's console on ttyS0 (on stderr with --verbose), the command on its own
-/// ports.
+/// The kernel's console on ttyS0 (on stderr with --verbose), the command on its own ports.
 fn on_serial_ports(
+    accel: Accel,
     args: &Args,
     devices: &super::Devices,
     plan: &domboot_builder::BootPlan,
@@ -209,7 +203,7 @@ fn on_serial_ports(
     let mut cfg = run_config(args, cpus, SerialSink::Filter(console), devices)?;
     let channels = Channels::open(started, progress.0.clone(), cfg.signal.clone())?;
     cfg.extra_serials = channels.paths.clone();
-    let outcome = boot(Accel::Tcg, plan, &cfg);
+    let outcome = boot(accel, plan, &cfg);
     let stderr_mid_line = channels.stderr_mid_line();
     let control = channels.finish();
     progress.clear();
@@ -218,43 +212,6 @@ fn on_serial_ports(
         control,
         watch: Some(cfg.watch),
         stderr_mid_line,
-    })
-}
-
-/// KVM: one UART; the command's output between markers on it.
-fn on_one_console(
-    args: &Args,
-    devices: &super::Devices,
-    plan: &domboot_builder::BootPlan,
-    cpus: u8,
-    marker: &str,
-    started: Instant,
-    progress: &Progress,
-) -> anyhow::Result<Ended> {
-    let filter = Arc::new(Mutex::new(super::markers::ExecFilter::new(
-        marker,
-        args.verbose,
-        started,
-        Box::new(std::io::stdout()),
-    )));
-    let sink: Arc<Mutex<dyn ConsoleFilter>> = filter.clone();
-    let cfg = run_config(args, cpus, SerialSink::Filter(sink), devices)?;
-    let outcome = boot(Accel::Kvm, plan, &cfg);
-    progress.clear();
-    let outcome = outcome?;
-    let f = filter
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the console filter failed"))?;
-    Ok(Ended {
-        outcome,
-        control: Control {
-            boot_time: f.boot_time,
-            status: f.status,
-            command_time: f.command_time,
-            stdin_ready: false,
-        },
-        watch: None,
-        stderr_mid_line: false,
     })
 }
 

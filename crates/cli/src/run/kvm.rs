@@ -5,11 +5,13 @@ use domboot_builder::BootPlan;
 use domboot_vmm::{Outcome as VmOutcome, VmConfig};
 use std::sync::{Arc, Mutex};
 
-/// Feeds the UART's output to a console filter as the guest prints it.
-struct FilterWriter(SerialSink);
+/// Feeds the UART's output to a console filter, and to the console watch (the kernel's
+/// last lines, for messages about a run that ended early), as the guest prints it.
+struct FilterWriter(SerialSink, super::watch::ConsoleWatch);
 
 impl std::io::Write for FilterWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.feed(buf);
         self.0.write(buf);
         Ok(buf.len())
     }
@@ -25,9 +27,9 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         SerialSink::Stdout => domboot_vmm::SerialSink::Stdout,
         SerialSink::File(p) => domboot_vmm::SerialSink::File(p.clone()),
         SerialSink::None => domboot_vmm::SerialSink::None,
-        SerialSink::Filter(_) => {
-            domboot_vmm::SerialSink::Writer(Arc::new(Mutex::new(FilterWriter(cfg.serial.clone()))))
-        }
+        SerialSink::Filter(_) => domboot_vmm::SerialSink::Writer(Arc::new(Mutex::new(
+            FilterWriter(cfg.serial.clone(), cfg.watch.clone()),
+        ))),
     };
     let vm = VmConfig {
         cpus: cfg.cpus,
@@ -52,6 +54,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
             domboot_vmm::ConsoleKind::Serial
         },
         vsock: cfg.devices.vmm_vsock(),
+        serial_links: cfg.extra_serials.clone(),
     };
     let outcome = domboot_vmm::run(plan, &vm)?;
     if let SerialSink::Filter(_) = &cfg.serial {

@@ -11,7 +11,6 @@ pub mod exec;
 mod exec_run;
 mod interactive;
 pub mod kvm;
-pub mod markers;
 pub mod modules;
 mod preflight;
 pub mod rootfs;
@@ -70,8 +69,8 @@ pub struct Args {
     #[arg(long, short = 'v')]
     pub verbose: bool,
     /// Run this shell command in a throwaway VM and exit with its status (see --rootfs
-    /// for its userland). Under TCG its stdout, stderr and stdin are domboot's, live and
-    /// byte-exact (end of input included); on KVM its output shares the console.
+    /// for its userland). Its stdout, stderr and stdin are domboot's, live and byte-exact
+    /// (end of input included), on both backends.
     #[arg(long, short = 'e', value_name = "CMD")]
     pub exec: Option<String>,
     /// With --exec: the guest's userland. `host`: the host's / read-only through

@@ -103,7 +103,16 @@ fn align(addr: u64) -> u64 {
 /// Builds and places the tables for `cpus` vCPUs (1 to [`mptable::MAX_CPUS`]) and the
 /// `virtio` devices in the BIOS area, where [`install`] puts them.
 pub fn build(cpus: u8, virtio: &[Slot]) -> Result<AcpiTables, VmmError> {
-    let tables = build_at(ACPI_START, cpus, virtio)?;
+    build_with_links(cpus, virtio, 0)
+}
+
+/// [`build`], with the first `serial_links` of COM2-COM4 described too.
+pub fn build_with_links(
+    cpus: u8,
+    virtio: &[Slot],
+    serial_links: usize,
+) -> Result<AcpiTables, VmmError> {
+    let tables = build_at(ACPI_START, cpus, virtio, serial_links)?;
     if tables.end() > ACPI_END {
         return Err(VmmError::Setup(format!(
             "the ACPI tables for {cpus} processors end at {:#x}, past the BIOS area ({ACPI_END:#x})",
@@ -116,7 +125,12 @@ pub fn build(cpus: u8, virtio: &[Slot]) -> Result<AcpiTables, VmmError> {
 /// Builds the tables with the RSDP at `base` (16-byte aligned) and the others right after
 /// it. Besides [`build`], tests use it to hand the same tables to Linux under QEMU, where
 /// the BIOS area is firmware's.
-pub fn build_at(base: u64, cpus: u8, virtio: &[Slot]) -> Result<AcpiTables, VmmError> {
+pub fn build_at(
+    base: u64,
+    cpus: u8,
+    virtio: &[Slot],
+    serial_links: usize,
+) -> Result<AcpiTables, VmmError> {
     if base % ALIGN != 0 {
         return Err(VmmError::Setup(format!(
             "the RSDP must be 16-byte aligned, not at {base:#x}"
@@ -128,7 +142,7 @@ pub fn build_at(base: u64, cpus: u8, virtio: &[Slot]) -> Result<AcpiTables, VmmE
             mptable::MAX_CPUS
         )));
     }
-    let dsdt = dsdt::build(virtio);
+    let dsdt = dsdt::build(virtio, serial_links);
     let madt = madt::build(cpus);
     // XSDT: header + one 64-bit pointer per table (FADT, MADT).
     const XSDT_ENTRIES: u64 = 2;
@@ -184,15 +198,17 @@ fn overlap<'a>(
     ranges.into_iter().find(|&(_, s, e)| s < hi && e > lo)
 }
 
-/// Builds the tables for `cpus` vCPUs and the `virtio` devices, writes them to guest
-/// memory and tells the guest where the RSDP is. Returns the tables (for logging).
+/// Builds the tables for `cpus` vCPUs, the `virtio` devices and the first `serial_links`
+/// of COM2-COM4, writes them to guest memory and tells the guest where the RSDP is.
+/// Returns the tables (for logging).
 pub fn install(
     mem: &GuestMemoryMmap,
     plan: &BootPlan,
     cpus: u8,
     virtio: &[Slot],
+    serial_links: usize,
 ) -> Result<AcpiTables, VmmError> {
-    let tables = build(cpus, virtio)?;
+    let tables = build_with_links(cpus, virtio, serial_links)?;
     let (lo, hi) = (ACPI_START, tables.end());
     if let Some((name, s, e)) = overlap(
         plan.segments
@@ -439,6 +455,40 @@ mod tests {
     }
 
     #[test]
+    fn linked_serial_ports_are_declared_and_shared_irqs_say_so() {
+        // Extended interrupt descriptor: 0x89, length 6, flags (consumer, edge, bit 3 =
+        // shared), one interrupt, the number.
+        let irq = |flags: u8, n: u8| [0x89, 6, 0, flags, 1, n, 0, 0, 0];
+        let dsdt = |links| {
+            build_with_links(1, &[], links)
+                .unwrap()
+                .get("DSDT")
+                .unwrap()
+                .bytes
+                .clone()
+        };
+        let has = |d: &[u8], needle: &[u8]| d.windows(needle.len()).any(|w| w == needle);
+        let alone = dsdt(0);
+        assert!(!has(&alone, b"COM2"));
+        assert!(has(&alone, &irq(0x03, 4)), "COM1 alone: exclusive IRQ 4");
+        let one = dsdt(1);
+        assert!(has(&one, b"COM2") && !has(&one, b"COM3"));
+        assert!(has(&one, &irq(0x03, 3)) && has(&one, &irq(0x03, 4)));
+        let all = dsdt(3);
+        for name in [b"COM2", b"COM3", b"COM4"] {
+            assert!(has(&all, name));
+        }
+        // IO descriptor 0x47: decode16, min = max = the base, alignment 1, 8 ports.
+        for base in [0x2F8u16, 0x3E8, 0x2E8] {
+            let [lo, hi] = base.to_le_bytes();
+            assert!(has(&all, &[0x47, 1, lo, hi, lo, hi, 1, 8]), "{base:#x}");
+        }
+        assert!(has(&all, &irq(0x0B, 3)) && has(&all, &irq(0x0B, 4)));
+        assert!(!has(&all, &irq(0x03, 4)));
+        assert_eq!(sum(&all), 0);
+    }
+
+    #[test]
     fn cpu_counts_out_of_range_are_errors() {
         assert!(build(0, &[]).is_err());
         assert!(build(255, &[]).is_err());
@@ -458,7 +508,7 @@ mod tests {
         plan.patch_points.boot_params = Some(0x7000);
         plan.patch_points.start_info = Some(0x6000);
         let mem = crate::memory::allocate(&plan).unwrap();
-        let t = install(&mem, &plan, 2, &[]).unwrap();
+        let t = install(&mem, &plan, 2, &[], 0).unwrap();
         for tab in &t.tables {
             let mut b = vec![0u8; tab.bytes.len()];
             mem.read_slice(&mut b, GuestAddress(tab.addr)).unwrap();
@@ -474,6 +524,6 @@ mod tests {
         assert_eq!(si, RSDP_ADDR);
         // A boot structure outside guest memory is an error, not a panic.
         plan.patch_points.boot_params = Some(u64::MAX - 8);
-        assert!(install(&mem, &plan, 1, &[]).is_err());
+        assert!(install(&mem, &plan, 1, &[], 0).is_err());
     }
 }

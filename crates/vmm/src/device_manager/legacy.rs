@@ -3,6 +3,7 @@
 //! | ports         | device                                                            |
 //! |---------------|-------------------------------------------------------------------|
 //! | 0x3F8-0x3FF   | COM1 16550A, IRQ 4 through an irqfd ([`serial`])                  |
+//! | 0x2F8, 0x3E8, 0x2E8 | COM2-COM4 (IRQ 3, 4, 3), only when linked to sockets ([`crate::devices::serial_link`], added by [`super::DeviceManager::link_serial_ports`]) |
 //! | 0x60, 0x64    | i8042 with nothing attached, IRQ 1; 0xFE to 0x64 resets ([`i8042`]) |
 //! | 0xF4-0xF7     | debug exit, QEMU isa-debug-exit convention ([`debug_exit`])      |
 //! | 0x70, 0x71    | CMOS RTC with the host's time ([`cmos`])                          |

@@ -11,6 +11,8 @@ pub mod virtio;
 
 use crate::VmmError;
 use crate::bus::{Bus, Flow};
+use crate::devices::serial::IrqTrigger;
+use crate::devices::serial_link::{self, LinkedPort};
 use crate::devices::virtio::VirtioDevice;
 use crate::devices::virtio::console::ConsoleInput;
 use kvm_ioctls::VmFd;
@@ -29,6 +31,8 @@ pub struct DeviceManager {
     pub serial: Arc<legacy::SerialPort>,
     /// The virtio console's input, which console input feeds when the console is virtio.
     pub console_input: Option<Arc<ConsoleInput>>,
+    /// COM2-COM4 when linked to sockets ([`crate::devices::serial_link`]).
+    pub links: Vec<Arc<LinkedPort>>,
     pub virtio: Vec<virtio::VirtioSlot>,
     pub unhandled_pio: AtomicU64,
     pub unhandled_mmio: AtomicU64,
@@ -51,11 +55,50 @@ impl DeviceManager {
             mmio: Bus::default(),
             serial,
             console_input: None,
+            links: Vec::new(),
             virtio: Vec::new(),
             unhandled_pio: AtomicU64::new(0),
             unhandled_mmio: AtomicU64::new(0),
             verbose,
         })
+    }
+
+    /// Connects COM2, COM3, ... to `sockets` (listened on by the caller), each with its
+    /// own irqfd on its PC IRQ.
+    pub fn link_serial_ports(
+        &mut self,
+        vm: &VmFd,
+        sockets: &[std::path::PathBuf],
+    ) -> Result<(), VmmError> {
+        const NAMES: [&str; 3] = ["COM2", "COM3", "COM4"];
+        if sockets.len() > serial_link::PORTS.len() {
+            return Err(VmmError::Setup(format!(
+                "{} serial links asked for; COM2-COM4 are at most {}",
+                sockets.len(),
+                serial_link::PORTS.len()
+            )));
+        }
+        for ((path, (base, irq)), name) in sockets.iter().zip(serial_link::PORTS).zip(NAMES) {
+            let io = |what: String| move |error| VmmError::Io { what, error };
+            let stream = std::os::unix::net::UnixStream::connect(path)
+                .map_err(io(format!("{name}: connecting to {}", path.display())))?;
+            let fd = EventFd::new(libc::EFD_NONBLOCK)
+                .map_err(io(format!("eventfd for the {name} interrupt")))?;
+            vm.register_irqfd(&fd, irq)
+                .map_err(|error| VmmError::Ioctl {
+                    what: "KVM_IRQFD",
+                    error,
+                })?;
+            let port = Arc::new(
+                LinkedPort::new(name, stream, IrqTrigger(fd))
+                    .map_err(io(format!("{name}: its socket {}", path.display())))?,
+            );
+            self.pio
+                .insert(name, base.into(), 8, port.clone())
+                .map_err(|e| VmmError::Setup(e.to_string()))?;
+            self.links.push(port);
+        }
+        Ok(())
     }
 
     /// Adds a virtio device in the next virtio-mmio slot.

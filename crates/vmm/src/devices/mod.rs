@@ -9,6 +9,7 @@ pub mod i8042;
 pub mod panic_watch;
 pub mod pci_host;
 pub mod serial;
+pub mod serial_link;
 pub mod virtio;
 
 pub use crate::device_manager::legacy::{POST_PORT, RESET_CONTROL_PORT};
