@@ -307,6 +307,7 @@ fn disks_and_rng_on_the_kvm_backend() {
         )
         .stdin = Some(b"typed-on-the-host\n".to_vec());
     bench.set_timeouts(std::time::Duration::from_secs(300));
+    bench.retry_inner_faults(&[domboot_testkit::nested::RESET_TRIPLE_FAULT]);
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
     let r = result(&run, "disks");
     eprintln!(

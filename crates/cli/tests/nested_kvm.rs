@@ -155,15 +155,11 @@ fn plan_ram(kernel: &Path, memory: &str) -> u64 {
         .sum()
 }
 
-/// Not in the default suite: the nested bench is not steady enough for a CI that must be
-/// green. Besides outer-guest hangs (retried by the bench), an inner guest sometimes stops
-/// making progress in early boot with its clock frozen (cloud-linux64 and
-/// platform-log-tiny in one run of 2026-12-02, status 124), which the bench cannot tell
-/// from a real failure. Of four full runs that day two passed and two failed that way or
-/// on since-fixed checks. Run it with
-/// `cargo test -p domboot --test nested_kvm -- --ignored --nocapture`.
+/// The whole matrix in one outer boot (plus one more for any check the bench retries: an
+/// outer guest that hung, or an inner run that shows one of the bench's own faults,
+/// [`domboot_testkit::nested::INNER_FAULTS`]; both are listed at the end). Run it alone with
+/// `cargo test -p domboot --test nested_kvm -- --nocapture`.
 #[test]
-#[ignore = "the nested bench is flaky (inner guests that freeze in early boot); run with --ignored"]
 fn real_linux_on_the_kvm_backend() {
     let mut bench = Bench::new(Path::new(DOMBOOT));
     let f = fixture(&mut bench);
@@ -248,6 +244,7 @@ fn real_linux_on_the_kvm_backend() {
     // hang of the bench and retried in a fresh outer boot. The --exec statuses check boots
     // three times.
     bench.set_timeouts(std::time::Duration::from_secs(180));
+    bench.retry_inner_faults(domboot_testkit::nested::INNER_FAULTS);
     bench.set_timeout("exec-status", std::time::Duration::from_secs(400));
     let started = now();
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
@@ -321,6 +318,14 @@ fn real_linux_on_the_kvm_backend() {
         run.elapsed.as_secs_f64(),
         run.hung
     );
+    for r in &run.retried {
+        eprintln!(
+            "  retried after a fault of the bench: {} (status {:?})\n{}",
+            r.name,
+            r.status,
+            r.output()
+        );
+    }
     for r in &run.results {
         eprintln!(
             "  {:<24} status {:>4}  {:>7.2} s",
@@ -347,6 +352,15 @@ fn exec_checks(bench: &mut Bench, cloud: &str) -> ExecExpect {
         &format!(
             "for c in true false 'exit 42'; do {exec} --exec \"$c\" > /tmp/o; \
              echo \"rc=$? bytes=$(wc -c < /tmp/o)\"; done"
+        ),
+    );
+    // stdin (its end included) and stderr on ports of their own, as under TCG.
+    bench.check(
+        "exec-io",
+        &format!(
+            "printf 'a\\nb\\n' | {exec} --exec 'wc -l; echo to-stderr >&2; exit 7' \
+             > /tmp/o 2> /tmp/e; echo \"rc=$?\"; echo \"OUT $(cat /tmp/o)\"; \
+             echo \"ERR $(grep -c to-stderr /tmp/e)\""
         ),
     );
     // Every byte value, a 20 000-character line, and no newline at the end.
@@ -394,6 +408,14 @@ fn exec_results(fails: &mut Failures, run: &BenchRun, want: &ExecExpect) {
         fails.check(
             got == ["rc=0 bytes=0", "rc=1 bytes=0", "rc=42 bytes=0"],
             || format!("exec-status: statuses\n{}", r.output()),
+        );
+    }
+    if let Some(r) = run.result("exec-io") {
+        fails.check(
+            r.stdout.contains("rc=7")
+                && field(r, "OUT") == Some("2")
+                && field(r, "ERR") == Some("1"),
+            || format!("exec-io: stdin, stdout, stderr\n{}", r.output()),
         );
     }
     if let Some(r) = run.result("exec-bytes") {

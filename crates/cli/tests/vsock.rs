@@ -125,6 +125,7 @@ fn echo_both_ways_on_the_kvm_backend() {
         ),
     );
     bench.set_timeouts(std::time::Duration::from_secs(300));
+    bench.retry_inner_faults(&[domboot_testkit::nested::RESET_TRIPLE_FAULT]);
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
     let r = run
         .result("vsock")
