@@ -1,8 +1,11 @@
 //! Real Linux on domboot's own KVM backend, inside the nested bench (see
 //! `domboot_testkit::nested`): Debian's cloud kernel and the tiny kernels through every
 //! boot protocol, SMP, memory sizes, console in and out, every way a run ends, and
-//! `run --exec` — all in one outer boot, each check asserting what the inner guest itself
-//! reported.
+//! `run --exec`, and a kernel booted from a disk image's grub.cfg — all in one outer boot,
+//! each check asserting what the inner guest itself reported.
+
+#[path = "../../bootdisk/tests/images/mod.rs"]
+mod images;
 
 use domboot_testkit::nested::{Bench, BenchRun, CheckResult};
 use std::collections::BTreeMap;
@@ -238,6 +241,7 @@ fn real_linux_on_the_kvm_backend() {
     );
 
     let exec = exec_checks(&mut bench, &cloud);
+    disk_entry_checks(&mut bench, &f);
 
     // One inner boot takes 6-40 s here (120 s is each run's own --timeout); a check the outer
     // guest has not finished 180 s (+ the bench's grace) after it started is counted as a
@@ -311,6 +315,7 @@ fn real_linux_on_the_kvm_backend() {
     }
     ends(&mut fails, &run);
     exec_results(&mut fails, &run, &exec);
+    disk_entry_results(&mut fails, &run, &f);
     let _ = std::fs::remove_dir_all(&f.dir);
     eprintln!(
         "nested bench: {} checks in {:.1} s; the outer guest hung (and was rebooted) during: {:?}",
@@ -335,6 +340,56 @@ fn real_linux_on_the_kvm_backend() {
         );
     }
     assert!(fails.0.is_empty(), "{}", fails.0.join("\n\n"));
+}
+
+/// A GPT disk (sgdisk, mkfs.ext4 -d) whose grub.cfg offers Debian's cloud kernel with the
+/// matrix's initramfs twice, "first" (the default) and "second", each saying which it is
+/// on its command line; booted from the disk, with the disk attached (issue 12 on KVM).
+fn disk_entry_checks(bench: &mut Bench, f: &Fixture) {
+    let ver = "6.1.0-57-cloud-amd64";
+    let entry = |name: &str| {
+        format!(
+            "menuentry '{name}' {{\n\tlinux /boot/vmlinuz-$ver console=ttyS0 panic=-1 \
+             bench=poweroff domboot.entry={name}\n\tinitrd /boot/initrd.img-$ver\n}}\n"
+        )
+    };
+    let grub = format!(
+        "set default=0\nset ver={ver}\n{}{}",
+        entry("first"),
+        entry("second")
+    );
+    let tree = images::Tree::new()
+        .text("/boot/grub/grub.cfg", &grub)
+        .copy(&format!("/boot/vmlinuz-{ver}"), &images::kernel())
+        .copy(
+            &format!("/boot/initrd.img-{ver}"),
+            &f.dir.join("initramfs-x86_64.cpio.gz"),
+        );
+    let root = images::ext4(&f.dir, "root", &tree, 40);
+    let disk = bench.file(&images::gpt_disk(
+        &f.dir,
+        "boot",
+        &[(Some(&root), "8300", "root")],
+    ));
+    let run =
+        format!("domboot run --accel kvm --memory 512M --timeout 120 --disk {disk} --bootloader");
+    bench.check("disk-entry-default", &run);
+    bench.check("disk-entry-second", &format!("{run} --boot-entry second"));
+}
+
+fn disk_entry_results(fails: &mut Failures, run: &BenchRun, f: &Fixture) {
+    for (name, entry) in [
+        ("disk-entry-default", "first"),
+        ("disk-entry-second", "second"),
+    ] {
+        if let Some(r) = booted(fails, run, f, name) {
+            let want = format!("domboot.entry={entry}");
+            fails.check(
+                field(&r, "CMDLINE").is_some_and(|c| c.split(' ').any(|w| w == want)),
+                || format!("{name}: not the {entry} entry\n{}", r.output()),
+            );
+        }
+    }
 }
 
 /// What the `run --exec` checks expect.
