@@ -5,13 +5,9 @@
 use crate::error::BuildError;
 use crate::memory::{MIB, MemoryMap};
 
-/// Loaders' firmware uses the top of RAM below 4 GiB, so the allocator leaves this much
-/// free at the end of low RAM. SeaBIOS (QEMU 7.2's, `-M pc -m 512M`) keeps its tables in
-/// the top ~140 KiB but, while it runs, also writes scratch data up to ~6 MiB below the
-/// top: an exported image whose 15 MiB gzip initrd ended 4 or 5 MiB below the top lost
-/// bytes there ("Initramfs unpacking failed: uncompression error"); 6 MiB and more were
-/// intact. 16 MiB leaves room for other firmware and versions.
-pub const FIRMWARE_MARGIN: u64 = 16 * MIB;
+/// Loaders' firmware uses the top of RAM below 4 GiB (SeaBIOS puts tables there), so the
+/// allocator leaves this much free at the end of low RAM.
+pub const FIRMWARE_MARGIN: u64 = 4 * MIB;
 
 /// A placed region.
 #[derive(Clone, Debug, PartialEq, Eq)]
