@@ -17,7 +17,7 @@ use crate::bus::{Bus, BusDevice, BusError, Flow};
 use crate::devices::{acpi_sleep, cmos, debug_exit, i8042, pci_host, serial};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use vmm_sys_util::eventfd::EventFd;
 
 pub const RESET_CONTROL_PORT: u16 = 0xCF9;
@@ -38,16 +38,10 @@ pub struct SerialPort {
 
 impl BusDevice for SerialPort {
     fn read(&self, offset: u64, data: &mut [u8]) {
-        data.fill(0xFF);
-        if let Some(b) = data.first_mut() {
-            *b = lock(&self.uart).read(offset as u8);
-        }
+        serial::bus_read(&self.uart, offset, data);
     }
     fn write(&self, offset: u64, data: &[u8]) -> Flow {
-        let value = data.first().copied().unwrap_or(0);
-        if lock(&self.uart).write(offset as u8, value).is_err() {
-            self.lost.fetch_add(1, Ordering::Relaxed);
-        }
+        serial::bus_write(&self.uart, &self.lost, offset, data);
         Flow::Continue
     }
 }

@@ -122,6 +122,36 @@ impl Write for SharedSink {
     }
 }
 
+/// A port read of a 16550 (COM1 or a linked COM2-COM4): one register byte; wider
+/// accesses read the rest as all ones.
+pub fn bus_read<W: Write>(
+    uart: &Mutex<Serial<IrqTrigger, NoEvents, W>>,
+    offset: u64,
+    data: &mut [u8],
+) {
+    data.fill(0xFF);
+    if let Some(b) = data.first_mut() {
+        *b = uart
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .read(offset as u8);
+    }
+}
+
+/// A port write to a 16550: its first byte; output the writer refused counts in `lost`.
+pub fn bus_write<W: Write>(
+    uart: &Mutex<Serial<IrqTrigger, NoEvents, W>>,
+    lost: &std::sync::atomic::AtomicU64,
+    offset: u64,
+    data: &[u8],
+) {
+    let value = data.first().copied().unwrap_or(0);
+    let mut uart = uart.lock().unwrap_or_else(|p| p.into_inner());
+    if uart.write(offset as u8, value).is_err() {
+        lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// COM1 as the VMM runs it: output passes the panic watcher on its way to the sink.
 pub type Uart = Serial<IrqTrigger, NoEvents, super::panic_watch::Watched<SharedSink>>;
 

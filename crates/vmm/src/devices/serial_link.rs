@@ -83,16 +83,10 @@ impl LinkedPort {
 
 impl BusDevice for LinkedPort {
     fn read(&self, offset: u64, data: &mut [u8]) {
-        data.fill(0xFF);
-        if let Some(b) = data.first_mut() {
-            *b = lock(&self.uart).read(offset as u8);
-        }
+        super::serial::bus_read(&self.uart, offset, data);
     }
     fn write(&self, offset: u64, data: &[u8]) -> Flow {
-        let value = data.first().copied().unwrap_or(0);
-        if lock(&self.uart).write(offset as u8, value).is_err() {
-            self.lost.fetch_add(1, Ordering::Relaxed);
-        }
+        super::serial::bus_write(&self.uart, &self.lost, offset, data);
         Flow::Continue
     }
 }
