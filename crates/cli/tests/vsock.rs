@@ -69,54 +69,6 @@ fn vsock_is_refused_under_tcg() {
     assert!(!socket.exists());
 }
 
-/// A libvirt XML's `<vsock>` and `<rng>` under TCG: the rng is QEMU's virtio-rng-pci (the
-/// guest has a hardware rng with no disk or interface to imply one); the vsock is QEMU's
-/// vhost-vsock-pci where /dev/vhost-vsock opens, and named in a warning where not.
-#[test]
-fn libvirt_vsock_and_rng_under_tcg() {
-    let dir = tempfile::tempdir().unwrap();
-    let kernel = domboot_testkit::debian_kernel("cloud");
-    let cfg = dir.path().join("vs.xml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "<domain type='kvm'><name>vs</name><memory unit='MiB'>256</memory>\
-             <os><type arch='x86_64'>hvm</type><kernel>{}</kernel></os><devices>\
-             <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
-             <vsock model='virtio'><cid auto='no' address='3'/></vsock>\
-             </devices></domain>",
-            kernel.vmlinuz.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(DOMBOOT)
-        .args(["run", "--accel", "tcg", "--timeout", "300"])
-        .arg(&cfg)
-        .env("XDG_RUNTIME_DIR", dir.path())
-        .args([
-            "--exec",
-            "i=0; until grep -q virtio /sys/class/misc/hw_random/rng_available 2>/dev/null \
-             || [ $i -gt 100 ]; do sleep 0.1; i=$((i+1)); done; \
-             echo \"RNG $(cat /sys/class/misc/hw_random/rng_available)\"",
-        ])
-        .output()
-        .expect("domboot runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(
-        field(&stdout, "RNG").is_some_and(|r| r.contains("virtio_rng")),
-        "{stdout}\n{stderr}"
-    );
-    if Path::new("/dev/vhost-vsock").exists() {
-        return;
-    }
-    assert!(
-        stderr.contains("vsock (cid 3) is not supported under TCG here"),
-        "{stderr}"
-    );
-}
-
 #[test]
 fn echo_both_ways_on_the_kvm_backend() {
     let tmp = tempfile::tempdir().unwrap();
@@ -172,56 +124,9 @@ fn echo_both_ways_on_the_kvm_backend() {
             modules = modules.display(),
         ),
     );
-    // A libvirt XML's <vsock>: the socket is $XDG_RUNTIME_DIR/domboot/NAME.vsock.
-    bench.bytes(
-        "/bench/vs.xml",
-        format!(
-            "<domain type='kvm'><name>vs</name><memory unit='MiB'>256</memory>\
-             <os><type arch='x86_64'>hvm</type><kernel>{kernel}</kernel></os><devices>\
-             <vsock model='virtio'><cid auto='no' address='4'/></vsock></devices></domain>"
-        )
-        .as_bytes(),
-    );
-    bench.bytes(
-        "/bench/vs.sh",
-        b"i=0; until ls /sys/bus/virtio/drivers/vmw_vsock_virtio_transport 2>/dev/null | grep -q virtio || [ $i -gt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
-          /opt/vsock-echo server 6000; echo \"SERVER $?\"\n",
-    );
-    bench.check(
-        "config-vsock",
-        &format!(
-            "chmod +x /bench/vsock-echo; V=/bench/vsock-echo; mkdir -p /tmp/xdg; \
-             head -c 1048576 /dev/urandom > /tmp/c; \
-             echo \"CSENT $(sha256sum < /tmp/c | cut -d' ' -f1)\"; \
-             XDG_RUNTIME_DIR=/tmp/xdg domboot run --accel kvm /bench/vs.xml --timeout 200 \
-                 --modules {modules} --initrd /bench/vsock.cpio \
-                 --exec \"$(cat /bench/vs.sh)\" > /tmp/g2 2>&1 & \
-             g=$!; S=/tmp/xdg/domboot/vs.vsock; \
-             i=0; while [ ! -S $S ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
-             echo \"CBACK $($V unix-client $S 6000 < /tmp/c 2>/tmp/uc3 | sha256sum | cut -d' ' -f1)\"; \
-             wait $g; echo \"CRC $?\"; cat /tmp/uc3 /tmp/g2",
-            modules = modules.display(),
-        ),
-    );
     bench.set_timeouts(std::time::Duration::from_secs(300));
     bench.retry_inner_faults(&[domboot_testkit::nested::RESET_TRIPLE_FAULT]);
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
-    let r = run
-        .result("config-vsock")
-        .expect("config-vsock: no result from the bench");
-    eprintln!(
-        "config-vsock ({} ms):\n{}",
-        r.elapsed.as_millis(),
-        r.output()
-    );
-    let out = r.stdout.as_str();
-    assert_eq!(field(out, "CRC"), Some("0"), "{}", r.output());
-    assert!(
-        field(out, "CSENT").is_some_and(|s| s.len() == 64)
-            && field(out, "CBACK") == field(out, "CSENT"),
-        "config-vsock: the echo through $XDG_RUNTIME_DIR/domboot/vs.vsock differs\n{}",
-        r.output()
-    );
     let r = run
         .result("vsock")
         .expect("vsock: no result from the bench");

@@ -7,10 +7,9 @@
 //! only maintained implementation, is not published; the register file is a page of the
 //! specification. The queues themselves are rust-vmm's `virtio-queue`.
 
-use super::{DeviceError, F_EVENT_IDX, F_VERSION_1, INT_CONFIG, INT_VRING, VirtioDevice, status};
+use super::{DeviceError, F_VERSION_1, INT_CONFIG, INT_VRING, VirtioDevice, status};
 use crate::bus::{BusDevice, Flow};
 use crate::device_manager::legacy::lock;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
@@ -34,14 +33,12 @@ struct Registers {
     driver_features: u64,
     queue_sel: u32,
     status: u32,
+    interrupt_status: u32,
 }
 
 /// One device's registers, queues and interrupt.
 pub struct MmioTransport {
     regs: Mutex<Registers>,
-    /// InterruptStatus, outside the lock: the driver's interrupt handler reads and
-    /// acknowledges it while the device's thread may hold the lock serving a request.
-    interrupt_status: AtomicU32,
     irq: EventFd,
     /// One per queue; a QueueNotify write that reaches domboot (no ioeventfd) is passed on
     /// to the device's thread through it.
@@ -81,8 +78,8 @@ impl MmioTransport {
                 driver_features: 0,
                 queue_sel: 0,
                 status: 0,
+                interrupt_status: 0,
             }),
-            interrupt_status: AtomicU32::new(0),
             irq,
             notify,
             mem,
@@ -121,17 +118,8 @@ impl MmioTransport {
         match result {
             Ok(false) => {}
             Ok(true) => {
-                // With EVENT_IDX the driver says when it wants an interrupt (used_event);
-                // without it every queue needs one. Each queue is asked, so each forgets
-                // what it has added since.
-                let mut needed = false;
-                for q in &mut regs.queues {
-                    needed |= q.needs_notification(self.mem.as_ref()).unwrap_or(true);
-                }
-                if needed {
-                    self.interrupt_status.fetch_or(INT_VRING, Ordering::SeqCst);
-                    let _ = self.irq.write(1);
-                }
+                regs.interrupt_status |= INT_VRING;
+                let _ = self.irq.write(1);
             }
             Err(e) => {
                 eprintln!(
@@ -139,7 +127,7 @@ impl MmioTransport {
                     self.name
                 );
                 regs.status |= status::DEVICE_NEEDS_RESET;
-                self.interrupt_status.fetch_or(INT_CONFIG, Ordering::SeqCst);
+                regs.interrupt_status |= INT_CONFIG;
                 let _ = self.irq.write(1);
             }
         }
@@ -188,6 +176,7 @@ impl MmioTransport {
             },
             0x034 => queue.map_or(0, |q| q.max_size().into()),
             0x044 => queue.map_or(0, |q| q.ready().into()),
+            0x060 => regs.interrupt_status,
             0x070 => regs.status,
             // The configuration space never changes under the driver.
             0x0fc => 0,
@@ -223,6 +212,7 @@ impl MmioTransport {
                     let _ = evt.write(1);
                 }
             }
+            (0x064, _) => regs.interrupt_status &= !value,
             (0x070, _) => self.write_status(regs, value),
             (0x080, Some(q)) => q.set_desc_table_address(Some(value), None),
             (0x084, Some(q)) => q.set_desc_table_address(None, Some(value)),
@@ -241,7 +231,7 @@ impl MmioTransport {
             }
             regs.device.reset();
             regs.status = 0;
-            self.interrupt_status.store(0, Ordering::SeqCst);
+            regs.interrupt_status = 0;
             regs.driver_features = 0;
             regs.device_features_sel = 0;
             regs.driver_features_sel = 0;
@@ -257,11 +247,6 @@ impl MmioTransport {
             if !acceptable {
                 // The driver reads FEATURES_OK back and gives up: the spec's way to refuse.
                 value &= !status::FEATURES_OK;
-            } else {
-                let event_idx = regs.driver_features & F_EVENT_IDX != 0;
-                for q in &mut regs.queues {
-                    q.set_event_idx(event_idx);
-                }
             }
         }
         // NEEDS_RESET is the device's to set, never the driver's to clear.
@@ -279,11 +264,6 @@ impl MmioTransport {
 
 impl BusDevice for MmioTransport {
     fn read(&self, offset: u64, data: &mut [u8]) {
-        if offset == 0x060 && data.len() == 4 {
-            let v = self.interrupt_status.load(Ordering::SeqCst);
-            data.copy_from_slice(&v.to_le_bytes());
-            return;
-        }
         let regs = lock(&self.regs);
         if offset >= CONFIG_SPACE {
             regs.device.read_config(offset - CONFIG_SPACE, data);
@@ -299,13 +279,6 @@ impl BusDevice for MmioTransport {
     fn write(&self, offset: u64, data: &[u8]) -> Flow {
         if offset >= CONFIG_SPACE {
             // No device here has writable configuration fields.
-            return Flow::Continue;
-        }
-        if let Ok(bytes) = <[u8; 4]>::try_from(data)
-            && offset == 0x064
-        {
-            let ack = u32::from_le_bytes(bytes);
-            self.interrupt_status.fetch_and(!ack, Ordering::SeqCst);
             return Flow::Continue;
         }
         if let Ok(bytes) = <[u8; 4]>::try_from(data)
@@ -336,7 +309,7 @@ mod tests {
             &self.0
         }
         fn features(&self) -> u64 {
-            F_VERSION_1 | F_EVENT_IDX
+            F_VERSION_1
         }
         fn read_config(&self, offset: u64, data: &mut [u8]) {
             super::super::read_config_bytes(&[7, 8], offset, data)
@@ -415,37 +388,6 @@ mod tests {
             status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
         );
         assert_ne!(t.status() & status::FEATURES_OK, 0);
-    }
-
-    #[test]
-    fn interrupt_status_does_not_wait_for_the_device() {
-        let t = transport();
-        t.interrupt_status
-            .store(INT_VRING | INT_CONFIG, Ordering::SeqCst);
-        // The device's thread holds the lock while it serves a queue.
-        let held = lock(&t.regs);
-        assert_eq!(r(&t, 0x60), INT_VRING | INT_CONFIG);
-        w(&t, 0x64, INT_VRING);
-        drop(held);
-        assert_eq!(r(&t, 0x60), INT_CONFIG);
-    }
-
-    #[test]
-    fn event_idx_is_set_on_the_queues_when_negotiated() {
-        let t = transport();
-        w(&t, 0x24, 1);
-        w(&t, 0x20, 1);
-        w(&t, 0x24, 0);
-        w(&t, 0x20, 1 << 29);
-        w(
-            &t,
-            0x70,
-            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
-        );
-        assert_ne!(t.status() & status::FEATURES_OK, 0);
-        assert!(lock(&t.regs).queues[0].event_idx_enabled());
-        w(&t, 0x70, 0);
-        assert!(!lock(&t.regs).queues[0].event_idx_enabled(), "reset");
     }
 
     #[test]
