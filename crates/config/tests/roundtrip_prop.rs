@@ -3,6 +3,7 @@
 //! generator already keeps to values every syntax can spell: no commas in paths, known
 //! image formats after an xm driver prefix, consistent character devices).
 use domboot_config::*;
+use domboot_config::{Rng, Vsock};
 use proptest::collection::vec;
 use proptest::option::of;
 use proptest::prelude::*;
@@ -264,6 +265,30 @@ fn input() -> impl Strategy<Value = Input> {
         })
 }
 
+fn rng() -> impl Strategy<Value = Rng> {
+    (
+        of(select(vec!["virtio", "other"])),
+        select(vec!["random", "builtin", "egd"]),
+        of(select(vec!["/dev/urandom", "/dev/random", "/dev/hwrng"])),
+    )
+        .prop_map(|(m, b, s)| Rng {
+            model: m.map(str::to_string),
+            backend: b.to_string(),
+            source: s.map(str::to_string),
+        })
+}
+
+fn vsock() -> impl Strategy<Value = Vsock> {
+    (
+        of(0u64..10_000_000_000),
+        of(select(vec!["virtio", "other"])),
+    )
+        .prop_map(|(cid, m)| Vsock {
+            cid,
+            model: m.map(str::to_string),
+        })
+}
+
 prop_compose! {
     fn config()(
         (name, uuid, description, hypervisor, guest_type, arch, machine) in (
@@ -282,6 +307,7 @@ prop_compose! {
         consoles in vec(chardev(true), 0..2),
         graphics in vec(graphics(), 0..3),
         inputs in vec(input(), 0..3),
+        (rngs, vsock) in (vec(rng(), 0..2), of(vsock())),
     ) -> DomainConfig {
         let mut c = DomainConfig {
             name, uuid, description, hypervisor, guest_type, arch, machine,
@@ -290,7 +316,7 @@ prop_compose! {
             vcpus,
             max_vcpus: vcpus.zip(extra_vcpus).map(|(v, e)| v + e),
             on_poweroff, on_reboot, on_crash, emulator, boot, features, clock,
-            disks, interfaces, serials, consoles, graphics, inputs,
+            disks, interfaces, serials, consoles, graphics, inputs, rngs, vsock,
         };
         // A domain's disks have distinct guest device names.
         let mut seen = std::collections::HashSet::new();
@@ -321,6 +347,11 @@ fn expressible(c: &DomainConfig, syntax: Syntax) -> DomainConfig {
         }
         c.console_implies_serial();
         c.drop_implied_console();
+    }
+    if matches!(syntax, Syntax::Xl | Syntax::Sexpr) {
+        // Neither xl nor xend has random number generators or vsock devices.
+        c.rngs.clear();
+        c.vsock = None;
     }
     if syntax == Syntax::Sexpr {
         // xend's default on_crash (restart) is not the model's (destroy): it is written.

@@ -12,7 +12,9 @@ pub(super) fn devices(x: &mut Xml, c: &DomainConfig) {
         && c.serials.is_empty()
         && consoles.is_empty()
         && c.graphics.is_empty()
-        && c.inputs.is_empty();
+        && c.inputs.is_empty()
+        && c.rngs.is_empty()
+        && c.vsock.is_none();
     if empty {
         return;
     }
@@ -39,7 +41,37 @@ pub(super) fn devices(x: &mut Xml, c: &DomainConfig) {
             attrs(&[("type", Some(&i.kind)), ("bus", i.bus.as_deref())])
         ));
     }
+    for r in &c.rngs {
+        rng(x, r);
+    }
+    if let Some(v) = &c.vsock {
+        x.open(&format!(
+            "<vsock model='{}'>",
+            esc(v.model.as_deref().unwrap_or("virtio"))
+        ));
+        x.line(&match v.cid {
+            Some(cid) => format!("<cid auto='no' address='{cid}'/>"),
+            None => "<cid auto='yes'/>".to_string(),
+        });
+        x.close("vsock");
+    }
     x.close("devices");
+}
+
+fn rng(x: &mut Xml, r: &Rng) {
+    x.open(&format!(
+        "<rng model='{}'>",
+        esc(r.model.as_deref().unwrap_or("virtio"))
+    ));
+    match &r.source {
+        Some(s) => x.line(&format!(
+            "<backend model='{}'>{}</backend>",
+            esc(&r.backend),
+            esc(s)
+        )),
+        None => x.line(&format!("<backend model='{}'/>", esc(&r.backend))),
+    }
+    x.close("rng");
 }
 
 /// The consoles to write, with their target type and port: the model's own, or the one

@@ -109,4 +109,89 @@ mod tests {
         assert!(back.features.other.is_empty());
         assert_eq!(back.description, c.description);
     }
+
+    /// libvirt's own forms (tests/qemuxmlconfdata: vhost-vsock*, virtio-rng-*).
+    #[test]
+    fn vsock_and_rng_read_write_and_round_trip() {
+        let text = "<domain type='kvm'><name>v</name><memory>219100</memory>\
+             <os><type arch='x86_64'>hvm</type></os><devices>\
+             <rng model='virtio'><rate period='1000' bytes='1234'/>\
+             <backend model='random'>/dev/urandom</backend>\
+             <address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/></rng>\
+             <rng model='virtio'><backend model='builtin'/></rng>\
+             <vsock model='virtio'><cid auto='no' address='4'/>\
+             <address type='pci' domain='0x0000' bus='0x00' slot='0x06' function='0x0'/></vsock>\
+             </devices></domain>";
+        let (c, warnings) = parse_with_warnings(text, "v.xml").expect("parses");
+        assert_eq!(
+            c.rngs,
+            vec![
+                Rng {
+                    model: None,
+                    backend: "random".into(),
+                    source: Some("/dev/urandom".into()),
+                },
+                Rng {
+                    model: None,
+                    backend: "builtin".into(),
+                    source: None,
+                },
+            ]
+        );
+        assert_eq!(
+            c.vsock,
+            Some(Vsock {
+                cid: Some(4),
+                model: None
+            })
+        );
+        assert_eq!(warnings.len(), 1, "<rate> is dropped, named: {warnings:?}");
+        assert!(warnings[0].message.contains("<rate>"), "{warnings:?}");
+        assert!(c.unsupported_items().is_empty());
+        let xml = write(&c);
+        assert!(
+            xml.contains("<backend model='random'>/dev/urandom</backend>"),
+            "{xml}"
+        );
+        assert!(xml.contains("<cid auto='no' address='4'/>"), "{xml}");
+        assert_eq!(parse(&xml, "w.xml"), Ok(c.clone()));
+        let toml = crate::toml::write(&c);
+        assert_eq!(crate::toml::parse(&toml, "w.toml"), Ok(c));
+
+        let auto = parse(
+            "<domain><name>a</name><devices><vsock model='virtio'><cid auto='yes'/></vsock>\
+             </devices></domain>",
+            "a.xml",
+        )
+        .expect("parses");
+        assert_eq!(auto.vsock.as_ref().map(Vsock::guest_cid), Some(3));
+        assert!(write(&auto).contains("<cid auto='yes'/>"));
+        let e = parse(
+            "<domain><name>a</name><devices><vsock><cid address='x'/></vsock></devices></domain>",
+            "a.xml",
+        )
+        .expect_err("not a number");
+        assert!(e.to_string().contains("vsock/cid/@address"), "{e}");
+    }
+
+    #[test]
+    fn unusable_rng_and_vsock_are_named() {
+        let c = parse(
+            "<domain><name>a</name><devices>\
+             <rng model='virtio'><backend model='egd' type='udp'/></rng>\
+             <rng model='virtio'><backend model='random'>/dev/hwrng</backend></rng>\
+             <vsock model='virtio'><cid auto='no' address='2'/></vsock></devices></domain>",
+            "a.xml",
+        )
+        .expect("parses");
+        let items: Vec<String> = c.unsupported_items().into_iter().map(|u| u.item).collect();
+        assert_eq!(
+            items,
+            [
+                "rng[0] (egd)",
+                "rng[1] (random /dev/hwrng)",
+                "vsock (cid 2)"
+            ]
+        );
+    }
 }

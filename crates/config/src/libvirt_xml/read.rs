@@ -418,10 +418,63 @@ impl Reader<'_> {
                     kind: attr(n, "type").unwrap_or_default(),
                     bus: attr(n, "bus"),
                 }),
+                "rng" => c.rngs.push(self.rng(n)),
+                "vsock" => {
+                    if c.vsock.is_some() {
+                        self.warn(n, "a second <vsock>: libvirt allows one; dropped".into());
+                    } else {
+                        c.vsock = Some(self.vsock(n)?);
+                    }
+                }
                 _ => self.dropped(n, "devices"),
             }
         }
         Ok(())
+    }
+
+    /// `<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>`, or
+    /// `<backend model='builtin'/>`; `<rate>` and addresses are not modelled.
+    fn rng(&mut self, n: Node) -> Rng {
+        let mut r = Rng {
+            model: attr(n, "model"),
+            ..Default::default()
+        };
+        for e in elements(n) {
+            match e.tag_name().name() {
+                "backend" => {
+                    r.backend = attr(e, "model").unwrap_or_default();
+                    let text = trimmed(e);
+                    r.source = (!text.is_empty()).then_some(text);
+                }
+                "address" | "alias" => {}
+                _ => self.dropped(e, "rng"),
+            }
+        }
+        r
+    }
+
+    /// `<vsock model='virtio'><cid auto='no' address='3'/></vsock>` (or `auto='yes'`).
+    fn vsock(&mut self, n: Node) -> R<Vsock> {
+        let mut v = Vsock {
+            model: attr(n, "model"),
+            ..Default::default()
+        };
+        for e in elements(n) {
+            match e.tag_name().name() {
+                "cid" => {
+                    let auto = e.attribute("auto") == Some("yes");
+                    v.cid = match (auto, e.attribute("address")) {
+                        (false, Some(a)) => Some(a.trim().parse().map_err(|_| {
+                            self.bad(e, "vsock/cid/@address", format!("`{a}` is not a number"))
+                        })?),
+                        _ => None,
+                    };
+                }
+                "address" | "alias" => {}
+                _ => self.dropped(e, "vsock"),
+            }
+        }
+        Ok(v)
     }
 
     fn disk(&mut self, n: Node) -> R<Option<Disk>> {

@@ -310,3 +310,77 @@ pub struct Input {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bus: Option<String>,
 }
+
+/// A virtio-vsock device (libvirt `<vsock model='virtio'>`). libvirt backs it with the
+/// host's vhost-vsock; `domboot run` on KVM gives the guest its own hybrid vsock on a
+/// Unix socket instead (see the CLI's `run`), under TCG QEMU's vhost-vsock-pci.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vsock {
+    /// The guest's context ID (`<cid address>`); `None` lets the host pick one
+    /// (`<cid auto='yes'/>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cid: Option<u64>,
+    /// `<vsock model>`; `None` is libvirt's default, virtio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// The first guest CID: 0 and 1 are reserved, 2 is the host.
+pub const VSOCK_FIRST_GUEST_CID: u64 = 3;
+
+impl Vsock {
+    /// The CID a run gives the guest: the file's, else the first guest CID (libvirt's
+    /// `auto` picks the lowest free one, which on a host of its own is 3).
+    pub fn guest_cid(&self) -> u64 {
+        self.cid.unwrap_or(VSOCK_FIRST_GUEST_CID)
+    }
+
+    /// Why `domboot run` cannot give this device to a guest, or `None` when it can.
+    pub fn attach_problem(&self) -> Option<&'static str> {
+        if self.model.as_deref().is_some_and(|m| m != "virtio") {
+            return Some("only virtio vsock devices are provided");
+        }
+        match self.cid {
+            Some(c) if !(VSOCK_FIRST_GUEST_CID..u64::from(u32::MAX)).contains(&c) => {
+                Some("a guest CID is 3 to 4294967294 (0 to 2 are reserved, 2 is the host)")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A random number generator (libvirt `<rng model='virtio'>`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rng {
+    /// `<rng model>`; `None` is virtio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `<backend model>`: `random` (a host device file), `builtin` (the hypervisor's own
+    /// generator), `egd` (an entropy daemon on a character device).
+    pub backend: String,
+    /// `random`'s device file (`/dev/urandom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl Rng {
+    /// Why `domboot run` cannot give this generator to a guest (its virtio-rng reads the
+    /// host's random source, as `random` with /dev/urandom or /dev/random and `builtin`
+    /// ask), or `None` when it can.
+    pub fn attach_problem(&self) -> Option<&'static str> {
+        if self.model.as_deref().is_some_and(|m| m != "virtio") {
+            return Some("only virtio rng devices are provided");
+        }
+        match (self.backend.as_str(), self.source.as_deref()) {
+            ("builtin", _) | ("random", None | Some("/dev/urandom" | "/dev/random")) => None,
+            ("random", Some(_)) => Some(
+                "domboot's virtio-rng reads the host's random source (/dev/urandom); other \
+                 device files are not read",
+            ),
+            ("egd", _) => Some("entropy daemons (egd) are not read; use backend random or builtin"),
+            _ => Some("only the random and builtin backends are provided"),
+        }
+    }
+}

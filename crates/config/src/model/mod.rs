@@ -75,6 +75,13 @@ pub struct DomainConfig {
     pub graphics: Vec<Graphics>,
     #[serde(default, rename = "input", skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<Input>,
+    /// Random number generators (libvirt `<rng>`); none means domboot's default (a
+    /// virtio-rng with disks or interfaces).
+    #[serde(default, rename = "rng", skip_serializing_if = "Vec::is_empty")]
+    pub rngs: Vec<Rng>,
+    /// libvirt `<vsock>` (at most one per domain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vsock: Option<Vsock>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -361,6 +368,20 @@ impl DomainConfig {
         for g in &mut self.graphics {
             if g.autoport {
                 g.port = None;
+            }
+        }
+        // virtio is the default model of both; only `random` reads a device file.
+        if let Some(v) = &mut self.vsock
+            && v.model.as_deref() == Some("virtio")
+        {
+            v.model = None;
+        }
+        for r in &mut self.rngs {
+            if r.model.as_deref() == Some("virtio") {
+                r.model = None;
+            }
+            if r.backend != "random" && r.backend != "egd" {
+                r.source = None;
             }
         }
         // xl and xend keep USB inputs apart from the others: list them first.

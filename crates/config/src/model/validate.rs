@@ -221,6 +221,21 @@ impl DomainConfig {
                 add(format!("interface[{i}] ({what})"), why);
             }
         }
+        for (i, r) in self.rngs.iter().enumerate() {
+            if let Some(why) = r.attach_problem() {
+                let what = match &r.source {
+                    Some(s) => format!("{} {s}", r.backend),
+                    None => r.backend.clone(),
+                };
+                add(format!("rng[{i}] ({what})"), why);
+            }
+        }
+        if let Some(v) = &self.vsock
+            && let Some(why) = v.attach_problem()
+        {
+            let cid = v.cid.map_or("auto".to_string(), |c| c.to_string());
+            add(format!("vsock (cid {cid})"), why);
+        }
         for (i, g) in self.graphics.iter().enumerate() {
             add(
                 format!("graphics[{i}] ({})", g.kind),
