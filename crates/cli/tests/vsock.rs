@@ -69,6 +69,54 @@ fn vsock_is_refused_under_tcg() {
     assert!(!socket.exists());
 }
 
+/// A libvirt XML's `<vsock>` and `<rng>` under TCG: the rng is QEMU's virtio-rng-pci (the
+/// guest has a hardware rng with no disk or interface to imply one); the vsock is QEMU's
+/// vhost-vsock-pci where /dev/vhost-vsock opens, and named in a warning where not.
+#[test]
+fn libvirt_vsock_and_rng_under_tcg() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = domboot_testkit::debian_kernel("cloud");
+    let cfg = dir.path().join("vs.xml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "<domain type='kvm'><name>vs</name><memory unit='MiB'>256</memory>\
+             <os><type arch='x86_64'>hvm</type><kernel>{}</kernel></os><devices>\
+             <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\
+             <vsock model='virtio'><cid auto='no' address='3'/></vsock>\
+             </devices></domain>",
+            kernel.vmlinuz.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(DOMBOOT)
+        .args(["run", "--accel", "tcg", "--timeout", "300"])
+        .arg(&cfg)
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .args([
+            "--exec",
+            "i=0; until grep -q virtio /sys/class/misc/hw_random/rng_available 2>/dev/null \
+             || [ $i -gt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+             echo \"RNG $(cat /sys/class/misc/hw_random/rng_available)\"",
+        ])
+        .output()
+        .expect("domboot runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        field(&stdout, "RNG").is_some_and(|r| r.contains("virtio_rng")),
+        "{stdout}\n{stderr}"
+    );
+    if Path::new("/dev/vhost-vsock").exists() {
+        return;
+    }
+    assert!(
+        stderr.contains("vsock (cid 3) is not supported under TCG here"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn echo_both_ways_on_the_kvm_backend() {
     let tmp = tempfile::tempdir().unwrap();

@@ -42,6 +42,11 @@ pub struct FromConfig {
     pub disks: Vec<crate::commands::boot_entries::DiskArg>,
     /// The interfaces `run` attaches, in the file's order (the first is eth0).
     pub nets: Vec<crate::run::devices::NetArg>,
+    /// The file asks for a random number generator `run` can give (libvirt `<rng>`);
+    /// without one, `run`'s default applies.
+    pub rng: bool,
+    /// libvirt `<vsock>`: the guest's CID on a Unix socket named after the domain.
+    pub vsock: Option<crate::run::devices::VsockArg>,
 }
 
 pub fn load(path: &Path, over: &Overrides<'_>, strict: bool) -> anyhow::Result<FromConfig> {
@@ -123,6 +128,14 @@ pub fn load(path: &Path, over: &Overrides<'_>, strict: bool) -> anyhow::Result<F
         disks,
         nets: interfaces(&cfg, &source)?,
         disk_boot,
+        rng: cfg.rngs.iter().any(|r| r.attach_problem().is_none()),
+        vsock: match &cfg.vsock {
+            Some(v) if v.attach_problem().is_none() => Some(crate::run::devices::VsockArg {
+                cid: v.guest_cid(),
+                socket: crate::run::devices::config_vsock_socket(&cfg.name)?,
+            }),
+            _ => None,
+        },
     })
 }
 

@@ -42,6 +42,54 @@ pub fn parse_vsock(text: &str) -> Result<VsockArg, String> {
     })
 }
 
+/// Where a domain configuration's `<vsock>` gets its host Unix socket (libvirt's vhost-vsock
+/// has none): `$XDG_RUNTIME_DIR/domboot/NAME.vsock`, else `/tmp/domboot-UID/NAME.vsock`,
+/// the folder made private to the user. A socket left there by a run that ended without
+/// removing it (no one accepts on it) is removed; one in use is refused later.
+pub fn config_vsock_socket(domain: &str) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("domboot"),
+        // SAFETY: getuid has no preconditions and cannot fail.
+        None => PathBuf::from(format!("/tmp/domboot-{}", unsafe { libc::getuid() })),
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("vsock: creating {}", dir.display()))?;
+    let socket = socket_for_domain(&dir, domain);
+    let stale = std::fs::symlink_metadata(&socket).is_ok_and(|m| m.file_type().is_socket())
+        && std::os::unix::net::UnixStream::connect(&socket)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+    if stale {
+        let _ = std::fs::remove_file(&socket);
+    }
+    Ok(socket)
+}
+
+/// `DIR/NAME.vsock`, the name kept to letters, digits, `-`, `_` and `.` (others become
+/// `_`), never hidden or empty.
+fn socket_for_domain(dir: &std::path::Path, domain: &str) -> PathBuf {
+    let name: String = domain
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name = if name.is_empty() || name.starts_with('.') {
+        format!("domain{name}")
+    } else {
+        name
+    };
+    dir.join(format!("{name}.vsock"))
+}
+
 /// One `--net` option.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetArg {
@@ -126,6 +174,10 @@ pub struct Devices {
     /// virtio-fs devices as (tag, vhost-user socket of its virtiofsd): TCG only (QEMU's
     /// vhost-user-fs-pci), see [`super::rootfs`].
     pub virtiofs: Vec<(String, PathBuf)>,
+    /// The vsock is a domain configuration's `<vsock>` (libvirt's vhost-vsock), not
+    /// `--vsock`: under TCG it becomes QEMU's vhost-vsock-pci where the host has
+    /// /dev/vhost-vsock, and is left out with a warning where not.
+    pub vsock_from_config: bool,
 }
 
 impl Devices {
@@ -180,11 +232,38 @@ impl Devices {
         Devices { vsock, ..self }
     }
 
+    /// With a domain configuration's `<vsock>` and `<rng>`: `--vsock` wins over the
+    /// file's vsock, `--no-rng` over its rng.
+    pub fn with_config(self, vsock: Option<VsockArg>, rng: bool, no_rng: bool) -> Devices {
+        let rng = self.rng || (rng && !no_rng);
+        match (&self.vsock, vsock) {
+            (None, Some(v)) => Devices {
+                vsock: Some(v),
+                vsock_from_config: true,
+                rng,
+                ..self
+            },
+            _ => Devices { rng, ..self },
+        }
+    }
+
+    /// The hybrid vsock's socket, said once before a KVM run when the configuration chose
+    /// it (libvirt's XML has no place for it).
+    pub fn announce_vsock(&self, accel: Accel) {
+        if let (Some(v), true, Accel::Kvm) = (&self.vsock, self.vsock_from_config, accel) {
+            eprintln!(
+                "domboot: vsock: guest CID {} on the Unix socket {} (connect, then send                  `CONNECT <port>`; --vsock CID,SOCKET chooses another)",
+                v.cid,
+                v.socket.display()
+            );
+        }
+    }
+
     /// Fails when `accel` cannot realise these devices: the hybrid vsock is domboot's own
     /// KVM device, QEMU has no Unix-socket vsock of this protocol (its vhost-vsock needs
     /// the host's vsock, not a Unix socket). `why` says how the accelerator was chosen.
     pub fn check_accel(&self, accel: Accel, why: &str) -> anyhow::Result<()> {
-        if self.vsock.is_some() && accel != Accel::Kvm {
+        if self.vsock.is_some() && !self.vsock_from_config && accel != Accel::Kvm {
             anyhow::bail!(
                 "--vsock: Firecracker's hybrid vsock (a Unix socket with CONNECT/OK) is a \
                  device of domboot's own KVM backend; QEMU under TCG cannot offer it. The \
@@ -325,5 +404,32 @@ mod tests {
             "{e}"
         );
         assert!(Devices::default().check_accel(Accel::Tcg, "").is_ok());
+    }
+
+    #[test]
+    fn a_configuration_vsock_and_rng() {
+        let d = std::path::Path::new("/run/user/1/domboot");
+        assert_eq!(socket_for_domain(d, "web-1.x"), d.join("web-1.x.vsock"));
+        assert_eq!(socket_for_domain(d, "a/b c"), d.join("a_b_c.vsock"));
+        assert_eq!(socket_for_domain(d, ""), d.join("domain.vsock"));
+        assert_eq!(socket_for_domain(d, ".."), d.join("domain...vsock"));
+
+        let from_file = parse_vsock("5,/run/f.vsock").ok();
+        let d = Devices::default().with_config(from_file.clone(), true, false);
+        assert!(d.rng && d.vsock_from_config);
+        assert_eq!(d.vsock, from_file);
+        // Under TCG the file's vsock is QEMU's vhost-vsock (or a warning), not refused.
+        assert!(d.check_accel(Accel::Tcg, "").is_ok());
+        assert!(
+            !Devices::default().with_config(None, true, true).rng,
+            "--no-rng wins"
+        );
+        let cli = parse_vsock("7,/tmp/c.vsock").ok();
+        let d = Devices::default()
+            .with_vsock(cli.clone())
+            .with_config(from_file, false, false);
+        assert_eq!(d.vsock, cli, "--vsock wins");
+        assert!(!d.vsock_from_config && !d.rng);
+        assert!(d.check_accel(Accel::Tcg, "").is_err());
     }
 }

@@ -158,6 +158,9 @@ impl Args {
         };
         let mut d =
             Devices::from_args(disks, nets, self.rng, self.no_rng).with_vsock(self.vsock.clone());
+        if let Some(c) = config {
+            d = d.with_config(c.vsock.clone(), c.rng, self.no_rng);
+        }
         d.virtio_console = self.console == ConsoleArg::Virtio;
         d
     }
@@ -433,6 +436,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = image.build()?;
     let (accel, why) = choose_accel(args.accel, || linux.clone(), args.pvm_guest)?;
     devices.check_accel(accel, &why)?;
+    devices.announce_vsock(accel);
     if args.verbose {
         eprintln!("domboot: accelerator {accel:?}: {why}");
     }

@@ -77,6 +77,25 @@ fn add_devices(
             .arg(format!("vhost-user-fs-pci,chardev=fs{i},tag={tag}"));
     }
     devices.check_accel(super::Accel::Tcg, "QEMU runs the guest")?;
+    if let (Some(v), true) = (&devices.vsock, devices.vsock_from_config) {
+        // libvirt's own device: the host's vhost-vsock (host programs use AF_VSOCK).
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/vhost-vsock")
+        {
+            Ok(_) => cmd
+                .arg("-device")
+                .arg(format!("vhost-vsock-pci,guest-cid={}", v.cid)),
+            Err(e) => {
+                eprintln!(
+                    "domboot: warning: vsock (cid {}) is not supported under TCG here: QEMU's                      vhost-vsock-pci needs /dev/vhost-vsock ({e}; modprobe vhost_vsock);                      the guest goes without",
+                    v.cid
+                );
+                cmd
+            }
+        };
+    }
     Ok(())
 }
 
