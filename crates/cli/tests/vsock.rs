@@ -172,9 +172,56 @@ fn echo_both_ways_on_the_kvm_backend() {
             modules = modules.display(),
         ),
     );
+    // A libvirt XML's <vsock>: the socket is $XDG_RUNTIME_DIR/domboot/NAME.vsock.
+    bench.bytes(
+        "/bench/vs.xml",
+        format!(
+            "<domain type='kvm'><name>vs</name><memory unit='MiB'>256</memory>\
+             <os><type arch='x86_64'>hvm</type><kernel>{kernel}</kernel></os><devices>\
+             <vsock model='virtio'><cid auto='no' address='4'/></vsock></devices></domain>"
+        )
+        .as_bytes(),
+    );
+    bench.bytes(
+        "/bench/vs.sh",
+        b"i=0; until ls /sys/bus/virtio/drivers/vmw_vsock_virtio_transport 2>/dev/null | grep -q virtio || [ $i -gt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
+          /opt/vsock-echo server 6000; echo \"SERVER $?\"\n",
+    );
+    bench.check(
+        "config-vsock",
+        &format!(
+            "chmod +x /bench/vsock-echo; V=/bench/vsock-echo; mkdir -p /tmp/xdg; \
+             head -c 1048576 /dev/urandom > /tmp/c; \
+             echo \"CSENT $(sha256sum < /tmp/c | cut -d' ' -f1)\"; \
+             XDG_RUNTIME_DIR=/tmp/xdg domboot run --accel kvm /bench/vs.xml --timeout 200 \
+                 --modules {modules} --initrd /bench/vsock.cpio \
+                 --exec \"$(cat /bench/vs.sh)\" > /tmp/g2 2>&1 & \
+             g=$!; S=/tmp/xdg/domboot/vs.vsock; \
+             i=0; while [ ! -S $S ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
+             echo \"CBACK $($V unix-client $S 6000 < /tmp/c 2>/tmp/uc3 | sha256sum | cut -d' ' -f1)\"; \
+             wait $g; echo \"CRC $?\"; cat /tmp/uc3 /tmp/g2",
+            modules = modules.display(),
+        ),
+    );
     bench.set_timeouts(std::time::Duration::from_secs(300));
     bench.retry_inner_faults(&[domboot_testkit::nested::RESET_TRIPLE_FAULT]);
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
+    let r = run
+        .result("config-vsock")
+        .expect("config-vsock: no result from the bench");
+    eprintln!(
+        "config-vsock ({} ms):\n{}",
+        r.elapsed.as_millis(),
+        r.output()
+    );
+    let out = r.stdout.as_str();
+    assert_eq!(field(out, "CRC"), Some("0"), "{}", r.output());
+    assert!(
+        field(out, "CSENT").is_some_and(|s| s.len() == 64)
+            && field(out, "CBACK") == field(out, "CSENT"),
+        "config-vsock: the echo through $XDG_RUNTIME_DIR/domboot/vs.vsock differs\n{}",
+        r.output()
+    );
     let r = run
         .result("vsock")
         .expect("vsock: no result from the bench");
