@@ -102,18 +102,30 @@ run() {
     ip addr del 10.9.0.1/24 dev \$tap 2>/dev/null
     kill \$srv 2>/dev/null; wait \$srv 2>/dev/null
     set -- \$(grep -a '^BENCH' /tmp/vmm.out | tr -d '\r')
-    if [ \$# -eq 4 ]; then echo "ROW \$name \$round \$2 \$3 \$4"; else echo "FAILED \$name \$round: \$(tail -3 /tmp/vmm.out /tmp/vmm.err | tr '\n' ' ')"; fi
+    # Each row also goes to the outer console, which survives an outer guest that dies
+    # before the check reports (nested --console).
+    if [ \$# -eq 4 ]; then row="ROW \$name \$round \$2 \$3 \$4"; else row="FAILED \$name \$round: \$(tail -3 /tmp/vmm.out /tmp/vmm.err | tr '\n' ' ')"; fi
+    echo "\$row"; echo "\$row" > /dev/console 2>/dev/null
 }
 r=1
 while [ \$r -le $ROUNDS ]; do
-    run domboot \$r dtap0 domboot run --accel kvm --memory 512M --kernel $KERNEL --initrd $RD --cmdline "\$C" --timeout 900 --no-rng --disk /tmp/disk.img --net tap:dtap0
+    run domboot \$r dtap0 domboot run --accel kvm --memory 512M --kernel $KERNEL --initrd $RD --cmdline "\$C" --timeout 300 --no-rng --disk /tmp/disk.img --net tap:dtap0
     run qemu-microvm \$r qtap0 qemu-system-x86_64 -accel kvm -cpu host -M microvm,acpi=on -m 512 -nodefaults -no-user-config -display none -serial stdio -no-reboot -kernel $KERNEL -initrd $RD -append "\$C" -drive file=/tmp/disk.img,if=none,id=d0,format=raw -device virtio-blk-device,drive=d0 -netdev tap,id=n0,ifname=qtap0,script=no,downscript=no -device virtio-net-device,netdev=n0
     r=\$((r + 1))
 done
 INNER
 
+CONSOLE=${TMPDIR:-/tmp}/domboot-bench-devices-console.txt
+status=0
 "target/$PROFILE/nested" --domboot "target/$PROFILE/domboot" --qemu --module kernel/drivers/net/tun.ko \
-    --file "$KERNEL" --file "$RD" --file "$WORK/inner.sh" --timeout 6000 -- sh "$WORK/inner.sh" > "$WORK/rows.txt"
+    --file "$KERNEL" --file "$RD" --file "$WORK/inner.sh" --timeout 6000 --console \
+    -- sh "$WORK/inner.sh" > "$WORK/rows.txt" 2> "$CONSOLE" || status=$?
+if ! grep -aq 'ROW ' "$WORK/rows.txt"; then
+    # The outer guest died (or the check never reported): take the rows its console got.
+    echo "nested exited with status $status before the check reported; rows from the outer console ($CONSOLE):" >&2
+    grep -a 'ROW \|FAILED ' "$CONSOLE" > "$WORK/rows.txt" || true
+    grep -a -A3 'BUG:\|Kernel panic\|reset-state' "$CONSOLE" | head -20 >&2 || true
+fi
 grep -a 'FAILED' "$WORK/rows.txt" >&2 || true
 
 awk -v mib="$MIB" '
