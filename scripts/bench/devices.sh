@@ -28,6 +28,11 @@ Prints medians in MiB/s and the ratios domboot/QEMU (the issue's goal: >= 1.0x).
 measures process start-up, not the disk. Everything runs nested under TCG: absolute
 numbers are far below a real host's; the ratios are what carries over.
 
+Each row also goes to the outer guest's console, kept in
+${TMPDIR:-/tmp}/domboot-bench-devices-console.txt: when the outer guest dies before the
+check reports (its kernel crashed once in a QEMU round), the table is made from there and
+the crash lines are shown. A domboot round that has not ended after 300 s is a FAILED row.
+
 Environment: MIB (default 64) sizes each transfer.
 USAGE
 }
