@@ -34,7 +34,8 @@ i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+
 ip link set eth0 up
 udhcpc -i eth0 -s /tmp/dhcp -q -n -t 10 >/dev/null 2>&1; echo \"DHCP $?\"
 echo \"MAC $(cat /sys/class/net/eth0/address)\"
-echo \"FETCHED $(nc {server} {port} | head -c {OVER_USER} | sha256sum | cut -d' ' -f1)\"
+mkfifo /tmp/hold-in; exec 3<>/tmp/hold-in
+echo \"FETCHED $(nc {server} {port} <&3 | head -c {OVER_USER} | sha256sum | cut -d' ' -f1)\"
 "
     )
 }
@@ -342,7 +343,10 @@ const TAP_GUEST: &str = r#"i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 1
 echo "MAC $(cat /sys/class/net/eth0/address)"
 ip addr add 10.9.0.2/24 dev eth0; ip link set eth0 up
 i=0; until ping -c 1 -W 1 10.9.0.1 >/dev/null 2>&1 || [ $i -gt 60 ]; do i=$((i+1)); done
-echo "FROM_HOST $(nc 10.9.0.1 7001 | head -c BYTES | sha256sum | cut -d' ' -f1)"
+# --exec passes domboot's stdin (here at its end at once), and busybox's nc client stops
+# at the end of its input: a FIFO held open keeps it reading until the host closes.
+mkfifo /tmp/hold-in; exec 3<>/tmp/hold-in
+echo "FROM_HOST $(nc 10.9.0.1 7001 <&3 | head -c BYTES | sha256sum | cut -d' ' -f1)"
 head -c BYTES /dev/urandom > /tmp/r
 echo "GUEST_BLOB $(sha256sum < /tmp/r | cut -d' ' -f1)"
 nc -l -p 7003 < /dev/zero > /tmp/ack &
