@@ -26,12 +26,13 @@ fi
 cd /root
 echo "busybox shell: 'exit' ends the VM"
 # cttyhack opens the console's real tty, so the shell gets job control and Ctrl-C.
-/bin/busybox setsid /bin/busybox cttyhack /bin/sh -l
+# The interactive shell is not the session leader: when a session leader exits, Linux
+# hangs its serial tty up, which throws away whatever the UART has not sent yet (a slow
+# TCG guest lost the shell's last line that way). The leader, `sh -c`, first waits with
+# TCSADRAIN (stty setting the tty's own settings again) until the UART has sent it all.
+/bin/busybox setsid /bin/busybox cttyhack /bin/busybox sh -c \
+    '/bin/sh -l; trap "" TTOU; /bin/busybox stty "$(/bin/busybox stty -g)" 2>/dev/null'
 /bin/busybox sync
-# The shell's last lines may still sit in the serial driver's buffer (init holds the
-# console open, so the shell's close did not wait for them): stty sets the console's
-# own settings again with TCSADRAIN, which returns once the UART has sent everything.
-/bin/busybox stty -F /dev/console "$(/bin/busybox stty -F /dev/console -g)" 2>/dev/null
 /bin/busybox reboot -f
 "#;
 
