@@ -159,7 +159,7 @@ fn plan_ram(kernel: &Path, memory: &str) -> u64 {
 }
 
 /// The whole matrix in one outer boot (plus one more for any check the bench retries: an
-/// outer guest that hung, or an inner run that shows one of the bench's own faults,
+/// outer guest that hung or died, or an inner run that shows one of the bench's own faults,
 /// [`domboot_testkit::nested::INNER_FAULTS`]; both are listed at the end). Run it alone with
 /// `cargo test -p domboot --test nested_kvm -- --nocapture`.
 #[test]
@@ -318,7 +318,7 @@ fn real_linux_on_the_kvm_backend() {
     disk_entry_results(&mut fails, &run, &f);
     let _ = std::fs::remove_dir_all(&f.dir);
     eprintln!(
-        "nested bench: {} checks in {:.1} s; the outer guest hung (and was rebooted) during: {:?}",
+        "nested bench: {} checks in {:.1} s; the outer guest hung or died (and was rebooted) during: {:?}",
         run.results.len(),
         run.elapsed.as_secs_f64(),
         run.hung
