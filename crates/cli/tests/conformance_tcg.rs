@@ -17,22 +17,20 @@ use std::ops::RangeInclusive;
 const CMDLINE: &str = "console=ttyS0 domboot.test=conformance-tcg quiet";
 const TIMEOUT_SECS: &str = "60";
 
-const KIB: u64 = 1 << 10;
-
 /// The RAM total the guest may see under QEMU for `plan`. `domboot run --accel tcg` gives
-/// QEMU `-M pc` exactly the plan's memory, and the plan's e820 already leaves out
-/// 0x9fc00-0x100000 as SeaBIOS's does (the EBDA's KiB, the VGA/ROM hole, the BIOS), so the
-/// two maps differ only at the top of RAM below 4 GiB: SeaBIOS takes its high table zone
-/// there (ACPI and SMBIOS tables...) and before booting gives back, page-aligned, what it did
-/// not use; the rest stays reserved in its e820. SeaBIOS 1.16.3 here keeps 128 KiB
-/// (0x20000) for 64 MiB to 3000 MiB and 1 to 8 CPUs. The range allows one page (it always
-/// keeps its ACPI tables, so never less: the plan's own total would mean the stub did not
-/// adopt the firmware's map) up to 256 KiB, the whole fixed zone SeaBIOS reserved before
-/// 1.16.1 (BUILD_MAX_HIGHTABLE).
+/// QEMU `-M pc` with qboot exactly the plan's memory, and the plan's e820 already leaves
+/// out 0x9fc00-0x100000 as the firmware's does (the EBDA's KiB, the VGA/ROM hole, the
+/// BIOS). qboot keeps its tables below 1 MiB (0xd0000-0xf0000, ACPI NVS), not at the top
+/// of RAM as SeaBIOS does, so the totals agree to the byte; that the stub adopted the
+/// firmware's map, not the plan's, shows in that NVS entry ([`FIRMWARE_ENTRY`]).
 fn tcg_ram(plan: &BootPlan) -> RangeInclusive<u64> {
     let total = ram_total(plan);
-    total - 256 * KIB..=total - 4 * KIB
+    total..=total
 }
+
+/// The entry of qboot's map (its table area, ACPI NVS) the plan's own map does not have,
+/// as the guests print it: present only if the stub handed on the firmware's map.
+const FIRMWARE_ENTRY: &str = "00000000000D0000 0000000000020000 00000004";
 
 /// The `--boot-protocol` value for a library [`ProtocolChoice`].
 fn flag(protocol: ProtocolChoice) -> &'static str {
@@ -150,6 +148,16 @@ impl Case {
         assert!(!serial.contains("FAIL"), "{ctx}");
         serial
     }
+
+    /// [`Case::passes_under_tcg`] for a guest that prints its memory map: the map must be
+    /// the firmware's.
+    fn passes_with_the_firmware_map(&self, what: &str) {
+        let serial = self.passes_under_tcg(what);
+        assert!(
+            serial.contains(FIRMWARE_ENTRY),
+            "{what}: the guest did not get the firmware's memory map:\n{serial}"
+        );
+    }
 }
 
 #[test]
@@ -163,7 +171,7 @@ fn linux64_elf_entry_under_tcg() {
     );
     assert_eq!(case.plan.protocol, BootProtocol::Linux64);
     assert_eq!(case.plan.entry.rip, GUEST_ADDR);
-    case.passes_under_tcg("linux64 ELF");
+    case.passes_with_the_firmware_map("linux64 ELF");
 }
 
 #[test]
@@ -176,7 +184,7 @@ fn pvh_elf32_entry_under_tcg() {
         |_, _| {},
     );
     assert_eq!(case.plan.protocol, BootProtocol::Pvh);
-    case.passes_under_tcg("pvh ELF32");
+    case.passes_with_the_firmware_map("pvh ELF32");
 }
 
 fn bzimage_case(protocol: ProtocolChoice, memory: u64) -> Case {
@@ -205,7 +213,7 @@ fn bzimage_linux32_entry_under_tcg() {
     let case = bzimage_case(ProtocolChoice::Linux32, 512 * MIB);
     assert_eq!(case.plan.protocol, BootProtocol::Linux32);
     assert_eq!(case.plan.entry.rip, BZ_LOAD);
-    case.passes_under_tcg("bzImage linux32");
+    case.passes_with_the_firmware_map("bzImage linux32");
 }
 
 #[test]
@@ -213,7 +221,7 @@ fn bzimage_linux64_entry_under_tcg() {
     let case = bzimage_case(ProtocolChoice::Linux64, 1024 * MIB);
     assert_eq!(case.plan.protocol, BootProtocol::Linux64);
     assert_eq!(case.plan.entry.rip, BZ_LOAD + 0x200);
-    case.passes_under_tcg("bzImage linux64");
+    case.passes_with_the_firmware_map("bzImage linux64");
 }
 
 /// The harness can fail: a guest told to expect another command line reports the mismatch
@@ -236,8 +244,8 @@ fn a_failing_guest_fails_under_tcg() {
     assert!(!serial.contains("ALL OK"), "{ctx}");
 }
 
-/// The SMP guest with 4 vCPUs: under QEMU the MP table is SeaBIOS's (the guest scans the
-/// BIOS area for it) and the APs, parked by SeaBIOS, restart on the guest's INIT/SIPI.
+/// The SMP guest with 4 vCPUs: under QEMU the MP table is qboot's (the guest scans the
+/// BIOS area for it) and the APs, parked by the firmware, restart on the guest's INIT/SIPI.
 #[test]
 fn smp_four_vcpus_under_tcg() {
     let dir = tempfile::tempdir().unwrap();

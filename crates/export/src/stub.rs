@@ -720,6 +720,125 @@ fn kexec32(p: &StubParams, kl: KexecLayout, entry: u64) -> Result<CodeAssembler,
     Ok(a)
 }
 
+/// 6b. Puts the boot processor's local APIC in virtual wire mode (LINT0 = ExtINT,
+/// LINT1 = NMI), as PC firmware does and Linux expects of it: a kernel without APIC
+/// support (i386 tinyconfig) gets its timer through the 8259 and LINT0. SeaBIOS does
+/// this, qboot does not, and QEMU's APIC at reset masks LINT0, which blocks the 8259's
+/// output: such a kernel hung at "Calibrating delay loop" under qboot. LVT masks only
+/// clear while the APIC is software-enabled, so SVR gets its enable bit first (vector
+/// 0xFF, as SeaBIOS sets it). Skipped without an APIC (CPUID), with the APIC disabled in
+/// IA32_APIC_BASE or in x2APIC mode (no MMIO window). Clobbers EAX, EBX, ECX, EDX.
+fn virtual_wire_mode(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    const CPUID_APIC: u32 = 1 << 9;
+    const MSR_APIC_BASE: u32 = 0x1B;
+    const APIC_GLOBAL_ENABLE: u32 = 1 << 11;
+    const APIC_X2APIC: u32 = 1 << 10;
+    const APIC_SVR: u32 = 0xF0;
+    const APIC_LVT0: u32 = 0x350;
+    const APIC_LVT1: u32 = 0x360;
+    const SVR_ENABLED: u32 = 0x1FF;
+    const LVT_EXTINT: u32 = 0x700;
+    const LVT_NMI: u32 = 0x400;
+    let mut skip = a.create_label();
+    a.mov(eax, 1u32)?;
+    a.cpuid()?;
+    a.test(edx, CPUID_APIC)?;
+    a.jz(skip)?;
+    a.mov(ecx, MSR_APIC_BASE)?;
+    a.rdmsr()?;
+    a.test(eax, APIC_GLOBAL_ENABLE)?;
+    a.jz(skip)?;
+    a.test(eax, APIC_X2APIC)?;
+    a.jnz(skip)?;
+    // The window must be addressable with paging off.
+    a.test(edx, edx)?;
+    a.jnz(skip)?;
+    a.and(eax, 0xFFFF_F000u32)?;
+    a.mov(dword_ptr(eax + APIC_SVR), SVR_ENABLED)?;
+    a.mov(dword_ptr(eax + APIC_LVT0), LVT_EXTINT)?;
+    a.mov(dword_ptr(eax + APIC_LVT1), LVT_NMI)?;
+    a.set_label(&mut skip)?;
+    // A label needs an instruction after it; the caller's next one may carry its own.
+    a.nop()?;
+    Ok(())
+}
+
+/// Drops the empty entries of the memory-map snapshot (`count` entries at `snapshot`) and
+/// sorts the rest by address, with a bubble sort (at most [`MAX_MAP_ENTRIES`] entries, so a few thousand compares). The PVH ABI
+/// does not promise a sorted map and qboot hands one that is not (the RAM above 1 MiB
+/// after the reserved ranges it adds); Linux sorts its own copy, but the maps domboot hands
+/// on are in address order, as its own KVM backend's are. Clobbers EAX, ECX, EDX, ESI, EDI, EBP.
+fn sort_snapshot(
+    a: &mut CodeAssembler,
+    snapshot: u32,
+    count: AsmMemoryOperand,
+) -> Result<(), IcedError> {
+    let mut pass = a.create_label();
+    let mut pair = a.create_label();
+    let mut swap = a.create_label();
+    let mut in_order = a.create_label();
+    let mut sorted = a.create_label();
+    let next = MAP_ENTRY_SIZE;
+    // Drop empty entries first (qboot's map ends with an all-zero one).
+    let mut keep_loop = a.create_label();
+    let mut skip = a.create_label();
+    let mut kept = a.create_label();
+    a.mov(esi, snapshot)?;
+    a.mov(edi, snapshot)?;
+    a.xor(ebp, ebp)?;
+    a.mov(ecx, count)?;
+    a.test(ecx, ecx)?;
+    a.jz(kept)?;
+    a.set_label(&mut keep_loop)?;
+    a.mov(eax, dword_ptr(esi + 8))?;
+    a.or(eax, dword_ptr(esi + 12))?;
+    a.jz(skip)?;
+    for off in (0..MAP_ENTRY_SIZE).step_by(4) {
+        a.mov(eax, dword_ptr(esi + off))?;
+        a.mov(dword_ptr(edi + off), eax)?;
+    }
+    a.add(edi, next)?;
+    a.inc(ebp)?;
+    a.set_label(&mut skip)?;
+    a.add(esi, next)?;
+    a.dec(ecx)?;
+    a.jnz(keep_loop)?;
+    a.set_label(&mut kept)?;
+    a.mov(count, ebp)?;
+    a.cmp(count, 1u32)?;
+    a.jbe(sorted)?;
+    a.set_label(&mut pass)?;
+    a.xor(ebp, ebp)?; // nothing swapped in this pass yet
+    a.mov(ecx, count)?;
+    a.dec(ecx)?; // adjacent pairs
+    a.mov(esi, snapshot)?;
+    a.set_label(&mut pair)?;
+    // Compare the two 64-bit addresses, high dwords first.
+    a.mov(eax, dword_ptr(esi + 4))?;
+    a.cmp(eax, dword_ptr(esi + next + 4))?;
+    a.jb(in_order)?;
+    a.ja(swap)?;
+    a.mov(eax, dword_ptr(esi))?;
+    a.cmp(eax, dword_ptr(esi + next))?;
+    a.jbe(in_order)?;
+    a.set_label(&mut swap)?;
+    for off in (0..MAP_ENTRY_SIZE).step_by(4) {
+        a.mov(eax, dword_ptr(esi + off))?;
+        a.mov(edx, dword_ptr(esi + next + off))?;
+        a.mov(dword_ptr(esi + off), edx)?;
+        a.mov(dword_ptr(esi + next + off), eax)?;
+    }
+    a.mov(ebp, 1u32)?;
+    a.set_label(&mut in_order)?;
+    a.add(esi, next)?;
+    a.dec(ecx)?;
+    a.jnz(pair)?;
+    a.test(ebp, ebp)?;
+    a.jnz(pass)?;
+    a.set_label(&mut sorted)?;
+    Ok(())
+}
+
 /// Loads DS, ES, FS, GS and SS from AX.
 fn load_data_segments(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.mov(ds, ax)?;
@@ -831,6 +950,7 @@ fn main32(p: &StubParams, reload_target: u32) -> Result<(CodeAssembler, CodeLabe
     a.mov(edi, p.d(l.snapshot) as u32)?;
     a.rep().movsd()?;
     a.set_label(&mut no_info)?;
+    sort_snapshot(&mut a, p.d(l.snapshot) as u32, abs(D_MAP_COUNT))?;
 
     // 3. Every segment, reservation and the stub itself must be RAM in the adopted map.
     let mut checked = a.create_label();
@@ -1027,6 +1147,8 @@ fn main32(p: &StubParams, reload_target: u32) -> Result<(CodeAssembler, CodeLabe
         a.mov(edx, port)?;
         a.out(dx, al)?;
     }
+
+    virtual_wire_mode(&mut a)?;
 
     // 7. The plan's entry state.
     a.lgdt(ptr(p.d(D_PLAN_GDTR)))?;
