@@ -10,7 +10,8 @@ use libvirt_harness::{Class, SUITES, named_pairs, pairs, run_named_pair, run_pai
 fn libvirt_pairs_agree_fact_by_fact() {
     let mut bugs = Vec::new();
     let mut total_pairs = 0;
-    // LIBVIRT_PAIR=test-fullvirt-sound prints every difference of that pair and its class.
+    // LIBVIRT_PAIR=test-fullvirt-sound prints every difference of that pair and its class
+    // (LIBVIRT_PAIR=all: of every pair).
     let show = std::env::var("LIBVIRT_PAIR").ok();
     for suite in &SUITES {
         let stems = pairs(suite);
@@ -26,7 +27,7 @@ fn libvirt_pairs_agree_fact_by_fact() {
             for o in outcomes {
                 facts += o.facts;
                 for (d, c) in o.diffs {
-                    if show.as_deref() == Some(d.pair.as_str()) {
+                    if show.as_deref().is_some_and(|p| p == d.pair || p == "all") {
                         println!(
                             "  {c:?} {}/{} {}: {} libvirt={:?} domboot={:?}",
                             d.suite, d.pair, d.direction, d.key, d.expected, d.actual
