@@ -519,3 +519,26 @@ fn xm_bootargs_are_the_bootloader_arguments() {
     let c = xl("name = 'g'\nbootloader_args = [ '-q' ]\nbootargs = 'x'\n");
     assert_eq!(c.boot.bootloader_args.as_deref(), Some("-q"));
 }
+
+#[test]
+fn an_hvm_tablet_without_a_bus_is_usb_as_libvirt_reads_it() {
+    // libvirt's xmconfigdata/test-fullvirt-usbtablet-no-bus.xml: `<input type='tablet'/>`
+    // on an HVM guest is libvirt's USB tablet (xm's `usbdevice = "tablet"`); domboot left
+    // the bus unnamed and wrote no `usbdevice`, nor xend's `(usbdevice 'tablet')`.
+    let doc = "<domain type='xen'><name>g</name><os><type>hvm</type></os><devices>\
+               <input type='tablet'/><input type='mouse'/></devices></domain>";
+    let c = xml(doc);
+    assert_eq!(c.inputs[0].bus.as_deref(), Some("usb"));
+    // A mouse or keyboard with no bus stays PS/2 (left unnamed, as every writer reads it).
+    assert_eq!(c.inputs[1].bus, None);
+    let cfg = xl::write(&c);
+    assert!(cfg.contains("usbdevice = \"tablet\""), "{cfg}");
+    let s = sexpr::write(&c);
+    assert!(s.contains("(usbdevice 'tablet')"), "{s}");
+    // A PV guest's input with no bus is Xen's, not USB.
+    let c = xml(
+        "<domain type='xen'><name>g</name><os><type>linux</type></os><devices>\
+                 <input type='tablet'/></devices></domain>",
+    );
+    assert_eq!(c.inputs[0].bus, None);
+}

@@ -4,20 +4,35 @@
 //! round trips through domboot. Run with `-- --nocapture` for the per-suite counts.
 mod libvirt_harness;
 
-use libvirt_harness::{Class, SUITES, pairs, run_pair};
+use libvirt_harness::{Class, SUITES, named_pairs, pairs, run_named_pair, run_pair};
 
 #[test]
 fn libvirt_pairs_agree_fact_by_fact() {
     let mut bugs = Vec::new();
     let mut total_pairs = 0;
+    // LIBVIRT_PAIR=test-fullvirt-sound prints every difference of that pair and its class
+    // (LIBVIRT_PAIR=all: of every pair).
+    let show = std::env::var("LIBVIRT_PAIR").ok();
     for suite in &SUITES {
         let stems = pairs(suite);
-        total_pairs += stems.len();
+        let named: Vec<_> = named_pairs(suite).collect();
+        let count = stems.len() + named.len();
+        total_pairs += count;
         let (mut facts, mut unmodelled, mut documented, mut bug) = (0, 0, 0, 0);
-        for stem in &stems {
-            for o in run_pair(suite, stem) {
+        let outcomes = stems
+            .iter()
+            .flat_map(|stem| run_pair(suite, stem))
+            .chain(named.iter().flat_map(|p| run_named_pair(suite, p)));
+        {
+            for o in outcomes {
                 facts += o.facts;
                 for (d, c) in o.diffs {
+                    if show.as_deref().is_some_and(|p| p == d.pair || p == "all") {
+                        println!(
+                            "  {c:?} {}/{} {}: {} libvirt={:?} domboot={:?}",
+                            d.suite, d.pair, d.direction, d.key, d.expected, d.actual
+                        );
+                    }
                     match c {
                         Class::Unmodelled => unmodelled += 1,
                         Class::Documented => documented += 1,
@@ -32,12 +47,7 @@ fn libvirt_pairs_agree_fact_by_fact() {
         println!(
             "libvirt {:<9} {:>3} pairs, {:>5} facts compared: {:>3} differ through bugs, \
              {:>3} unmodelled (warned), {:>3} documented",
-            suite.name,
-            stems.len(),
-            facts,
-            bug,
-            unmodelled,
-            documented
+            suite.name, count, facts, bug, unmodelled, documented
         );
     }
     for d in &bugs {

@@ -384,6 +384,16 @@ impl DomainConfig {
                 r.source = None;
             }
         }
+        // libvirt's default bus for an input that names none: on an HVM guest a mouse or
+        // keyboard is PS/2 (left unnamed, as every writer reads it), anything else (a
+        // tablet) USB, the only bus an emulated tablet has.
+        if self.guest_type == GuestType::Hvm {
+            for i in self.inputs.iter_mut().filter(|i| i.bus.is_none()) {
+                if !matches!(i.kind.as_str(), "mouse" | "keyboard") {
+                    i.bus = Some("usb".into());
+                }
+            }
+        }
         // xl and xend keep USB inputs apart from the others: list them first.
         self.inputs.sort_by_key(|i| i.bus.as_deref() != Some("usb"));
         for d in &mut self.disks {

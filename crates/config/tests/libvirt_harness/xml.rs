@@ -318,9 +318,13 @@ fn devices(devs: Node, hvm: bool, f: &mut Facts) {
             // every guest with graphics.
             "input" => {
                 let ty = n.attribute("type").unwrap_or("");
-                let bus = n
-                    .attribute("bus")
-                    .unwrap_or(if hvm { "ps2" } else { "xen" });
+                // libvirt's default bus: on HVM PS/2 for a mouse or keyboard, USB for
+                // anything else (a tablet); Xen's for a PV guest.
+                let bus = n.attribute("bus").unwrap_or(match (hvm, ty) {
+                    (true, "mouse" | "keyboard") => "ps2",
+                    (true, _) => "usb",
+                    (false, _) => "xen",
+                });
                 let implied = matches!(ty, "mouse" | "keyboard") && matches!(bus, "ps2" | "xen");
                 if !implied {
                     f.insert(format!("input[{ty}:{bus}]"), "present".into());
