@@ -105,3 +105,109 @@ fn netboot_installer_entries_and_plan() {
     ]);
     assert_eq!(from_disk, from_files);
 }
+
+/// The installer itself, booted from the ISO by `run --bootloader` under TCG: Debian's
+/// kernel with its 40 MB initrd reaches the installer's main menu on the serial console
+/// (priority=low shows the menu before any question). The run is stopped once the menu is
+/// there.
+#[test]
+fn netboot_installer_boots_to_its_main_menu() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let iso = dir.path().join("netboot.iso");
+    let made = std::process::Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-R", "-J", "-o"])
+        .arg(&iso)
+        .arg(tree())
+        .output()
+        .expect("xorriso runs (scripts/setup.sh installs it)");
+    assert!(made.status.success());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_domboot"))
+        .args([
+            "run",
+            "--accel",
+            "tcg",
+            "--memory",
+            "1G",
+            "--timeout",
+            "240",
+        ])
+        .arg("--disk")
+        .arg(format!("{},ro", iso.display()))
+        .args(["--bootloader", "--boot-entry", "... Expert install"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut console = Vec::new();
+    let mut buf = [0u8; 4096];
+    const MENU: &str = "Debian installer main menu";
+    loop {
+        match stdout.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => console.extend_from_slice(&buf[..n]),
+        }
+        if String::from_utf8_lossy(&console).contains(MENU) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let console = String::from_utf8_lossy(&console);
+    let context = format!(
+        "{}\n--- stderr ---\n{}",
+        console
+            .chars()
+            .rev()
+            .take(3000)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect::<String>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(console.contains("Linux version 6.1"), "{context}");
+    assert!(
+        console.contains("Command line: priority=low vga=788 --- console=ttyS0 panic=-1"),
+        "the entry's command line, with run's console: {context}"
+    );
+    assert!(console.contains("Run /init as init process"), "{context}");
+    assert!(!console.contains("Initramfs unpacking failed"), "{context}");
+    assert!(console.contains(MENU), "{context}");
+
+    // domboot was killed with SIGKILL: its QEMU must not outlive it.
+    let iso_arg = iso.display().to_string();
+    let mut left = qemus_with(&iso_arg);
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = qemus_with(&iso_arg);
+    }
+    assert!(left.is_empty(), "QEMU outlived domboot: pids {left:?}");
+}
+
+/// Processes whose command line mentions `needle`.
+fn qemus_with(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.starts_with("qemu-system") && cmdline.contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}

@@ -5,6 +5,7 @@
 //! Exit statuses: see [`EXIT_STATUSES`] (shown by `run --help`) and the README's table.
 
 pub mod channels;
+mod child;
 pub mod console;
 pub mod devices;
 pub mod exec;

@@ -143,6 +143,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
     crate::atomic::write_with(&image, |mut w| elf.write_to(&mut w))?;
 
     let mut cmd = Command::new(QEMU);
+    super::child::dies_with_domboot(&mut cmd);
     let memory = format!("{}M", plan.memory_size.div_ceil(1 << 20));
     // A vhost-user device's backend (virtiofsd) reads and writes guest memory itself: it
     // must be a shared memfd, of exactly -m's size.

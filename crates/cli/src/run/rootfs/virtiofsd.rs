@@ -156,6 +156,7 @@ impl Drop for Servers {
 /// the default `auto`, so the host and the guest see each other's changes.
 fn command(virtiofsd: &Path, share: &Share, socket: &Path) -> Command {
     let mut cmd = Command::new(virtiofsd);
+    crate::run::child::dies_with_domboot(&mut cmd);
     cmd.arg("--socket-path")
         .arg(socket)
         .arg("--shared-dir")
