@@ -7,9 +7,10 @@
 //! only maintained implementation, is not published; the register file is a page of the
 //! specification. The queues themselves are rust-vmm's `virtio-queue`.
 
-use super::{DeviceError, F_VERSION_1, INT_CONFIG, INT_VRING, VirtioDevice, status};
+use super::{DeviceError, F_EVENT_IDX, F_VERSION_1, INT_CONFIG, INT_VRING, VirtioDevice, status};
 use crate::bus::{BusDevice, Flow};
 use crate::device_manager::legacy::lock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
@@ -33,12 +34,14 @@ struct Registers {
     driver_features: u64,
     queue_sel: u32,
     status: u32,
-    interrupt_status: u32,
 }
 
 /// One device's registers, queues and interrupt.
 pub struct MmioTransport {
     regs: Mutex<Registers>,
+    /// InterruptStatus, outside the lock: the driver's interrupt handler reads and
+    /// acknowledges it while the device's thread may hold the lock serving a request.
+    interrupt_status: AtomicU32,
     irq: EventFd,
     /// One per queue; a QueueNotify write that reaches domboot (no ioeventfd) is passed on
     /// to the device's thread through it.
@@ -78,8 +81,8 @@ impl MmioTransport {
                 driver_features: 0,
                 queue_sel: 0,
                 status: 0,
-                interrupt_status: 0,
             }),
+            interrupt_status: AtomicU32::new(0),
             irq,
             notify,
             mem,
@@ -118,8 +121,17 @@ impl MmioTransport {
         match result {
             Ok(false) => {}
             Ok(true) => {
-                regs.interrupt_status |= INT_VRING;
-                let _ = self.irq.write(1);
+                // With EVENT_IDX the driver says when it wants an interrupt (used_event);
+                // without it every queue needs one. Each queue is asked, so each forgets
+                // what it has added since.
+                let mut needed = false;
+                for q in &mut regs.queues {
+                    needed |= q.needs_notification(self.mem.as_ref()).unwrap_or(true);
+                }
+                if needed {
+                    self.interrupt_status.fetch_or(INT_VRING, Ordering::SeqCst);
+                    let _ = self.irq.write(1);
+                }
             }
             Err(e) => {
                 eprintln!(
@@ -127,7 +139,7 @@ impl MmioTransport {
                     self.name
                 );
                 regs.status |= status::DEVICE_NEEDS_RESET;
-                regs.interrupt_status |= INT_CONFIG;
+                self.interrupt_status.fetch_or(INT_CONFIG, Ordering::SeqCst);
                 let _ = self.irq.write(1);
             }
         }
@@ -176,7 +188,6 @@ impl MmioTransport {
             },
             0x034 => queue.map_or(0, |q| q.max_size().into()),
             0x044 => queue.map_or(0, |q| q.ready().into()),
-            0x060 => regs.interrupt_status,
             0x070 => regs.status,
             // The configuration space never changes under the driver.
             0x0fc => 0,
@@ -212,7 +223,6 @@ impl MmioTransport {
                     let _ = evt.write(1);
                 }
             }
-            (0x064, _) => regs.interrupt_status &= !value,
             (0x070, _) => self.write_status(regs, value),
             (0x080, Some(q)) => q.set_desc_table_address(Some(value), None),
             (0x084, Some(q)) => q.set_desc_table_address(None, Some(value)),
@@ -231,7 +241,7 @@ impl MmioTransport {
             }
             regs.device.reset();
             regs.status = 0;
-            regs.interrupt_status = 0;
+            self.interrupt_status.store(0, Ordering::SeqCst);
             regs.driver_features = 0;
             regs.device_features_sel = 0;
             regs.driver_features_sel = 0;
@@ -247,6 +257,11 @@ impl MmioTransport {
             if !acceptable {
                 // The driver reads FEATURES_OK back and gives up: the spec's way to refuse.
                 value &= !status::FEATURES_OK;
+            } else {
+                let event_idx = regs.driver_features & F_EVENT_IDX != 0;
+                for q in &mut regs.queues {
+                    q.set_event_idx(event_idx);
+                }
             }
         }
         // NEEDS_RESET is the device's to set, never the driver's to clear.
@@ -264,6 +279,11 @@ impl MmioTransport {
 
 impl BusDevice for MmioTransport {
     fn read(&self, offset: u64, data: &mut [u8]) {
+        if offset == 0x060 && data.len() == 4 {
+            let v = self.interrupt_status.load(Ordering::SeqCst);
+            data.copy_from_slice(&v.to_le_bytes());
+            return;
+        }
         let regs = lock(&self.regs);
         if offset >= CONFIG_SPACE {
             regs.device.read_config(offset - CONFIG_SPACE, data);
@@ -279,6 +299,13 @@ impl BusDevice for MmioTransport {
     fn write(&self, offset: u64, data: &[u8]) -> Flow {
         if offset >= CONFIG_SPACE {
             // No device here has writable configuration fields.
+            return Flow::Continue;
+        }
+        if let Ok(bytes) = <[u8; 4]>::try_from(data)
+            && offset == 0x064
+        {
+            let ack = u32::from_le_bytes(bytes);
+            self.interrupt_status.fetch_and(!ack, Ordering::SeqCst);
             return Flow::Continue;
         }
         if let Ok(bytes) = <[u8; 4]>::try_from(data)

@@ -29,6 +29,14 @@ pub const TYPE_VSOCK: u32 = 19;
 
 /// VIRTIO_F_VERSION_1: the modern interface, the only one domboot offers.
 pub const F_VERSION_1: u64 = 1 << 32;
+/// VIRTIO_RING_F_INDIRECT_DESC: a chain may be one descriptor pointing at a table of them
+/// (virtio-queue follows it), so a request of many segments takes one ring slot.
+pub const F_INDIRECT_DESC: u64 = 1 << 28;
+/// VIRTIO_RING_F_EVENT_IDX: each side says at which ring index it next wants to be told
+/// (avail_event, used_event), so notifications and interrupts come once per batch. A
+/// device offering it takes every chain through [`next_chain`], which re-arms
+/// avail_event when the queue runs dry.
+pub const F_EVENT_IDX: u64 = 1 << 29;
 
 /// Device status bits (virtio 1.2, 2.1).
 pub mod status {
@@ -112,14 +120,35 @@ pub fn drain_queue(
 ) -> Result<bool, DeviceError> {
     let mut used = false;
     loop {
-        let chain = queue.iter(mem)?.next();
-        let Some(chain) = chain else {
+        let Some(chain) = next_chain(queue, mem)? else {
             return Ok(used);
         };
         let head = chain.head_index();
         let len = serve(chain)?;
         queue.add_used(mem, head, len)?;
         used = true;
+    }
+}
+
+/// The next chain the driver made available. When there is none, the driver is asked to
+/// notify at the next one (with EVENT_IDX: avail_event set to where the device stopped;
+/// while the device still has chains the driver does not notify) and the ring is looked
+/// at once more, so a chain made available meanwhile is not left waiting.
+pub fn next_chain<'m>(
+    queue: &mut Queue,
+    mem: &'m GuestMemoryMmap,
+) -> Result<Option<DescriptorChain<&'m GuestMemoryMmap>>, DeviceError> {
+    if let Some(chain) = queue.iter(mem)?.next() {
+        return Ok(Some(chain));
+    }
+    if !queue.enable_notification(mem)? {
+        return Ok(None);
+    }
+    match queue.iter(mem)?.next() {
+        Some(chain) => Ok(Some(chain)),
+        None => Err(DeviceError(
+            "virtqueue: the available ring has entries that cannot be read".into(),
+        )),
     }
 }
 

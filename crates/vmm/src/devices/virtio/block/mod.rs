@@ -4,9 +4,13 @@
 //! read-write disk, shared for a read-only one, so a second domboot cannot write a disk
 //! another one uses.
 
+mod iov;
 mod request;
 
-use super::{DeviceError, F_VERSION_1, TYPE_BLOCK, VirtioDevice, read_config_bytes};
+use super::{
+    DeviceError, F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, TYPE_BLOCK, VirtioDevice,
+    read_config_bytes,
+};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -158,7 +162,7 @@ impl VirtioDevice for Block {
 
     fn features(&self) -> u64 {
         let ro = if self.state.read_only { F_RO } else { 0 };
-        F_VERSION_1 | F_SEG_MAX | F_FLUSH | ro
+        F_VERSION_1 | F_SEG_MAX | F_FLUSH | F_EVENT_IDX | F_INDIRECT_DESC | ro
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {

@@ -1,13 +1,13 @@
 //! One virtio-blk request: a 16-byte header the driver wrote (type, reserved, sector), the
 //! data, and a status byte the device writes last. The header and the data to write are
-//! read through the chain's readable descriptors; the data to read and the status go to
-//! its writable ones — however the driver split them into descriptors.
+//! the chain's readable bytes; the data to read and the status its writable ones, however
+//! the driver split them into descriptors (an indirect table included). Data moves in one
+//! `preadv`/`pwritev` on guest memory ([`super::iov`]).
 
+use super::iov::{Segments, split_chain, transfer};
 use super::{BlockState, ID_BYTES, SECTOR_SIZE};
 use crate::devices::virtio::DeviceError;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use virtio_queue::DescriptorChain;
 use vm_memory::GuestMemoryMmap;
 
@@ -18,8 +18,6 @@ const T_GET_ID: u32 = 8;
 const S_OK: u8 = 0;
 const S_IOERR: u8 = 1;
 const S_UNSUPP: u8 = 2;
-/// Data moves between the file and guest memory through a buffer this large.
-const CHUNK: usize = 128 << 10;
 
 fn malformed(what: impl std::fmt::Display) -> DeviceError {
     DeviceError(format!("malformed request: {what}"))
@@ -34,96 +32,75 @@ pub fn serve(
     chain: DescriptorChain<&GuestMemoryMmap>,
     mem: &GuestMemoryMmap,
 ) -> Result<u32, DeviceError> {
-    let mut reader = chain.clone().reader(mem).map_err(malformed)?;
-    let mut writer = chain.writer(mem).map_err(malformed)?;
+    let (mut readable, mut writable) = split_chain(chain, mem)?;
+    let header_segs = readable.split_front(16);
+    if header_segs.len() < 16 {
+        return Err(malformed("the header is shorter than 16 bytes"));
+    }
     let mut header = [0u8; 16];
-    reader
-        .read_exact(&mut header)
-        .map_err(|_| malformed("the header is shorter than 16 bytes"))?;
+    header_segs.read_into(mem, &mut header)?;
     let kind = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let sector = u64::from_le_bytes(header[8..16].try_into().unwrap_or([0; 8]));
-    let writable = writer.available_bytes();
-    if writable == 0 {
+    // The status is the chain's last writable byte; the data (for reads) comes before it.
+    let status_seg = writable.split_back(1);
+    if status_seg.len() == 0 {
         return Err(malformed("no writable byte for the status"));
     }
-    // The status is the chain's last writable byte; the data (for reads) comes before it.
-    let mut status_writer = writer.split_at(writable - 1).map_err(malformed)?;
-    let mut data_writer = writer;
-    let status = match kind {
-        T_IN => read(file, disk, sector, &mut data_writer)?,
-        T_OUT => write(file, disk, sector, &mut reader),
+    let (status, data_written) = match kind {
+        T_IN => read(file, disk, sector, &writable, mem)?,
+        T_OUT => (write(file, disk, sector, &readable, mem)?, 0),
         T_FLUSH => {
-            if disk.read_only || file.sync_data().is_ok() {
-                S_OK
-            } else {
-                S_IOERR
-            }
+            let ok = disk.read_only || file.sync_data().is_ok();
+            (if ok { S_OK } else { S_IOERR }, 0)
         }
-        T_GET_ID => {
-            let n = data_writer.available_bytes().min(ID_BYTES);
-            data_writer
-                .write_all(&disk.id[..n])
-                .map_err(|e| malformed(format!("writing the device ID: {e}")))?;
-            S_OK
-        }
-        _ => S_UNSUPP,
+        T_GET_ID => (S_OK, writable.write_from(mem, &disk.id[..ID_BYTES])?),
+        _ => (S_UNSUPP, 0),
     };
-    status_writer
-        .write_all(&[status])
-        .map_err(|e| malformed(format!("writing the status: {e}")))?;
-    Ok((data_writer.bytes_written() + status_writer.bytes_written()) as u32)
+    status_seg.write_from(mem, &[status])?;
+    Ok((data_written + 1) as u32)
 }
 
-/// Whether `len` bytes at `sector` lie on the disk.
+/// The byte offset of `len` bytes at `sector`, if they lie on the disk.
 fn in_range(disk: &BlockState, sector: u64, len: usize) -> Option<u64> {
     let start = sector.checked_mul(SECTOR_SIZE)?;
     let end = start.checked_add(len as u64)?;
     (end <= disk.capacity * SECTOR_SIZE).then_some(start)
 }
 
+/// Reads into the writable data segments; returns the status and the bytes read.
 fn read(
     file: &File,
     disk: &BlockState,
     sector: u64,
-    out: &mut virtio_queue::Writer<'_>,
-) -> Result<u8, DeviceError> {
-    let len = out.available_bytes();
-    let Some(mut offset) = in_range(disk, sector, len) else {
-        return Ok(S_IOERR);
+    data: &Segments,
+    mem: &GuestMemoryMmap,
+) -> Result<(u8, usize), DeviceError> {
+    let len = data.len();
+    let Some(offset) = in_range(disk, sector, len) else {
+        return Ok((S_IOERR, 0));
     };
-    let mut buf = vec![0u8; len.min(CHUNK)];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(buf.len());
-        if file.read_exact_at(&mut buf[..n], offset).is_err() {
-            return Ok(S_IOERR);
-        }
-        out.write_all(&buf[..n])
-            .map_err(|e| malformed(format!("writing read data to guest memory: {e}")))?;
-        offset += n as u64;
-        left -= n;
-    }
-    Ok(S_OK)
+    Ok(match transfer(file, mem, data, offset, true)? {
+        Ok(()) => (S_OK, len),
+        Err(_) => (S_IOERR, 0),
+    })
 }
 
-fn write(file: &File, disk: &BlockState, sector: u64, input: &mut virtio_queue::Reader<'_>) -> u8 {
-    let len = input.available_bytes();
+/// Writes the readable data segments (what follows the header) to the disk.
+fn write(
+    file: &File,
+    disk: &BlockState,
+    sector: u64,
+    data: &Segments,
+    mem: &GuestMemoryMmap,
+) -> Result<u8, DeviceError> {
     if disk.read_only {
-        return S_IOERR;
+        return Ok(S_IOERR);
     }
-    let Some(mut offset) = in_range(disk, sector, len) else {
-        return S_IOERR;
+    let Some(offset) = in_range(disk, sector, data.len()) else {
+        return Ok(S_IOERR);
     };
-    let mut buf = vec![0u8; len.min(CHUNK)];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(buf.len());
-        if input.read_exact(&mut buf[..n]).is_err() || file.write_all_at(&buf[..n], offset).is_err()
-        {
-            return S_IOERR;
-        }
-        offset += n as u64;
-        left -= n;
-    }
-    S_OK
+    Ok(match transfer(file, mem, data, offset, false)? {
+        Ok(()) => S_OK,
+        Err(_) => S_IOERR,
+    })
 }

@@ -4,6 +4,7 @@
 use super::*;
 use proptest::prelude::*;
 use std::io::Write as _;
+use virtio_queue::QueueT;
 use virtio_queue::desc::{RawDescriptor, split::Descriptor};
 use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Bytes, GuestAddress};
@@ -82,6 +83,107 @@ fn writes_reach_the_file_and_read_back() {
     mem.read_slice(&mut back, GuestAddress(DATA)).unwrap();
     assert_eq!(back, payload);
     assert_eq!(blk.state().capacity, 16);
+}
+
+const INDIRECT: u16 = 4;
+const TABLE: u64 = 0x13_0000;
+
+/// One request through an indirect table: header, `pieces` data descriptors of 512 bytes
+/// each at DATA, DATA + 0x1000, ..., and the status.
+fn indirect_request(mem: &GuestMemoryMmap, kind: u32, sector: u64, pieces: u16) -> Queue {
+    let mut hdr = [0u8; 16];
+    hdr[..4].copy_from_slice(&kind.to_le_bytes());
+    hdr[8..].copy_from_slice(&sector.to_le_bytes());
+    mem.write_slice(&hdr, GuestAddress(HDR)).unwrap();
+    let data_flags = if kind == 1 { NEXT } else { NEXT | WRITE };
+    let mut table = vec![desc(HDR, 16, NEXT, 1)];
+    for i in 0..pieces {
+        table.push(desc(DATA + u64::from(i) * 0x1000, 512, data_flags, i + 2));
+    }
+    table.push(desc(STATUS, 1, WRITE, 0));
+    for (i, d) in table.iter().enumerate() {
+        mem.write_obj(*d, GuestAddress(TABLE + 16 * i as u64))
+            .unwrap();
+    }
+    let q = MockSplitQueue::new(mem, 16);
+    q.add_desc_chains(&[desc(TABLE, 16 * table.len() as u32, INDIRECT, 0)], 0)
+        .unwrap();
+    q.create_queue::<Queue>().unwrap()
+}
+
+#[test]
+fn indirect_chains_of_many_segments() {
+    let file = disk(8192);
+    let mem = memory();
+    let mut blk = Block::open(file.path(), false, "vda").unwrap();
+    assert_ne!(blk.features() & F_INDIRECT_DESC, 0);
+    for i in 0..3u64 {
+        mem.write_slice(&[i as u8 + 1; 512], GuestAddress(DATA + i * 0x1000))
+            .unwrap();
+    }
+    let mut q = indirect_request(&mem, 1, 4, 3);
+    assert!(blk.process_queue(0, &mut q, &mem).unwrap());
+    assert_eq!(status(&mem), 0);
+    let on_disk = std::fs::read(file.path()).unwrap();
+    for i in 0..3 {
+        let at = 2048 + i * 512;
+        assert!(on_disk[at..at + 512].iter().all(|&b| b == i as u8 + 1));
+    }
+    assert_eq!(on_disk[2048 + 1536], ((2048 + 1536) % 251) as u8);
+
+    for i in 0..3u64 {
+        mem.write_slice(&[0u8; 512], GuestAddress(DATA + i * 0x1000))
+            .unwrap();
+    }
+    let mut q = indirect_request(&mem, 0, 5, 3);
+    assert!(blk.process_queue(0, &mut q, &mem).unwrap());
+    assert_eq!(status(&mem), 0);
+    let mut back = [0u8; 512];
+    mem.read_slice(&mut back, GuestAddress(DATA)).unwrap();
+    assert!(back.iter().all(|&b| b == 2), "sector 5 came back");
+    mem.read_slice(&mut back, GuestAddress(DATA + 0x1000))
+        .unwrap();
+    assert!(back.iter().all(|&b| b == 3), "sector 6 came back");
+    mem.read_slice(&mut back, GuestAddress(DATA + 0x2000))
+        .unwrap();
+    assert_eq!(&back[..], &on_disk[3584..4096], "sector 7 came back");
+    let used_len: u32 = mem.read_obj(GuestAddress(q.used_ring() + 4 + 4)).unwrap();
+    assert_eq!(used_len, 3 * 512 + 1, "the data and the status");
+}
+
+#[test]
+fn event_idx_asks_for_the_next_notification_where_the_device_stopped() {
+    let file = disk(8192);
+    let mem = memory();
+    let mut blk = Block::open(file.path(), false, "vda").unwrap();
+    assert_ne!(blk.features() & F_EVENT_IDX, 0);
+    let q = MockSplitQueue::new(&mem, 16);
+    mem.write_slice(&[0u8; 16], GuestAddress(HDR)).unwrap();
+    q.add_desc_chains(
+        &[
+            desc(HDR, 16, NEXT, 1),
+            desc(STATUS, 1, WRITE, 0),
+            desc(HDR, 16, NEXT, 3),
+            desc(STATUS, 1, WRITE, 0),
+        ],
+        0,
+    )
+    .unwrap();
+    let mut queue = q.create_queue::<Queue>().unwrap();
+    queue.set_event_idx(true);
+    assert!(blk.process_queue(0, &mut queue, &mem).unwrap());
+    assert_eq!(queue.next_avail(), 2);
+    // avail_event follows the used ring's 16 elements.
+    let avail_event: u16 = mem
+        .read_obj(GuestAddress(queue.used_ring() + 4 + 8 * 16))
+        .unwrap();
+    assert_eq!(avail_event, 2);
+    // The driver asked for an interrupt after its first used buffer (used_event 0).
+    assert!(queue.needs_notification(&mem).unwrap());
+    assert!(
+        !queue.needs_notification(&mem).unwrap(),
+        "nothing new since"
+    );
 }
 
 #[test]

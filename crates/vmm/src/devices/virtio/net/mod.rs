@@ -13,7 +13,7 @@ use super::{DeviceError, F_VERSION_1, TYPE_NET, VirtioDevice, read_config_bytes}
 use std::io;
 use std::io::{Read, Write};
 use std::os::fd::RawFd;
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 const RX: usize = 0;
@@ -139,8 +139,7 @@ impl Net {
                     }
                 },
             };
-            let chain = queue.iter(mem)?.next();
-            let Some(chain) = chain else {
+            let Some(chain) = super::next_chain(queue, mem)? else {
                 self.pending = Some(frame);
                 break;
             };
@@ -184,7 +183,7 @@ impl VirtioDevice for Net {
         &self.queue_sizes
     }
     fn features(&self) -> u64 {
-        F_VERSION_1 | F_MAC | F_STATUS
+        F_VERSION_1 | F_MAC | F_STATUS | super::F_EVENT_IDX | super::F_INDIRECT_DESC
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let mut cfg = [0u8; 8];
