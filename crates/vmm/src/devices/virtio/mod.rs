@@ -11,6 +11,7 @@
 
 pub mod block;
 pub mod console;
+pub mod iov;
 pub mod mmio;
 pub mod net;
 pub mod rng;

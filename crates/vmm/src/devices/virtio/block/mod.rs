@@ -4,7 +4,6 @@
 //! read-write disk, shared for a read-only one, so a second domboot cannot write a disk
 //! another one uses.
 
-mod iov;
 mod request;
 
 use super::{

@@ -2,11 +2,11 @@
 //! data, and a status byte the device writes last. The header and the data to write are
 //! the chain's readable bytes; the data to read and the status its writable ones, however
 //! the driver split them into descriptors (an indirect table included). Data moves in one
-//! `preadv`/`pwritev` on guest memory ([`super::iov`]).
+//! `preadv`/`pwritev` on guest memory ([`crate::devices::virtio::iov`]).
 
-use super::iov::{Segments, split_chain, transfer};
 use super::{BlockState, ID_BYTES, SECTOR_SIZE};
 use crate::devices::virtio::DeviceError;
+use crate::devices::virtio::iov::{Segments, split_chain, transfer};
 use std::fs::File;
 use virtio_queue::DescriptorChain;
 use vm_memory::GuestMemoryMmap;
@@ -43,7 +43,7 @@ pub fn serve(
     let sector = u64::from_le_bytes(header[8..16].try_into().unwrap_or([0; 8]));
     // The status is the chain's last writable byte; the data (for reads) comes before it.
     let status_seg = writable.split_back(1);
-    if status_seg.len() == 0 {
+    if status_seg.is_empty() {
         return Err(malformed("no writable byte for the status"));
     }
     let (status, data_written) = match kind {

@@ -18,6 +18,13 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const SIOCBRADDIF: libc::c_ulong = 0x89a2;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+/// Frames carry a `virtio_net_hdr` first, both ways.
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+/// TUNSETVNETHDRSZ: that header's size (12: `virtio_net_hdr_v1`, with num_buffers).
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+/// TUNSETOFFLOAD: which offloaded frames the tap may hand the reader (none here).
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const VNET_HDR_SIZE: libc::c_int = 12;
 const IFNAMSIZ: usize = 16;
 
 /// `struct ifreq` with the flags member of its union (what TUNSETIFF, SIOCGIFFLAGS and
@@ -121,10 +128,20 @@ impl Tap {
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/net/tun")
             .map_err(io_err)?;
-        let mut req = IfreqFlags::new(name, IFF_TAP | IFF_NO_PI);
+        let mut req = IfreqFlags::new(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
         // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is one, 40 bytes as
         // the kernel's, and lives across the call.
         if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) } != 0 {
+            return Err(io_err(io::Error::last_os_error()));
+        }
+        let size = VNET_HDR_SIZE;
+        // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which lives across
+        // the call; TUNSETOFFLOAD takes its flags by value.
+        let set = unsafe {
+            libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ, &size) == 0
+                && libc::ioctl(file.as_raw_fd(), TUNSETOFFLOAD, 0 as libc::c_ulong) == 0
+        };
+        if !set {
             return Err(io_err(io::Error::last_os_error()));
         }
         if !existed {
@@ -210,6 +227,9 @@ impl NetBackend for Tap {
     }
     fn describe(&self) -> String {
         format!("tap {}", self.name)
+    }
+    fn vnet_hdr(&self) -> bool {
+        true
     }
 }
 

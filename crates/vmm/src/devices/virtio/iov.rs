@@ -1,7 +1,7 @@
-//! A request's guest buffers, split as the device reads them (the driver's readable
-//! descriptors) and writes them (the writable ones), and moved to and from the disk file
-//! in one `preadv`/`pwritev` straight from guest memory: no copy through a buffer of
-//! domboot's, which matters where every copy is emulated (the nested bench).
+//! A descriptor chain's guest buffers, split as the device reads them (the driver's
+//! readable descriptors) and writes them (the writable ones), and moved to and from host
+//! files in one `preadv`/`pwritev`/`writev` straight from guest memory: no copy through a
+//! buffer of domboot's, which matters where every copy is emulated (the nested bench).
 
 use crate::devices::virtio::DeviceError;
 use std::fs::File;
@@ -17,6 +17,10 @@ pub struct Segments(Vec<(GuestAddress, usize)>);
 impl Segments {
     pub fn len(&self) -> usize {
         self.0.iter().map(|&(_, l)| l).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Takes the first `n` bytes off the front (fewer when there are fewer).
@@ -150,6 +154,32 @@ fn advance(iov: &mut Vec<libc::iovec>, mut n: usize) {
         done += 1;
     }
     iov.drain(..done);
+}
+
+/// Writes the whole of `segs` to `fd` in one `writev` (a tap takes one frame per write);
+/// returns the bytes written.
+pub fn writev(
+    fd: std::os::fd::RawFd,
+    mem: &GuestMemoryMmap,
+    segs: &Segments,
+) -> Result<io::Result<usize>, DeviceError> {
+    let slices = segs.slices(mem)?;
+    let iov = iovecs(&slices);
+    if iov.len() > IOV_MAX {
+        return Ok(Err(io::Error::from(io::ErrorKind::InvalidInput)));
+    }
+    loop {
+        // SAFETY: every iovec describes guest memory vm-memory checked and mapped
+        // (borrowed through `slices` for this call); the kernel only reads it.
+        let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        if n >= 0 {
+            return Ok(Ok(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Ok(Err(e));
+        }
+    }
 }
 
 /// Moves the whole of `segs` between guest memory and `file` at `offset`: reads from the
