@@ -1,6 +1,7 @@
 //! Guest RAM: anonymous mappings laid out from the plan's e820 RAM (low RAM below the MMIO
 //! gap, the rest from 4 GiB), registered with KVM, and filled with the plan's segments.
 
+mod align;
 mod cow;
 
 use crate::VmmError;
@@ -57,14 +58,16 @@ pub fn ram_ranges(plan: &BootPlan) -> Result<Vec<(u64, u64)>, VmmError> {
     Ok(merged)
 }
 
-/// Allocates guest memory for `plan` (anonymous, private, lazily populated).
+/// Allocates guest memory for `plan` (anonymous, private, lazily populated), each region
+/// placed for 2 MiB pages ([`align`]).
 pub fn allocate(plan: &BootPlan) -> Result<GuestMemoryMmap, VmmError> {
     let ranges = ram_ranges(plan)?;
-    let regions: Vec<(GuestAddress, usize)> = ranges
+    let regions = ranges
         .iter()
-        .map(|&(s, e)| (GuestAddress(s), (e - s) as usize))
-        .collect();
-    GuestMemoryMmap::from_ranges(&regions).map_err(|e| VmmError::Memory(e.to_string()))
+        .map(|&(s, e)| align::region(GuestAddress(s), (e - s) as usize))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(VmmError::Memory)?;
+    GuestMemoryMmap::from_regions(regions).map_err(|e| VmmError::Memory(e.to_string()))
 }
 
 /// What loading the segments did, for `--verbose` and the tests.
