@@ -336,7 +336,7 @@ mod tests {
             &self.0
         }
         fn features(&self) -> u64 {
-            F_VERSION_1
+            F_VERSION_1 | F_EVENT_IDX
         }
         fn read_config(&self, offset: u64, data: &mut [u8]) {
             super::super::read_config_bytes(&[7, 8], offset, data)
@@ -415,6 +415,37 @@ mod tests {
             status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
         );
         assert_ne!(t.status() & status::FEATURES_OK, 0);
+    }
+
+    #[test]
+    fn interrupt_status_does_not_wait_for_the_device() {
+        let t = transport();
+        t.interrupt_status
+            .store(INT_VRING | INT_CONFIG, Ordering::SeqCst);
+        // The device's thread holds the lock while it serves a queue.
+        let held = lock(&t.regs);
+        assert_eq!(r(&t, 0x60), INT_VRING | INT_CONFIG);
+        w(&t, 0x64, INT_VRING);
+        drop(held);
+        assert_eq!(r(&t, 0x60), INT_CONFIG);
+    }
+
+    #[test]
+    fn event_idx_is_set_on_the_queues_when_negotiated() {
+        let t = transport();
+        w(&t, 0x24, 1);
+        w(&t, 0x20, 1);
+        w(&t, 0x24, 0);
+        w(&t, 0x20, 1 << 29);
+        w(
+            &t,
+            0x70,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
+        );
+        assert_ne!(t.status() & status::FEATURES_OK, 0);
+        assert!(lock(&t.regs).queues[0].event_idx_enabled());
+        w(&t, 0x70, 0);
+        assert!(!lock(&t.regs).queues[0].event_idx_enabled(), "reset");
     }
 
     #[test]
