@@ -1,4 +1,5 @@
-//! Guest RAM placed so that host addresses and guest-physical addresses agree modulo 2 MiB.
+//! Guest RAM placed so that host addresses and guest-physical addresses agree modulo 2 MiB,
+//! and advised to use transparent huge pages above its first 16 MiB.
 //! KVM maps guest memory with 2 MiB pages (and the host backs it with transparent huge
 //! pages) only where they agree; otherwise every 4 KiB page the guest touches first is a
 //! nested page fault of its own, which under nested virtualisation costs dearly (QEMU
@@ -92,14 +93,73 @@ pub fn region(base: GuestAddress, size: usize) -> Result<GuestRegionMmap, String
         misplaced.push(mapping);
     };
     drop(misplaced);
+    advise_huge_pages(&mapping, base);
     GuestRegionMmap::new(mapping, base)
         .ok_or_else(|| format!("guest memory at {:#x}: {size} bytes overflow", base.0))
+}
+
+/// Guest RAM below this stays on small pages: what a small freestanding guest touches
+/// there (its code, stack and tables in the first MiBs) stays a few pages of RSS.
+const SMALL_PAGES_BELOW: u64 = 16 << 20;
+
+/// Asks for transparent huge pages (MADV_HUGEPAGE) for the region's part above
+/// [`SMALL_PAGES_BELOW`], as QEMU does for its RAM: where the host's THP mode is
+/// `madvise` this is what enables them, and where it is `always` with `defrag=madvise`
+/// (Debian's kernels) it lets a fault wait for compaction instead of falling back to
+/// small pages once the host's free memory is fragmented. Advice only: a failure
+/// changes nothing.
+fn advise_huge_pages(mapping: &MmapRegion<()>, base: GuestAddress) {
+    let skip = SMALL_PAGES_BELOW.saturating_sub(base.0);
+    let Ok(skip) = usize::try_from(skip) else {
+        return;
+    };
+    if skip >= mapping.size() {
+        return;
+    }
+    // SAFETY: the range lies inside the mapping `mapping` owns (skip < size, and skip is
+    // a multiple of the page size since base and SMALL_PAGES_BELOW are); madvise with
+    // MADV_HUGEPAGE changes no contents.
+    unsafe {
+        libc::madvise(
+            mapping.as_ptr().add(skip).cast(),
+            mapping.size() - skip,
+            libc::MADV_HUGEPAGE,
+        );
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use vm_memory::{GuestMemoryRegion, MemoryRegionAddress};
+
+    /// The VmFlags of the mapping that contains `addr` (/proc/self/smaps).
+    fn vm_flags(addr: usize) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ')
+                && let Some((a, b)) = range.split_once('-')
+                && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                inside = (a..b).contains(&addr);
+            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return flags.to_string();
+            }
+        }
+        String::new()
+    }
+
+    #[test]
+    fn huge_pages_are_advised_above_16_mib() {
+        let r = region(GuestAddress(0), 64 << 20).unwrap();
+        let host = r.get_host_address(MemoryRegionAddress(0)).unwrap() as usize;
+        assert!(!vm_flags(host).contains(" hg"), "{}", vm_flags(host));
+        assert!(vm_flags(host + (32 << 20)).contains(" hg"));
+        let small = region(GuestAddress(0), 8 << 20).unwrap();
+        let host = small.get_host_address(MemoryRegionAddress(0)).unwrap() as usize;
+        assert!(!vm_flags(host + (4 << 20)).contains(" hg"));
+    }
 
     #[test]
     fn congruence() {
