@@ -46,6 +46,9 @@ APT_MAX_AGE_HOURS=${DOMBOOT_APT_MAX_AGE_HOURS:-24}
 # libseccomp-dev, libcap-ng-dev: building virtiofsd (below), which `run --exec --rootfs host` needs.
 APT_REQUIRED=(busybox-static cpio gcc libc6-dev lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools gdisk parted e2fsprogs dosfstools mtools xorriso debian-installer-12-netboot-amd64 passt libseccomp-dev libcap-ng-dev)
 APT_OPTIONAL=(systemd-boot-efi)
+# QEMU for `run` under TCG and the tests; qemu-system-x86 pulls in qemu-system-data, whose
+# qboot.rom is the firmware `run` boots with.
+QEMU_PKGS=(qemu-system-x86 qemu-utils)
 # flavour name in the cache -> Debian metapackage that names the current kernel package
 KERNEL_FLAVOURS=(cloud generic)
 declare -A KERNEL_META=([cloud]=linux-image-cloud-amd64 [generic]=linux-image-amd64)
@@ -149,7 +152,6 @@ apt_install() {
 # qemu-system-x86 would silently remove qemu-img, so take QEMU from bookworm-backports
 # (NotAutomatic: only the packages asked for come from it), keeping qemu-utils and
 # qemu-system-x86 at one version.
-QEMU_PKGS=(qemu-system-x86 qemu-utils)
 BACKPORTS_LIST=/etc/apt/sources.list.d/domboot-bookworm-backports.sources
 os_codename() { (. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}"); }
 have_backports_source() {
