@@ -80,6 +80,17 @@ pub struct VmConfig {
     /// that order: at most three (see [`devices::serial_link`]). Without, those ports are
     /// absent.
     pub serial_links: Vec<PathBuf>,
+    /// virtio-fs devices, each served by a vhost-user-fs backend (virtiofsd) already
+    /// listening on its socket (see [`devices::virtio::fs`]). With any, guest RAM is
+    /// shareable memfds.
+    pub filesystems: Vec<FsConfig>,
+}
+
+/// One virtio-fs device: the tag the guest mounts and the backend's vhost-user socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FsConfig {
+    pub tag: String,
+    pub socket: PathBuf,
 }
 
 /// The guest's console device.
@@ -147,6 +158,7 @@ impl Default for VmConfig {
             console: ConsoleKind::Serial,
             vsock: None,
             serial_links: Vec::new(),
+            filesystems: Vec::new(),
         }
     }
 }

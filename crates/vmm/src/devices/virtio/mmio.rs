@@ -101,6 +101,12 @@ impl MmioTransport {
         lock(&self.regs).device.backend_fd()
     }
 
+    /// Whether another process serves the queues (see
+    /// [`VirtioDevice::queues_served_elsewhere`]).
+    pub fn queues_served_elsewhere(&self) -> bool {
+        lock(&self.regs).device.queues_served_elsewhere()
+    }
+
     /// Serves the device's backend after it became ready, while the driver has the device
     /// running.
     pub fn process_backend(&self) {
@@ -139,6 +145,9 @@ impl MmioTransport {
         let mut regs = lock(&self.regs);
         let regs = &mut *regs;
         if regs.status & status::DRIVER_OK == 0 || regs.status & status::DEVICE_NEEDS_RESET != 0 {
+            return;
+        }
+        if regs.device.queues_served_elsewhere() {
             return;
         }
         let Some(queue) = regs.queues.get_mut(index) else {
@@ -251,6 +260,13 @@ impl MmioTransport {
         }
         // NEEDS_RESET is the device's to set, never the driver's to clear.
         regs.status = value | (regs.status & status::DEVICE_NEEDS_RESET);
+        if newly & status::DRIVER_OK != 0 && regs.device.queues_served_elsewhere() {
+            let result = regs
+                .device
+                .activate(regs.driver_features, &regs.queues, &self.mem, &self.notify)
+                .map(|()| false);
+            self.finish(regs, result);
+        }
         if newly & status::DRIVER_OK != 0 {
             // Drivers fill and kick queues during probe, before DRIVER_OK (virtio_console
             // does), and the device ignores queues until then: serve every queue once now,
