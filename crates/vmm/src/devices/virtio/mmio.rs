@@ -186,6 +186,11 @@ impl MmioTransport {
             0x034 => queue.map_or(0, |q| q.max_size().into()),
             0x044 => queue.map_or(0, |q| q.ready().into()),
             0x060 => regs.interrupt_status,
+            // SHMLenLow/High, SHMBaseLow/High: no device here has shared memory regions,
+            // and a missing region reads as length -1 (virtio 1.2, 4.2.2). Reading 0
+            // says "a region of length 0", which virtiofs takes for its DAX window and
+            // fails to probe on.
+            0x0b0 | 0x0b4 | 0x0b8 | 0x0bc => u32::MAX,
             0x070 => regs.status,
             // The configuration space never changes under the driver.
             0x0fc => 0,
@@ -372,6 +377,12 @@ mod tests {
         assert_eq!(r(&t, 0x34), 16);
         w(&t, 0x30, 5);
         assert_eq!(r(&t, 0x34), 0, "no queue 5");
+        w(&t, 0xac, 0);
+        assert_eq!(
+            (r(&t, 0xb0), r(&t, 0xb4)),
+            (u32::MAX, u32::MAX),
+            "no shared memory region 0: length -1"
+        );
         let mut b = [0u8; 1];
         t.read(0x101, &mut b);
         assert_eq!(b, [8]);
