@@ -13,7 +13,7 @@
 //! One VM per call: in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT, guest RAM from the
 //! plan's e820, the plan's segments copied in, an MP table and ACPI tables for the vCPUs
 //! and devices (see [`acpi`]: the guest can power off through them), the legacy PC
-//! devices and virtio-mmio disks, network interfaces, rng and vsock (see
+//! devices and virtio-mmio disks, network interfaces, rng, vsock and virtio-fs (see
 //! [`device_manager`]). vCPU 0 starts in the
 //! plan's entry state; the others wait for INIT/SIPI. The run ends with an [`Outcome`];
 //! see [`Outcome::exit_code`] for the process exit status each one maps to.
