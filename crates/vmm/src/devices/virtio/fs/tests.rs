@@ -33,6 +33,11 @@ type Seen = Arc<Mutex<Vec<(u32, Vec<u8>)>>>;
 
 /// A vhost-user backend that records each request and answers the GETs.
 fn fake_backend() -> (tempfile::TempDir, std::path::PathBuf, Seen) {
+    fake_backend_for(usize::MAX)
+}
+
+/// [`fake_backend`] that hangs up after `requests` requests.
+fn fake_backend_for(requests: usize) -> (tempfile::TempDir, std::path::PathBuf, Seen) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fs.sock");
     let listener = UnixListener::bind(&path).unwrap();
@@ -40,7 +45,7 @@ fn fake_backend() -> (tempfile::TempDir, std::path::PathBuf, Seen) {
     let log = seen.clone();
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        loop {
+        for _ in 0..requests {
             let mut hdr = [0u8; 12];
             if s.read_exact(&mut hdr).is_err() {
                 return;
@@ -263,6 +268,24 @@ fn private_ram_is_refused_at_driver_ok() {
     let t = transport(Fs::connect(&path, "root").unwrap(), Arc::new(mem));
     setup_queue(&t, 0, 0x10000);
     setup_queue(&t, 1, 0x20000);
+    drive(&t);
+    assert_ne!(t.status() & status::DEVICE_NEEDS_RESET, 0);
+}
+
+#[test]
+fn a_backend_that_went_away_breaks_the_device_only() {
+    // Gone after the handshake: DRIVER_OK's messages find a closed socket.
+    let (_dir, path, seen) = fake_backend_for(4);
+    let t = transport(Fs::connect(&path, "root").unwrap(), shared_memory());
+    wait_for(&seen, 4);
+    std::thread::sleep(Duration::from_millis(50));
+    setup_queue(&t, 0, 0x10000);
+    setup_queue(&t, 1, 0x20000);
+    drive(&t);
+    assert_ne!(t.status() & status::DEVICE_NEEDS_RESET, 0);
+    // A reset and another try fail the same way, without a panic.
+    w(&t, 0x70, 0);
+    setup_queue(&t, 0, 0x10000);
     drive(&t);
     assert_ne!(t.status() & status::DEVICE_NEEDS_RESET, 0);
 }
