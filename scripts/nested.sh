@@ -5,7 +5,7 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: scripts/nested.sh [--release] [--file PATH]... [--timeout SECONDS] [--console] [--qemu] -- COMMAND [ARG]...
+Usage: scripts/nested.sh [--release] [--file PATH]... [--program PATH[:GUEST]]... [--timeout SECONDS] [--console] [--qemu] -- COMMAND [ARG]...
 
 Builds domboot (debug, or --release), boots the nested bench's outer guest once and runs
 COMMAND there (busybox sh; domboot is /bin/domboot). Arguments that name host files are

@@ -6,6 +6,8 @@
 
 #[path = "../../bootdisk/tests/images/mod.rs"]
 mod images;
+#[path = "nested_kvm/rootfs.rs"]
+mod rootfs;
 
 use domboot_testkit::nested::{Bench, BenchRun, CheckResult};
 use std::collections::BTreeMap;
@@ -241,6 +243,7 @@ fn real_linux_on_the_kvm_backend() {
     );
 
     let exec = exec_checks(&mut bench, &cloud);
+    let host_rootfs = rootfs::checks(&mut bench, &cloud, &cloud_modules());
     disk_entry_checks(&mut bench, &f);
 
     // One inner boot takes 6-40 s here (120 s is each run's own --timeout); a check the outer
@@ -315,6 +318,7 @@ fn real_linux_on_the_kvm_backend() {
     }
     ends(&mut fails, &run);
     exec_results(&mut fails, &run, &exec);
+    rootfs::results(&mut fails, &run, &host_rootfs);
     disk_entry_results(&mut fails, &run, &f);
     let _ = std::fs::remove_dir_all(&f.dir);
     eprintln!(
@@ -429,14 +433,7 @@ fn exec_checks(bench: &mut Bench, cloud: &str) -> ExecExpect {
              echo \"SUM $(sha256sum < /tmp/o | cut -d' ' -f1)\"; echo \"LEN $(wc -c < /tmp/o)\""
         ),
     );
-    let modules = std::fs::canonicalize(
-        domboot_testkit::debian_kernel("cloud")
-            .vmlinuz
-            .parent()
-            .expect("cache folder")
-            .join("modules"),
-    )
-    .expect("the cloud kernel's modules tree");
+    let modules = cloud_modules();
     for m in ["kernel/fs/fat/fat.ko", "kernel/fs/fat/vfat.ko"] {
         bench.file(&modules.join(m));
     }
@@ -455,6 +452,18 @@ fn exec_checks(bench: &mut Bench, cloud: &str) -> ExecExpect {
         bytes_sum: domboot_testkit::sha256_hex(&expect),
         bytes_len: expect.len(),
     }
+}
+
+/// The cloud kernel's modules tree (its real path, which the outer guest gets).
+fn cloud_modules() -> PathBuf {
+    std::fs::canonicalize(
+        domboot_testkit::debian_kernel("cloud")
+            .vmlinuz
+            .parent()
+            .expect("cache folder")
+            .join("modules"),
+    )
+    .expect("the cloud kernel's modules tree")
 }
 
 fn exec_results(fails: &mut Failures, run: &BenchRun, want: &ExecExpect) {

@@ -8,6 +8,7 @@
 
 use crate::device_manager::{DeviceManager, legacy};
 use crate::devices::virtio::console::{Console, ConsoleInput};
+use crate::devices::virtio::fs::Fs;
 use crate::devices::virtio::net::{self, Net, NetBackend, passt::Passt, tap::Tap};
 use crate::devices::virtio::vsock::{self, Vsock};
 use crate::devices::virtio::{VirtioDevice, block::Block, rng::Rng};
@@ -52,7 +53,12 @@ pub fn build(plan: &BootPlan, cfg: &VmConfig) -> Result<Vm, VmmError> {
         )));
     }
     // Memory is made before the VM so that it is also dropped after it, on every path.
-    let mem = Arc::new(memory::allocate(plan)?);
+    // A vhost-user backend maps guest RAM too: it is then memfds, shared.
+    let mem = Arc::new(if cfg.filesystems.is_empty() {
+        memory::allocate(plan)?
+    } else {
+        memory::allocate_shared(plan)?
+    });
     let loaded = memory::load_segments(&mem, plan)?;
     log(&format!(
         "segments: {} KiB copied, {} KiB mapped copy-on-write from their files",
@@ -239,6 +245,11 @@ fn add_virtio_devices(
         }
         let dev =
             Vsock::new(v.cid, &v.socket).map_err(|e| VmmError::Setup(format!("vsock: {e}")))?;
+        add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(dev))?;
+    }
+    for f in &cfg.filesystems {
+        let dev = Fs::connect(&f.socket, &f.tag)
+            .map_err(|e| VmmError::Setup(format!("virtio-fs: {e}")))?;
         add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(dev))?;
     }
     Ok(())

@@ -13,7 +13,7 @@
 //! One VM per call: in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT, guest RAM from the
 //! plan's e820, the plan's segments copied in, an MP table and ACPI tables for the vCPUs
 //! and devices (see [`acpi`]: the guest can power off through them), the legacy PC
-//! devices and virtio-mmio disks, network interfaces, rng and vsock (see
+//! devices and virtio-mmio disks, network interfaces, rng, vsock and virtio-fs (see
 //! [`device_manager`]). vCPU 0 starts in the
 //! plan's entry state; the others wait for INIT/SIPI. The run ends with an [`Outcome`];
 //! see [`Outcome::exit_code`] for the process exit status each one maps to.
@@ -80,6 +80,17 @@ pub struct VmConfig {
     /// that order: at most three (see [`devices::serial_link`]). Without, those ports are
     /// absent.
     pub serial_links: Vec<PathBuf>,
+    /// virtio-fs devices, each served by a vhost-user-fs backend (virtiofsd) already
+    /// listening on its socket (see [`devices::virtio::fs`]). With any, guest RAM is
+    /// shareable memfds.
+    pub filesystems: Vec<FsConfig>,
+}
+
+/// One virtio-fs device: the tag the guest mounts and the backend's vhost-user socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FsConfig {
+    pub tag: String,
+    pub socket: PathBuf,
 }
 
 /// The guest's console device.
@@ -147,6 +158,7 @@ impl Default for VmConfig {
             console: ConsoleKind::Serial,
             vsock: None,
             serial_links: Vec::new(),
+            filesystems: Vec::new(),
         }
     }
 }

@@ -171,8 +171,9 @@ pub struct Devices {
     pub virtio_console: bool,
     /// Firecracker's hybrid vsock (KVM only).
     pub vsock: Option<VsockArg>,
-    /// virtio-fs devices as (tag, vhost-user socket of its virtiofsd): TCG only (QEMU's
-    /// vhost-user-fs-pci), see [`super::rootfs`].
+    /// virtio-fs devices as (tag, vhost-user socket of its virtiofsd): QEMU's
+    /// vhost-user-fs-pci under TCG, the KVM backend's virtio-mmio device, see
+    /// [`super::rootfs`].
     pub virtiofs: Vec<(String, PathBuf)>,
     /// The vsock is a domain configuration's `<vsock>` (libvirt's vhost-vsock), not
     /// `--vsock`: under TCG it becomes QEMU's vhost-vsock-pci where the host has
@@ -271,12 +272,6 @@ impl Devices {
                  can run the guest"
             );
         }
-        if !self.virtiofs.is_empty() && accel == Accel::Kvm {
-            anyhow::bail!(
-                "virtio-fs (--rootfs host): domboot's KVM backend has no vhost-user-fs device \
-                 yet; the accelerator here is KVM ({why}); run with --accel tcg"
-            );
-        }
         Ok(())
     }
 
@@ -317,6 +312,17 @@ impl Devices {
             cid: v.cid,
             socket: v.socket.clone(),
         })
+    }
+
+    /// For the KVM backend.
+    pub fn vmm_filesystems(&self) -> Vec<domboot_vmm::FsConfig> {
+        self.virtiofs
+            .iter()
+            .map(|(tag, socket)| domboot_vmm::FsConfig {
+                tag: tag.clone(),
+                socket: socket.clone(),
+            })
+            .collect()
     }
 
     /// For the KVM backend.

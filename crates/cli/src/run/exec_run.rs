@@ -43,12 +43,19 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     };
     let rootfs = rootfs::for_run(&args, &kernel, modules_dir.as_deref(), user_initrds)?;
     let host = rootfs.host();
-    let extra_modules: &[&str] = if host.is_some() {
-        &rootfs::MODULES
+    let (extra_modules, transports): (&[&str], &[&str]) = if host.is_some() {
+        (&rootfs::MODULES, &rootfs::TRANSPORTS)
     } else {
-        &[]
+        (&[], &[])
     };
-    let modules = module_files(&args, &devices, &kernel, modules_dir, extra_modules)?;
+    let modules = module_files(
+        &args,
+        &devices,
+        &kernel,
+        modules_dir,
+        extra_modules,
+        transports,
+    )?;
     progress.say("building the initramfs");
     let initrds = exec::prepare(&cmd, &modules, &kernel, host.map(|h| h.guest_script()))?;
     let user_cmdline = match &config {
@@ -80,12 +87,6 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     super::preflight::check_initrds(&image)?;
     let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
     devices.check_accel(accel, &why)?;
-    if host.is_some() && accel == Accel::Kvm {
-        anyhow::bail!(
-            "--rootfs host: the accelerator is KVM ({why}), whose backend has no virtio-fs \
-             device yet; run with --accel tcg or --rootfs busybox"
-        );
-    }
     let plan = image.build()?;
     if args.verbose {
         eprintln!(
@@ -95,24 +96,21 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     }
     let cpus = cpu_count(args.cpus, config.as_ref().and_then(|c| c.vcpus))?;
     progress.say("booting");
-    let ended = if accel == Accel::Kvm {
-        on_serial_ports(accel, &args, &devices, &plan, cpus, started, &progress)?
-    } else {
-        let mut devices = devices;
-        // Stopped when this goes, after QEMU (its frontend) has gone.
-        let servers = match host {
-            Some(h) => Some(rootfs::Servers::start(
-                &h.virtiofsd,
-                &h.shares,
-                args.verbose,
-            )?),
-            None => None,
-        };
-        if let Some(s) = &servers {
-            devices.virtiofs = s.devices();
-        }
-        on_serial_ports(accel, &args, &devices, &plan, cpus, started, &progress)?
+    // Stopped when this goes, after the VMM or QEMU (their frontend) has gone.
+    let servers = match host {
+        Some(h) => Some(rootfs::Servers::start(
+            &h.virtiofsd,
+            &h.shares,
+            args.verbose,
+        )?),
+        None => None,
     };
+    let mut devices = devices;
+    if let Some(s) = &servers {
+        devices.virtiofs = s.devices();
+    }
+    let ended = on_serial_ports(accel, &args, &devices, &plan, cpus, started, &progress)?;
+    drop(servers);
     drop(initrds);
     let code = exit_status(&ended);
     if args.json || args.json_file.is_some() {
@@ -122,17 +120,23 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The modules --module names and `extra` (the host rootfs's), resolved in `dir` (--modules
-/// or the kernel's own tree); and the drivers of the guest's devices (--disk, --rng) that
-/// the tree has as modules (a kernel without them in its tree has them built in, or cannot
-/// use the device either way).
+/// or the kernel's own tree); and the drivers of the guest's devices (--disk, --rng) and
+/// `optional` (the host rootfs's virtio transports) that the tree has as modules (a kernel
+/// without them in its tree has them built in, or cannot use the device either way).
 fn module_files(
     args: &Args,
     devices: &super::Devices,
     kernel: &std::path::Path,
     dir: Option<PathBuf>,
     extra: &[&str],
+    optional: &[&str],
 ) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let device_modules = devices.modules();
+    let mut device_modules = devices.modules();
+    for m in optional {
+        if !device_modules.iter().any(|d| d == m) {
+            device_modules.push(m.to_string());
+        }
+    }
     if args.module.is_empty() && device_modules.is_empty() && extra.is_empty() {
         return Ok(Vec::new());
     }

@@ -55,6 +55,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         },
         vsock: cfg.devices.vmm_vsock(),
         serial_links: cfg.extra_serials.clone(),
+        filesystems: cfg.devices.vmm_filesystems(),
     };
     let outcome = domboot_vmm::run(plan, &vm)?;
     if let SerialSink::Filter(_) = &cfg.serial {

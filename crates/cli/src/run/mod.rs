@@ -76,7 +76,7 @@ pub struct Args {
     pub exec: Option<String>,
     /// With --exec: the guest's userland. `host`: the host's / read-only through
     /// virtio-fs, writes kept in memory (a tmpfs overlay), the command run by the host's
-    /// /bin/sh in the current directory; TCG only, needs virtiofsd and a kernel with
+    /// /bin/sh in the current directory; needs virtiofsd and a kernel with
     /// virtiofs and overlay. `busybox`: a generated busybox initramfs. Default: host where
     /// it works, else busybox with a one-line notice saying why.
     #[arg(long, value_enum, value_name = "host|busybox", requires = "exec")]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "\
-Usage: nested --domboot BIN [--file PATH]... [--module PATH]... [--timeout SECONDS] [--console] [--qemu] -- COMMAND [ARG]...
+Usage: nested --domboot BIN [--file PATH]... [--program PATH[:GUEST]]... [--module PATH]... [--timeout SECONDS] [--console] [--qemu] -- COMMAND [ARG]...
 
 Boots the nested bench's outer guest once and runs COMMAND there with busybox's sh
 (/bin/domboot is BIN). Arguments of COMMAND that name existing host files are copied
@@ -18,6 +18,9 @@ Standard input, when it is not a terminal, becomes COMMAND's input.
 
   --domboot BIN      the domboot binary to carry in (scripts/nested.sh builds one)
   --file PATH        also copy PATH into the outer guest (repeatable)
+  --program PATH[:GUEST]
+                     copy the executable PATH and the libraries ldd lists for it into the
+                     outer guest, at GUEST (default: the same path) (repeatable)
   --module PATH      have the outer guest load this module of the cloud kernel's modules
                      tree (e.g. kernel/drivers/net/tun.ko) after KVM's (repeatable)
   --timeout SECONDS  limit for COMMAND inside the outer guest (default 600)
@@ -40,6 +43,7 @@ fn run() -> Result<ExitCode, String> {
     let (mut domboot, mut files, mut timeout, mut console) = (None, Vec::new(), 600u64, false);
     let mut qemu = false;
     let mut modules = Vec::new();
+    let mut programs = Vec::new();
     let mut command = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -51,6 +55,7 @@ fn run() -> Result<ExitCode, String> {
                     .and_then(|s| s.parse().ok())
                     .ok_or("--timeout needs a number of seconds")?
             }
+            "--program" => programs.push(args.next().ok_or("--program needs a path")?),
             "--module" => modules.push(args.next().ok_or("--module needs a path")?),
             "--console" => console = true,
             "--qemu" => qemu = true,
@@ -72,6 +77,13 @@ fn run() -> Result<ExitCode, String> {
     bench.progress = true;
     for f in &files {
         bench.file(f);
+    }
+    for p in &programs {
+        let (host, guest) = p.split_once(':').unwrap_or((p, p));
+        if !guest.starts_with('/') {
+            return Err(format!("--program {p}: the guest path must be absolute"));
+        }
+        bench.program(Path::new(host), guest);
     }
     if qemu {
         bench.qemu();

@@ -121,7 +121,13 @@ impl Workers {
                     EpollEvent::new(EventSet::IN, token),
                 )
             };
-            for (i, evt) in s.notify.iter().enumerate() {
+            // A vhost-user backend reads the kicks itself.
+            let kicks = if s.transport.queues_served_elsewhere() {
+                &[][..]
+            } else {
+                &s.notify[..]
+            };
+            for (i, evt) in kicks.iter().enumerate() {
                 watch(std::os::fd::AsRawFd::as_raw_fd(evt), i as u64)
                     .map_err(|e| io(format!("{name}: epoll"), e))?;
             }

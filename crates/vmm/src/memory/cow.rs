@@ -30,6 +30,11 @@ pub fn map_segment(mem: &GuestMemoryMmap, seg: &Segment) -> Result<Option<Range<
     let Some(backing) = &seg.backing else {
         return Ok(None);
     };
+    // Shared guest RAM (a vhost-user backend maps it too) must stay one set of pages:
+    // a private file page over it would be seen by the guest and not by the backend.
+    if mem.iter().any(|r| r.file_offset().is_some()) {
+        return Ok(None);
+    }
     let len = seg.data.len() as u64;
     if len < MIN_MAPPED || seg.addr % PAGE != backing.offset % PAGE {
         return Ok(None);

@@ -9,7 +9,8 @@ use domboot_builder::{BootPlan, E820Type};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use vm_memory::{
-    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+    Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    GuestRegionMmap,
 };
 
 /// The first MiB is always backed: real-mode trampolines, the EBDA and the BIOS area where
@@ -68,6 +69,47 @@ pub fn allocate(plan: &BootPlan) -> Result<GuestMemoryMmap, VmmError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(VmmError::Memory)?;
     GuestMemoryMmap::from_regions(regions).map_err(|e| VmmError::Memory(e.to_string()))
+}
+
+/// Allocates guest memory for `plan` that another process can map too: each region is a
+/// memfd mapped `MAP_SHARED`, whose fd a vhost-user backend (virtiofsd) receives in
+/// SET_MEM_TABLE. Still lazily populated (shmem pages appear on first touch); the
+/// segments are copied in rather than mapped copy-on-write (see [`cow`]), since a private
+/// page would be one the backend never sees.
+pub fn allocate_shared(plan: &BootPlan) -> Result<GuestMemoryMmap, VmmError> {
+    let ranges = ram_ranges(plan)?;
+    let mut regions = Vec::with_capacity(ranges.len());
+    for &(s, e) in &ranges {
+        let size = e - s;
+        let file = memfd(&format!("domboot-ram-{s:#x}"), size)?;
+        let len = usize::try_from(size).map_err(|e| VmmError::Memory(e.to_string()))?;
+        regions.push((GuestAddress(s), len, Some(FileOffset::new(file, 0))));
+    }
+    GuestMemoryMmap::from_ranges_with_files(regions).map_err(|e| VmmError::Memory(e.to_string()))
+}
+
+/// An anonymous memory file of `size` bytes (sparse: no memory until touched).
+pub(crate) fn memfd(name: &str, size: u64) -> Result<std::fs::File, VmmError> {
+    use std::os::fd::FromRawFd;
+    let fail = |what: &str| {
+        VmmError::Memory(format!(
+            "{what} for shareable guest RAM: {}",
+            std::io::Error::last_os_error()
+        ))
+    };
+    let cname = std::ffi::CString::new(name).map_err(|e| VmmError::Memory(e.to_string()))?;
+    // SAFETY: `cname` is a valid NUL-terminated string that outlives the call; memfd_create
+    // only reads it and returns a new fd or -1.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(fail("memfd_create"));
+    }
+    // SAFETY: `fd` was just returned by memfd_create, is open and owned by nobody else.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.set_len(size).map_err(|e| {
+        VmmError::Memory(format!("sizing shareable guest RAM to {size} bytes: {e}"))
+    })?;
+    Ok(file)
 }
 
 /// What loading the segments did, for `--verbose` and the tests.

@@ -1,18 +1,18 @@
 //! `run --exec --rootfs host`: the guest's / is the host's /, read-only through virtio-fs
-//! (one virtiofsd per shared folder, QEMU's vhost-user-fs-pci devices) under a tmpfs
+//! (one virtiofsd per shared folder; QEMU's vhost-user-fs-pci devices under TCG, the KVM
+//! backend's own virtio-mmio vhost-user-fs devices under KVM) under a tmpfs
 //! overlay, so the command runs with the host's tools in the host's current directory and
 //! its writes stay in the guest; `--rwdir`/`--rodir` share more folders at the same paths,
 //! `--user` runs the command as the calling user.
 //!
-//! Only the TCG backend has a vhost-user-fs device; on KVM (and for kernels that cannot
-//! run the host's programs or load virtiofs) the default falls back to the busybox
-//! userland with a one-line notice, and an explicit `--rootfs host` is an error.
+//! For kernels that cannot run the host's programs or load virtiofs, and where no
+//! virtiofsd is found, the default falls back to the busybox userland with a one-line
+//! notice, and an explicit `--rootfs host` is an error.
 
 mod virtiofsd;
 
 pub use virtiofsd::Servers;
 
-use super::Accel;
 use anyhow::{Context as _, bail};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -21,16 +21,21 @@ use std::path::{Path, PathBuf};
 /// `--rootfs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RootfsArg {
-    /// The host's / read-only through virtio-fs, writes in a tmpfs overlay (TCG only).
+    /// The host's / read-only through virtio-fs, writes in a tmpfs overlay.
     Host,
     /// A generated busybox initramfs.
     Busybox,
 }
 
-/// The modules the guest needs for the host's /: the virtio-pci transport QEMU's
-/// vhost-user-fs-pci sits on, virtiofs (with fuse) and overlay. Debian's kernels have all
-/// of them as modules; a kernel with them built in lists them in modules.builtin.
-pub const MODULES: [&str; 3] = ["virtio_pci", "virtiofs", "overlay"];
+/// The modules the guest needs for the host's /: virtiofs (with fuse) and overlay. Debian's
+/// kernels have them as modules; a kernel with them built in lists them in
+/// modules.builtin.
+pub const MODULES: [&str; 2] = ["virtiofs", "overlay"];
+
+/// The virtio transports the virtio-fs devices sit on: virtio-mmio on the KVM backend,
+/// virtio-pci under QEMU. Loaded where the kernel has them as modules (the accelerator is
+/// chosen after the initramfs is built); a kernel without them has them built in.
+pub const TRANSPORTS: [&str; 2] = ["virtio_mmio", "virtio_pci"];
 
 /// The virtio-fs tag of the host's /.
 pub const ROOT_TAG: &str = "domboot-root";
@@ -103,19 +108,15 @@ impl Rootfs {
     }
 }
 
-/// [`decide`] for an exec run's options. The accelerator decides whether the host's / can
-/// be the guest's: asked here without the kernel (the run asks again with it, which gives
-/// the real answer and its errors). `user_initrds`: --initrd or the configuration's ramdisk
-/// adds files to the initramfs.
+/// [`decide`] for an exec run's options (both backends have virtio-fs, so the accelerator
+/// does not matter). `user_initrds`: --initrd or the configuration's ramdisk adds files to
+/// the initramfs.
 pub fn for_run(
     args: &super::Args,
     kernel: &Path,
     modules: Option<&Path>,
     user_initrds: bool,
 ) -> anyhow::Result<Rootfs> {
-    let likely_accel = super::choose_accel(args.accel, || None, args.pvm_guest)
-        .map(|(a, _)| a)
-        .unwrap_or(args.accel);
     let req = Request {
         choice: args.rootfs,
         rwdir: &args.rwdir,
@@ -123,19 +124,14 @@ pub fn for_run(
         user: args.user,
         user_initrds,
     };
-    decide(&req, likely_accel, kernel, modules)
+    decide(&req, kernel, modules)
 }
 
 /// The userland for this run: `--rootfs` as asked (an error naming what is missing when
 /// the host's / cannot work), else the host's / where it works and busybox with a notice
 /// on stderr where it does not. --rwdir, --rodir and --user ask for the host's /.
-/// `accel` is the accelerator the run will use; `modules` the kernel's modules tree.
-pub fn decide(
-    req: &Request<'_>,
-    accel: Accel,
-    kernel: &Path,
-    modules: Option<&Path>,
-) -> anyhow::Result<Rootfs> {
+/// `modules` is the kernel's modules tree.
+pub fn decide(req: &Request<'_>, kernel: &Path, modules: Option<&Path>) -> anyhow::Result<Rootfs> {
     if std::fs::metadata(kernel).is_err() {
         // Building the image reports this kernel in its own words.
         return Ok(Rootfs::Busybox);
@@ -158,7 +154,7 @@ pub fn decide(
         }
         _ => {}
     }
-    let virtiofsd = match unavailable(accel, kernel, modules) {
+    let virtiofsd = match unavailable(kernel, modules) {
         Ok(v) => v,
         Err(why) if req.choice == Some(RootfsArg::Host) => bail!("--rootfs host: {why}"),
         Err(why) if !flags.is_empty() => {
@@ -177,15 +173,7 @@ pub fn decide(
 }
 
 /// The virtiofsd to use, or why the host's / cannot be the guest's here.
-fn unavailable(accel: Accel, kernel: &Path, modules: Option<&Path>) -> Result<PathBuf, String> {
-    if accel == Accel::Kvm {
-        return Err(
-            "the accelerator is KVM, and domboot's KVM backend has no virtio-fs \
-                    (vhost-user-fs) device yet; only the TCG backend (QEMU, --accel tcg) \
-                    shares the host's / with the guest"
-                .into(),
-        );
-    }
+fn unavailable(kernel: &Path, modules: Option<&Path>) -> Result<PathBuf, String> {
     if super::exec::is_32bit(kernel) {
         return Err(format!(
             "{} is a 32-bit kernel, which cannot run the host's 64-bit programs",
@@ -352,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn busybox_refuses_host_flags_and_kvm_refuses_host() {
+    fn busybox_refuses_host_flags_and_host_needs_modules() {
         // Any file that exists stands in for the kernel: these refusals come before it is read.
         let kernel = std::env::current_exe().unwrap();
         let dirs = [PathBuf::from("/tmp")];
@@ -363,7 +351,7 @@ mod tests {
             user: false,
             user_initrds: false,
         };
-        let err = decide(&req, Accel::Tcg, &kernel, None).unwrap_err();
+        let err = decide(&req, &kernel, None).unwrap_err();
         assert!(
             err.to_string().contains("--rwdir: only with --rootfs host"),
             "{err}"
@@ -375,10 +363,10 @@ mod tests {
             user: false,
             user_initrds: false,
         };
-        let err = decide(&req, Accel::Kvm, &kernel, None).unwrap_err();
+        // KVM has virtio-fs too: what is missing here is the modules tree.
+        let err = decide(&req, &kernel, None).unwrap_err();
         assert!(
-            err.to_string()
-                .contains("--rootfs host: the accelerator is KVM"),
+            err.to_string().contains("--rootfs host: no modules tree"),
             "{err}"
         );
         let req = Request {
@@ -389,7 +377,7 @@ mod tests {
             user_initrds: false,
         };
         assert!(matches!(
-            decide(&req, Accel::Kvm, &kernel, None).unwrap(),
+            decide(&req, &kernel, None).unwrap(),
             Rootfs::Busybox
         ));
         // Files added to the initramfs keep busybox's /, even where the host's would work.
@@ -398,7 +386,7 @@ mod tests {
             ..req
         };
         assert!(matches!(
-            decide(&req, Accel::Tcg, &kernel, None).unwrap(),
+            decide(&req, &kernel, None).unwrap(),
             Rootfs::Busybox
         ));
     }

@@ -104,6 +104,12 @@ impl MmioTransport {
         lock(&self.regs).device.backend_fd()
     }
 
+    /// Whether another process serves the queues (see
+    /// [`VirtioDevice::queues_served_elsewhere`]).
+    pub fn queues_served_elsewhere(&self) -> bool {
+        lock(&self.regs).device.queues_served_elsewhere()
+    }
+
     /// Serves the device's backend after it became ready, while the driver has the device
     /// running.
     pub fn process_backend(&self) {
@@ -123,10 +129,14 @@ impl MmioTransport {
             Ok(true) => {
                 // With EVENT_IDX the driver says when it wants an interrupt (used_event);
                 // without it every queue needs one. Each queue is asked, so each forgets
-                // what it has added since.
-                let mut needed = false;
-                for q in &mut regs.queues {
-                    needed |= q.needs_notification(self.mem.as_ref()).unwrap_or(true);
+                // what it has added since. A vhost-user backend fills the used rings and
+                // applies EVENT_IDX itself (our copies of its queues never see a used
+                // buffer): its call means an interrupt is due.
+                let mut needed = regs.device.queues_served_elsewhere();
+                if !needed {
+                    for q in &mut regs.queues {
+                        needed |= q.needs_notification(self.mem.as_ref()).unwrap_or(true);
+                    }
                 }
                 if needed {
                     self.interrupt_status.fetch_or(INT_VRING, Ordering::SeqCst);
@@ -151,6 +161,9 @@ impl MmioTransport {
         let mut regs = lock(&self.regs);
         let regs = &mut *regs;
         if regs.status & status::DRIVER_OK == 0 || regs.status & status::DEVICE_NEEDS_RESET != 0 {
+            return;
+        }
+        if regs.device.queues_served_elsewhere() {
             return;
         }
         let Some(queue) = regs.queues.get_mut(index) else {
@@ -188,6 +201,11 @@ impl MmioTransport {
             },
             0x034 => queue.map_or(0, |q| q.max_size().into()),
             0x044 => queue.map_or(0, |q| q.ready().into()),
+            // SHMLenLow/High, SHMBaseLow/High: no device here has shared memory regions,
+            // and a missing region reads as length -1 (virtio 1.2, 4.2.2). Reading 0
+            // says "a region of length 0", which virtiofs takes for its DAX window and
+            // fails to probe on.
+            0x0b0 | 0x0b4 | 0x0b8 | 0x0bc => u32::MAX,
             0x070 => regs.status,
             // The configuration space never changes under the driver.
             0x0fc => 0,
@@ -266,6 +284,13 @@ impl MmioTransport {
         }
         // NEEDS_RESET is the device's to set, never the driver's to clear.
         regs.status = value | (regs.status & status::DEVICE_NEEDS_RESET);
+        if newly & status::DRIVER_OK != 0 && regs.device.queues_served_elsewhere() {
+            let result = regs
+                .device
+                .activate(regs.driver_features, &regs.queues, &self.mem, &self.notify)
+                .map(|()| false);
+            self.finish(regs, result);
+        }
         if newly & status::DRIVER_OK != 0 {
             // Drivers fill and kick queues during probe, before DRIVER_OK (virtio_console
             // does), and the device ignores queues until then: serve every queue once now,
@@ -383,6 +408,12 @@ mod tests {
         assert_eq!(r(&t, 0x34), 16);
         w(&t, 0x30, 5);
         assert_eq!(r(&t, 0x34), 0, "no queue 5");
+        w(&t, 0xac, 0);
+        assert_eq!(
+            (r(&t, 0xb0), r(&t, 0xb4)),
+            (u32::MAX, u32::MAX),
+            "no shared memory region 0: length -1"
+        );
         let mut b = [0u8; 1];
         t.read(0x101, &mut b);
         assert_eq!(b, [8]);

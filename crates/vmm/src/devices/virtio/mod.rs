@@ -11,6 +11,7 @@
 
 pub mod block;
 pub mod console;
+pub mod fs;
 pub mod iov;
 pub mod mmio;
 pub mod net;
@@ -27,6 +28,7 @@ pub const TYPE_BLOCK: u32 = 2;
 pub const TYPE_CONSOLE: u32 = 3;
 pub const TYPE_RNG: u32 = 4;
 pub const TYPE_VSOCK: u32 = 19;
+pub const TYPE_FS: u32 = 26;
 
 /// VIRTIO_F_VERSION_1: the modern interface, the only one domboot offers.
 pub const F_VERSION_1: u64 = 1 << 32;
@@ -107,6 +109,26 @@ pub trait VirtioDevice: Send {
         _mem: &GuestMemoryMmap,
     ) -> Result<bool, DeviceError> {
         Ok(false)
+    }
+    /// Whether another process serves the queues (a vhost-user backend): the device
+    /// manager then leaves the queue notifications alone (they are the backend's kick
+    /// eventfds) and the transport hands the queues over through
+    /// [`VirtioDevice::activate`] instead of calling [`VirtioDevice::process_queue`].
+    fn queues_served_elsewhere(&self) -> bool {
+        false
+    }
+    /// The driver set DRIVER_OK with `features` accepted: hand the ready queues, guest
+    /// memory and the queues' notification eventfds (`kicks[i]` for queue `i`) to whoever
+    /// serves them. Called only for devices whose [`VirtioDevice::queues_served_elsewhere`];
+    /// an error puts the device into NEEDS_RESET.
+    fn activate(
+        &mut self,
+        _features: u64,
+        _queues: &[Queue],
+        _mem: &GuestMemoryMmap,
+        _kicks: &[vmm_sys_util::eventfd::EventFd],
+    ) -> Result<(), DeviceError> {
+        Ok(())
     }
 }
 
