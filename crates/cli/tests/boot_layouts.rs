@@ -214,11 +214,14 @@ fn build() -> Images {
     );
 
     // (4) ISO9660 (Rock Ridge + Joliet) laid out like a live/installer medium: grub.cfg
-    // (its default) and isolinux.cfg, whose entry is booted by its title.
+    // (its default) and isolinux.cfg, whose entry is booted by its title. (No `noapic` or
+    // `nosmp`, which live media's fail-safe entries often have: on the KVM backend, whose
+    // ACPI tables describe a hardware-reduced platform, Linux then has no interrupt
+    // controller for COM1, and what /init writes to the console never comes out.)
     let (live, failsafe, iso_safe) = (
         line(None, "live", "boot=live"),
-        line(None, "failsafe", "boot=live noapic"),
-        line(None, "isolinux-safe", "boot=live nosmp"),
+        line(None, "failsafe", "boot=live components"),
+        line(None, "isolinux-safe", "boot=live toram"),
     );
     let grub = format!(
         "set default=1\nset timeout=5\n\
