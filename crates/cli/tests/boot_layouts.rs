@@ -1,7 +1,7 @@
 //! Issue 12's proof for every disk layout: images built with the real tools (sgdisk,
 //! parted, `mkfs.ext4 -d`, mkfs.ext2, mkfs.vfat + mcopy, xorriso) — GPT and MBR (with a
 //! logical partition), a whole-disk FAT and an ISO9660 — each holding Debian's cloud
-//! kernel and a real initramfs under BLS, extlinux, GRUB legacy menu.lst, isolinux,
+//! kernel and a real initramfs under BLS (and a UKI), extlinux, GRUB legacy menu.lst, isolinux,
 //! grub.cfg and syslinux layouts with several entries. `domboot run --disk IMG
 //! --bootloader` boots each image's default entry and a named one, and the initramfs's
 //! /init reports the run's random marker and /proc/cmdline, which must be exactly that
@@ -107,10 +107,12 @@ fn build() -> Images {
         });
     };
 
-    // (1) GPT: an EFI system partition (FAT32) with Boot Loader Spec entries and a
-    // loader.conf default that is not the first entry, and an ext4 root.
+    // (1) GPT: an EFI system partition (FAT32) with Boot Loader Spec entries, a
+    // loader.conf default that is not the first entry and a unified kernel image (objcopy
+    // and systemd-boot's stub: its own initramfs and command line), and an ext4 root.
     let bls = |entry: &str| line(Some("/dev/vda2"), entry, "quiet");
     let (new, old, rescue) = (bls("new"), bls("old"), line(None, "rescue", "single"));
+    let uki = bls("uki");
     let esp = Tree::new()
         .text("/loader/loader.conf", "timeout 3\ndefault debian-old*\n")
         .text(
@@ -135,8 +137,12 @@ fn build() -> Images {
             ),
         )
         .copy("/debian/vmlinuz", &kernel)
-        .copy("/debian/initrd.img", &initrd);
-    let esp = images::fat(d, "esp", &esp, 40, 32);
+        .copy("/debian/initrd.img", &initrd)
+        .copy(
+            "/EFI/Linux/debian-uki.efi",
+            &images::uki(d, "uki", &kernel, &std::fs::read(&initrd).unwrap(), &uki),
+        );
+    let esp = images::fat(d, "esp", &esp, 48, 32);
     let root = images::ext4(
         d,
         "gpt-root",
@@ -153,6 +159,13 @@ fn build() -> Images {
     );
     boot("gpt-bls-default", &gpt, false, None, &old);
     boot("gpt-bls-named", &gpt, true, Some("Recovery"), &rescue);
+    boot(
+        "gpt-bls-uki",
+        &gpt,
+        true,
+        Some("Debian GNU/Linux 12 (bookworm) (6.1.0-57-cloud-amd64)"),
+        &uki,
+    );
 
     // (2) MBR with a primary and a logical partition (5): ext4 holding extlinux.conf, the
     // kernel and the initramfs on the logical one.
