@@ -1,8 +1,8 @@
 //! Issue 12's proof for every disk layout: images built with the real tools (sgdisk,
 //! parted, `mkfs.ext4 -d`, mkfs.ext2, mkfs.vfat + mcopy, xorriso) — GPT and MBR (with a
 //! logical partition), a whole-disk FAT and an ISO9660 — each holding Debian's cloud
-//! kernel and a real initramfs under BLS (and a UKI), extlinux, GRUB legacy menu.lst, isolinux,
-//! grub.cfg and syslinux layouts with several entries. `domboot run --disk IMG
+//! kernel and a real initramfs under BLS (and a UKI), extlinux, GRUB legacy menu.lst,
+//! isolinux, grub.cfg and syslinux layouts with several entries. `domboot run --disk IMG
 //! --bootloader` boots each image's default entry and a named one, and the initramfs's
 //! /init reports the run's random marker and /proc/cmdline, which must be exactly that
 //! entry's (its root= included). Under TCG, and on the KVM backend inside the nested
@@ -263,8 +263,8 @@ fn build() -> Images {
         &iso_safe,
     );
 
-    // (5) A FAT16 filesystem on the whole disk (no partition table) with syslinux.cfg;
-    // the named entry is chosen by its index.
+    // (5) A FAT12 filesystem (8 KiB clusters) on the whole disk (no partition table) with
+    // syslinux.cfg; the named entry is chosen by its index.
     let whole = |entry: &str, extra: &str| line(Some("/dev/vda"), entry, extra);
     let (first, second) = (whole("first", ""), whole("second", "quiet"));
     let syslinux = format!(
@@ -275,7 +275,7 @@ fn build() -> Images {
         .text("/syslinux.cfg", &syslinux)
         .copy("/vmlinuz", &kernel)
         .copy("/initrd.img", &initrd);
-    let fat = images::fat(d, "whole-disk", &fat, 20, 16);
+    let fat = images::fat(d, "whole-disk", &fat, 20, 12);
     boot("fat-whole-default", &fat, false, None, &second);
     boot("fat-whole-named", &fat, true, Some("0"), &first);
 
