@@ -154,6 +154,69 @@ fn a_timeout_stops_virtiofsd_too() {
     assert_eq!(virtiofsd_for(rw.path()), Vec::<String>::new());
 }
 
+/// pids of the virtiofsd processes sharing `dir`.
+fn virtiofsd_pids(dir: &Path) -> Vec<i32> {
+    let want = format!("--shared-dir\0{}\0", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd);
+            (cmd.contains("virtiofsd") && cmd.contains(&want)).then_some(pid)
+        })
+        .collect()
+}
+
+/// A virtiofsd killed while the command runs: without it the guest's next file access
+/// would wait forever (here: until --timeout). The run ends at once with status 2 and
+/// says which folder was lost and how its virtiofsd ended; nothing is left running.
+#[test]
+fn a_virtiofsd_killed_mid_run_ends_the_run_with_the_reason() {
+    use std::io::BufRead;
+    let rw = tempfile::tempdir().unwrap();
+    let mut cmd = domboot();
+    cmd.args(["--timeout", "150", "--json", "--rwdir"])
+        .arg(rw.path())
+        .args(["--exec", "echo ready; sleep 1000; echo never"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let pids = virtiofsd_pids(rw.path());
+    assert_eq!(
+        pids.len(),
+        1,
+        "one virtiofsd shares {}",
+        rw.path().display()
+    );
+    let killed = std::time::Instant::now();
+    // SAFETY: kill only sends a signal to the process the pid names (ours to stop).
+    assert_eq!(unsafe { libc::kill(pids[0], libc::SIGKILL) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let took = killed.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "the run went on for {took:?} after virtiofsd died"
+    );
+    let expected = format!(
+        "virtiofsd serving {} to the guest (pid {}) was killed by signal 9",
+        rw.path().display(),
+        pids[0]
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains(r#""reason":"virtiofsd-gone""#), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
+    assert_eq!(virtiofsd_for(rw.path()), Vec::<String>::new());
+}
+
 #[test]
 fn what_cannot_work_is_refused_before_booting() {
     let dir = tempfile::tempdir().unwrap();

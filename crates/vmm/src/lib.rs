@@ -45,7 +45,7 @@ pub mod vm;
 pub use devices::serial::SerialSink;
 pub use exit::{CrashReport, Registers};
 pub use kvm::{KvmStatus, kvm_status};
-pub use outcome::{EXIT_CRASH, EXIT_GUEST_PANIC, EXIT_TIMEOUT, Outcome};
+pub use outcome::{EXIT_BACKEND_GONE, EXIT_CRASH, EXIT_GUEST_PANIC, EXIT_TIMEOUT, Outcome};
 
 use domboot_builder::BootPlan;
 use std::path::PathBuf;

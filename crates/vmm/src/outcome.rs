@@ -9,6 +9,9 @@ pub const EXIT_CRASH: u8 = 125;
 pub const EXIT_GUEST_PANIC: u8 = 123;
 /// Exit status for `--timeout` (as timeout(1) uses).
 pub const EXIT_TIMEOUT: u8 = 124;
+/// Exit status for a run the VMM could not carry on: a device's host-side backend went
+/// away (the status of domboot's own failures).
+pub const EXIT_BACKEND_GONE: u8 = 2;
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +34,10 @@ pub enum Outcome {
     /// The guest kernel panicked (seen on its console); whatever it did next (reset,
     /// spin) does not matter.
     Panic(Box<devices::panic_watch::PanicReport>),
+    /// A device's host-side backend went away for good (a virtiofsd that exited or was
+    /// killed): the guest's requests to it would never be answered, so the VM was
+    /// stopped. Says which device and why.
+    BackendGone(String),
 }
 
 impl Outcome {
@@ -44,6 +51,7 @@ impl Outcome {
     /// | `Interrupted(sig)` | 128 + sig (130 for SIGINT)   |
     /// | `Crash`            | 125 ([`EXIT_CRASH`])         |
     /// | `Panic`            | 123 ([`EXIT_GUEST_PANIC`])   |
+    /// | `BackendGone`      | 2 ([`EXIT_BACKEND_GONE`])    |
     pub fn exit_code(&self) -> u8 {
         match self {
             Outcome::PowerOff | Outcome::Reset => 0,
@@ -52,6 +60,7 @@ impl Outcome {
             Outcome::Interrupted(sig) => 128u8.wrapping_add(*sig as u8),
             Outcome::Crash(_) => EXIT_CRASH,
             Outcome::Panic(_) => EXIT_GUEST_PANIC,
+            Outcome::BackendGone(_) => EXIT_BACKEND_GONE,
         }
     }
 
@@ -78,6 +87,7 @@ impl Outcome {
                 s
             }
             Outcome::Interrupted(sig) => format!("stopped by signal {sig} ({})", signal_name(*sig)),
+            Outcome::BackendGone(why) => format!("stopped the VM: {why}"),
             Outcome::Panic(r) => {
                 let mut s = String::from("the guest kernel panicked:\n");
                 for l in &r.context {

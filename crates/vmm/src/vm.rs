@@ -175,6 +175,14 @@ impl Vm {
             if let Some(panic) = panicked(&self.watch) {
                 break panic;
             }
+            if let Some(why) = self
+                .devices
+                .virtio
+                .iter()
+                .find_map(|s| s.transport.backend_gone())
+            {
+                break Outcome::BackendGone(why);
+            }
             if let (Some(d), Some(t)) = (deadline, self.cfg.timeout)
                 && Instant::now() >= d
             {

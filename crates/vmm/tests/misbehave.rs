@@ -163,6 +163,7 @@ fn ends_cleanly(r: &Run) {
         }
         Outcome::Interrupted(_) => panic!("nobody sent a signal"),
         Outcome::Panic(p) => panic!("no kernel here to panic, yet: {}", p.line),
+        Outcome::BackendGone(why) => panic!("no device here has a backend process: {why}"),
     }
 }
 

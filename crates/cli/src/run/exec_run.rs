@@ -109,7 +109,10 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(s) = &servers {
         devices.virtiofs = s.devices();
     }
-    let ended = on_serial_ports(accel, &args, &devices, &plan, cpus, started, &progress)?;
+    let backends = servers.as_ref().map(rootfs::Servers::watch);
+    let ended = on_serial_ports(
+        accel, &args, &devices, backends, &plan, cpus, started, &progress,
+    )?;
     drop(servers);
     drop(initrds);
     let code = exit_status(&ended);
@@ -177,6 +180,7 @@ fn run_config(
     cpus: u8,
     serial: SerialSink,
     devices: &super::Devices,
+    backends: Option<rootfs::ServerWatch>,
 ) -> anyhow::Result<RunConfig> {
     Ok(RunConfig {
         cpus,
@@ -189,14 +193,17 @@ fn run_config(
         extra_serials: Vec::new(),
         watch: ConsoleWatch::default(),
         devices: devices.clone(),
+        backends,
     })
 }
 
 /// The kernel's console on ttyS0 (on stderr with --verbose), the command on its own ports.
+#[allow(clippy::too_many_arguments)]
 fn on_serial_ports(
     accel: Accel,
     args: &Args,
     devices: &super::Devices,
+    backends: Option<rootfs::ServerWatch>,
     plan: &domboot_builder::BootPlan,
     cpus: u8,
     started: Instant,
@@ -204,7 +211,7 @@ fn on_serial_ports(
 ) -> anyhow::Result<Ended> {
     let console: Arc<Mutex<dyn ConsoleFilter>> =
         Arc::new(Mutex::new(KernelLog(args.verbose, progress.0.clone())));
-    let mut cfg = run_config(args, cpus, SerialSink::Filter(console), devices)?;
+    let mut cfg = run_config(args, cpus, SerialSink::Filter(console), devices, backends)?;
     let channels = Channels::open(started, progress.0.clone(), cfg.signal.clone())?;
     cfg.extra_serials = channels.paths.clone();
     let outcome = boot(accel, plan, &cfg);
@@ -256,6 +263,7 @@ fn exit_status(e: &Ended) -> u8 {
         Outcome::Interrupted(libc::SIGPIPE) => {}
         Outcome::Interrupted(sig) => eprintln!("domboot: stopped the VM on signal {sig}"),
         Outcome::Panic(report) | Outcome::Crash(report) => eprintln!("domboot: {report}"),
+        Outcome::BackendGone(why) => eprintln!("domboot: {why}; stopped the VM"),
         Outcome::Ended | Outcome::DebugExit(_)
             if e.control.boot_time.is_none()
                 && e.watch.as_ref().is_some_and(|w| w.bytes() == 0) =>
@@ -302,6 +310,7 @@ fn write_json(args: &Args, e: &Ended, mid_line: bool) -> anyhow::Result<()> {
             Outcome::Interrupted(_) | Outcome::Quit => "stopped",
             Outcome::Panic(_) => "kernel-panic",
             Outcome::Crash(_) => "crash",
+            Outcome::BackendGone(_) => "virtiofsd-gone",
             Outcome::Ended | Outcome::DebugExit(_) => "guest-stopped",
         }
         .into();

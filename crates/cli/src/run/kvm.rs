@@ -68,5 +68,13 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         VmOutcome::Interrupted(sig) => Outcome::Interrupted(sig),
         crash @ VmOutcome::Crash(_) => Outcome::Crash(crash.describe()),
         panic @ VmOutcome::Panic(_) => Outcome::Panic(panic.describe()),
+        // The VMM saw the device's socket close; the process behind it says how it ended
+        // (its exit is reaped a moment after its socket closes).
+        VmOutcome::BackendGone(device) => Outcome::BackendGone(
+            cfg.backends
+                .as_ref()
+                .and_then(|b| b.gone_within(std::time::Duration::from_secs(2)))
+                .unwrap_or(device),
+        ),
     })
 }

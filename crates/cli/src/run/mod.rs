@@ -108,7 +108,8 @@ pub struct Args {
     #[arg(long)]
     pub pvm_guest: bool,
     /// With --exec: print {"status", "boot_ms", "command_ms"} as JSON on a line of its own
-    /// on stderr after the run (with "reason" when the command has no status).
+    /// on stderr after the run (with "reason" when the command has no status: timeout,
+    /// stopped, kernel-panic, crash, guest-stopped, virtiofsd-gone).
     #[arg(long, requires = "exec")]
     pub json: bool,
     /// With --exec: write that JSON object to FILE instead of stderr.
@@ -261,6 +262,9 @@ pub struct RunConfig {
     pub watch: watch::ConsoleWatch,
     /// Disks, interfaces, the rng and vsock devices.
     pub devices: Devices,
+    /// The virtiofsd processes serving the guest's virtio-fs devices: one that ends while
+    /// the guest runs ends the run ([`Outcome::BackendGone`]).
+    pub backends: Option<rootfs::ServerWatch>,
 }
 
 /// The value Ctrl-A x leaves in [`RunConfig::signal`]: the user quit the console.
@@ -281,6 +285,9 @@ pub enum Outcome {
     Panic(String),
     /// The user quit the console with Ctrl-A x.
     Quit,
+    /// A helper process the guest depends on went away (a virtiofsd serving its files),
+    /// so domboot stopped the VM: which one, and how it ended.
+    BackendGone(String),
 }
 
 impl Outcome {
@@ -294,6 +301,7 @@ impl Outcome {
             Outcome::Quit => 128 + libc::SIGINT as u8,
             Outcome::Crash(_) => domboot_vmm::EXIT_CRASH,
             Outcome::Panic(_) => domboot_vmm::EXIT_GUEST_PANIC,
+            Outcome::BackendGone(_) => domboot_vmm::EXIT_BACKEND_GONE,
         }
     }
 }
@@ -460,6 +468,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         extra_serials: Vec::new(),
         watch: watch::ConsoleWatch::default(),
         devices,
+        backends: None,
     };
     let outcome = boot(accel, &plan, &cfg)?;
     report(&outcome, args.verbose);
@@ -476,6 +485,7 @@ pub fn report(outcome: &Outcome, verbose: bool) {
         Outcome::Interrupted(sig) => eprintln!("domboot: stopped the guest on signal {sig}"),
         Outcome::Quit => eprintln!("domboot: stopped the guest (Ctrl-A x)"),
         Outcome::Crash(report) | Outcome::Panic(report) => eprintln!("domboot: {report}"),
+        Outcome::BackendGone(why) => eprintln!("domboot: {why}; stopped the VM"),
         Outcome::DebugExit(v) if verbose => {
             eprintln!("domboot: the guest exited through the debug-exit port with status {v}")
         }

@@ -304,6 +304,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         Waited::Interrupted(super::QUIT) => Ok(Outcome::Quit),
         Waited::Interrupted(sig) => Ok(Outcome::Interrupted(sig)),
         Waited::Panicked => Ok(Outcome::Panic(String::from("the guest kernel panicked"))),
+        Waited::BackendGone(why) => Ok(Outcome::BackendGone(why)),
     }
 }
 
@@ -314,7 +315,14 @@ enum Waited {
     /// A kernel that panics without `panic=N` spins forever: stopped once its report is
     /// complete, or a moment after the panic line if the report never ends.
     Panicked,
+    /// A virtiofsd ended while QEMU still ran: why (see [`RunConfig::backends`]).
+    BackendGone(String),
 }
+
+/// How long QEMU gets to exit by itself once a virtiofsd has ended: when the guest powers
+/// off, QEMU closes the sockets and each virtiofsd ends by itself, sometimes noticed
+/// before QEMU's own exit.
+const BACKEND_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a panicked guest may go on printing its report before it is stopped.
 const PANIC_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -332,6 +340,17 @@ fn wait(child: &mut Child, cfg: &RunConfig, started: Instant) -> anyhow::Result<
         if cfg.timeout.is_some_and(|t| started.elapsed() >= t) {
             stop(child);
             return Ok(Waited::TimedOut);
+        }
+        if let Some(why) = cfg.backends.as_ref().and_then(|b| b.gone()) {
+            let until = Instant::now() + BACKEND_GRACE;
+            while Instant::now() < until {
+                if let Some(status) = child.try_wait().context("cannot wait for QEMU")? {
+                    return Ok(Waited::Exited(status.code()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            stop(child);
+            return Ok(Waited::BackendGone(why));
         }
         if let Some((report, at)) = cfg.watch.panic()
             && (report.complete || at.elapsed() >= PANIC_GRACE)

@@ -2,7 +2,8 @@
 //! served by virtiofsd): in the outer guest "the host" is the outer guest's own / (its
 //! initramfs), so the checks assert what only that / has: a file with this run's marker,
 //! the current directory, a --rodir's file and its refusal of writes, a --rwdir write that
-//! lands in the outer guest's folder, and an overlay write that does not.
+//! lands in the outer guest's folder, and an overlay write that does not. A second check
+//! kills a virtiofsd while the command runs: the run ends at once, saying so.
 
 use super::{Failures, field};
 use domboot_testkit::nested::{Bench, BenchRun};
@@ -62,10 +63,62 @@ pub fn checks(bench: &mut Bench, cloud: &str, modules: &Path) -> Expect {
             modules.display()
         ),
     );
+    // The virtiofsd serving /vufs/k is killed once the command has started: the VMM sees
+    // its socket close and stops the VM, instead of leaving the guest waiting on its files.
+    bench.check(
+        "exec-rootfs-virtiofsd-killed",
+        &format!(
+            "mkdir -p /vufs/k && cd /vufs/k && \
+             ( DOMBOOT_VIRTIOFSD={VIRTIOFSD} domboot run --accel kvm --kernel {cloud} \
+             --modules {} --timeout 120 --rootfs host --rwdir /vufs/k \
+             --exec 'echo ready; sleep 1000; echo never' > /vufs/ko 2> /vufs/ke; \
+             echo \"rc=$?\" > /vufs/krc ) & \
+             i=0; while ! grep -q ready /vufs/ko 2>/dev/null && [ $i -lt 1200 ]; do \
+             sleep 0.1; i=$((i+1)); done; t0=$(date +%s); \
+             for p in $(pidof virtiofsd); do \
+             grep -q /vufs/k /proc/$p/cmdline && kill -9 $p && echo \"KILLED $p\"; done; \
+             wait; echo \"ELAPSED $(( $(date +%s) - t0 ))\"; cat /vufs/krc /vufs/ko; \
+             echo \"ERR $(tr '\\n' ' ' < /vufs/ke)\"; \
+             echo \"LEFT $(ps | grep -c '[v]irtiofsd')\"",
+            modules.display()
+        ),
+    );
     Expect { marker }
 }
 
 pub fn results(fails: &mut Failures, run: &BenchRun, want: &Expect) {
+    host_rootfs(fails, run, want);
+    virtiofsd_killed(fails, run);
+}
+
+fn virtiofsd_killed(fails: &mut Failures, run: &BenchRun) {
+    let Some(r) = run.result("exec-rootfs-virtiofsd-killed") else {
+        fails.check(false, || "exec-rootfs-virtiofsd-killed: no result".into());
+        return;
+    };
+    let expected = field(r, "KILLED").map(|pid| {
+        format!("virtiofsd serving /vufs/k to the guest (pid {pid}) was killed by signal 9")
+    });
+    fails.check(
+        r.stdout.contains("rc=2")
+            && r.stdout.contains("ready")
+            && !r.stdout.contains("never")
+            && field(r, "ELAPSED")
+                .and_then(|s| s.parse::<u32>().ok())
+                .is_some_and(|s| s < 30)
+            && expected.is_some_and(|e| field(r, "ERR").is_some_and(|err| err.contains(&e)))
+            && field(r, "LEFT") == Some("0"),
+        || {
+            format!(
+                "exec-rootfs-virtiofsd-killed: status 2 at once, naming the folder and the \
+                 signal\n{}",
+                r.output()
+            )
+        },
+    );
+}
+
+fn host_rootfs(fails: &mut Failures, run: &BenchRun, want: &Expect) {
     let Some(r) = run.result("exec-rootfs-host") else {
         fails.check(false, || "exec-rootfs-host: no result".into());
         return;

@@ -11,7 +11,7 @@
 
 mod virtiofsd;
 
-pub use virtiofsd::Servers;
+pub use virtiofsd::{ServerWatch, Servers};
 
 use anyhow::{Context as _, bail};
 use std::ffi::OsString;

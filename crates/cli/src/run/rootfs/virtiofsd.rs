@@ -1,11 +1,14 @@
 //! The host half of the host rootfs: one virtiofsd per shared folder, each serving QEMU's
 //! vhost-user-fs-pci device on a Unix socket in a temporary folder; all stopped (and the
-//! folder removed) when the run ends, however it ends.
+//! folder removed) when the run ends, however it ends. One that ends while the guest runs
+//! (killed, crashed) ends the run too ([`ServerWatch`]): the guest's file requests would
+//! otherwise wait forever.
 
 use super::Share;
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long a virtiofsd may take to create its socket.
@@ -36,14 +39,63 @@ pub fn find() -> Option<PathBuf> {
 struct Server {
     child: Child,
     tag: String,
+    /// The folder it shares.
+    path: PathBuf,
     socket: PathBuf,
     log: PathBuf,
 }
 
 /// The virtiofsd processes of one run; dropping this stops them.
 pub struct Servers {
-    servers: Vec<Server>,
+    servers: ServerWatch,
     _dir: tempfile::TempDir,
+}
+
+/// The running virtiofsd processes, as the code that supervises the VM sees them.
+#[derive(Clone, Default)]
+pub struct ServerWatch(Arc<Mutex<Vec<Server>>>);
+
+impl ServerWatch {
+    fn lock(&self) -> MutexGuard<'_, Vec<Server>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The first virtiofsd that has ended, described: which folder, its pid, how it
+    /// ended and the end of its log.
+    pub fn gone(&self) -> Option<String> {
+        let mut servers = self.lock();
+        servers.iter_mut().find_map(|s| {
+            let status = s.child.try_wait().ok()??;
+            let how = match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
+                (Some(code), _) => format!("exited with status {code}"),
+                (None, Some(sig)) => format!("was killed by signal {sig}"),
+                (None, None) => status.to_string(),
+            };
+            Some(format!(
+                "virtiofsd serving {} to the guest (pid {}) {how} while the guest ran, so the \
+                 guest lost those files{}",
+                s.path.display(),
+                s.child.id(),
+                log_tail(&s.log)
+            ))
+        })
+    }
+
+    /// [`ServerWatch::gone`], waiting up to `patience` for one to end: a virtiofsd whose
+    /// socket closed has not always been reaped yet.
+    pub fn gone_within(&self, patience: Duration) -> Option<String> {
+        let until = Instant::now() + patience;
+        loop {
+            let gone = self.gone();
+            if gone.is_some() || Instant::now() >= until {
+                return gone;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Servers {
@@ -54,8 +106,8 @@ impl Servers {
             .prefix("domboot-fs-")
             .tempdir()
             .context("cannot create a temporary folder for virtiofsd's sockets")?;
-        let mut servers = Servers {
-            servers: Vec::new(),
+        let servers = Servers {
+            servers: ServerWatch::default(),
             _dir: dir,
         };
         for (i, share) in shares.iter().enumerate() {
@@ -78,9 +130,10 @@ impl Servers {
             let child = cmd
                 .spawn()
                 .with_context(|| format!("cannot start {}", virtiofsd.display()))?;
-            servers.servers.push(Server {
+            servers.servers.lock().push(Server {
                 child,
                 tag: share.tag.clone(),
+                path: share.path.clone(),
                 socket,
                 log,
             });
@@ -92,16 +145,22 @@ impl Servers {
     /// (tag, socket) of each server, for QEMU's -chardev/-device.
     pub fn devices(&self) -> Vec<(String, PathBuf)> {
         self.servers
+            .lock()
             .iter()
             .map(|s| (s.tag.clone(), s.socket.clone()))
             .collect()
     }
 
-    fn wait_for_sockets(&mut self, shares: &[Share]) -> anyhow::Result<()> {
+    /// Watches the servers while the VM runs.
+    pub fn watch(&self) -> ServerWatch {
+        self.servers.clone()
+    }
+
+    fn wait_for_sockets(&self, shares: &[Share]) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
             let mut all = true;
-            for (s, share) in self.servers.iter_mut().zip(shares) {
+            for (s, share) in self.servers.lock().iter_mut().zip(shares) {
                 if s.socket.exists() {
                     continue;
                 }
@@ -122,6 +181,7 @@ impl Servers {
                     "virtiofsd did not create its socket within {} s{}",
                     START_TIMEOUT.as_secs(),
                     self.servers
+                        .lock()
                         .first()
                         .map(|s| log_tail(&s.log))
                         .unwrap_or_default()
@@ -136,7 +196,7 @@ impl Drop for Servers {
     fn drop(&mut self) {
         // Each ends by itself when QEMU disconnects; this covers errors, timeouts and
         // signals, where QEMU may still have been starting.
-        for s in &mut self.servers {
+        for s in self.servers.lock().iter_mut() {
             if let Ok(None) = s.child.try_wait() {
                 let _ = s.child.kill();
             }

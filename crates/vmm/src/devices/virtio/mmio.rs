@@ -110,6 +110,32 @@ impl MmioTransport {
         lock(&self.regs).device.queues_served_elsewhere()
     }
 
+    /// The registers, queues and device state, for a snapshot.
+    pub fn state(&self) -> super::state::TransportState {
+        let regs = lock(&self.regs);
+        super::state::TransportState {
+            device_features_sel: regs.device_features_sel,
+            driver_features_sel: regs.driver_features_sel,
+            driver_features: regs.driver_features,
+            queue_sel: regs.queue_sel,
+            status: regs.status,
+            interrupt_status: self.interrupt_status.load(Ordering::SeqCst),
+            queues: regs
+                .queues
+                .iter()
+                .map(super::state::QueueSnapshot::of)
+                .collect(),
+            device: regs.device.state(),
+        }
+    }
+
+    /// Why the device's backend is gone for good, named with the device (see
+    /// [`VirtioDevice::backend_gone`]).
+    pub fn backend_gone(&self) -> Option<String> {
+        let why = lock(&self.regs).device.backend_gone()?;
+        Some(format!("{}: {why}", self.name))
+    }
+
     /// Serves the device's backend after it became ready, while the driver has the device
     /// running.
     pub fn process_backend(&self) {
@@ -353,6 +379,9 @@ mod tests {
     impl VirtioDevice for Dummy {
         fn device_type(&self) -> u32 {
             super::super::TYPE_RNG
+        }
+        fn state(&self) -> crate::devices::virtio::state::DeviceState {
+            crate::devices::virtio::state::DeviceState::Rng
         }
         fn name(&self) -> String {
             "dummy".into()

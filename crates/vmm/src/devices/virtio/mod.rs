@@ -16,6 +16,7 @@ pub mod iov;
 pub mod mmio;
 pub mod net;
 pub mod rng;
+pub mod state;
 pub mod vsock;
 
 use std::fmt;
@@ -93,6 +94,8 @@ pub trait VirtioDevice: Send {
     ) -> Result<bool, DeviceError>;
     /// The driver reset the device (wrote 0 to the status register).
     fn reset(&mut self) {}
+    /// The device's own state, for a snapshot (see [`state`]).
+    fn state(&self) -> state::DeviceState;
     /// A host-side file descriptor whose readiness the device's thread watches
     /// (edge-triggered) besides the queues: a tap device, a socket. A device with several
     /// (vsock's listener and streams) watches them with an epoll fd of its own and gives
@@ -109,6 +112,14 @@ pub trait VirtioDevice: Send {
         _mem: &GuestMemoryMmap,
     ) -> Result<bool, DeviceError> {
         Ok(false)
+    }
+    /// Why the device's backend is gone for good, if it is: a vhost-user backend that
+    /// closed its socket (it exited or was killed). Nothing can bring it back within this
+    /// VM (vhost-user has no reconnection here), and the guest's requests to the device
+    /// would wait forever, so the VM ends with [`crate::Outcome::BackendGone`] instead of
+    /// hanging until its timeout. Asked every few tens of milliseconds: must not block.
+    fn backend_gone(&self) -> Option<String> {
+        None
     }
     /// Whether another process serves the queues (a vhost-user backend): the device
     /// manager then leaves the queue notifications alone (they are the backend's kick

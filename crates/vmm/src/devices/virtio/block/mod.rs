@@ -27,7 +27,7 @@ const F_RO: u64 = 1 << 5;
 const F_FLUSH: u64 = 1 << 9;
 
 /// What one disk is (the part of the device's state a snapshot needs besides its queue).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BlockState {
     pub path: PathBuf,
     pub read_only: bool,
@@ -147,6 +147,9 @@ impl VirtioDevice for Block {
         TYPE_BLOCK
     }
 
+    fn state(&self) -> super::state::DeviceState {
+        super::state::DeviceState::Block(self.state.clone())
+    }
     fn name(&self) -> String {
         format!(
             "virtio-blk {} ({})",

@@ -121,6 +121,13 @@ impl VirtioDevice for Console {
     fn device_type(&self) -> u32 {
         TYPE_CONSOLE
     }
+    fn state(&self) -> super::state::DeviceState {
+        let pending = self.input.buf.lock().unwrap_or_else(|p| p.into_inner());
+        super::state::DeviceState::Console(super::state::ConsoleState {
+            pending_input: pending.iter().copied().collect(),
+            spoke: self.spoke,
+        })
+    }
     fn name(&self) -> String {
         "virtio-console hvc0".into()
     }

@@ -60,6 +60,8 @@ pub enum FsError {
 /// One virtio-fs device backed by a vhost-user-fs backend.
 pub struct Fs {
     tag: String,
+    /// The backend's vhost-user socket.
+    socket: std::path::PathBuf,
     config: [u8; TAG_LEN + 4],
     frontend: Frontend,
     backend_features: u64,
@@ -108,6 +110,7 @@ impl Fs {
         config[TAG_LEN..].copy_from_slice(&1u32.to_le_bytes());
         Ok(Fs {
             tag: tag.into(),
+            socket: socket.to_owned(),
             config,
             frontend,
             backend_features,
@@ -203,6 +206,15 @@ impl VirtioDevice for Fs {
         TYPE_FS
     }
 
+    fn state(&self) -> super::state::DeviceState {
+        super::state::DeviceState::Fs(super::state::FsState {
+            tag: self.tag.clone(),
+            socket: self.socket.clone(),
+            backend_features: self.backend_features,
+            protocol: self.protocol,
+            started_queues: self.started.clone(),
+        })
+    }
     fn name(&self) -> String {
         format!("virtio-fs {}", self.tag)
     }
@@ -272,6 +284,24 @@ impl VirtioDevice for Fs {
 
     fn backend_fd(&self) -> Option<RawFd> {
         Some(self.call.as_raw_fd())
+    }
+
+    fn backend_gone(&self) -> Option<String> {
+        // The backend never writes to this socket unasked (replies come while a request
+        // is in flight, read by the requester), so only a hang-up is looked for: the
+        // backend closed its end (it exited or was killed).
+        let mut pfd = libc::pollfd {
+            fd: self.frontend.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid pollfd that lives across the call; a zero timeout
+        // makes the call return at once.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        let hung_up = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR;
+        (n > 0 && pfd.revents & hung_up != 0).then(|| {
+            "its vhost-user backend closed the connection (it exited or was killed)".into()
+        })
     }
 
     fn process_backend(

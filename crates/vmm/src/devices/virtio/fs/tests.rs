@@ -289,3 +289,69 @@ fn a_backend_that_went_away_breaks_the_device_only() {
     drive(&t);
     assert_ne!(t.status() & status::DEVICE_NEEDS_RESET, 0);
 }
+
+#[test]
+fn a_backend_that_hangs_up_is_reported_gone_and_a_live_one_is_not() {
+    let (_dir, path, seen) = fake_backend();
+    let live = transport(Fs::connect(&path, "root").unwrap(), shared_memory());
+    wait_for(&seen, 4);
+    // Replies while requests are in flight are not a hang-up.
+    setup_queue(&live, 0, 0x10000);
+    setup_queue(&live, 1, 0x20000);
+    drive(&live);
+    assert_eq!(live.backend_gone(), None);
+
+    let (_dir, path, seen) = fake_backend_for(4);
+    let t = transport(Fs::connect(&path, "root").unwrap(), shared_memory());
+    wait_for(&seen, 4);
+    let until = Instant::now() + Duration::from_secs(5);
+    while t.backend_gone().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        t.backend_gone().as_deref(),
+        Some(
+            "virtio-fs root: its vhost-user backend closed the connection (it exited or was \
+             killed)"
+        )
+    );
+}
+
+#[test]
+fn state_names_the_backend_and_the_started_queues_and_survives_serde() {
+    use crate::devices::virtio::state::{DeviceState, FsState, TransportState};
+    let (_dir, path, seen) = fake_backend();
+    let t = transport(Fs::connect(&path, "root").unwrap(), shared_memory());
+    wait_for(&seen, 4);
+    setup_queue(&t, 0, 0x10000);
+    setup_queue(&t, 1, 0x20000);
+    drive(&t);
+    let state = t.state();
+    assert_eq!(
+        state.status,
+        status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK
+    );
+    assert_eq!(state.driver_features, F_VERSION_1 | (1 << 29));
+    assert_eq!(
+        state.device,
+        DeviceState::Fs(FsState {
+            tag: "root".into(),
+            socket: path.clone(),
+            backend_features: OFFERED,
+            protocol: true,
+            started_queues: vec![0, 1],
+        })
+    );
+    let q = state.queues[1];
+    assert_eq!((q.size, q.ready, q.desc_table), (16, true, 0x20000));
+    assert_eq!((q.avail_ring, q.used_ring), (0x21000, 0x22000));
+    let json = serde_json::to_string(&state).unwrap();
+    let back: TransportState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+    // A reset stops the queues: the state says none are started.
+    w(&t, 0x70, 0);
+    let DeviceState::Fs(fs) = t.state().device else {
+        panic!("not an fs state")
+    };
+    assert_eq!(fs.started_queues, Vec::<usize>::new());
+}

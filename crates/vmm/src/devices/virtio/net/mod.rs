@@ -195,6 +195,12 @@ impl VirtioDevice for Net {
     fn device_type(&self) -> u32 {
         TYPE_NET
     }
+    fn state(&self) -> super::state::DeviceState {
+        super::state::DeviceState::Net(super::state::NetState {
+            mac: self.mac,
+            backend: self.backend.describe(),
+        })
+    }
     fn name(&self) -> String {
         format!(
             "virtio-net {} ({}, {})",

@@ -29,6 +29,9 @@ impl VirtioDevice for Rng {
     fn device_type(&self) -> u32 {
         TYPE_RNG
     }
+    fn state(&self) -> super::state::DeviceState {
+        super::state::DeviceState::Rng
+    }
     fn name(&self) -> String {
         "virtio-rng".into()
     }

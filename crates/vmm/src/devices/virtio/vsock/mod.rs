@@ -127,6 +127,12 @@ impl VirtioDevice for Vsock {
     fn device_type(&self) -> u32 {
         TYPE_VSOCK
     }
+    fn state(&self) -> super::state::DeviceState {
+        super::state::DeviceState::Vsock(super::state::VsockState {
+            guest_cid: self.muxer.guest_cid(),
+            uds_path: self.muxer.path().to_owned(),
+        })
+    }
     fn name(&self) -> String {
         format!(
             "virtio-vsock (CID {}, {})",
