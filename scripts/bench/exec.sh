@@ -86,15 +86,25 @@ run_mode host >/dev/null 2>&1 || {
     exit 1
 }
 # vng's first run also runs depmod on the modules tree above.
-if [[ " ${MODES[*]} " == *" vng "* ]] && ! run_mode vng >/dev/null 2>"$WORK/vng.err"; then
-    echo "vng --disable-kvm --exec true failed:" >&2
-    tail -n 20 "$WORK/vng.err" >&2
-    exit 1
+if [[ " ${MODES[*]} " == *" vng "* ]]; then
+    rc=0
+    run_mode vng >"$WORK/vng.out" 2>"$WORK/vng.err" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        echo "vng --disable-kvm --exec true failed with status $rc:" >&2
+        tail -n 20 "$WORK/vng.out" "$WORK/vng.err" >&2
+        exit 1
+    fi
 fi
 for ((r = 1; r <= RUNS; r++)); do
     for m in "${MODES[@]}"; do
         t0=$(now)
-        run_mode "$m" >/dev/null 2>&1 || { echo "round $r: $m failed" >&2; exit 1; }
+        rc=0
+        run_mode "$m" >"$WORK/out" 2>&1 || rc=$?
+        if [[ $rc -ne 0 ]]; then
+            echo "round $r: $m failed with status $rc:" >&2
+            tail -n 20 "$WORK/out" >&2
+            exit 1
+        fi
         t1=$(now)
         echo "$(echo "$t1 - $t0" | bc -l)" >>"$WORK/times.$m"
     done
