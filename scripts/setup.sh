@@ -6,7 +6,7 @@ set -euo pipefail
 
 usage() {
     cat <<EOF
-Usage: scripts/setup.sh [--install-only] [--help]
+Usage: scripts/setup.sh [--install-only] [--with-vng] [--help]
 
 Installs (each only when missing):
   * Debian packages: ${APT_REQUIRED[*]}
@@ -20,12 +20,16 @@ Installs (each only when missing):
       \$CACHE/debian/cloud/    from the package linux-image-cloud-amd64 depends on
       \$CACHE/debian/generic/  from the package linux-image-amd64 depends on
     each with vmlinuz, modules/, config, System.map, kernel-release, package, package-version.
+  * with --with-vng only: virtme-ng $VNG_VERSION from PyPI in a venv at \$CACHE/vng-venv, and
+    the Debian packages ${VNG_APT[*]}, for scripts/bench/exec.sh's vng column
+    (not needed by the build or the tests; a failure there is a warning, not an error)
 
 Then, without --install-only, builds the workspace in release mode and runs:
   ${MAIN_JOB_TEXT}
 
 Options:
   --install-only   install and fetch only; build and run nothing
+  --with-vng       also install virtme-ng (vng) for the benchmark (opt-in: PyPI, ~20 s)
   -h, --help       this text
 
 Environment:
@@ -53,14 +57,25 @@ QEMU_PKGS=(qemu-system-x86 qemu-utils)
 KERNEL_FLAVOURS=(cloud generic)
 declare -A KERNEL_META=([cloud]=linux-image-cloud-amd64 [generic]=linux-image-amd64)
 
+# --with-vng: virtme-ng, the tool scripts/bench/exec.sh compares `run --exec` with. Pinned so
+# the bench's column means the same program on every machine. kmod: vng runs depmod on the
+# kernel's modules tree; udev: vng's guest starts the host's systemd-udevd to find its
+# virtio-serial ports (without it the command's output is lost and vng exits 255);
+# python3-venv: the venv.
+VNG_VERSION=1.42
+VNG_APT=(python3-venv kmod udev)
+VNG_VENV=$CACHE/vng-venv
+
 # The main job: one command in a throwaway VM (the cached Debian cloud kernel, TCG here).
 MAIN_JOB=(cargo run --release -p domboot -- run --exec 'uname -a')
 MAIN_JOB_TEXT="cargo run --release -p domboot -- run --exec 'uname -a'"
 
 INSTALL_ONLY=0
+WITH_VNG=0
 for arg in "$@"; do
     case "$arg" in
         --install-only) INSTALL_ONLY=1 ;;
+        --with-vng) WITH_VNG=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "setup.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
@@ -266,6 +281,35 @@ install_virtiofsd() {
         die "cargo install virtiofsd failed (needs libseccomp-dev and libcap-ng-dev)"
 }
 
+# virtme-ng for the benchmark only: every failure is a warning (PyPI unreachable, no venv
+# module), so setup goes on and the bench skips its vng column, saying why.
+install_vng() {
+    if [[ $WITH_VNG -eq 0 ]]; then
+        log "virtme-ng: not installed (benchmark only; scripts/setup.sh --with-vng installs it)"
+        return 0
+    fi
+    local missing=() p have
+    for p in "${VNG_APT[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+    if [[ ${#missing[@]} -gt 0 ]] && ! apt_install "${missing[@]}"; then
+        warn "virtme-ng: could not install ${missing[*]}; skipped (see $APT_LOG)"
+        return 0
+    fi
+    have=$("$VNG_VENV/bin/python3" -m pip show virtme-ng 2>/dev/null | awk '/^Version:/ {print $2}' || true)
+    if [[ $have == "$VNG_VERSION" && -x $VNG_VENV/bin/vng ]]; then
+        log "virtme-ng: $have - cached in $VNG_VENV"
+        return 0
+    fi
+    log "virtme-ng: pip install virtme-ng==$VNG_VERSION into $VNG_VENV"
+    if ! python3 -m venv "$VNG_VENV" >&2; then
+        warn "virtme-ng: python3 -m venv $VNG_VENV failed; skipped"
+        return 0
+    fi
+    if ! "$VNG_VENV/bin/python3" -m pip install -q --disable-pip-version-check --timeout 30 --retries 2 \
+        "virtme-ng==$VNG_VERSION" >&2; then
+        warn "virtme-ng: pip install virtme-ng==$VNG_VERSION failed (PyPI unreachable?); skipped"
+    fi
+}
+
 fetch_crates() {
     # Fill cargo's download cache (~/.cargo/registry) so later builds work offline.
     # Not fatal: a manifest being edited must not stop the install; the build reports it.
@@ -463,6 +507,7 @@ log "domboot setup: repo $ROOT, cache $CACHE"
 install_debian_packages
 install_rust_tools
 install_virtiofsd
+install_vng
 fetch_crates
 fetch_kernels
 log "cache: $(du -sh "$CACHE" 2>/dev/null | cut -f1) in $CACHE"

@@ -247,6 +247,47 @@ fn what_cannot_work_is_refused_before_booting() {
     }
 }
 
+/// `--user` runs the command through setpriv's --reuid/--regid in the guest; busybox's
+/// setpriv has neither, so with it first on PATH the run failed only after the whole boot,
+/// with busybox's usage text (as it did in the nested bench's outer guest, whose /bin is
+/// busybox). It is refused before booting, naming the setpriv found.
+#[test]
+fn user_with_busybox_setpriv_is_refused_before_booting() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(kit::busybox(), bin.join("setpriv")).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![bin.clone()];
+    dirs.extend(std::env::split_paths(&path));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_domboot"));
+    cmd.arg("run")
+        .arg("--kernel")
+        .arg(kit::debian_kernel("cloud").vmlinuz)
+        .args([
+            "--accel",
+            "tcg",
+            "--timeout",
+            "60",
+            "--rootfs",
+            "host",
+            "--user",
+        ])
+        .args(["--exec", "echo booted"])
+        .env("PATH", std::env::join_paths(dirs).unwrap())
+        .current_dir(dir.path());
+    let out = run(cmd, b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let want = format!(
+        "{} (busybox's), the first setpriv on PATH, has no --reuid",
+        bin.join("setpriv").display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    assert!(!stdout.contains("booted"), "{stdout}");
+}
+
 /// `--user` as a caller that is not root (the other tests run as root here, where the
 /// guest's root and the caller's uid are the same): domboot itself runs as nobody, with the
 /// kernel, the few modules and virtiofsd copied where nobody can read them.

@@ -322,6 +322,7 @@ fn real_linux_on_the_kvm_backend() {
     ends(&mut fails, &run);
     exec_results(&mut fails, &run, &exec);
     rootfs::results(&mut fails, &run, &host_rootfs);
+    rootfs::user_results(&mut fails, &run, &host_rootfs);
     disk_entry_results(&mut fails, &run, &f);
     let _ = std::fs::remove_dir_all(&f.dir);
     eprintln!(

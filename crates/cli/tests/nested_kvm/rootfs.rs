@@ -2,8 +2,11 @@
 //! served by virtiofsd): in the outer guest "the host" is the outer guest's own / (its
 //! initramfs), so the checks assert what only that / has: a file with this run's marker,
 //! the current directory, a --rodir's file and its refusal of writes, a --rwdir write that
-//! lands in the outer guest's folder, and an overlay write that does not. A second check
-//! kills a virtiofsd while the command runs: the run ends at once, saying so.
+//! lands in the outer guest's folder, and an overlay write that does not; the command runs
+//! as root there. `exec-rootfs-user` runs `--user` as a caller that is not root: the inner
+//! command runs with the caller's uid, gid and HOME, and its --rwdir write lands owned by
+//! that uid. `exec-rootfs-virtiofsd-killed` kills a virtiofsd while the command runs: the
+//! run ends at once, saying so.
 
 use super::{Failures, field};
 use domboot_testkit::nested::{Bench, BenchRun};
@@ -24,12 +27,22 @@ const MODULES: [&str; 7] = [
     "modules.builtin",
 ];
 
-/// What the check expects.
+/// Where the outer guest gets util-linux's setpriv: busybox's (the outer guest's /bin/setpriv)
+/// has no --reuid/--regid, which both the caller's switch to a plain user and domboot's
+/// `--user` need. The `--user` check puts this folder first on its caller's PATH, so domboot
+/// finds util-linux's setpriv the way it would on a Debian host.
+const SETPRIV_DIR: &str = "/usr/local/bin";
+
+/// The caller of the `--user` check: a uid and a different gid, named in the outer guest's
+/// /etc/passwd and /etc/group (which the inner guest reads through virtio-fs).
+const USER: (u32, u32) = (4321, 4322);
+
+/// What the checks expect.
 pub struct Expect {
     marker: String,
 }
 
-/// Adds the check `exec-rootfs-host`.
+/// Adds the checks `exec-rootfs-host` and `exec-rootfs-user`.
 pub fn checks(bench: &mut Bench, cloud: &str, modules: &Path) -> Expect {
     let marker = domboot_testkit::marker();
     bench.program(
@@ -43,6 +56,7 @@ pub fn checks(bench: &mut Bench, cloud: &str, modules: &Path) -> Expect {
     // The command runs with the outer guest's busybox sh (its /bin/sh), in its current
     // directory; what it prints is kept in /vufs/o (the bench owns /tmp/out and /tmp/err).
     let inner = "echo \"MARKER $(cat /bench/rootfs-marker)\"; echo \"PWD $(pwd)\"; \
+                 echo \"ID $(id -u):$(id -g)\"; \
                  echo \"RO $(cat /vufs/ro/file)\"; \
                  if { echo x > /vufs/ro/nope; } 2>/dev/null; then echo 'ROWRITE ok'; \
                  else echo 'ROWRITE refused'; fi; \
@@ -83,7 +97,44 @@ pub fn checks(bench: &mut Bench, cloud: &str, modules: &Path) -> Expect {
             modules.display()
         ),
     );
+    user_check(bench, cloud, modules);
     Expect { marker }
+}
+
+/// `exec-rootfs-user`: root in the outer guest makes the user (passwd and group entries, a
+/// home, a --rwdir it owns, /dev/kvm open to its group, /tmp world-writable as on a real
+/// host), then runs domboot as that user through util-linux's setpriv, named by its path:
+/// busybox sh looks a command up in its own PATH, not in the one assigned before it.
+fn user_check(bench: &mut Bench, cloud: &str, modules: &Path) {
+    bench.program(
+        Path::new("/usr/bin/setpriv"),
+        &format!("{SETPRIV_DIR}/setpriv"),
+    );
+    let (uid, gid) = USER;
+    // What the inner command reports: who it is, its HOME and folder, and a --rwdir write.
+    let inner = "echo \"ID $(id -u):$(id -g)\"; echo \"NAME $(id -un):$(id -gn)\"; \
+                 echo \"HOME $HOME\"; echo \"PWD $(pwd)\"; \
+                 echo \"user-$(cat /bench/rootfs-marker)\" > written && echo 'WROTE ok'";
+    bench.bytes("/bench/rootfs-user-cmd.sh", inner.as_bytes());
+    bench.check(
+        "exec-rootfs-user",
+        &format!(
+            "U=/vufs/user && mkdir -p /etc $U/home $U/rw && \
+             echo 'bench:x:{uid}:{gid}:bench:/vufs/user/home:/bin/sh' >> /etc/passwd && \
+             echo 'benchgrp:x:{gid}:' >> /etc/group && \
+             chown -R {uid}:{gid} $U && chmod 1777 /tmp && \
+             kvm=$(stat -c %g:%a /dev/kvm) && chgrp {gid} /dev/kvm && chmod 660 /dev/kvm && \
+             cd $U/rw && \
+             HOME=$U/home PATH={SETPRIV_DIR}:$PATH DOMBOOT_VIRTIOFSD={VIRTIOFSD} \
+             {SETPRIV_DIR}/setpriv --reuid={uid} --regid={gid} --clear-groups -- \
+             domboot run --accel kvm --kernel {cloud} --modules {} --timeout 120 \
+             --rootfs host --user --rwdir $U/rw \
+             --exec \"$(cat /bench/rootfs-user-cmd.sh)\" > $U/o; echo \"rc=$?\"; cat $U/o; \
+             chgrp ${{kvm%:*}} /dev/kvm; chmod ${{kvm#*:}} /dev/kvm; \
+             echo \"OWNER $(stat -c %u:%g $U/rw/written)\"; echo \"RW $(cat $U/rw/written)\"",
+            modules.display()
+        ),
+    );
 }
 
 pub fn results(fails: &mut Failures, run: &BenchRun, want: &Expect) {
@@ -130,6 +181,7 @@ fn host_rootfs(fails: &mut Failures, run: &BenchRun, want: &Expect) {
         r.stdout.contains("rc=0")
             && field(r, "MARKER") == Some(m)
             && field(r, "PWD") == Some("/vufs/cwd")
+            && field(r, "ID") == Some("0:0")
             && field(r, "RO") == Some(ro.as_str())
             && field(r, "ROWRITE") == Some("refused")
             && field(r, "OVERLAY") == Some("ok")
@@ -139,6 +191,32 @@ fn host_rootfs(fails: &mut Failures, run: &BenchRun, want: &Expect) {
         || {
             format!(
                 "exec-rootfs-host: the outer guest's / through virtio-fs on KVM\n{}",
+                r.output()
+            )
+        },
+    );
+}
+
+pub fn user_results(fails: &mut Failures, run: &BenchRun, want: &Expect) {
+    let Some(r) = run.result("exec-rootfs-user") else {
+        fails.check(false, || "exec-rootfs-user: no result".into());
+        return;
+    };
+    let (uid, gid) = USER;
+    let ids = format!("{uid}:{gid}");
+    let rw = format!("user-{}", want.marker);
+    fails.check(
+        r.stdout.contains("rc=0")
+            && field(r, "ID") == Some(ids.as_str())
+            && field(r, "NAME") == Some("bench:benchgrp")
+            && field(r, "HOME") == Some("/vufs/user/home")
+            && field(r, "PWD") == Some("/vufs/user/rw")
+            && field(r, "WROTE") == Some("ok")
+            && field(r, "OWNER") == Some(ids.as_str())
+            && field(r, "RW") == Some(rw.as_str()),
+        || {
+            format!(
+                "exec-rootfs-user: --user as uid {uid} gid {gid} through virtio-fs on KVM\n{}",
                 r.output()
             )
         },

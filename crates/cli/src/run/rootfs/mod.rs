@@ -232,9 +232,11 @@ impl HostRootfs {
         // Parents first, so a folder shared below another is mounted on top of it.
         shares.sort_by_key(|s| s.path.components().count());
         let setpriv = if req.user {
-            Some(find_program("setpriv").context(
+            let setpriv = find_program("setpriv").context(
                 "--user runs the command through the host's setpriv (util-linux); none on PATH",
-            )?)
+            )?;
+            check_setpriv(&setpriv)?;
+            Some(setpriv)
         } else {
             None
         };
@@ -321,6 +323,32 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .filter(|d| d.is_absolute())
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
+}
+
+/// The guest runs the command through `setpriv --reuid --regid --clear-groups`, util-linux's
+/// options: busybox's setpriv (the first one on PATH on some systems) has none of them and
+/// would fail in the guest after the whole boot, printing only its usage. Its `--help` says
+/// which one this is, so a setpriv without --reuid is refused before booting.
+fn check_setpriv(setpriv: &Path) -> anyhow::Result<()> {
+    let out = std::process::Command::new(setpriv)
+        .arg("--help")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("--user: running {} --help", setpriv.display()))?;
+    let text = [out.stdout, out.stderr].concat();
+    if text.windows(b"--reuid".len()).any(|w| w == b"--reuid") {
+        return Ok(());
+    }
+    let which = if text.windows(b"BusyBox".len()).any(|w| w == b"BusyBox") {
+        " (busybox's)"
+    } else {
+        ""
+    };
+    bail!(
+        "--user runs the command through setpriv --reuid --regid --clear-groups \
+         (util-linux's); {}{which}, the first setpriv on PATH, has no --reuid",
+        setpriv.display()
+    )
 }
 
 fn is_executable(p: &Path) -> bool {
