@@ -48,7 +48,8 @@ APT_MAX_AGE_HOURS=${DOMBOOT_APT_MAX_AGE_HOURS:-24}
 # ISO9660 images with the real tools (crates/bootdisk/tests, crates/cli/tests/boot_entries*.rs);
 # debian-installer-12-netboot-amd64: its netboot tree's grub.cfg and pxelinux menus are listed by boot-entries.
 # libseccomp-dev, libcap-ng-dev: building virtiofsd (below), which `run --exec --rootfs host` needs.
-APT_REQUIRED=(busybox-static cpio gcc libc6-dev lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools gdisk parted e2fsprogs dosfstools mtools xorriso debian-installer-12-netboot-amd64 passt libseccomp-dev libcap-ng-dev)
+# fio: scripts/bench/devices.sh carries it into the inner guest for its 4 KiB random reads.
+APT_REQUIRED=(busybox-static cpio gcc libc6-dev lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools gdisk parted e2fsprogs dosfstools mtools xorriso debian-installer-12-netboot-amd64 passt libseccomp-dev libcap-ng-dev fio)
 APT_OPTIONAL=(systemd-boot-efi)
 # QEMU for `run` under TCG and the tests; qemu-system-x86 pulls in qemu-system-data, whose
 # qboot.rom is the firmware `run` boots with.
