@@ -310,6 +310,9 @@ fn disks_and_rng_on_the_kvm_backend() {
     bench.set_timeouts(std::time::Duration::from_secs(300));
     bench.retry_inner_faults(&[domboot_testkit::nested::RESET_TRIPLE_FAULT]);
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
+    // The network first: a disk check that fails (or times out on a loaded host) then
+    // does not hide how the network did.
+    net_results(&run);
     let r = result(&run, "disks");
     eprintln!(
         "disks on KVM ({} ms):\n{}",
@@ -330,7 +333,6 @@ fn disks_and_rng_on_the_kvm_backend() {
     let r = result(&run, "console-virtio");
     assert_eq!(r.status, Some(0), "console-virtio\n{}", r.output());
     check_hvc(&r.stdout, "KVM");
-    net_results(&run);
 }
 
 /// The guest side of the tap check: a static address, `OVER_TAP` bytes from the host's
