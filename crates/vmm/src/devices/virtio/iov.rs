@@ -63,39 +63,16 @@ impl Segments {
         Ok(())
     }
 
-    /// How many guest byte ranges there are (each one iovec, or two where a range
-    /// crosses from one memory region into the next).
-    pub fn count(&self) -> usize {
-        self.0.len()
-    }
-
     /// Copies `buf` into guest memory, as far as the segments reach; returns the bytes
     /// written.
     pub fn write_from(&self, mem: &GuestMemoryMmap, buf: &[u8]) -> Result<usize, DeviceError> {
-        self.write_at(mem, 0, buf)
-    }
-
-    /// Copies `buf` into guest memory from byte `offset` of the segments on, as far as
-    /// they reach; returns the bytes written.
-    pub fn write_at(
-        &self,
-        mem: &GuestMemoryMmap,
-        mut offset: usize,
-        buf: &[u8],
-    ) -> Result<usize, DeviceError> {
         let mut at = 0;
         for &(addr, len) in &self.0 {
-            if offset >= len {
-                offset -= len;
-                continue;
-            }
-            let n = (len - offset).min(buf.len() - at);
+            let n = len.min(buf.len() - at);
             if n == 0 {
                 break;
             }
-            let addr = GuestAddress(addr.0.wrapping_add(offset as u64));
             mem.write_slice(&buf[at..at + n], addr).map_err(malformed)?;
-            offset = 0;
             at += n;
         }
         Ok(at)
@@ -150,7 +127,7 @@ pub fn split_chain(
 }
 
 /// At most this many iovecs per system call (Linux's UIO_MAXIOV).
-pub const IOV_MAX: usize = 1024;
+const IOV_MAX: usize = 1024;
 
 fn iovecs(slices: &[VolatileSlice<'_, ()>]) -> Vec<libc::iovec> {
     slices
@@ -177,66 +154,6 @@ fn advance(iov: &mut Vec<libc::iovec>, mut n: usize) {
         done += 1;
     }
     iov.drain(..done);
-}
-
-/// A reusable list of iovecs for one system call at a time (a receive path that reads a
-/// frame per call keeps one instead of allocating it per frame).
-#[derive(Default)]
-pub struct Iovecs(Vec<libc::iovec>);
-
-// SAFETY: the pointers in the list are only filled, used and dropped within one call of
-// [`readv`] (it clears the list before it returns), so the value never carries a pointer
-// from one thread to another.
-unsafe impl Send for Iovecs {}
-
-/// Reads one message (a tap's frame) from `fd` into `parts` (guest segments, in order),
-/// with `spill` after them, in one `readv`; returns the message's length. A message
-/// longer than `parts` shows as more bytes than they hold: a tap returns the whole frame's
-/// length, a datagram socket fills `spill` first. At most [`IOV_MAX`] iovecs in all
-/// (`spill` one of them), else an `InvalidInput` error.
-pub fn readv<'a>(
-    fd: std::os::fd::RawFd,
-    mem: &GuestMemoryMmap,
-    parts: impl IntoIterator<Item = &'a Segments>,
-    spill: &mut [u8],
-    iov: &mut Iovecs,
-) -> Result<io::Result<usize>, DeviceError> {
-    iov.0.clear();
-    for segs in parts {
-        for &(addr, len) in &segs.0 {
-            for s in mem.get_slices(addr, len) {
-                let s = s.map_err(malformed)?;
-                iov.0.push(libc::iovec {
-                    iov_base: s.ptr_guard_mut().as_ptr().cast(),
-                    iov_len: s.len(),
-                });
-            }
-        }
-    }
-    iov.0.push(libc::iovec {
-        iov_base: spill.as_mut_ptr().cast(),
-        iov_len: spill.len(),
-    });
-    let result = if iov.0.len() > IOV_MAX {
-        Err(io::Error::from(io::ErrorKind::InvalidInput))
-    } else {
-        loop {
-            // SAFETY: every iovec but the last describes guest memory vm-memory checked
-            // and mapped, which stays mapped while `mem` is borrowed (this call); the last
-            // is `spill`, borrowed mutably for this call. The kernel writes at most their
-            // lengths into them.
-            let n = unsafe { libc::readv(fd, iov.0.as_ptr(), iov.0.len() as libc::c_int) };
-            if n >= 0 {
-                break Ok(n as usize);
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                break Err(e);
-            }
-        }
-    };
-    iov.0.clear();
-    Ok(result)
 }
 
 /// Writes the whole of `segs` to `fd` in one `writev` (a tap takes one frame per write);

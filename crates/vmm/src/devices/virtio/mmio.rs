@@ -272,20 +272,7 @@ impl MmioTransport {
             let offered = regs.device.features();
             let acceptable =
                 regs.driver_features & !offered == 0 && regs.driver_features & F_VERSION_1 != 0;
-            // The device applies what it can only now (a tap's offloads); failing that
-            // refuses the features as an unacceptable set does.
-            let applied = if acceptable {
-                regs.device.ack_features(regs.driver_features).map_err(Some)
-            } else {
-                Err(None)
-            };
-            if let Err(reason) = applied {
-                if let Some(e) = reason {
-                    eprintln!(
-                        "domboot-vmm: {}: refusing the driver's features: {e}",
-                        self.name
-                    );
-                }
+            if !acceptable {
                 // The driver reads FEATURES_OK back and gives up: the spec's way to refuse.
                 value &= !status::FEATURES_OK;
             } else {

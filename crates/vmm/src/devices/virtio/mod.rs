@@ -91,15 +91,7 @@ pub trait VirtioDevice: Send {
         queue: &mut Queue,
         mem: &GuestMemoryMmap,
     ) -> Result<bool, DeviceError>;
-    /// The driver accepted `features` (it set FEATURES_OK and the transport found them a
-    /// subset of [`VirtioDevice::features`]): the device applies what depends on them
-    /// (net: the tap's receive offloads). An error refuses the features: FEATURES_OK stays
-    /// clear, which the driver reads back as the device rejecting them.
-    fn ack_features(&mut self, _features: u64) -> Result<(), DeviceError> {
-        Ok(())
-    }
-    /// The driver reset the device (wrote 0 to the status register): everything
-    /// [`VirtioDevice::ack_features`] applied is undone.
+    /// The driver reset the device (wrote 0 to the status register).
     fn reset(&mut self) {}
     /// A host-side file descriptor whose readiness the device's thread watches
     /// (edge-triggered) besides the queues: a tap device, a socket. A device with several

@@ -22,8 +22,7 @@ const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
 /// TUNSETVNETHDRSZ: that header's size (12: `virtio_net_hdr_v1`, with num_buffers).
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
-/// TUNSETOFFLOAD: which offloaded frames the tap may hand the reader: none until the
-/// guest accepts receive offloads (`TUN_F_*`, set through [`NetBackend::set_offload`]).
+/// TUNSETOFFLOAD: which offloaded frames the tap may hand the reader (none here).
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const VNET_HDR_SIZE: libc::c_int = 12;
 const IFNAMSIZ: usize = 16;
@@ -231,20 +230,6 @@ impl NetBackend for Tap {
     }
     fn vnet_hdr(&self) -> bool {
         true
-    }
-    fn set_offload(&mut self, tun_flags: u32) -> io::Result<()> {
-        // SAFETY: TUNSETOFFLOAD takes its flags by value and touches no memory of ours.
-        if unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                TUNSETOFFLOAD,
-                libc::c_ulong::from(tun_flags),
-            )
-        } != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
     }
 }
 
