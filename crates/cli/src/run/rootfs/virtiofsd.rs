@@ -64,8 +64,19 @@ impl ServerWatch {
     /// ended and the end of its log.
     pub fn gone(&self) -> Option<String> {
         let mut servers = self.lock();
-        servers.iter_mut().find_map(|s| {
-            let status = s.child.try_wait().ok()??;
+        // Once the VM stops, the others end too (status 0, their frontend gone): one that
+        // failed (a signal, a non-zero status) is the one to name.
+        let ended: Vec<(usize, std::process::ExitStatus)> = servers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.child.try_wait().ok()??)))
+            .collect();
+        let (index, status) = ended
+            .iter()
+            .find(|(_, st)| !st.success())
+            .or_else(|| ended.first())
+            .copied()?;
+        servers.get_mut(index).map(|s| {
             let how = match (
                 status.code(),
                 std::os::unix::process::ExitStatusExt::signal(&status),
@@ -74,13 +85,13 @@ impl ServerWatch {
                 (None, Some(sig)) => format!("was killed by signal {sig}"),
                 (None, None) => status.to_string(),
             };
-            Some(format!(
+            format!(
                 "virtiofsd serving {} to the guest (pid {}) {how} while the guest ran, so the \
                  guest lost those files{}",
                 s.path.display(),
                 s.child.id(),
                 log_tail(&s.log)
-            ))
+            )
         })
     }
 
