@@ -290,15 +290,21 @@ fn a_backend_that_went_away_breaks_the_device_only() {
     assert_ne!(t.status() & status::DEVICE_NEEDS_RESET, 0);
 }
 
+/// A device "root" on [`fake_backend`] with both queues set up and DRIVER_OK set.
+fn running_on_fake_backend() -> (tempfile::TempDir, std::path::PathBuf, MmioTransport) {
+    let (dir, path, seen) = fake_backend();
+    let t = transport(Fs::connect(&path, "root").unwrap(), shared_memory());
+    wait_for(&seen, 4);
+    setup_queue(&t, 0, 0x10000);
+    setup_queue(&t, 1, 0x20000);
+    drive(&t);
+    (dir, path, t)
+}
+
 #[test]
 fn a_backend_that_hangs_up_is_reported_gone_and_a_live_one_is_not() {
-    let (_dir, path, seen) = fake_backend();
-    let live = transport(Fs::connect(&path, "root").unwrap(), shared_memory());
-    wait_for(&seen, 4);
     // Replies while requests are in flight are not a hang-up.
-    setup_queue(&live, 0, 0x10000);
-    setup_queue(&live, 1, 0x20000);
-    drive(&live);
+    let (_dir, _path, live) = running_on_fake_backend();
     assert_eq!(live.backend_gone(), None);
 
     let (_dir, path, seen) = fake_backend_for(4);
@@ -320,12 +326,7 @@ fn a_backend_that_hangs_up_is_reported_gone_and_a_live_one_is_not() {
 #[test]
 fn state_names_the_backend_and_the_started_queues_and_survives_serde() {
     use crate::devices::virtio::state::{DeviceState, FsState, TransportState};
-    let (_dir, path, seen) = fake_backend();
-    let t = transport(Fs::connect(&path, "root").unwrap(), shared_memory());
-    wait_for(&seen, 4);
-    setup_queue(&t, 0, 0x10000);
-    setup_queue(&t, 1, 0x20000);
-    drive(&t);
+    let (_dir, path, t) = running_on_fake_backend();
     let state = t.state();
     assert_eq!(
         state.status,
