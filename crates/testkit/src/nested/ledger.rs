@@ -1,0 +1,258 @@
+//! The bench's book-keeping across outer boots: which checks are still to run, which
+//! results count, which were set aside as faults of the bench, and whether another outer
+//! boot is needed. Kept apart from the code that boots QEMU so that the retry rules can be
+//! tested without booting anything.
+
+use super::{Check, CheckResult, Ended, HANG_GRACE, MAX_INNER_RETRIES, MAX_RETRIES, tail};
+use std::time::Duration;
+
+/// What the bench knows after some outer boots.
+#[derive(Debug)]
+pub(super) struct Ledger {
+    /// Indices of checks that still have to run (in the order they will run).
+    pub pending: Vec<usize>,
+    /// Results that count, one per check.
+    pub results: Vec<CheckResult>,
+    /// Results set aside because they showed a fault of the bench (`Check::retry_on`).
+    pub retried: Vec<CheckResult>,
+    /// Checks during which the outer guest hung or died, once per time.
+    pub hung_once: Vec<usize>,
+    /// Outer boots that died between two checks.
+    deaths_between: usize,
+}
+
+impl Ledger {
+    pub fn new(checks: usize) -> Self {
+        Ledger {
+            pending: (0..checks).collect(),
+            results: Vec::new(),
+            retried: Vec::new(),
+            hung_once: Vec::new(),
+            deaths_between: 0,
+        }
+    }
+
+    /// Files the results one outer boot reported, then decides from how it ended whether
+    /// the bench goes on: `Ok(())` (another outer boot runs what is still pending, if
+    /// anything) or the error that ends the bench. `console` is that boot's console.
+    pub fn after_boot(
+        &mut self,
+        checks: &[Check],
+        reported: Vec<CheckResult>,
+        ended: Ended,
+        console: &str,
+        bench_timeout: Duration,
+    ) -> Result<(), String> {
+        // Checks set aside in this boot for a fault of the bench: they run again in the
+        // next outer boot, so an outer guest that finished its list with only these left
+        // has done its job.
+        let mut requeued = Vec::new();
+        for r in reported {
+            self.pending.retain(|&i| checks[i].name != r.name);
+            let Some(i) = checks.iter().position(|c| c.name == r.name) else {
+                continue;
+            };
+            let fault = checks[i]
+                .retry_on
+                .iter()
+                .find(|p| r.stdout.contains(p.as_str()) || r.stderr.contains(p.as_str()));
+            let tries = self.retried.iter().filter(|f| f.name == r.name).count();
+            match fault {
+                Some(p) if tries < MAX_INNER_RETRIES => {
+                    super::note(&format!(
+                        "{}: a fault of the bench ({p:?}): running it again later",
+                        r.name
+                    ));
+                    self.retried.push(r);
+                    self.pending.push(i);
+                    requeued.push(i);
+                }
+                _ => self.results.push(r),
+            }
+        }
+        match ended {
+            Ended::Finished | Ended::Died(_) if self.pending.is_empty() => Ok(()),
+            Ended::Finished => {
+                let unreported: Vec<&str> = self
+                    .pending
+                    .iter()
+                    .filter(|i| !requeued.contains(i))
+                    .map(|&i| checks[i].name.as_str())
+                    .collect();
+                if unreported.is_empty() {
+                    return Ok(());
+                }
+                Err(format!(
+                    "the outer guest finished without reporting {} check(s): {}\n\
+                     --- outer console (tail) ---\n{}",
+                    unreported.len(),
+                    unreported.join(", "),
+                    tail(console, 60)
+                ))
+            }
+            Ended::OutOfTime => Err(format!(
+                "the bench did not finish within {bench_timeout:?}; {} check(s) unreported\n\
+                 --- outer console (tail) ---\n{}",
+                self.pending.len(),
+                tail(console, 60)
+            )),
+            Ended::Died(None) => {
+                // Between two checks: nothing to blame, but a guest that keeps dying
+                // there must not loop forever.
+                self.deaths_between += 1;
+                if self.deaths_between > MAX_RETRIES {
+                    return Err(format!(
+                        "the outer guest died between checks {} times; {} check(s) \
+                         unreported\n--- outer console (tail) ---\n{}",
+                        self.deaths_between,
+                        self.pending.len(),
+                        tail(console, 60)
+                    ));
+                }
+                super::note("the outer guest died between two checks: rebooting it");
+                Ok(())
+            }
+            Ended::Hung(i) | Ended::Died(Some(i)) => {
+                self.pending.retain(|&p| p != i);
+                let name = &checks[i].name;
+                let what = if matches!(ended, Ended::Hung(_)) {
+                    format!("hung (no progress for its timeout + {HANG_GRACE:?})")
+                } else {
+                    "died (its kernel panicked or reset)".to_string()
+                };
+                super::note(&format!(
+                    "the outer guest {what} during {name}: rebooting it"
+                ));
+                if self.hung_once.iter().filter(|&&h| h == i).count() >= MAX_RETRIES {
+                    self.results.push(CheckResult {
+                        name: name.clone(),
+                        status: None,
+                        stdout: String::new(),
+                        stderr: format!(
+                            "the outer guest {what} during this check {} times\n\
+                             --- outer console (tail) ---\n{}",
+                            MAX_RETRIES + 1,
+                            tail(console, 30)
+                        ),
+                        elapsed: checks[i].timeout + HANG_GRACE,
+                    });
+                } else {
+                    self.hung_once.push(i);
+                    self.pending.push(i);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAULT: &str = "a fault of the bench";
+
+    fn checks(names: &[&str]) -> Vec<Check> {
+        names
+            .iter()
+            .map(|n| Check {
+                name: n.to_string(),
+                script: String::new(),
+                timeout: Duration::from_secs(10),
+                stdin: None,
+                retry_on: vec![FAULT.to_string()],
+            })
+            .collect()
+    }
+
+    fn result(name: &str, stderr: &str) -> CheckResult {
+        CheckResult {
+            name: name.to_string(),
+            status: Some(0),
+            stdout: String::new(),
+            stderr: stderr.to_string(),
+            elapsed: Duration::from_secs(1),
+        }
+    }
+
+    fn boot(
+        l: &mut Ledger,
+        c: &[Check],
+        reported: Vec<CheckResult>,
+        ended: Ended,
+    ) -> Result<(), String> {
+        l.after_boot(c, reported, ended, "console", Duration::from_secs(60))
+    }
+
+    #[test]
+    fn a_fault_in_the_last_check_of_a_finished_boot_runs_it_again() {
+        // What CI saw: the last outer boot finished its list, and the one check it
+        // re-ran showed the bench's fault again; that is a reason for one more boot, not
+        // "finished without reporting".
+        let c = checks(&["a", "b"]);
+        let mut l = Ledger::new(2);
+        let first = vec![result("a", ""), result("b", FAULT)];
+        boot(&mut l, &c, first, Ended::Finished).unwrap();
+        assert_eq!(l.pending, vec![1]);
+        for _ in 1..MAX_INNER_RETRIES {
+            boot(&mut l, &c, vec![result("b", FAULT)], Ended::Finished).unwrap();
+            assert_eq!(l.pending, vec![1]);
+        }
+        // After MAX_INNER_RETRIES retries the fault is the check's result.
+        boot(&mut l, &c, vec![result("b", FAULT)], Ended::Finished).unwrap();
+        assert!(l.pending.is_empty());
+        assert_eq!(l.retried.len(), MAX_INNER_RETRIES);
+        assert_eq!(l.results.len(), 2);
+        assert!(l.results[1].stderr.contains(FAULT));
+    }
+
+    #[test]
+    fn a_finished_boot_that_skipped_a_check_is_an_error_naming_it() {
+        let c = checks(&["a", "b", "c"]);
+        let mut l = Ledger::new(3);
+        let e = boot(
+            &mut l,
+            &c,
+            vec![result("a", ""), result("c", FAULT)],
+            Ended::Finished,
+        )
+        .unwrap_err();
+        assert!(e.contains("without reporting 1 check(s): b\n"), "{e}");
+    }
+
+    #[test]
+    fn a_hang_is_retried_then_counted_as_the_checks_failure() {
+        let c = checks(&["a", "b"]);
+        let mut l = Ledger::new(2);
+        boot(&mut l, &c, vec![result("a", "")], Ended::Hung(1)).unwrap();
+        assert_eq!(l.pending, vec![1]);
+        for _ in 1..MAX_RETRIES {
+            boot(&mut l, &c, vec![], Ended::Hung(1)).unwrap();
+            assert_eq!(l.pending, vec![1]);
+        }
+        boot(&mut l, &c, vec![], Ended::Hung(1)).unwrap();
+        assert!(l.pending.is_empty());
+        let b = l.results.iter().find(|r| r.name == "b").unwrap();
+        assert_eq!(b.status, None);
+        assert!(b.stderr.contains("hung"), "{}", b.stderr);
+    }
+
+    #[test]
+    fn deaths_between_checks_are_bounded() {
+        let c = checks(&["a"]);
+        let mut l = Ledger::new(1);
+        for _ in 0..MAX_RETRIES {
+            boot(&mut l, &c, vec![], Ended::Died(None)).unwrap();
+        }
+        let e = boot(&mut l, &c, vec![], Ended::Died(None)).unwrap_err();
+        assert!(e.contains("died between checks"), "{e}");
+    }
+
+    #[test]
+    fn out_of_time_is_an_error() {
+        let c = checks(&["a"]);
+        let mut l = Ledger::new(1);
+        let e = boot(&mut l, &c, vec![], Ended::OutOfTime).unwrap_err();
+        assert!(e.contains("1 check(s) unreported"), "{e}");
+    }
+}
