@@ -260,6 +260,17 @@ impl Devices {
         }
     }
 
+    /// Whether the guest has any device that QEMU attaches over PCI under TCG (every
+    /// virtio device; the vsock counted too, whichever kind).
+    pub fn any_pci(&self) -> bool {
+        !self.disks.is_empty()
+            || !self.nets.is_empty()
+            || self.rng
+            || self.virtio_console
+            || self.vsock.is_some()
+            || !self.virtiofs.is_empty()
+    }
+
     /// Fails when `accel` cannot realise these devices: the hybrid vsock is domboot's own
     /// KVM device, QEMU has no Unix-socket vsock of this protocol (its vhost-vsock needs
     /// the host's vsock, not a Unix socket). `why` says how the accelerator was chosen.

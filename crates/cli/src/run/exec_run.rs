@@ -7,7 +7,7 @@
 use super::channels::{Channels, Control};
 use super::{
     Accel, Args, ConsoleFilter, Outcome, RunConfig, SerialSink, boot, choose_accel, cpu_count,
-    exec, linux_version, modules, rootfs, watch::ConsoleWatch,
+    exec, linux_version, modules, pvh_kernel, rootfs, tcg_tuning, watch::ConsoleWatch,
 };
 use anyhow::Context as _;
 use std::io::Write;
@@ -81,12 +81,49 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     );
     let memory = config.as_ref().and_then(|c| c.memory);
     let pvh = config.as_ref().is_some_and(|c| c.pvh);
-    let image = args
-        .boot
-        .image_from(&kernel, &all_initrds, Some(&base_cmdline), memory, pvh)?;
+    let mut image =
+        args.boot
+            .image_from(&kernel, &all_initrds, Some(&base_cmdline), memory, pvh)?;
     super::preflight::check_initrds(&image)?;
     let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
     devices.check_accel(accel, &why)?;
+    let cpus = cpu_count(args.cpus, config.as_ref().and_then(|c| c.vcpus))?;
+    if accel == Accel::Tcg && !args.no_boot_tuning {
+        if let Some(vmlinux) = tcg_vmlinux(&args, &image, &progress)? {
+            image = args
+                .boot
+                .image_from(&vmlinux, &all_initrds, Some(&base_cmdline), memory, true)
+                .with_context(|| {
+                    format!(
+                        "the cached vmlinux of {} ({}; delete it, or run with                          --no-boot-tuning)",
+                        kernel.display(),
+                        vmlinux.display()
+                    )
+                })?;
+            if args.verbose {
+                eprintln!(
+                    "domboot: booting the kernel's vmlinux through PVH under TCG: {}",
+                    vmlinux.display()
+                );
+            }
+        }
+        let machine = tcg_tuning::Machine {
+            cpus,
+            // virtio-fs joins below, when its servers start.
+            pci_devices: devices.any_pci() || host.is_some(),
+        };
+        let added = tcg_tuning::options(&image.cmdline, machine);
+        if args.verbose && !added.is_empty() {
+            eprintln!(
+                "domboot: added for a faster boot under TCG (--no-boot-tuning leaves them out): {}",
+                added.join(" ")
+            );
+        }
+        for option in added {
+            image.cmdline.push(' ');
+            image.cmdline.push_str(option);
+        }
+    }
     let plan = image.build()?;
     if args.verbose {
         eprintln!(
@@ -94,7 +131,6 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
             kernel.display()
         );
     }
-    let cpus = cpu_count(args.cpus, config.as_ref().and_then(|c| c.vcpus))?;
     progress.say("booting");
     // Stopped when this goes, after the VMM or QEMU (their frontend) has gone.
     let servers = match host {
@@ -120,6 +156,32 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         write_json(&args, &ended, ended.stderr_mid_line)?;
     }
     Ok(ExitCode::from(code))
+}
+
+/// The cached vmlinux to boot instead of `image`'s bzImage under TCG (see
+/// [`pvh_kernel`]), when nothing the user asked for depends on the bzImage's own entry: the
+/// boot protocol left to domboot, no --load-address or --kaslr.
+fn tcg_vmlinux(
+    args: &Args,
+    image: &domboot_builder::DomainImage,
+    progress: &Progress,
+) -> anyhow::Result<Option<PathBuf>> {
+    let b = &args.boot;
+    let bzimage = image
+        .kernel
+        .layers
+        .first()
+        .is_some_and(|l| l.format == domboot_formats::Format::BzImage);
+    if !bzimage
+        || !matches!(b.boot_protocol, crate::commands::boot_args::Protocol::Auto)
+        || b.load_address.is_some()
+        || b.kaslr
+    {
+        return Ok(None);
+    }
+    pvh_kernel::cached_vmlinux(&image.kernel_path, b.max_decompressed, || {
+        progress.say("decompressing the kernel once for faster boots (cached)")
+    })
 }
 
 /// The modules --module names and `extra` (the host rootfs's), resolved in `dir` (--modules

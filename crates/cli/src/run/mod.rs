@@ -14,8 +14,10 @@ mod interactive;
 pub mod kvm;
 pub mod modules;
 mod preflight;
+mod pvh_kernel;
 pub mod rootfs;
 pub mod tcg;
+mod tcg_tuning;
 pub mod watch;
 
 use crate::commands::boot_args::BootArgs;
@@ -65,6 +67,14 @@ pub struct Args {
     /// Under TCG, QEMU's firmware supplies its own tables either way.
     #[arg(long)]
     pub no_acpi: bool,
+    /// With --exec under TCG: boot the kernel as given, with the command line as given.
+    /// Otherwise a bzImage with a PVH entry is booted as its own vmlinux (decompressed once,
+    /// cached in ~/.cache/domboot/vmlinux), and the kernel options that shorten an emulated
+    /// boot are added where --cmdline does not set the same parameter: `cryptomgr.notests`
+    /// and `no_timer_check`, and `acpi=off` for one vCPU and no PCI devices. --verbose
+    /// names what was done.
+    #[arg(long, requires = "exec")]
+    pub no_boot_tuning: bool,
     /// Explain decisions (which accelerator and why, the QEMU command line); with --exec,
     /// also show the kernel's messages (on stderr).
     #[arg(long, short = 'v')]
