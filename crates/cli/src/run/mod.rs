@@ -70,9 +70,9 @@ pub struct Args {
     /// With --exec under TCG: boot the kernel as given, with the command line as given.
     /// Otherwise a bzImage with a PVH entry is booted as its own vmlinux (decompressed once,
     /// cached in ~/.cache/domboot/vmlinux), and the kernel options that shorten an emulated
-    /// boot are added where --cmdline does not set the same parameter: `cryptomgr.notests`
-    /// and `no_timer_check`, and `acpi=off` for one vCPU and no PCI devices. --verbose
-    /// names what was done.
+    /// boot are added where --cmdline does not set the same parameter: `cryptomgr.notests`,
+    /// `initcall_blacklist=crypto_kdf108_init` (a self-test) and `no_timer_check`, and
+    /// `acpi=off` for one vCPU and no PCI devices. --verbose names what was done.
     #[arg(long, requires = "exec")]
     pub no_boot_tuning: bool,
     /// Explain decisions (which accelerator and why, the QEMU command line); with --exec,

@@ -97,7 +97,7 @@ fn evict(dir: &Path, keep: &Path) {
         .filter(|p| p.extension().is_some_and(|x| x == "elf") && p != keep)
         .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
         .collect();
-    elfs.sort_by(|a, b| b.0.cmp(&a.0));
+    elfs.sort_by_key(|e| std::cmp::Reverse(e.0));
     for (_, old) in elfs.into_iter().skip(KEEP - 1) {
         let _ = std::fs::remove_file(old);
     }
