@@ -89,40 +89,13 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
     devices.check_accel(accel, &why)?;
     let cpus = cpu_count(args.cpus, config.as_ref().and_then(|c| c.vcpus))?;
     if accel == Accel::Tcg && !args.no_boot_tuning {
-        if let Some(vmlinux) = tcg_vmlinux(&args, &image, &progress)? {
-            image = args
-                .boot
-                .image_from(&vmlinux, &all_initrds, Some(&base_cmdline), memory, true)
-                .with_context(|| {
-                    format!(
-                        "the cached vmlinux of {} ({}; delete it, or run with                          --no-boot-tuning)",
-                        kernel.display(),
-                        vmlinux.display()
-                    )
-                })?;
-            if args.verbose {
-                eprintln!(
-                    "domboot: booting the kernel's vmlinux through PVH under TCG: {}",
-                    vmlinux.display()
-                );
-            }
-        }
         let machine = tcg_tuning::Machine {
             cpus,
-            // virtio-fs joins below, when its servers start.
+            // virtio-fs is a PCI device too; its servers start below.
             pci_devices: devices.any_pci() || host.is_some(),
         };
-        let added = tcg_tuning::options(&image.cmdline, machine);
-        if args.verbose && !added.is_empty() {
-            eprintln!(
-                "domboot: added for a faster boot under TCG (--no-boot-tuning leaves them out): {}",
-                added.join(" ")
-            );
-        }
-        for option in added {
-            image.cmdline.push(' ');
-            image.cmdline.push_str(option);
-        }
+        let inputs = (all_initrds.as_slice(), base_cmdline.as_str(), memory);
+        image = tune_for_tcg(&args, image, inputs, machine, &progress)?;
     }
     let plan = image.build()?;
     if args.verbose {
@@ -156,6 +129,48 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         write_json(&args, &ended, ended.stderr_mid_line)?;
     }
     Ok(ExitCode::from(code))
+}
+
+/// Under TCG: `image` with the kernel's cached vmlinux in place of its bzImage (see
+/// [`pvh_kernel`]; `inputs` are the image's initrds, command line and memory, to build it
+/// again) and the boot options of [`tcg_tuning`] appended to its command line.
+fn tune_for_tcg(
+    args: &Args,
+    mut image: domboot_builder::DomainImage,
+    (initrds, cmdline, memory): (&[PathBuf], &str, Option<u64>),
+    machine: tcg_tuning::Machine,
+    progress: &Progress,
+) -> anyhow::Result<domboot_builder::DomainImage> {
+    if let Some(vmlinux) = tcg_vmlinux(args, &image, progress)? {
+        image = args
+            .boot
+            .image_from(&vmlinux, initrds, Some(cmdline), memory, true)
+            .with_context(|| {
+                format!(
+                    "the cached vmlinux of {} ({}; delete it, or run with --no-boot-tuning)",
+                    image.kernel_path.display(),
+                    vmlinux.display()
+                )
+            })?;
+        if args.verbose {
+            eprintln!(
+                "domboot: booting the kernel's vmlinux through PVH under TCG: {}",
+                vmlinux.display()
+            );
+        }
+    }
+    let added = tcg_tuning::options(&image.cmdline, machine);
+    if args.verbose && !added.is_empty() {
+        eprintln!(
+            "domboot: added for a faster boot under TCG (--no-boot-tuning leaves them out): {}",
+            added.join(" ")
+        );
+    }
+    for option in added {
+        image.cmdline.push(' ');
+        image.cmdline.push_str(option);
+    }
+    Ok(image)
 }
 
 /// The cached vmlinux to boot instead of `image`'s bzImage under TCG (see
