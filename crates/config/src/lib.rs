@@ -109,6 +109,14 @@ pub fn losses(config: &DomainConfig, syntax: Syntax) -> Vec<String> {
             if config.on_crash.is_none() && back.on_crash == Some(model::LifecycleAction::Destroy) {
                 back.on_crash = None;
             }
+            // An HVM guest's clock as xend files are read (a variable offset, 0 from UTC or
+            // local time, as libvirt reads them) is the same RTC: not a loss.
+            if syntax == Syntax::Sexpr
+                && config.guest_type == GuestType::Hvm
+                && back.clock == sexpr::hvm_clock(config.clock.as_ref())
+            {
+                back.clock = config.clock.clone();
+            }
             diff::diff(config, &back)
         }
         Err(e) => vec![format!("the {syntax} output does not read back: {e}")],

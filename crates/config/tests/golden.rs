@@ -78,6 +78,11 @@ fn with_xend_defaults(c: &DomainConfig, syntaxes: &[Syntax]) -> DomainConfig {
         if *s == Syntax::Sexpr {
             c.on_crash
                 .get_or_insert(domboot_config::LifecycleAction::Destroy);
+            // An HVM guest's clock reads back as libvirt reads xend's: a variable offset
+            // (0 from UTC or local time unless stated).
+            if c.guest_type == domboot_config::GuestType::Hvm {
+                c.clock = domboot_config::sexpr::hvm_clock(c.clock.as_ref());
+            }
         }
         for d in &mut c.disks {
             let block = d.kind == domboot_config::DiskKind::Block;

@@ -279,10 +279,81 @@ fn open_vswitch_vlans_on_the_bridge_name() {
 fn a_running_xend_domain_reports_its_names() {
     let c = sx("(domain (domid 3)(name g)(image (hvm (vnc 1)))(device (vif (bridge xenbr0))))");
     assert_eq!(c.interfaces[0].target.as_deref(), Some("vif3.0"));
+    // libvirt's newest reader does not derive an HVM display from the domain id (older
+    // ones read display 3, port 5903): the port is xend's choice, written back as such.
+    assert_eq!((c.graphics[0].port, c.graphics[0].autoport), (None, true));
+    let x = libvirt_xml::write(&c);
+    assert!(
+        x.contains("<graphics type='vnc' port='-1' autoport='yes'/>"),
+        "{x}"
+    );
+    let back = sexpr::write_compact(&c);
+    assert!(back.contains("(vnc 1)(vncunused 1)"), "{back}");
+    assert!(!back.contains("vncdisplay"), "{back}");
+    // A display the image fixes is kept, running or not.
+    let c = sx("(domain (domid 3)(name g)(image (hvm (vnc 1)(vncunused 0)(vncdisplay 7))))");
     assert_eq!(
         (c.graphics[0].port, c.graphics[0].autoport),
-        (Some(5903), false)
+        (Some(5907), false)
     );
+}
+
+#[test]
+fn an_hvm_xend_clock_is_a_variable_offset() {
+    // libvirt's newest reader (xen_sxpr.c): an HVM guest's RTC is rtc_timeoffset (0 when
+    // the file names none) from UTC, or from local time with (localtime 1). Older
+    // readers said offset='utc' / 'localtime'.
+    let utc = Clock::Variable {
+        adjustment: 0,
+        basis: ClockBasis::Utc,
+    };
+    let local = Clock::Variable {
+        adjustment: 0,
+        basis: ClockBasis::Localtime,
+    };
+    let c = sx("(domain (domid 3)(name g)(image (hvm (kernel /usr/lib/xen/boot/hvmloader))))");
+    assert_eq!(c.clock, Some(utc.clone()));
+    let x = libvirt_xml::write(&c);
+    assert!(
+        x.contains("<clock offset='variable' adjustment='0' basis='utc'/>"),
+        "{x}"
+    );
+    assert_eq!(
+        sx("(vm (name g)(image (hvm (localtime 1))))").clock,
+        Some(local.clone())
+    );
+    assert_eq!(
+        sx("(vm (name g)(localtime 1)(image (hvm)))").clock,
+        Some(local)
+    );
+    // Written back as libvirt's newest writer (xenFormatSxpr) writes a variable clock:
+    // the offset and basis xend defaults to anyway, and nothing else.
+    let back = sexpr::write_compact(&c);
+    assert!(back.contains("(rtc_timeoffset 0)"), "{back}");
+    assert!(back.contains("(localtime 0)"), "{back}");
+    assert_eq!(sx(&back).clock, Some(utc));
+    // The same RTC as a UTC clock: writing one to xend loses nothing.
+    for clock in [None, Some(Clock::Utc), Some(Clock::Localtime)] {
+        let mut c = DomainConfig {
+            name: "g".into(),
+            guest_type: GuestType::Hvm,
+            clock,
+            ..Default::default()
+        };
+        c.boot.loader = Some("/usr/lib/xen/boot/hvmloader".into());
+        assert_eq!(
+            losses(&c, Syntax::Sexpr),
+            Vec::<String>::new(),
+            "{:?}",
+            c.clock
+        );
+    }
+    // A PV guest has no emulated RTC: localtime picks one of the two fixed offsets.
+    assert_eq!(
+        sx("(vm (name g)(localtime 1)(image (linux (kernel /k))))").clock,
+        Some(Clock::Localtime)
+    );
+    assert_eq!(sx("(vm (name g)(image (linux (kernel /k))))").clock, None);
 }
 
 #[test]
@@ -306,7 +377,7 @@ fn unbalanced_xend_files_read_as_libvirt_reads_them() {
 #[test]
 fn a_live_xend_domain_without_a_bootloader_and_with_its_own_vfb() {
     // libvirt's sexpr2xml-fv-autoport: `(bootloader )` is none; an HVM vfb device keeps
-    // its own port choice (vncunused) rather than the domain id's display.
+    // its own port choice (vncunused).
     let c = sx("(domain (domid 21)(name g)(bootloader )(bootloader_args )\
                 (image (hvm (kernel /usr/lib/xen/boot/hvmloader)))\
                 (device (vfb (vncdisplay 25)(vncunused 1)(type vnc))))");

@@ -356,6 +356,10 @@ fn expressible(c: &DomainConfig, syntax: Syntax) -> DomainConfig {
     if syntax == Syntax::Sexpr {
         // xend's default on_crash (restart) is not the model's (destroy): it is written.
         c.on_crash.get_or_insert(LifecycleAction::Destroy);
+        // An HVM guest's clock reads back as libvirt reads xend's: a variable offset.
+        if c.guest_type == GuestType::Hvm {
+            c.clock = sexpr::hvm_clock(c.clock.as_ref());
+        }
         if hvm_without_firmware && c.hypervisor.is_none() {
             c.boot.loader = Some(libvirt_xml::XEN_HVMLOADER.into());
         }

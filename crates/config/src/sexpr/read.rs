@@ -28,10 +28,6 @@ pub struct Reader<'a> {
     /// `(localtime N)` and `(rtc_timeoffset N)`, wherever they stand: read together.
     localtime: Option<bool>,
     rtc_timeoffset: Option<i64>,
-    /// `(vncunused)` / `(vncdisplay)` given in the image.
-    vnc_port_said: bool,
-    /// Where the image's `(vnc 1)` display went in the model's graphics.
-    image_vnc: Option<usize>,
 }
 
 type R<T> = Result<T, ConfigError>;
@@ -44,8 +40,6 @@ impl<'a> Reader<'a> {
             warnings: Vec::new(),
             localtime: None,
             rtc_timeoffset: None,
-            vnc_port_said: false,
-            image_vnc: None,
         }
     }
 
@@ -152,43 +146,41 @@ impl<'a> Reader<'a> {
         } else {
             c.max_vcpus = None;
         }
-        c.clock = match (self.rtc_timeoffset, self.localtime) {
-            (Some(adjustment), l) => Some(Clock::Variable {
-                adjustment,
-                basis: if l == Some(true) {
-                    ClockBasis::Localtime
-                } else {
-                    ClockBasis::Utc
-                },
-            }),
-            (None, Some(true)) => Some(Clock::Localtime),
-            (None, Some(false)) => Some(Clock::Utc),
-            (None, None) => c.clock.take(),
-        };
+        c.clock = self.clock(c.guest_type, c.clock.take());
         // xend restarts a crashed domain unless told otherwise; the model's (libvirt's and
         // xl's) default is destroy, so xend's is stated.
         c.on_crash.get_or_insert(LifecycleAction::Restart);
         if let Some(id) = domid {
-            self.running_domain_names(&mut c, id);
+            running_domain_names(&mut c, id);
         }
         c.apply_hvm_kernel_is_loader_rule();
         c.normalize();
         Ok(c)
     }
 
-    /// What xend gives a running domain (`(domid N)`) and libvirt reports: interfaces
-    /// named `vifN.I`, and an HVM display on VNC display N unless the image says otherwise.
-    fn running_domain_names(&self, c: &mut DomainConfig, id: u32) {
-        for (i, n) in c.interfaces.iter_mut().enumerate() {
-            if n.target.is_none() {
-                n.target = Some(format!("vif{id}.{i}"));
-            }
-        }
-        // Only the image's own VNC display: a vfb device says its port itself.
-        let image_vnc = self.image_vnc.and_then(|i| c.graphics.get_mut(i));
-        if let (GuestType::Hvm, false, Some(g)) = (c.guest_type, self.vnc_port_said, image_vnc) {
-            g.autoport = false;
-            g.port = id.checked_add(5900);
+    /// The clock `(localtime N)` and `(rtc_timeoffset N)` state, as libvirt's newest xend
+    /// reader (xen_sxpr.c) reads them. An HVM guest's emulated RTC is a variable offset
+    /// from UTC, or from local time with `(localtime 1)`: `rtc_timeoffset` seconds, 0 (xend's
+    /// default) when the file names none. A PV guest has no emulated RTC: `localtime` says
+    /// which of the two fixed offsets it has (an `rtc_timeoffset`, which libvirt ignores
+    /// there, is kept as a variable clock). `extension` is what domboot's own
+    /// `(domboot (timezone ..))` said, kept when xend's keys say nothing.
+    fn clock(&self, guest: GuestType, extension: Option<Clock>) -> Option<Clock> {
+        let basis = if self.localtime == Some(true) {
+            ClockBasis::Localtime
+        } else {
+            ClockBasis::Utc
+        };
+        match (self.rtc_timeoffset, self.localtime) {
+            (None, None) if extension.is_some() => extension,
+            (adjustment, _) if guest == GuestType::Hvm => Some(Clock::Variable {
+                adjustment: adjustment.unwrap_or(0),
+                basis,
+            }),
+            (Some(adjustment), _) => Some(Clock::Variable { adjustment, basis }),
+            (None, Some(true)) => Some(Clock::Localtime),
+            (None, Some(false)) => Some(Clock::Utc),
+            (None, None) => None,
         }
     }
 
@@ -276,13 +268,9 @@ impl<'a> Reader<'a> {
                 }
                 "vnc" => vnc_on = self.flag(item, key)?,
                 "sdl" => sdl_on = self.flag(item, key)?,
-                "vncunused" => {
-                    self.vnc_port_said = true;
-                    vnc.autoport = self.flag(item, key)?
-                }
+                "vncunused" => vnc.autoport = self.flag(item, key)?,
                 "vnclisten" => vnc.listen = Some(self.value(item, key)?),
                 "vncdisplay" => {
-                    self.vnc_port_said = true;
                     vnc.autoport = false;
                     vnc.port = self.int::<u32>(item, key)?.checked_add(5900)
                 }
@@ -298,7 +286,6 @@ impl<'a> Reader<'a> {
             }
         }
         if vnc_on {
-            self.image_vnc = Some(c.graphics.len());
             c.graphics.push(vnc);
         }
         if sdl_on {
@@ -561,5 +548,17 @@ impl<'a> Reader<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// What xend gives a running domain (`(domid N)`) and libvirt reports: its interfaces are
+/// named `vifN.I`. Its VNC display is not derived from N (only xend before 3.0.3 put an
+/// HVM display at 5900 + N): libvirt's newest reader takes a running domain's port from
+/// xenstore alone and, without it, reports none (autoport), as domboot does.
+fn running_domain_names(c: &mut DomainConfig, id: u32) {
+    for (i, n) in c.interfaces.iter_mut().enumerate() {
+        if n.target.is_none() {
+            n.target = Some(format!("vif{id}.{i}"));
+        }
     }
 }
