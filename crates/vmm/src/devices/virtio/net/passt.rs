@@ -4,7 +4,7 @@
 //! integer — and gives the guest DHCP, DNS and TCP/UDP through the host's own sockets,
 //! with no root and no host set-up.
 
-use super::{MAX_FRAME, NetBackend};
+use super::NetBackend;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -27,7 +27,16 @@ pub struct Passt {
     child: Child,
     /// Bytes read from passt that do not yet make a whole frame.
     input: Vec<u8>,
+    /// Frames for passt that its socket had no room for yet (whole frames, in order).
+    output: Vec<u8>,
 }
+
+/// How many bytes of frames for passt are held while its socket is full; beyond that a
+/// frame is dropped, as a NIC drops what its queue cannot take (TCP sends it again).
+/// Waiting for room instead deadlocked: passt, busy writing frames to us, stopped reading
+/// while our device thread, which reads those frames, waited to write (seen as a 1 MiB
+/// download that stalled for good, and a run that then ignored --timeout).
+const MAX_PENDING: usize = 4 << 20;
 
 impl Passt {
     pub fn start() -> Result<Passt, PasstError> {
@@ -56,7 +65,23 @@ impl Passt {
             sock: ours,
             child,
             input: Vec::new(),
+            output: Vec::new(),
         })
+    }
+
+    /// Writes what passt's socket takes now of the held frames, without waiting.
+    fn flush(&mut self) -> io::Result<()> {
+        let mut written = 0;
+        while written < self.output.len() {
+            match self.sock.write(&self.output[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.output.drain(..written);
+        Ok(())
     }
 
     /// A whole frame at the front of `input`, taken out.
@@ -89,6 +114,8 @@ impl NetBackend for Passt {
     }
 
     fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        // passt has read something if it sent something: room for held frames, maybe.
+        self.flush()?;
         loop {
             if let Some(n) = self.take_frame(buf)? {
                 return Ok(Some(n));
@@ -109,28 +136,16 @@ impl NetBackend for Passt {
     }
 
     fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        let mut msg = Vec::with_capacity(4 + frame.len().min(MAX_FRAME * 64));
-        msg.extend_from_slice(&(frame.len() as u32).to_be_bytes());
-        msg.extend_from_slice(frame);
-        // The socket is non-blocking for reads; a write that does not fit now waits for
-        // room, since half a frame would break the stream.
-        let mut rest = &msg[..];
-        while !rest.is_empty() {
-            match self.sock.write(rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut pfd = libc::pollfd {
-                        fd: self.sock.as_raw_fd(),
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd, count 1.
-                    unsafe { libc::poll(&mut pfd, 1, 100) };
-                }
-                Err(e) => return Err(e),
-            }
+        // Never wait for room (see MAX_PENDING): hold the frame, whole, behind earlier
+        // ones, and write what fits now.
+        self.flush()?;
+        if self.output.len() + 4 + frame.len() > MAX_PENDING {
+            return Ok(());
         }
-        Ok(())
+        self.output
+            .extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        self.output.extend_from_slice(frame);
+        self.flush()
     }
 
     fn describe(&self) -> String {
@@ -157,6 +172,7 @@ pub(crate) fn pair_for_test() -> (Passt, UnixStream) {
             sock: ours,
             child,
             input: Vec::new(),
+            output: Vec::new(),
         },
         theirs,
     )
@@ -185,5 +201,50 @@ mod tests {
         // An oversized length is an error, not an allocation.
         other.write_all(b"\xff\xff\xff\xff").unwrap();
         assert!(p.read_frame(&mut buf).is_err());
+    }
+
+    /// A passt that does not read never blocks the device: frames wait (whole, in order)
+    /// up to MAX_PENDING, later ones are dropped, and what waited arrives once passt reads.
+    #[test]
+    fn a_full_socket_holds_frames_instead_of_waiting() {
+        let (mut p, mut other) = pair_for_test();
+        let frame = vec![7u8; 60_000];
+        let started = std::time::Instant::now();
+        for _ in 0..200 {
+            p.write_frame(&frame).unwrap();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(p.output.len() <= MAX_PENDING);
+        let held = p.output.len();
+        assert!(held > 0, "the socket took 12 MB at once");
+        // passt reads: the held frames go out as soon as the device is active again.
+        other.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 1 << 16];
+        for _ in 0..10_000 {
+            let _ = p.read_frame(&mut [0u8; 16]);
+            match other.read(&mut chunk) {
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if p.output.is_empty() {
+                        break;
+                    }
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(p.output.is_empty());
+        // Whole frames only: every 4-byte length is followed by that many bytes.
+        let mut at = 0;
+        let mut frames = 0;
+        while at < got.len() {
+            let len = u32::from_be_bytes(got[at..at + 4].try_into().unwrap()) as usize;
+            assert_eq!(len, frame.len());
+            assert!(got[at + 4..at + 4 + len].iter().all(|&b| b == 7));
+            at += 4 + len;
+            frames += 1;
+        }
+        assert_eq!(at, got.len());
+        assert!((1..200).contains(&frames), "{frames} frames");
     }
 }
