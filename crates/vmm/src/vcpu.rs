@@ -71,8 +71,21 @@ pub fn supported_cpuid(kvm: &Kvm) -> Result<CpuId, VmmError> {
             ..Default::default()
         });
     }
+    // KVM_GET_SUPPORTED_CPUID leaves out the TSC-deadline bit because the timer lives in
+    // the in-kernel LAPIC, which the VMM may or may not create; domboot always does, so it
+    // sets the bit as QEMU and Firecracker do. Without it Linux calibrates the LAPIC timer
+    // against the PIT for 100 ms, and kernels without kvm-clock disable the LAPIC timer
+    // when the two clocks drift apart during that window ("APIC timer disabled").
+    if kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer) {
+        for e in cpuid.as_mut_slice().iter_mut().filter(|e| e.function == 1) {
+            e.ecx |= CPUID_1_ECX_TSC_DEADLINE;
+        }
+    }
     Ok(cpuid)
 }
+
+/// CPUID leaf 1, ECX bit 24: the LAPIC timer has TSC-deadline mode.
+const CPUID_1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 
 /// Bits needed to number `n` things (x2APIC topology shift width).
 fn bits_for(n: u32) -> u32 {
@@ -367,6 +380,23 @@ mod tests {
         assert_eq!(bits_for(1), 0);
         assert_eq!(bits_for(2), 1);
         assert_eq!(bits_for(5), 3);
+    }
+
+    /// Leaf 1 of the template offers the TSC-deadline timer whenever KVM's LAPIC has one.
+    #[test]
+    fn the_template_offers_the_tsc_deadline_timer() {
+        let (kvm, _) = crate::kvm::open().expect("a usable /dev/kvm");
+        let template = supported_cpuid(&kvm).unwrap();
+        let leaf1 = template
+            .as_slice()
+            .iter()
+            .find(|e| e.function == 1)
+            .unwrap();
+        let has_timer = kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
+        assert_eq!(leaf1.ecx & CPUID_1_ECX_TSC_DEADLINE != 0, has_timer);
+        let vcpu = cpuid_for(&template, 1, 4);
+        let leaf1 = vcpu.as_slice().iter().find(|e| e.function == 1).unwrap();
+        assert_eq!(leaf1.ecx & CPUID_1_ECX_TSC_DEADLINE != 0, has_timer);
     }
 
     /// On this machine's KVM: the state set is the state KVM holds (PVM accepts all of it).
