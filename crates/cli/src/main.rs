@@ -53,7 +53,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("domboot: error: {err:#}");
-            ExitCode::from(2)
+            if err.downcast_ref::<run::BadInitrd>().is_some() {
+                ExitCode::from(run::EXIT_BAD_INITRD)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

@@ -141,4 +141,25 @@ fn no_initrd_gives_a_shell_and_a_panic_is_reported() {
         err.contains("> [") && err.contains("Kernel panic - not syncing: "),
         "{err}"
     );
+
+    // An initramfs whose /init is no program, and with no /sbin/init or /bin/sh to fall
+    // back on: "No working init found" has a status of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let cpio = kit::no_init_initramfs(dir.path());
+    let out = domboot()
+        .arg("run")
+        .arg("--kernel")
+        .arg(kit::debian_kernel("cloud").vmlinuz)
+        .arg("--initrd")
+        .arg(&cpio)
+        .args(["--timeout", "120"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(120), "{err}");
+    assert!(
+        err.contains("Kernel panic - not syncing: No working init found"),
+        "{err}"
+    );
 }

@@ -189,6 +189,19 @@ pub fn busybox_initramfs(
     out
 }
 
+/// An initramfs whose /init is no program and which has no /sbin/init or /bin/sh to fall
+/// back on: Linux panics with "No working init found".
+pub fn no_init_initramfs(dir: &std::path::Path) -> PathBuf {
+    let root = dir.join("root-no-init");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("init"), "not a program\n").unwrap();
+    set_exec(&root.join("init"));
+    let out = dir.join("no-init.cpio");
+    host_cpio(&root, &out, false).unwrap_or_else(|e| panic!("building the initramfs: {e}"));
+    std::fs::remove_dir_all(&root).unwrap();
+    out
+}
+
 /// Packs the folder `root` as a newc cpio archive at `out` with the host's `find`, `cpio`
 /// and (with `gzip`) `gzip -1`: an oracle independent of domboot's own writer.
 pub fn host_cpio(root: &std::path::Path, out: &std::path::Path, gzip: bool) -> Result<(), String> {

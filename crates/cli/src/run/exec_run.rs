@@ -321,8 +321,36 @@ impl ConsoleFilter for KernelLog {
     fn finish(&mut self) {}
 }
 
+/// Why a command has no status of its own: the JSON `reason` and domboot's exit status
+/// (README, "How a run ends"; `run --help`).
+fn ending(e: &Ended) -> (&'static str, u8) {
+    let code = e.outcome.exit_code();
+    match &e.outcome {
+        Outcome::Timeout(_) => ("timeout", code),
+        Outcome::Interrupted(_) | Outcome::Quit => ("stopped", code),
+        Outcome::Panic(report) if super::found_no_init(report) => ("no-working-init", code),
+        Outcome::Panic(_) => ("kernel-panic", code),
+        Outcome::Crash(_) => ("crash", code),
+        Outcome::BackendGone(_) => ("virtiofsd-gone", code),
+        Outcome::Ended | Outcome::DebugExit(_) if silent_reset(e) => {
+            ("reset-before-output", super::EXIT_SILENT_RESET)
+        }
+        Outcome::Ended | Outcome::DebugExit(_)
+            if e.watch.as_ref().is_some_and(|w| w.oops().is_some()) =>
+        {
+            ("kernel-oops", super::EXIT_OOPS)
+        }
+        Outcome::Ended | Outcome::DebugExit(_) => ("guest-stopped", EXIT_NO_STATUS),
+    }
+}
+
+/// The guest ended before the command started and before its kernel printed anything.
+fn silent_reset(e: &Ended) -> bool {
+    e.control.boot_time.is_none() && e.watch.as_ref().is_some_and(|w| w.bytes() == 0)
+}
+
 /// The command's status when it finished; otherwise a message saying why it did not, and
-/// the status for that (README, "How a run ends").
+/// the status for that ([`ending`]).
 fn exit_status(e: &Ended) -> u8 {
     if let Some(status) = e.control.status {
         return (status & 0xff) as u8;
@@ -341,24 +369,25 @@ fn exit_status(e: &Ended) -> u8 {
         Outcome::Interrupted(sig) => eprintln!("domboot: stopped the VM on signal {sig}"),
         Outcome::Panic(report) | Outcome::Crash(report) => eprintln!("domboot: {report}"),
         Outcome::BackendGone(why) => eprintln!("domboot: {why}; stopped the VM"),
-        Outcome::Ended | Outcome::DebugExit(_)
-            if e.control.boot_time.is_none()
-                && e.watch.as_ref().is_some_and(|w| w.bytes() == 0) =>
-        {
+        Outcome::Ended | Outcome::DebugExit(_) if silent_reset(e) => {
             eprintln!(
                 "domboot: the guest reset before printing anything (a kernel that cannot \
                  run on this machine or with this much memory, or one without a 16550 \
                  serial console; run with --verbose for QEMU's command line)"
             );
-            return domboot_vmm::EXIT_CRASH;
         }
         Outcome::Ended | Outcome::DebugExit(_) => {
             eprintln!(
-                "domboot: the guest stopped before the command {}{}",
+                "domboot: the guest stopped before the command {}{}{}",
                 if e.control.boot_time.is_none() {
                     "started"
                 } else {
                     "finished"
+                },
+                if e.watch.as_ref().is_some_and(|w| w.oops().is_some()) {
+                    " after a kernel oops"
+                } else {
+                    ""
                 },
                 if quote.is_empty() {
                     " (run with --verbose to see the kernel's messages)".to_string()
@@ -366,10 +395,9 @@ fn exit_status(e: &Ended) -> u8 {
                     format!("; the kernel's last lines:\n{}", quote.trim_end())
                 }
             );
-            return EXIT_NO_STATUS;
         }
     }
-    e.outcome.exit_code()
+    ending(e).1
 }
 
 /// `{"status", "boot_ms", "command_ms"}` (and `reason` when there is no status) as one line
@@ -382,15 +410,7 @@ fn write_json(args: &Args, e: &Ended, mid_line: bool) -> anyhow::Result<()> {
         "command_ms": ms(e.control.command_time),
     });
     if e.control.status.is_none() {
-        v["reason"] = match &e.outcome {
-            Outcome::Timeout(_) => "timeout",
-            Outcome::Interrupted(_) | Outcome::Quit => "stopped",
-            Outcome::Panic(_) => "kernel-panic",
-            Outcome::Crash(_) => "crash",
-            Outcome::BackendGone(_) => "virtiofsd-gone",
-            Outcome::Ended | Outcome::DebugExit(_) => "guest-stopped",
-        }
-        .into();
+        v["reason"] = ending(e).0.into();
     }
     match &args.json_file {
         Some(path) => crate::atomic::write_file(path, format!("{v}\n").as_bytes()),
@@ -424,5 +444,88 @@ impl Progress {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(outcome: Outcome, console: &[u8], started: bool) -> Ended {
+        let watch = ConsoleWatch::default();
+        watch.feed(console);
+        Ended {
+            outcome,
+            control: Control {
+                boot_time: started.then(|| Duration::from_secs(1)),
+                ..Control::default()
+            },
+            watch: Some(watch),
+            stderr_mid_line: false,
+        }
+    }
+
+    /// Each way a command can fail to report its status has a reason and a status of its
+    /// own (the statuses `run --help` lists).
+    #[test]
+    fn every_failure_has_its_own_reason_and_status() {
+        let panic = |line: &str| Outcome::Panic(format!("the guest kernel panicked:\n  > {line}"));
+        let cases = [
+            (
+                ended(Outcome::Ended, b"", false),
+                ("reset-before-output", super::super::EXIT_SILENT_RESET),
+            ),
+            (
+                ended(Outcome::Ended, b"[ 1.0] Linux version 6.1\n", true),
+                ("guest-stopped", EXIT_NO_STATUS),
+            ),
+            (
+                ended(
+                    Outcome::Ended,
+                    b"[ 2.0] BUG: kernel NULL pointer dereference, address: 0\n",
+                    true,
+                ),
+                ("kernel-oops", super::super::EXIT_OOPS),
+            ),
+            (
+                ended(
+                    panic(
+                        "[ 3.0] Kernel panic - not syncing: No working init found.  Try passing init= option to kernel. See Linux Documentation/admin-guide/init.rst for guidance.",
+                    ),
+                    b"x\n",
+                    false,
+                ),
+                ("no-working-init", super::super::EXIT_NO_INIT),
+            ),
+            (
+                ended(
+                    panic("[ 3.0] Kernel panic - not syncing: sysrq triggered crash"),
+                    b"x\n",
+                    true,
+                ),
+                ("kernel-panic", domboot_vmm::EXIT_GUEST_PANIC),
+            ),
+            (
+                ended(Outcome::Crash("triple fault".into()), b"", false),
+                ("crash", domboot_vmm::EXIT_CRASH),
+            ),
+            (
+                ended(Outcome::Timeout(Duration::from_secs(5)), b"", true),
+                ("timeout", 124),
+            ),
+        ];
+        let mut statuses = std::collections::BTreeSet::new();
+        for (e, want) in &cases {
+            assert_eq!(ending(e), *want, "{:?}", e.outcome);
+            assert!(statuses.insert(want.1), "status {} twice", want.1);
+        }
+    }
+
+    /// A command that finished has its own status, whatever the kernel printed.
+    #[test]
+    fn the_commands_status_wins() {
+        let mut e = ended(Outcome::Ended, b"[ 2.0] Oops: 0002 [#1] SMP\n", true);
+        e.control.status = Some(7);
+        assert_eq!(exit_status(&e), 7);
     }
 }

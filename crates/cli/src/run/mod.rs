@@ -23,6 +23,7 @@ pub mod watch;
 use crate::commands::boot_args::BootArgs;
 use crate::commands::domain_config::FromConfig;
 pub use devices::Devices;
+pub use preflight::BadInitrd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -36,12 +37,26 @@ Exit status:
   0      the guest powered off or reset
   v      the guest wrote v to the debug-exit port 0xf4
   CMD's  --exec: the command's own status, when it finished
+  118    --exec: the guest reset before printing anything
+  119    an initrd the kernel could not unpack (not cpio, no known compression): not booted
+  120    the kernel found no init to run (\"No working init found\" quoted)
+  121    --exec: the kernel oopsed and the guest stopped before the command finished
   122    --exec: the guest stopped before the command finished (no panic; last kernel lines quoted)
-  123    the guest kernel panicked (the panic line quoted; \"No working init\" included)
+  123    the guest kernel panicked (the panic line quoted)
   124    still running at --timeout
-  125    the VM crashed (triple fault, KVM error); --exec under TCG: reset before any output
+  125    the VM crashed (triple fault, KVM error)
   128+N  stopped by signal N (Ctrl-A x: 130; --exec: 141 when the reader of its output left)
-  2      domboot failed: bad input (an initrd that is no cpio archive, ...), no QEMU or KVM";
+  2      domboot failed: bad input, no QEMU or KVM";
+
+/// `--exec`: the guest reset before printing anything (a kernel that cannot run on this
+/// machine or in this much memory, or one without a 16550 console).
+pub const EXIT_SILENT_RESET: u8 = 118;
+/// An initrd the kernel could not unpack, refused before booting ([`preflight::BadInitrd`]).
+pub const EXIT_BAD_INITRD: u8 = 119;
+/// The kernel panicked because it found nothing to run as init.
+pub const EXIT_NO_INIT: u8 = 120;
+/// `--exec`: the kernel oopsed, and the guest stopped before the command finished.
+pub const EXIT_OOPS: u8 = 121;
 
 /// Boot a kernel: serial console on stdio, KVM or QEMU TCG.
 #[derive(clap::Args)]
@@ -119,7 +134,8 @@ pub struct Args {
     pub pvm_guest: bool,
     /// With --exec: print {"status", "boot_ms", "command_ms"} as JSON on a line of its own
     /// on stderr after the run (with "reason" when the command has no status: timeout,
-    /// stopped, kernel-panic, crash, guest-stopped, virtiofsd-gone).
+    /// stopped, kernel-panic, no-working-init, kernel-oops, reset-before-output, crash,
+    /// guest-stopped, virtiofsd-gone).
     #[arg(long, requires = "exec")]
     pub json: bool,
     /// With --exec: write that JSON object to FILE instead of stderr.
@@ -310,10 +326,19 @@ impl Outcome {
             // As if Ctrl-C had stopped it (which the guest receives instead).
             Outcome::Quit => 128 + libc::SIGINT as u8,
             Outcome::Crash(_) => domboot_vmm::EXIT_CRASH,
+            Outcome::Panic(report) if found_no_init(report) => EXIT_NO_INIT,
             Outcome::Panic(_) => domboot_vmm::EXIT_GUEST_PANIC,
             Outcome::BackendGone(_) => domboot_vmm::EXIT_BACKEND_GONE,
         }
     }
+}
+
+/// A panic report whose panic line is the kernel's "No working init found" (init/main.c):
+/// the kernel booted, but neither the initramfs nor the root filesystem had an init.
+pub fn found_no_init(report: &str) -> bool {
+    report
+        .lines()
+        .any(|l| l.contains("Kernel panic - not syncing: No working init found"))
 }
 
 /// --cpus, else the configuration's vcpus, else 1.

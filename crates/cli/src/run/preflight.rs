@@ -5,7 +5,30 @@
 //! much later with "No working init found" (or "VFS: Unable to mount root fs"), seconds into
 //! a TCG boot: so domboot looks at the first bytes of each one first.
 
-use anyhow::bail;
+use std::path::PathBuf;
+
+/// An initrd the kernel could not unpack; `run` exits with [`super::EXIT_BAD_INITRD`].
+#[derive(Debug)]
+pub struct BadInitrd {
+    pub path: PathBuf,
+    /// What it starts with instead.
+    pub why: String,
+}
+
+impl std::fmt::Display for BadInitrd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: not an initramfs: {}; the kernel unpacks cpio archives (newc), plain or \
+             compressed with gzip, bzip2, lzma, xz, lzo, lz4 or zstd, and loads ext2, \
+             squashfs, cramfs or romfs ramdisk images (make one with `domboot initrd`)",
+            self.path.display(),
+            self.why
+        )
+    }
+}
+
+impl std::error::Error for BadInitrd {}
 
 /// Starts of what the kernel's initramfs unpacker accepts (`init/initramfs.c`,
 /// `lib/decompress.c`), with names for the message.
@@ -28,16 +51,12 @@ const ARCHIVES: &[(&[u8], &str)] = &[
 ];
 
 /// Fails on an initrd the kernel could not unpack, naming the file and what it starts with.
-pub fn check_initrds(image: &domboot_builder::DomainImage) -> anyhow::Result<()> {
+pub fn check_initrds(image: &domboot_builder::DomainImage) -> Result<(), BadInitrd> {
     for initrd in &image.initrds {
-        if let Err(why) = check(&initrd.data) {
-            bail!(
-                "{}: not an initramfs: {why}; the kernel unpacks cpio archives (newc), plain or \
-                 compressed with gzip, bzip2, lzma, xz, lzo, lz4 or zstd, and loads ext2, \
-                 squashfs, cramfs or romfs ramdisk images (make one with `domboot initrd`)",
-                initrd.path.display()
-            );
-        }
+        check(&initrd.data).map_err(|why| BadInitrd {
+            path: initrd.path.clone(),
+            why,
+        })?;
     }
     Ok(())
 }

@@ -67,6 +67,11 @@ impl ConsoleWatch {
         }
     }
 
+    /// The first oops or BUG line the kernel printed, if any.
+    pub fn oops(&self) -> Option<String> {
+        self.state().oops.clone()
+    }
+
     /// The kernel's panic, when it printed one.
     pub fn panic(&self) -> Option<(PanicReport, Instant)> {
         self.panic.report()
