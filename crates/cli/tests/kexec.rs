@@ -5,10 +5,13 @@
 //! the checksum of a file in its initrd. Each kexec ends the first kernel, so each case
 //! is one boot; checks that leave the kernel running share the first boot. The kboot tests
 //! boot the image of `domboot initrd --kboot` with ext4 disks on NVMe (built into the
-//! cloud kernel). `KEXEC_QEMU_LOG=FILE` makes QEMU log interrupts and resets there (for a
+//! cloud kernel) or on virtio-blk (its modules carried in kboot's /lib/kboot/modules). `KEXEC_QEMU_LOG=FILE` makes QEMU log interrupts and resets there (for a
 //! purgatory that faults).
 //!
 //! Run: `cargo test -p domboot --test kexec` (about 40 s on two cores).
+
+#[path = "../../bootdisk/tests/images/mod.rs"]
+mod images;
 
 use domboot_testkit as kit;
 use std::path::{Path, PathBuf};
@@ -222,20 +225,33 @@ $B grep -c '^purgatory ' /tmp/dry | $B sed 's/^/DRY-PURGATORY /'\n\
     assert_next_kernel(&o, &marker, &word, payload);
 }
 
-/// (b) a tiny bzImage (linux64 through the purgatory).
+/// (b) a tiny bzImage (linux64 through the purgatory), with the memory map read from
+/// /proc/iomem and the running kernel's console carried over.
 #[test]
 fn kexec_into_a_tiny_bzimage() {
     let dir = tempfile::tempdir().unwrap();
     let marker = kit::marker();
     let payload = b"kexec case b";
     let rd = next_initrd(dir.path(), &marker, payload);
+    // No /sys/firmware/memmap (a kernel without CONFIG_FIRMWARE_MEMMAP): the map comes
+    // from /proc/iomem. No console= given: the running kernel's carries over, so the next
+    // kernel's report reaches the console at all.
     let o = first_kernel_kexecs(
         dir.path(),
         &[("/k/next", tiny("bzImage-x64-pvh-zstd")), ("/k/rd", rd)],
-        "",
-        "--kernel /k/next --initrd /k/rd --cmdline 'console=ttyS0 kexec.case=b'",
+        "$B mount -t tmpfs none /sys/firmware/memmap\n\
+         echo \"MEMMAP-ENTRIES $($B ls /sys/firmware/memmap | $B wc -l)\"",
+        "--kernel /k/next --initrd /k/rd --cmdline 'kexec.case=b'",
+    );
+    assert!(o.console.contains("MEMMAP-ENTRIES 0"), "{}", o.console);
+    assert!(
+        o.console
+            .contains("entries from this machine's /proc/iomem"),
+        "{}",
+        o.console
     );
     assert_next_kernel(&o, &marker, "kexec.case=b", payload);
+    assert_next_kernel(&o, &marker, "console=ttyS0", payload);
 }
 
 /// (c) the non-relocatable tiny kernel loaded at 0x2000000, moved into place by the
@@ -288,6 +304,49 @@ fn kexec_file_load_of_a_bzimage() {
     );
     assert!(o.console.contains("kexec_file_load"), "{}", o.console);
     assert_next_kernel(&o, &marker, "kexec.case=e", payload);
+}
+
+/// (f) a unified kernel image: its .linux entered with its own .initrd and .cmdline.
+#[test]
+fn kexec_into_a_unified_kernel_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = kit::marker();
+    let payload = b"kexec case f";
+    let rd = std::fs::read(next_initrd(dir.path(), &marker, payload)).unwrap();
+    let uki = images::uki(
+        dir.path(),
+        "next",
+        &tiny("bzImage-x64-pvh-gzip"),
+        &rd,
+        "console=ttyS0 kexec.case=f",
+    );
+    let o = first_kernel_kexecs(dir.path(), &[("/k/next", uki)], "", "--kernel /k/next");
+    assert_next_kernel(&o, &marker, "kexec.case=f", payload);
+}
+
+/// (g) a compressed ELF vmlinux (vmlinux.xz, as some distributions ship it), through PVH.
+#[test]
+fn kexec_into_a_compressed_vmlinux() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = kit::marker();
+    let payload = b"kexec case g";
+    let rd = next_initrd(dir.path(), &marker, payload);
+    let vmlinux = dir.path().join("vmlinux");
+    std::fs::copy(tiny("vmlinux-x64-pvh-gzip"), &vmlinux).unwrap();
+    let status = std::process::Command::new("xz")
+        .args(["-1", "-f"])
+        .arg(&vmlinux)
+        .status()
+        .expect("xz runs");
+    assert!(status.success(), "xz failed");
+    let o = first_kernel_kexecs(
+        dir.path(),
+        &[("/k/next", dir.path().join("vmlinux.xz")), ("/k/rd", rd)],
+        "",
+        "--kernel /k/next --initrd /k/rd --cmdline 'console=ttyS0 kexec.case=g'",
+    );
+    assert!(o.console.contains("(pvh)"), "{}", o.console);
+    assert_next_kernel(&o, &marker, "kexec.case=g", payload);
 }
 
 /// An extlinux.conf with one entry per tiny kernel of [`kboot_disk`].
@@ -344,25 +403,72 @@ fn mkfs_ext4(tree: &Path, image: &Path, label: Option<&str>) -> PathBuf {
 
 /// Builds the kboot image with `domboot initrd --kboot`.
 fn kboot_image(dir: &Path) -> PathBuf {
+    kboot_image_with_modules(dir, &[])
+}
+
+/// [`kboot_image`] with the cloud kernel's modules `modules` (paths in its modules tree,
+/// in load order) in /lib/kboot/modules, named so that kboot's name order is that order.
+fn kboot_image_with_modules(dir: &Path, modules: &[&str]) -> PathBuf {
     let out = dir.join("kboot.cpio.gz");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_domboot"))
-        .args(["initrd", "--kboot", "-o"])
-        .arg(&out)
-        .status()
-        .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_domboot"));
+    cmd.args(["initrd", "--kboot", "-o"]).arg(&out);
+    if !modules.is_empty() {
+        let tree = kit::debian_kernel("cloud")
+            .vmlinuz
+            .parent()
+            .unwrap()
+            .join("modules");
+        let mods = dir.join("kboot-modules");
+        std::fs::create_dir_all(&mods).unwrap();
+        for (i, m) in modules.iter().enumerate() {
+            let name = Path::new(m).file_name().unwrap().to_string_lossy();
+            std::fs::copy(tree.join(m), mods.join(format!("{:02}-{name}", i + 10)))
+                .unwrap_or_else(|e| panic!("{m}: {e}"));
+        }
+        cmd.arg("--dir")
+            .arg(format!("{}=/lib/kboot/modules", mods.display()));
+    }
+    let status = cmd.status().unwrap();
     assert!(status.success(), "domboot initrd --kboot failed");
     out
+}
+
+/// What the cloud kernel needs for a virtio-blk disk on PCI, in load order (virtio_blk and
+/// the virtio core are modules there; virtio uses virtio_ring's symbols).
+const VIRTIO_BLK_MODULES: &[&str] = &[
+    "kernel/drivers/virtio/virtio_ring.ko",
+    "kernel/drivers/virtio/virtio.ko",
+    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+    "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/drivers/block/virtio_blk.ko",
+];
+
+/// How the kboot tests attach their disks.
+#[derive(Clone, Copy)]
+enum Bus {
+    /// NVMe: the cloud kernel's driver is built in.
+    Nvme,
+    /// virtio-blk on PCI: kboot loads the drivers from /lib/kboot/modules.
+    Virtio,
 }
 
 /// Boots Debian's cloud kernel with the kboot image and `disk` as an NVMe disk (the cloud
 /// kernel's NVMe driver is built in; virtio_blk is a module). With `key`, types it on the
 /// console once kboot asks. Returns the console output.
 fn boot_kboot(kboot: &Path, disk: &Path, append: &str, key: Option<&str>) -> String {
-    boot_kboot_disks(kboot, &[disk], append, key)
+    boot_kboot_disks(kboot, &[disk], Bus::Nvme, append, key)
 }
 
-/// [`boot_kboot`] with several NVMe disks (in order; the guest may number them otherwise).
-fn boot_kboot_disks(kboot: &Path, disks: &[&Path], append: &str, key: Option<&str>) -> String {
+/// [`boot_kboot`] with several disks on `bus` (in order; the guest may number them
+/// otherwise).
+fn boot_kboot_disks(
+    kboot: &Path,
+    disks: &[&Path],
+    bus: Bus,
+    append: &str,
+    key: Option<&str>,
+) -> String {
     use std::io::{Read, Write};
     use std::process::{Command, Stdio};
     use std::sync::{Arc, Mutex};
@@ -392,7 +498,10 @@ fn boot_kboot_disks(kboot: &Path, disks: &[&Path], append: &str, key: Option<&st
                     d.display()
                 ),
                 "-device".to_string(),
-                format!("nvme,drive=d{i},serial=kboot{i}"),
+                match bus {
+                    Bus::Nvme => format!("nvme,drive=d{i},serial=kboot{i}"),
+                    Bus::Virtio => format!("virtio-blk-pci,drive=d{i},serial=kboot{i}"),
+                },
             ]
         }))
         .stdin(Stdio::piped())
@@ -474,16 +583,28 @@ fn kboot_boots_the_kernel_named_on_the_command_line() {
     assert!(console.contains("CMDLINE ") && console.contains("root=/dev/nvme0n1"));
 }
 
-/// kboot without a choice lists both kernels, takes a keystroke and boots that one.
+/// kboot on a virtio disk (its drivers loaded from /lib/kboot/modules) without a choice
+/// lists the boot loader's entries and both kernels, takes a keystroke and boots that one.
 #[test]
 fn kboot_shows_a_menu_and_boots_the_chosen_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (kit::marker() + "-a", kit::marker() + "-b");
-    let disk = kboot_disk(dir.path(), [&a, &b], false);
-    let kboot = kboot_image(dir.path());
-    let console = boot_kboot(&kboot, &disk, "root=/dev/nvme0n1", Some("2"));
+    let disk = kboot_disk(dir.path(), [&a, &b], true);
+    let kboot = kboot_image_with_modules(dir.path(), VIRTIO_BLK_MODULES);
+    let console = boot_kboot_disks(&kboot, &[&disk], Bus::Virtio, "root=/dev/vda", Some("4"));
+    assert!(!console.contains("insmod"), "{console}");
     assert!(console.contains("kboot: choose what to boot"), "{console}");
-    assert!(console.contains("1) vmlinuz-tinya") && console.contains("2) vmlinuz-tinyb"));
+    for item in [
+        "1) Tiny A (boot entry 0)",
+        "2) Tiny B (boot entry 1)",
+        "3) vmlinuz-tinya",
+        "4) vmlinuz-tinyb",
+    ] {
+        assert!(
+            console.contains(item),
+            "no {item:?} in the menu:\n{console}"
+        );
+    }
     assert_eq!(
         reported_marker(&console).as_deref(),
         Some(b.as_str()),
@@ -580,6 +701,7 @@ fn kboot_takes_boot_and_ramdisk_from_the_command_line() {
     let console = boot_kboot_disks(
         &kboot,
         &[&root_disk, &boot_disk],
+        Bus::Nvme,
         "root=LABEL=kbroot boot=LABEL=kbboot kernel=vmlinuz-tinya ramdisk=initrd.img-other",
         None,
     );

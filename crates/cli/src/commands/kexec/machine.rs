@@ -13,31 +13,53 @@ pub(super) const PROC_CMDLINE: &str = "/proc/cmdline";
 /// The next kernel's command line: the given one, or the running one, with the running
 /// kernel's console= options added when it names none.
 pub(super) fn next_cmdline(args: &LoadArgs) -> anyhow::Result<String> {
-    let running = std::fs::read_to_string(PROC_CMDLINE).unwrap_or_default();
-    let running: Vec<&str> = running
-        .split_whitespace()
-        .filter(|w| !w.starts_with("BOOT_IMAGE="))
-        .collect();
-    let mut cmdline = if args.reuse_cmdline {
+    Ok(with_running_console(
+        &given_cmdline(args)?.unwrap_or_default(),
+    ))
+}
+
+/// The command line `--cmdline` or `--reuse-cmdline` asks for; `None` when neither does
+/// (a UKI then brings its own).
+pub(super) fn given_cmdline(args: &LoadArgs) -> anyhow::Result<Option<String>> {
+    if args.reuse_cmdline {
+        let running = running_cmdline();
         if running.is_empty() {
             bail!("--reuse-cmdline: {PROC_CMDLINE} is empty or unreadable");
         }
-        running.join(" ")
-    } else {
-        args.cmdline.clone().unwrap_or_default()
-    };
-    let has_console = cmdline
+        return Ok(Some(running.join(" ")));
+    }
+    Ok(args.cmdline.clone())
+}
+
+/// `cmdline` with the running kernel's console= options added when it names no console, so
+/// the next kernel talks where this one did.
+pub(super) fn with_running_console(cmdline: &str) -> String {
+    let mut cmdline = cmdline.to_string();
+    if !cmdline
         .split_whitespace()
-        .any(|w| w.starts_with("console="));
-    if !has_console {
-        for w in running.iter().filter(|w| w.starts_with("console=")) {
+        .any(|w| w.starts_with("console="))
+    {
+        for w in running_cmdline()
+            .iter()
+            .filter(|w| w.starts_with("console="))
+        {
             if !cmdline.is_empty() {
                 cmdline.push(' ');
             }
             cmdline.push_str(w);
         }
     }
-    Ok(cmdline)
+    cmdline
+}
+
+/// The running kernel's command line, word by word, without the boot loader's BOOT_IMAGE=.
+fn running_cmdline() -> Vec<String> {
+    std::fs::read_to_string(PROC_CMDLINE)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|w| !w.starts_with("BOOT_IMAGE="))
+        .map(str::to_string)
+        .collect()
 }
 
 /// e820 type of a `/sys/firmware/memmap` or `/proc/iomem` name.
@@ -61,8 +83,10 @@ pub(super) fn parse_hex(text: &str, what: &Path) -> anyhow::Result<u64> {
         .with_context(|| format!("{}: {t:?} is not a hex address", what.display()))
 }
 
-/// The firmware memory map: /sys/firmware/memmap, else the top level of /proc/iomem.
-pub(super) fn machine_map() -> anyhow::Result<Vec<MachineMapEntry>> {
+/// The firmware memory map: /sys/firmware/memmap, else the top level of /proc/iomem; and
+/// which of the two it came from.
+pub(super) fn machine_map() -> anyhow::Result<(Vec<MachineMapEntry>, &'static str)> {
+    let mut source = "/sys/firmware/memmap";
     let mut map = Vec::new();
     let dir = Path::new("/sys/firmware/memmap");
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -87,6 +111,7 @@ pub(super) fn machine_map() -> anyhow::Result<Vec<MachineMapEntry>> {
         }
     }
     if map.is_empty() {
+        source = "/proc/iomem";
         let iomem = Path::new("/proc/iomem");
         let text = std::fs::read_to_string(iomem)
             .with_context(|| format!("{} (no /sys/firmware/memmap either)", iomem.display()))?;
@@ -113,7 +138,7 @@ pub(super) fn machine_map() -> anyhow::Result<Vec<MachineMapEntry>> {
             "cannot read this machine's memory map from /sys/firmware/memmap or /proc/iomem (as root, /proc/iomem shows real addresses)"
         );
     }
-    Ok(map)
+    Ok((map, source))
 }
 
 /// Sorts the map and merges entries of one type that touch or overlap (EFI machines list

@@ -112,7 +112,7 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if args.file {
         return load_file(&args, &cmdline);
     }
-    let map = machine_map()?;
+    let (map, map_source) = machine_map()?;
     // The builder lays the domain out in the RAM that holds 1 MiB (below 3 GiB); the stub
     // hands the next kernel the whole map.
     let low_end = map
@@ -154,16 +154,17 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         bootloader: args.bootloader,
         boot_entry: args.boot_entry.clone(),
     };
-    let domain = if args.bootloader {
+    let given = given_cmdline(&args)?;
+    let mut domain = if args.bootloader {
         let mut b = boot.clone();
         // The entry's own command line unless one was given.
-        if args.cmdline.is_none() && !args.reuse_cmdline {
-            b.cmdline = None;
-        }
+        b.cmdline = given;
         b.image()?
     } else {
-        boot.image_of(kernel_path(&args)?, &[], Some(&cmdline))?
+        // Without a command line a UKI's own .cmdline, as systemd-stub uses it.
+        boot.image_of(kernel_path(&args)?, &[], given.as_deref())?
     };
+    domain.cmdline = with_running_console(&domain.cmdline);
     let what = domain.kernel_path.display().to_string();
     let plan = domain
         .build()
@@ -178,12 +179,12 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         print!("{}", super::plan::render(&plan));
         println!();
-        print!("{}", render(&what, &plan, &image, &machine));
+        print!("{}", render(&what, &plan, &image, &machine, map_source));
         println!("dry run: nothing loaded");
         return Ok(ExitCode::SUCCESS);
     }
     kexec_load(&image)?;
-    print!("{}", render(&what, &plan, &image, &machine));
+    print!("{}", render(&what, &plan, &image, &machine, map_source));
     println!(
         "loaded; nothing changes until `domboot kexec exec`, which replaces the running kernel at once"
     );
@@ -230,6 +231,7 @@ fn render(
     plan: &domboot_builder::BootPlan,
     image: &KexecImage,
     machine: &Machine,
+    map_source: &str,
 ) -> String {
     let cmdline = plan
         .segments
@@ -257,11 +259,12 @@ fn render(
     }
     out.push_str(&t.render(0));
     out.push_str(&format!(
-        "entry {:#x} (domboot purgatory: checks the segments' checksums, then enters the kernel at {:#x} through {}); memory map: {} entries from this machine; RSDP {}\n",
+        "entry {:#x} (domboot purgatory: checks the segments' checksums, then enters the kernel at {:#x} through {}); memory map: {} entries from this machine's {}; RSDP {}\n",
         image.entry,
         plan.entry.rip,
         plan.protocol.name(),
         machine.memmap.len(),
+        map_source,
         if machine.rsdp == 0 {
             "found by the next kernel".to_string()
         } else {
