@@ -3,7 +3,9 @@
 //! backend inside the nested bench (virtio-mmio, found through the DSDT) and under
 //! `--accel tcg` (QEMU's virtio-pci). The guest writes random data to vda and reports its
 //! checksum; the host reads the image file and must find the same bytes; the read-only
-//! vdb refuses the guest's write and is unchanged. Over a tap, data crosses both ways
+//! vdb refuses the guest's write and is unchanged; the guest writes 256 MiB into a file on
+//! vdc's ext4 (made by the host's mkfs.ext4), and the host's e2fsck finds the filesystem
+//! clean and its debugfs reads the file back with the guest's checksum. Over a tap, data crosses both ways
 //! and arrives with the checksum it left with; over the user network (passt on KVM,
 //! QEMU's under TCG) the guest fetches data from a TCP server on the host.
 
@@ -14,6 +16,12 @@ use std::process::Command;
 const DOMBOOT: &str = env!("CARGO_BIN_EXE_domboot");
 /// Bytes the guest writes to vda.
 const WRITTEN: u64 = 16 << 20;
+/// Bytes the guest writes into a file on vdc's ext4 filesystem.
+const ON_EXT4: u64 = 256 << 20;
+/// The size of vdc (ext4, made by the host's mkfs.ext4: busybox has none; Debian's cloud
+/// kernel has ext4 built in).
+const EXT4_MIB: u64 = 320;
+
 const RO_MARKER: &str = "READ-ONLY-DISK";
 /// Bytes sent each way over the tap.
 const OVER_TAP: u64 = 64 << 20;
@@ -59,10 +67,33 @@ sync; echo 3 > /proc/sys/vm/drop_caches
 echo "READBACK $(head -c {bytes} /dev/vda | sha256sum | cut -d' ' -f1)"
 echo "RNG $(cat /sys/class/misc/hw_random/rng_current)"
 echo "HWRNG $(head -c 1048576 /dev/hwrng | wc -c)"
+mkdir -p /mnt/c; mount -t ext4 /dev/vdc /mnt/c; echo "MOUNT_C $?"
+echo "FS_SUM $(head -c {fs_bytes} /dev/urandom | tee /mnt/c/data | sha256sum | cut -d' ' -f1)"
+umount /mnt/c; echo "UMOUNT_C $?"
 "#,
         marker_len = RO_MARKER.len(),
         mib = WRITTEN >> 20,
         bytes = WRITTEN,
+        fs_bytes = ON_EXT4,
+    )
+}
+
+/// The host's side of the ext4 check: the filesystem on `image` is clean (`e2fsck -fn`)
+/// and its /data, read by debugfs (no mount needed), has the checksum the guest reported.
+/// Shell lines that print `FSCK_C` and `HOST_FS_SUM`.
+fn ext4_host_check(image: &str) -> String {
+    format!(
+        "e2fsck -fn {image} >/dev/null 2>&1; echo \"FSCK_C $?\"; \
+         debugfs -R 'dump /data /tmp/data-c' {image} >/dev/null 2>&1; \
+         echo \"HOST_FS_SUM $(sha256sum < /tmp/data-c | cut -d' ' -f1)\"; rm -f /tmp/data-c"
+    )
+}
+
+/// `mkfs.ext4` of a fresh `EXT4_MIB` image at `image` (shell).
+fn ext4_make(image: &str) -> String {
+    format!(
+        "dd if=/dev/zero of={image} bs=1M count=0 seek={EXT4_MIB} 2>/dev/null; \
+         mkfs.ext4 -q -F {image}"
     )
 }
 
@@ -103,6 +134,14 @@ fn check_report(out: &str, host_sum: &str, ro_unchanged: bool, what: &str) {
             "virtio_rng is not the current rng",
         ),
         (f("HWRNG") == "1048576", "1 MiB from /dev/hwrng"),
+        (f("MOUNT_C") == "0", "mounting vdc's ext4 failed"),
+        (f("FS_SUM").len() == 64, "no checksum of the file on ext4"),
+        (f("UMOUNT_C") == "0", "unmounting vdc failed"),
+        (f("FSCK_C") == "0", "e2fsck finds vdc's filesystem unclean"),
+        (
+            f("HOST_FS_SUM") == f("FS_SUM"),
+            "the file the host reads from vdc's ext4 differs from what the guest wrote",
+        ),
     ]
     .into_iter()
     .filter(|(ok, _)| !ok)
@@ -136,6 +175,12 @@ fn disks_and_rng_under_tcg() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = images(dir.path());
     let b_before = std::fs::read(&b).unwrap();
+    let c = dir.path().join("c.img");
+    let made = Command::new("sh")
+        .args(["-c", &ext4_make(&c.to_string_lossy())])
+        .status()
+        .expect("sh runs");
+    assert!(made.success(), "mkfs.ext4 (e2fsprogs) failed");
     let kernel = domboot_testkit::debian_kernel("cloud");
     let out = Command::new(DOMBOOT)
         .args([
@@ -145,7 +190,7 @@ fn disks_and_rng_under_tcg() {
             "--memory",
             "512M",
             "--timeout",
-            "300",
+            "600",
         ])
         .arg("--kernel")
         .arg(&kernel.vmlinuz)
@@ -155,12 +200,19 @@ fn disks_and_rng_under_tcg() {
         .arg(&a)
         .arg("--disk")
         .arg(format!("{},ro", b.display()))
+        .arg("--disk")
+        .arg(&c)
         // The devices, not the userland, are under test: busybox's tools.
         .args(["--rootfs", "busybox", "--exec"])
         .arg(guest_script())
         .output()
         .expect("domboot runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let host = Command::new("sh")
+        .args(["-c", &ext4_host_check(&c.to_string_lossy())])
+        .output()
+        .expect("sh runs");
+    let stdout =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&host.stdout);
     assert!(
         out.status.success(),
         "{:?}\n{stdout}\n{}",
@@ -172,6 +224,51 @@ fn disks_and_rng_under_tcg() {
     let host_sum = domboot_testkit::sha256_hex(&data[..WRITTEN as usize]);
     let unchanged = std::fs::read(&b).unwrap() == b_before;
     check_report(&stdout, &host_sum, unchanged, "TCG");
+}
+
+/// A tap under TCG: QEMU creates it, domboot's script brings it up (as the KVM backend
+/// does), and 64 MiB cross it both ways. All in a network namespace of its own
+/// (`unshare -n`, as root), so the test gives a tap an address without touching the
+/// host's network.
+#[test]
+fn tap_network_under_tcg() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().to_string_lossy().into_owned();
+    let guest = dir.path().join("tap.sh");
+    std::fs::write(&guest, TAP_GUEST.replace("BYTES", &OVER_TAP.to_string())).unwrap();
+    let kernel = domboot_testkit::debian_kernel("cloud");
+    let run = format!(
+        "{DOMBOOT} run --accel tcg --kernel {} --modules {} --memory 512M --timeout 600 \
+         --rootfs busybox",
+        kernel.vmlinuz.display(),
+        modules_dir().display()
+    );
+    // Whatever is still running at the end (a listener whose peer never came) goes, so
+    // that the pipes close and the test ends.
+    let script = format!(
+        "ip link set lo up; {}; kill $(jobs -p) 2>/dev/null; true",
+        tap_host_script(
+            &run,
+            "ttap0",
+            "52:54:00:00:00:44",
+            &guest.to_string_lossy(),
+            &tmp,
+            "busybox nc"
+        )
+    );
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux) runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "unshare -n (a network namespace needs root): {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    eprintln!("tap under TCG:\n{stdout}");
+    check_tap(&stdout, "52:54:00:00:00:44", "tap under TCG");
 }
 
 #[test]
@@ -268,13 +365,24 @@ fn disks_and_rng_on_the_kvm_backend() {
          printf {RO_MARKER} | dd of=/tmp/b.img conv=notrunc 2>/dev/null; \
          B=$(sha256sum < /tmp/b.img)"
     );
+    // e2fsprogs' tools, carried in with their libraries, make and check vdc's ext4.
+    for tool in ["mkfs.ext4", "e2fsck", "debugfs"] {
+        let host = Path::new("/usr/sbin").join(tool);
+        bench.program(&host, &format!("/bin/{tool}"));
+    }
     bench.check(
         "disks",
         &format!(
-            "{make}; {run} --disk /tmp/a.img --disk /tmp/b.img,ro --exec \"$(cat /bench/devices.sh)\"; \
+            "{make}; {ext4_make}; {disk_run} --disk /tmp/a.img --disk /tmp/b.img,ro --disk /tmp/c.img \
+             --exec \"$(cat /bench/devices.sh)\"; \
              echo \"RC $?\"; \
              echo \"HOST_SUM $(head -c {WRITTEN} /tmp/a.img | sha256sum | cut -d' ' -f1)\"; \
-             [ \"$(sha256sum < /tmp/b.img)\" = \"$B\" ] && echo 'B_UNCHANGED yes'"
+             [ \"$(sha256sum < /tmp/b.img)\" = \"$B\" ] && echo 'B_UNCHANGED yes'; \
+             {host_check}",
+            ext4_make = ext4_make("/tmp/c.img"),
+            // 256 MiB from /dev/urandom through ext4 takes minutes in a nested guest.
+            disk_run = run.replace("--timeout 150", "--timeout 600"),
+            host_check = ext4_host_check("/tmp/c.img"),
         ),
     );
     // A disk a running domboot writes cannot be opened by a second one. The first takes
@@ -308,6 +416,7 @@ fn disks_and_rng_on_the_kvm_backend() {
         )
         .stdin = Some(b"typed-on-the-host\n".to_vec());
     bench.set_timeouts(std::time::Duration::from_secs(300));
+    bench.set_timeout("disks", std::time::Duration::from_secs(700));
     bench.retry_inner_faults(&[domboot_testkit::nested::RESET_TRIPLE_FAULT]);
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
     // The network first: a disk check that fails (or times out on a loaded host) then
@@ -357,6 +466,45 @@ wait
 echo "ACK $(cat /tmp/ack)"
 "#;
 
+/// The host's side of the tap check, as shell: serves `OVER_TAP` random bytes on port 7001,
+/// takes as many on port 7002, tells the guest on its port 7003 when all have arrived,
+/// and runs `run --net tap:TAP,mac=MAC --exec "$(cat GUEST)"`, giving the tap its
+/// address once domboot (or QEMU) has created it. Prints HOST_BLOB, RC, SECONDS, the
+/// guest's output and HOST_RECV. `tmp` is a folder for its files, `nc` busybox's nc.
+fn tap_host_script(run: &str, tap: &str, mac: &str, guest: &str, tmp: &str, nc: &str) -> String {
+    format!(
+        "head -c {OVER_TAP} /dev/urandom > {tmp}/blob; \
+         echo \"HOST_BLOB $(sha256sum < {tmp}/blob | cut -d' ' -f1)\"; \
+         {nc} -l -p 7001 < {tmp}/blob >/dev/null & \
+         mkfifo {tmp}/hold; exec 3<>{tmp}/hold; \
+         {nc} -l -p 7002 <&3 > {tmp}/recv & rx=$!; \
+         (while [ \"$(stat -c %s {tmp}/recv 2>/dev/null || echo 0)\" -lt {OVER_TAP} ]; do sleep 0.2; done; \
+          echo got-all | {nc} 10.9.0.2 7003 > /dev/null) & \
+         t0=$(date +%s); \
+         {run} --net tap:{tap},mac={mac} --exec \"$(cat {guest})\" > {tmp}/g 2>&1 & \
+         g=$!; i=0; while ! ip link show {tap} >/dev/null 2>&1 && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
+         ip addr add 10.9.0.1/24 dev {tap}; \
+         wait $g; echo \"RC $?\"; echo \"SECONDS $(( $(date +%s) - t0 ))\"; cat {tmp}/g; \
+         echo \"HOST_RECV $(head -c {OVER_TAP} {tmp}/recv | sha256sum | cut -d' ' -f1)\"; kill $rx"
+    )
+}
+
+/// The tap check's report (`out`, from [`tap_host_script`]) shows `OVER_TAP` bytes crossing
+/// intact both ways, and the guest's MAC is `mac`.
+fn check_tap(out: &str, mac: &str, what: &str) {
+    let f = |k| field(out, k).unwrap_or("");
+    assert!(
+        f("RC") == "0"
+            && f("MAC") == mac
+            && f("HOST_BLOB").len() == 64
+            && f("FROM_HOST") == f("HOST_BLOB")
+            && f("GUEST_BLOB").len() == 64
+            && f("HOST_RECV") == f("GUEST_BLOB")
+            && f("ACK") == "got-all",
+        "{what}: {OVER_TAP} bytes did not cross the tap intact both ways\n{out}"
+    );
+}
+
 /// Tap (domboot creates dtap0 in the outer guest, which then gives it an address) and the
 /// user network through passt (the outer guest has QEMU's user network for a route).
 fn net_checks(bench: &mut Bench, run: &str) {
@@ -375,20 +523,13 @@ fn net_checks(bench: &mut Bench, run: &str) {
     );
     bench.check(
         "net-tap",
-        &format!(
-            "head -c {OVER_TAP} /dev/urandom > /tmp/blob; \
-             echo \"HOST_BLOB $(sha256sum < /tmp/blob | cut -d' ' -f1)\"; \
-             nc -l -p 7001 < /tmp/blob >/dev/null & \
-             mkfifo /tmp/hold; exec 3<>/tmp/hold; \
-             nc -l -p 7002 <&3 > /tmp/recv & rx=$!; \
-             (while [ \"$(stat -c %s /tmp/recv 2>/dev/null || echo 0)\" -lt {OVER_TAP} ]; do sleep 0.2; done; \
-              echo got-all | nc 10.9.0.2 7003 > /dev/null) & \
-             t0=$(date +%s); \
-             {run} --net tap:dtap0,mac=52:54:00:00:00:42 --exec \"$(cat /bench/tap.sh)\" > /tmp/g 2>&1 & \
-             g=$!; i=0; while [ ! -e /sys/class/net/dtap0 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
-             ip addr add 10.9.0.1/24 dev dtap0; \
-             wait $g; echo \"RC $?\"; echo \"SECONDS $(( $(date +%s) - t0 ))\"; cat /tmp/g; \
-             echo \"HOST_RECV $(head -c {OVER_TAP} /tmp/recv | sha256sum | cut -d' ' -f1)\"; kill $rx"
+        &tap_host_script(
+            run,
+            "dtap0",
+            "52:54:00:00:00:42",
+            "/bench/tap.sh",
+            "/tmp",
+            "nc",
         ),
     );
     let data: Vec<u8> = (0..OVER_USER as u32)
@@ -413,19 +554,7 @@ fn net_results(run: &domboot_testkit::nested::BenchRun) {
     eprintln!("net-user:\n{}", result(run, "net-user").output());
     let r = result(run, "net-tap");
     eprintln!("net-tap:\n{}", r.output());
-    let out = r.stdout.as_str();
-    let f = |k| field(out, k).unwrap_or("");
-    assert!(
-        f("RC") == "0"
-            && f("MAC") == "52:54:00:00:00:42"
-            && f("HOST_BLOB").len() == 64
-            && f("FROM_HOST") == f("HOST_BLOB")
-            && f("GUEST_BLOB").len() == 64
-            && f("HOST_RECV") == f("GUEST_BLOB")
-            && f("ACK") == "got-all",
-        "net-tap: {OVER_TAP} bytes did not cross the tap intact both ways\n{}",
-        r.output()
-    );
+    check_tap(&r.output(), "52:54:00:00:00:42", "net-tap (KVM)");
     let r = result(run, "net-user");
     let data: Vec<u8> = (0..OVER_USER as u32)
         .map(|i| (i * 13 + i / 4096) as u8)

@@ -44,20 +44,14 @@ fn add_devices(
     }
     for (i, n) in devices.nets.iter().enumerate() {
         let netdev = match &n.backend {
-            domboot_vmm::NetBackendConfig::Tap { name, bridge: None } => {
-                format!("tap,id=net{i},ifname={name},script=no,downscript=no")
-            }
-            domboot_vmm::NetBackendConfig::Tap {
-                name,
-                bridge: Some(bridge),
-            } => {
-                // QEMU's own bridge support needs its setuid helper and an ACL; a script
-                // adding the tap to the bridge is what xl's vif-bridge does.
-                format!(
-                    "tap,id=net{i},ifname={name},downscript=no,script={}",
-                    bridge_script(dir, bridge)?.display()
-                )
-            }
+            // QEMU creates a missing tap but leaves it down; the KVM backend brings it up
+            // (and onto its bridge), so a script does that here. QEMU's own bridge support
+            // needs its setuid helper and an ACL; a script adding the tap to the bridge is
+            // what xl's vif-bridge does.
+            domboot_vmm::NetBackendConfig::Tap { name, bridge } => format!(
+                "tap,id=net{i},ifname={name},downscript=no,script={}",
+                ifup_script(dir, bridge.as_deref())?.display()
+            ),
             // QEMU's own user network (slirp) stands in for passt under TCG.
             domboot_vmm::NetBackendConfig::User => format!("user,id=net{i}"),
         };
@@ -89,7 +83,9 @@ fn add_devices(
                 .arg(format!("vhost-vsock-pci,guest-cid={}", v.cid)),
             Err(e) => {
                 eprintln!(
-                    "domboot: warning: vsock (cid {}) is not supported under TCG here: QEMU's                      vhost-vsock-pci needs /dev/vhost-vsock ({e}; modprobe vhost_vsock);                      the guest goes without",
+                    "domboot: warning: vsock (cid {}) is not supported under TCG here: QEMU's \
+                     vhost-vsock-pci needs /dev/vhost-vsock ({e}; modprobe vhost_vsock); \
+                     the guest goes without",
                     v.cid
                 );
                 cmd
@@ -99,19 +95,24 @@ fn add_devices(
     Ok(())
 }
 
-/// A `script=` for QEMU's tap netdev that brings the tap up and adds it to `bridge`
-/// (QEMU runs it with the tap's name), in the run's temporary folder `dir`.
-fn bridge_script(dir: &std::path::Path, bridge: &str) -> anyhow::Result<std::path::PathBuf> {
+/// A `script=` for QEMU's tap netdev that brings the tap up and, with a `bridge`, adds it
+/// to the bridge (QEMU runs it with the tap's name), in the run's temporary folder `dir`.
+fn ifup_script(dir: &std::path::Path, bridge: Option<&str>) -> anyhow::Result<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    if !domboot_vmm::devices::virtio::net::tap::valid_name(bridge) {
-        bail!("bridge name {bridge:?}: not a valid interface name");
-    }
-    let path = dir.join(format!("ifup-{bridge}"));
-    std::fs::write(
-        &path,
-        format!("#!/bin/sh\nip link set \"$1\" up && ip link set \"$1\" master {bridge}\n"),
-    )
-    .with_context(|| format!("cannot write {}", path.display()))?;
+    let (path, master) = match bridge {
+        Some(bridge) => {
+            if !domboot_vmm::devices::virtio::net::tap::valid_name(bridge) {
+                bail!("bridge name {bridge:?}: not a valid interface name");
+            }
+            (
+                dir.join(format!("ifup-{bridge}")),
+                format!(" && ip link set \"$1\" master {bridge}"),
+            )
+        }
+        None => (dir.join("ifup"), String::new()),
+    };
+    std::fs::write(&path, format!("#!/bin/sh\nip link set \"$1\" up{master}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
     Ok(path)
 }
