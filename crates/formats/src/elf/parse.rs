@@ -151,8 +151,9 @@ struct Shdr {
 
 /// A `[start, end)` range owned by a program header, for the overlap checks.
 struct Range {
-    start: u64,
-    end: u64,
+    // u128: a segment may end exactly at the top of the 64-bit address space (2^64).
+    start: u128,
+    end: u128,
     phdr: usize,
 }
 
@@ -407,8 +408,8 @@ pub(super) fn parse(data: &[u8]) -> Result<ElfImage, FormatError> {
         "PT_LOAD segments (physical addresses)",
         "paddr",
         segments.iter().map(|s| Range {
-            start: s.paddr,
-            end: s.paddr + s.memsz,
+            start: u128::from(s.paddr),
+            end: u128::from(s.paddr) + u128::from(s.memsz),
             phdr: s.index,
         }),
     )?;
@@ -416,8 +417,8 @@ pub(super) fn parse(data: &[u8]) -> Result<ElfImage, FormatError> {
         "PT_LOAD segments (file ranges)",
         "file",
         segments.iter().map(|s| Range {
-            start: s.offset,
-            end: s.offset + s.filesz,
+            start: u128::from(s.offset),
+            end: u128::from(s.offset) + u128::from(s.filesz),
             phdr: s.index,
         }),
     )?;
