@@ -10,14 +10,6 @@ use super::LoadArgs;
 
 pub(super) const PROC_CMDLINE: &str = "/proc/cmdline";
 
-/// The next kernel's command line: the given one, or the running one, with the running
-/// kernel's console= options added when it names none.
-pub(super) fn next_cmdline(args: &LoadArgs) -> anyhow::Result<String> {
-    Ok(with_running_console(
-        &given_cmdline(args)?.unwrap_or_default(),
-    ))
-}
-
 /// The command line `--cmdline` or `--reuse-cmdline` asks for; `None` when neither does
 /// (a UKI then brings its own).
 pub(super) fn given_cmdline(args: &LoadArgs) -> anyhow::Result<Option<String>> {

@@ -108,8 +108,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    let cmdline = next_cmdline(&args)?;
+    // What --cmdline or --reuse-cmdline asks for; the running console is added to it, or
+    // to a UKI's own command line when neither is given.
+    let given = given_cmdline(&args)?;
     if args.file {
+        let cmdline = with_running_console(given.as_deref().unwrap_or_default());
         return load_file(&args, &cmdline);
     }
     let (map, map_source) = machine_map()?;
@@ -134,7 +137,8 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         strict: false,
         kernel: args.kernel.clone(),
         initrd: args.initrd.clone(),
-        cmdline: Some(cmdline.clone()),
+        // A boot loader entry keeps its own command line unless one was given.
+        cmdline: given.clone(),
         memory: Some(memory),
         boot_protocol: args.boot_protocol,
         load_address: args.load_address,
@@ -154,12 +158,8 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         bootloader: args.bootloader,
         boot_entry: args.boot_entry.clone(),
     };
-    let given = given_cmdline(&args)?;
     let mut domain = if args.bootloader {
-        let mut b = boot.clone();
-        // The entry's own command line unless one was given.
-        b.cmdline = given;
-        b.image()?
+        boot.image()?
     } else {
         // Without a command line a UKI's own .cmdline, as systemd-stub uses it.
         boot.image_of(kernel_path(&args)?, &[], given.as_deref())?
