@@ -355,6 +355,7 @@ fn exit_status(e: &Ended) -> u8 {
     if let Some(status) = e.control.status {
         return (status & 0xff) as u8;
     }
+    let (reason, code) = ending(e);
     let quote = e.watch.as_ref().map(|w| w.quote()).unwrap_or_default();
     match &e.outcome {
         Outcome::Timeout(d) => {
@@ -369,7 +370,7 @@ fn exit_status(e: &Ended) -> u8 {
         Outcome::Interrupted(sig) => eprintln!("domboot: stopped the VM on signal {sig}"),
         Outcome::Panic(report) | Outcome::Crash(report) => eprintln!("domboot: {report}"),
         Outcome::BackendGone(why) => eprintln!("domboot: {why}; stopped the VM"),
-        Outcome::Ended | Outcome::DebugExit(_) if silent_reset(e) => {
+        Outcome::Ended | Outcome::DebugExit(_) if reason == "reset-before-output" => {
             eprintln!(
                 "domboot: the guest reset before printing anything (a kernel that cannot \
                  run on this machine or with this much memory, or one without a 16550 \
@@ -384,7 +385,7 @@ fn exit_status(e: &Ended) -> u8 {
                 } else {
                     "finished"
                 },
-                if e.watch.as_ref().is_some_and(|w| w.oops().is_some()) {
+                if reason == "kernel-oops" {
                     " after a kernel oops"
                 } else {
                     ""
@@ -397,7 +398,7 @@ fn exit_status(e: &Ended) -> u8 {
             );
         }
     }
-    ending(e).1
+    code
 }
 
 /// `{"status", "boot_ms", "command_ms"}` (and `reason` when there is no status) as one line
