@@ -142,6 +142,8 @@ pub fn marker() -> String {
 /// Builds a gzip'd newc initramfs (with the host's `cpio` and `gzip`, an oracle
 /// independent of domboot's own writer) holding `busybox`, a `/payload` file and an /init
 /// that prints the marker, /proc/cmdline, the payload's SHA-256 and MemTotal, then reboots.
+/// The /init first lowers the console log level to emergencies only: a late kernel line
+/// (the TSC's refined calibration, seen in CI) once landed inside the CMDLINE line.
 pub fn report_initramfs(
     dir: &std::path::Path,
     busybox: &std::path::Path,
@@ -152,6 +154,7 @@ pub fn report_initramfs(
         "#!/bin/busybox sh\n\
          B=/bin/busybox\n\
          $B mount -t proc proc /proc\n\
+         echo 1 > /proc/sys/kernel/printk\n\
          echo\n\
          echo \"MARKER $(echo {marker})\"\n\
          echo \"CMDLINE $($B cat /proc/cmdline)\"\n\
