@@ -38,6 +38,7 @@ mod outcome;
 pub mod reset_vector;
 pub mod signals;
 pub mod terminal;
+mod threads;
 pub mod vcpu;
 mod vcpu_thread;
 pub mod vm;

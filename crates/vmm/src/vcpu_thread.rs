@@ -8,7 +8,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::signal::Killable;
 
@@ -22,26 +22,14 @@ pub enum VmEvent {
 /// to guest memory, so nothing it uses is freed under it).
 pub fn stop_all(stop: &AtomicBool, handles: Vec<JoinHandle<()>>, kick: i32) {
     stop.store(true, Ordering::SeqCst);
-    let give_up = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut running = false;
-        for h in &handles {
-            if !h.is_finished() {
-                running = true;
-                // A signal that lands just before KVM_RUN is entered is lost, hence the loop.
-                let _ = h.kill(kick);
-            }
-        }
-        if !running {
-            break;
-        }
-        if Instant::now() > give_up {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    for h in handles {
-        let _ = h.join();
+    let left = crate::threads::join_within(handles, Duration::from_secs(5), |h| {
+        let _ = h.kill(kick);
+    });
+    if !left.is_empty() {
+        eprintln!(
+            "domboot-vmm: {} still in KVM_RUN 5 s after the run ended; leaving it",
+            left.join(", ")
+        );
     }
 }
 

@@ -96,6 +96,9 @@ pub fn attach(
     })
 }
 
+/// How long the device threads get to stop once the run has ended.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The threads serving the devices' queues, one per device.
 pub struct Workers {
     stop: EventFd,
@@ -161,11 +164,19 @@ impl Workers {
         Ok(workers)
     }
 
-    /// Stops and joins the threads.
+    /// Stops and joins the threads. One still busy after [`STOP_GRACE`] (blocked on its
+    /// backend: a socket whose peer stopped reading) is named and left behind, so that
+    /// `--timeout` and stop signals end the run whatever a backend does.
     pub fn stop(self) {
         let _ = self.stop.write(1);
-        for h in self.handles {
-            let _ = h.join();
+        let left = crate::threads::join_within(self.handles, STOP_GRACE, |_| {});
+        if !left.is_empty() {
+            eprintln!(
+                "domboot-vmm: device thread(s) {} did not stop within {} s (blocked on the \
+                 host side?); leaving them",
+                left.join(", "),
+                STOP_GRACE.as_secs()
+            );
         }
     }
 }
