@@ -69,6 +69,8 @@ FIO=$(command -v fio) || { echo "fio is not installed: run scripts/setup.sh --in
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
+# Where cargo puts what it builds (CARGO_TARGET_DIR, as cargo reads it).
+TARGET=${CARGO_TARGET_DIR:-target}
 CACHE=${DOMBOOT_CACHE:-$HOME/.cache/domboot}
 KERNEL=$(readlink -f "$CACHE/debian/cloud/vmlinuz")
 MODS=$(readlink -f "$CACHE/debian/cloud/modules")
@@ -78,7 +80,7 @@ trap 'rm -rf "$WORK"' EXIT
 FLAGS=()
 [[ $PROFILE == release ]] && FLAGS=(--release)
 cargo build -q "${FLAGS[@]}" -p domboot -p domboot-testkit --bin domboot --bin nested >&2
-echo "domboot: target/$PROFILE/domboot; $ROUNDS rounds, interleaved; disk $MIB MiB, random reads ${FIO_SECONDS} s each, net $NET_MIB MiB" >&2
+echo "domboot: $TARGET/$PROFILE/domboot; $ROUNDS rounds, interleaved; disk $MIB MiB, random reads ${FIO_SECONDS} s each, net $NET_MIB MiB" >&2
 
 # The inner initramfs: busybox, the virtio drivers, and an /init that measures.
 mkdir -p "$WORK/rd/bin" "$WORK/rd/proc" "$WORK/rd/sys" "$WORK/rd/dev" "$WORK/rd/m"
@@ -166,7 +168,7 @@ INNER
 
 CONSOLE=${TMPDIR:-/tmp}/domboot-bench-devices-console.txt
 status=0
-"target/$PROFILE/nested" --domboot "target/$PROFILE/domboot" --qemu --module kernel/drivers/net/tun.ko \
+"$TARGET/$PROFILE/nested" --domboot "$TARGET/$PROFILE/domboot" --qemu --module kernel/drivers/net/tun.ko \
     --file "$KERNEL" --file "$RD" --file "$WORK/inner.sh" --timeout 6000 --console \
     -- sh "$WORK/inner.sh" > "$WORK/rows.txt" 2> "$CONSOLE" || status=$?
 if ! grep -aq 'ROW ' "$WORK/rows.txt"; then

@@ -25,7 +25,11 @@ Measures, by the outer guest's clock (/proc/uptime, 10 ms steps; the outer guest
 runs at the host's pace): process start -> the marker line on stdout, process start ->
 exit, and, sampling /proc/PID/smaps every 0.2 s, the VMM's own peak resident memory (all
 of it but the guest-RAM mapping) and the guest RAM resident (Debian's kernel zeroes what
-it allocates, so it differs little between VMMs). busybox's `time -v` is not used: it
+it allocates, so it differs little between VMMs). The inner /init also prints the
+kernel's own clock (/proc/uptime), so the time to marker splits into "kernel clock"
+(Linux from its clock's start to /init) and "before clock" (everything earlier: the
+VMM's start-up, firmware, the bzImage's decompressor and Linux's earliest set-up).
+busybox's `time -v` is not used: it
 reports ru_maxrss four times too large. Prints medians, ratios domboot/QEMU and the
 issue's goals (time <= 0.5x microvm's, VMM memory <= 0.1x QEMU's). Everything runs nested under TCG, so absolute times are ~10-50x a real host's;
 the ratios are what carries over.
@@ -41,6 +45,8 @@ ROUNDS=${1:-5}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
+# Where cargo puts what it builds (CARGO_TARGET_DIR, as cargo reads it).
+TARGET=${CARGO_TARGET_DIR:-target}
 CACHE=${DOMBOOT_CACHE:-$HOME/.cache/domboot}
 KERNEL=$(readlink -f "$CACHE/debian/cloud/vmlinuz")
 WORK=$(mktemp -d)
@@ -49,7 +55,7 @@ trap 'rm -rf "$WORK"' EXIT
 FLAGS=()
 [[ $PROFILE == release ]] && FLAGS=(--release)
 cargo build -q "${FLAGS[@]}" -p domboot -p domboot-testkit --bin domboot --bin nested >&2
-echo "domboot: target/$PROFILE/domboot; $ROUNDS rounds, interleaved" >&2
+echo "domboot: $TARGET/$PROFILE/domboot; $ROUNDS rounds, interleaved" >&2
 
 # The inner initramfs: busybox and an /init that prints the marker and powers off.
 mkdir -p "$WORK/rd/bin" "$WORK/rd/proc"
@@ -57,7 +63,8 @@ cp /bin/busybox "$WORK/rd/bin/busybox"
 cat > "$WORK/rd/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
-echo "BENCH-MARKER"
+read up rest < /proc/uptime
+echo "BENCH-MARKER $up"
 /bin/busybox poweroff -f
 INIT
 chmod +x "$WORK/rd/init"
@@ -86,13 +93,14 @@ sample() {
         /^Rss:/ { rss += \$2 }
         END { flush(); print vmm + 0, guest + 0 }' /proc/\$1/smaps 2>/dev/null
 }
-# measure NAME ROUND PROCESS CMD...: prints "ROW NAME ROUND marker_ms exit_ms vmm_kb guest_kb"
+# measure NAME ROUND PROCESS CMD...: prints
+# "ROW NAME ROUND marker_ms exit_ms vmm_kb guest_kb guest_clock_ms_at_marker"
 measure() {
     name=\$1 round=\$2 proc=\$3; shift 3
-    rm -f /tmp/mark
+    rm -f /tmp/mark /tmp/uptime
     t0=\$(now)
     "\$@" 2> /tmp/err | while IFS= read -r line; do
-        case "\$line" in *BENCH-MARKER*) now > /tmp/mark ;; esac
+        case "\$line" in *BENCH-MARKER*) now > /tmp/mark; echo "\${line##* }" | tr -dc '0-9.' > /tmp/uptime ;; esac
     done &
     pipe=\$!
     vmm=0 guest=0
@@ -107,7 +115,9 @@ measure() {
     done
     t1=\$(now)
     mark=\$(cat /tmp/mark 2> /dev/null || echo \$t1)
-    echo "ROW \$name \$round \$((mark - t0)) \$((t1 - t0)) \$vmm \$guest"
+    up=\$(cat /tmp/uptime 2> /dev/null || echo 0.00)
+    up=\$(( \${up%.*} * 1000 + 1\${up#*.}0 - 1000 ))
+    echo "ROW \$name \$round \$((mark - t0)) \$((t1 - t0)) \$vmm \$guest \$up"
 }
 r=1
 while [ \$r -le $ROUNDS ]; do
@@ -118,7 +128,7 @@ while [ \$r -le $ROUNDS ]; do
 done
 INNER
 
-"target/$PROFILE/nested" --domboot "target/$PROFILE/domboot" --qemu --file "$KERNEL" --file "$RD" \
+"$TARGET/$PROFILE/nested" --domboot "$TARGET/$PROFILE/domboot" --qemu --file "$KERNEL" --file "$RD" \
     --file "$WORK/inner.sh" --timeout 3000 -- sh "$WORK/inner.sh" > "$WORK/rows.txt"
 
 awk '
@@ -127,13 +137,13 @@ function median(list,   n, a, i, j, t) {
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-/^ROW / { m[$2] = m[$2] " " $4; e[$2] = e[$2] " " $5; v[$2] = v[$2] " " $6; g[$2] = g[$2] " " $7; if ($4 == $5) miss[$2]++ }
+/^ROW / { m[$2] = m[$2] " " $4; e[$2] = e[$2] " " $5; v[$2] = v[$2] " " $6; g[$2] = g[$2] " " $7; k[$2] = k[$2] " " $8; b[$2] = b[$2] " " ($4 - $8); if ($4 == $5) miss[$2]++ }
 END {
-    printf "%-14s %10s %9s %16s %16s\n", "command", "marker ms", "exit ms", "VMM peak MiB", "guest RSS MiB"
+    printf "%-14s %10s %12s %13s %9s %14s %15s\n", "command", "marker ms", "kernel clock", "before clock", "exit ms", "VMM peak MiB", "guest RSS MiB"
     n = split("domboot qemu-microvm qemu-pc", names, " ")
     for (i = 1; i <= n; i++) {
-        k = names[i]; M[k] = median(m[k]); E[k] = median(e[k]); V[k] = median(v[k]) / 1024; G[k] = median(g[k]) / 1024
-        printf "%-14s %10d %9d %16.1f %16.1f%s\n", k, M[k], E[k], V[k], G[k], miss[k] ? "  (no marker in " miss[k] " run(s))" : ""
+        n_ = names[i]; M[n_] = median(m[n_]); E[n_] = median(e[n_]); V[n_] = median(v[n_]) / 1024; G[n_] = median(g[n_]) / 1024
+        printf "%-14s %10d %12d %13d %9d %14.1f %15.1f%s\n", n_, M[n_], median(k[n_]), median(b[n_]), E[n_], V[n_], G[n_], miss[n_] ? "  (no marker in " miss[n_] " run(s))" : ""
     }
     printf "\nratios domboot/QEMU: time to marker %.2fx microvm, %.2fx pc; VMM memory %.3fx microvm, %.3fx pc\n",
         M["domboot"] / M["qemu-microvm"], M["domboot"] / M["qemu-pc"], V["domboot"] / V["qemu-microvm"], V["domboot"] / V["qemu-pc"]

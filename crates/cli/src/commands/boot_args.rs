@@ -196,8 +196,24 @@ impl BootArgs {
             initrd_above_4g: self.initrd_above_4g,
             rng_seed: !self.no_rng_seed,
             max_decompressed: self.max_decompressed,
-            verify_payload: true,
+            // Checked below, once per kernel file (see `verified`), not on every build.
+            verify_payload: false,
         };
-        Ok(DomainImage::new(kernel, initrds, cmdline, options)?)
+        let pvh = options.protocol == ProtocolChoice::Pvh;
+        let image = DomainImage::new(kernel, initrds, cmdline, options)?;
+        // The linux protocols hand the kernel its compressed payload: decompress it once
+        // here so a corrupt or oversized one is an error now, not a silent halt in the
+        // guest's decompressor. (PVH boots the ELF inside, which the build unwraps anyway.)
+        if !pvh {
+            let limit = self
+                .max_decompressed
+                .unwrap_or(domboot_formats::DEFAULT_MAX_DECOMPRESSED);
+            let marks = super::verified::dir();
+            if !super::verified::known(&marks, kernel, limit) {
+                image.check_payload()?;
+                super::verified::remember(&marks, kernel, limit);
+            }
+        }
+        Ok(image)
     }
 }

@@ -11,3 +11,4 @@ pub mod inspect;
 pub mod kboot;
 pub mod kexec;
 pub mod plan;
+pub mod verified;
