@@ -203,12 +203,14 @@ fn disks(
 
 /// The configuration's interfaces domboot can attach: a bridge as a tap on it (named as
 /// the file's `vifname`/`<target dev>`, else one domboot makes up), an `ethernet` as the
-/// tap it names, `user` as the user-mode network; each with the file's MAC.
+/// tap it names, `user` as the user-mode network; each with the file's MAC. Each is a
+/// virtio-net NIC whatever model the file names (a note says so).
 fn interfaces(
     cfg: &DomainConfig,
     source: &str,
 ) -> anyhow::Result<Vec<crate::run::devices::NetArg>> {
     use crate::run::devices::NetArg;
+    use domboot_vmm::devices::virtio::net::tap;
     let mut out = Vec::new();
     for (i, n) in cfg.interfaces.iter().enumerate() {
         if n.attach_problem().is_some() {
@@ -220,11 +222,32 @@ fn interfaces(
             })?),
             None => None,
         };
+        if let Some(t) = n.tap_name()
+            && !tap::valid_name(t)
+        {
+            bail!(
+                "{source}: interface[{i}]: tap name {t:?}: 1 to 15 characters of letters, \
+                 digits, '-', '_' and '.'"
+            );
+        }
         // Linux names are at most 15 bytes: "dbtap" + pid (7 digits at most) + "." + index.
         let tap = n
-            .target
-            .clone()
+            .tap_name()
+            .map(String::from)
             .unwrap_or_else(|| format!("dbtap{}.{i}", std::process::id() % 10_000_000));
+        if let Some(t) = n.target.as_deref().filter(|_| n.tap_name().is_none()) {
+            eprintln!(
+                "domboot: note: {source}: interface[{i}]: {t} is a name a hypervisor gave a \
+                 running domain's interface; the tap is {tap}"
+            );
+        }
+        let eth = format!("eth{}", out.len());
+        if let Some(model) = n.model.as_deref().filter(|m| *m != "virtio") {
+            eprintln!(
+                "domboot: note: {source}: interface[{i}] (model {model}) is the guest's \
+                 virtio-net {eth}"
+            );
+        }
         out.push(match (n.kind.as_str(), &n.source) {
             ("bridge", Some(bridge)) => NetArg::Bridged {
                 tap,
