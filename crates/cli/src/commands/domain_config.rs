@@ -274,3 +274,59 @@ fn apply(cfg: &mut DomainConfig, over: &Overrides<'_>) {
         cfg.boot.root = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::devices::NetArg;
+    use domboot_config::Interface;
+
+    fn nic(kind: &str, source: Option<&str>, target: Option<&str>) -> Interface {
+        Interface {
+            kind: kind.into(),
+            source: source.map(String::from),
+            target: target.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn interfaces_become_taps_bridged_taps_and_user_networks() {
+        let mut cfg = DomainConfig {
+            interfaces: vec![
+                nic("bridge", Some("br0"), Some("tap-web")),
+                // A name libvirt gave a running domain's tap is not taken over.
+                nic("bridge", Some("br0"), Some("vnet3")),
+                nic("user", None, None),
+                // Left out (and warned about by unsupported_items).
+                nic("direct", Some("eth0"), None),
+                nic("ethernet", None, Some("mytap0")),
+            ],
+            ..Default::default()
+        };
+        cfg.interfaces[2].mac = Some("52:54:00:00:00:07".into());
+        let nets = interfaces(&cfg, "t.xml").unwrap();
+        assert_eq!(nets.len(), 4, "{nets:?}");
+        assert!(
+            matches!(&nets[0], NetArg::Bridged { tap, bridge, mac: None } if tap == "tap-web" && bridge == "br0")
+        );
+        assert!(
+            matches!(&nets[1], NetArg::Bridged { tap, .. } if tap.starts_with("dbtap") && tap.ends_with(".1"))
+        );
+        assert_eq!(
+            nets[2],
+            NetArg::User {
+                mac: Some([0x52, 0x54, 0, 0, 0, 7])
+            }
+        );
+        assert!(matches!(&nets[3], NetArg::Tap { name, .. } if name == "mytap0"));
+
+        cfg.interfaces = vec![nic("bridge", Some("br0"), Some("a-name-far-too-long"))];
+        let e = interfaces(&cfg, "t.xml").unwrap_err().to_string();
+        assert!(e.contains("t.xml: interface[0]: tap name"), "{e}");
+        cfg.interfaces[0].target = None;
+        cfg.interfaces[0].mac = Some("01:00:5e:00:00:01".into());
+        let e = interfaces(&cfg, "t.xml").unwrap_err().to_string();
+        assert!(e.contains("not a unicast MAC"), "{e}");
+    }
+}
