@@ -385,6 +385,10 @@ fn net_none_replaces_a_configurations_vif_under_tcg() {
     );
     assert_eq!(nics(&stdout), 0, "--net none: no NIC\n{stdout}");
     assert!(
+        !stderr.contains(MODEL_NOTE),
+        "nothing is said about the file's replaced vif: {stderr}"
+    );
+    assert!(
         field(&stdout, "VIRTIO").is_some_and(|v| v.contains("0x0002")),
         "{stdout}"
     );
@@ -410,6 +414,7 @@ fn net_user_replaces_a_configurations_vif_under_tcg() {
         mac.starts_with("52:54:00:") && mac != CONFIG_MAC,
         "the NIC is --net's, not the file's: {mac}\n{stdout}"
     );
+    assert!(!stderr.contains(MODEL_NOTE), "{stderr}");
 }
 
 /// The libvirt and xl configurations on domboot's KVM backend, in one outer boot: the
