@@ -1,6 +1,7 @@
 //! Disks and networks a domain configuration names, honoured by `run` on both backends
 //! with Debian's cloud kernel and its own virtio modules: a libvirt XML's `<disk>` and
-//! `<interface type='user'>`, an xl `disk=` and `vif=` on a bridge, a xend SEXPR's
+//! `<interface type='user'>`, an xl `disk=` (a second disk in mode `r`: a file under TCG,
+//! a block device, `phy:`, on KVM) and `vif=` on a bridge, a xend SEXPR's
 //! `(device (vbd ...))` and `(device (vif ...))` on a bridge, and `--net` replacing the
 //! file's interfaces. The guest reports what it sees (its disk's first bytes and ID, its
 //! NIC's MAC, its virtio devices) and moves data: it fetches from a TCP server on the host
@@ -51,11 +52,16 @@ fn nics(out: &str) -> usize {
         .count()
 }
 
-/// A disk image of [`IMAGE_MIB`] that starts with `marker`, written by the host.
-fn image(path: &Path, marker: &str) {
+/// The bytes of a disk image of [`IMAGE_MIB`] that starts with `marker`.
+fn image_bytes(marker: &str) -> Vec<u8> {
     let mut data = vec![0u8; IMAGE_MIB << 20];
     data[..marker.len()].copy_from_slice(marker.as_bytes());
-    std::fs::write(path, data).unwrap();
+    data
+}
+
+/// That image, written by the host at `path`.
+fn image(path: &Path, marker: &str) {
+    std::fs::write(path, image_bytes(marker)).unwrap();
 }
 
 /// Shell that makes the same image at `path` (in the outer guest).
@@ -127,14 +133,47 @@ const LEFT_OUT: [&str; 2] = [
     "interface[2] (bridge ovsbr0) is not supported yet: Open vSwitch ports",
 ];
 
-/// An xl domain: the kernel, 512 MiB, `disk = [ 'file:IMAGE,xvda,w' ]` and a vif with `mac`
-/// on `bridge` (an e1000 NIC, which the guest gets as virtio-net: [`MODEL_NOTE`]).
-fn xl_cfg(kernel: &str, image: &str, mac: &str, bridge: &str) -> String {
+/// An xl domain: the kernel, 512 MiB, `disk = [ 'file:IMAGE,xvda,w' ]` (and `ro_disk`,
+/// such as `phy:/dev/loop0`, as xvdb in mode `r`) and a vif with `mac` on `bridge` (an
+/// e1000 NIC, which the guest gets as virtio-net: [`MODEL_NOTE`]).
+fn xl_cfg(kernel: &str, image: &str, ro_disk: Option<&str>, mac: &str, bridge: &str) -> String {
+    let ro = ro_disk.map_or(String::new(), |d| format!(", '{d},xvdb,r'"));
     format!(
         "name = \"confnet-xl\"\nmemory = 512\nvcpus = 1\nkernel = \"{kernel}\"\n\
-         disk = [ 'file:{image},xvda,w' ]\n\
+         disk = [ 'file:{image},xvda,w'{ro} ]\n\
          vif = [ 'mac={mac},bridge={bridge},model=e1000' ]\n"
     )
+}
+
+/// The first bytes of the xl domain's read-only disk.
+const RO_MARKER: &str = "XL-RO-DISK";
+
+/// The guest's report on its read-only vdb: its first bytes (VDB), its read-only flag
+/// (RO_B) and the status of a write to it (WRITE_B).
+fn ro_disk_guest() -> String {
+    format!(
+        r#"i=0; while [ ! -b /dev/vdb ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+echo "VDB $(head -c {} /dev/vdb)"
+echo "RO_B $(cat /sys/block/vdb/ro)"
+dd if=/dev/zero of=/dev/vdb bs=512 count=1 conv=fsync 2>/dev/null; echo "WRITE_B $?"
+"#,
+        RO_MARKER.len()
+    )
+}
+
+/// The read-only disk is the file's, read-only to the guest, and `host_head` (its first
+/// bytes as the host reads them afterwards) unchanged.
+fn check_ro_disk(out: &str, host_head: &str, what: &str) {
+    let f = |k| field(out, k).unwrap_or("");
+    assert!(
+        f("VDB") == RO_MARKER
+            && f("RO_B") == "1"
+            && !f("WRITE_B").is_empty()
+            && f("WRITE_B") != "0"
+            && host_head == RO_MARKER,
+        "{what}: xvdb (mode r) is not the guest's read-only vdb, or the guest's write reached \
+         it\n{out}"
+    );
 }
 
 /// What domboot says about the xl vif's model.
@@ -227,11 +266,11 @@ fn libvirt_disk_and_user_network_under_tcg() {
 
 /// In a network namespace of its own: a bridge br0 with the host's address, and the
 /// configuration `config` run with [`tap_host_script`] (the guest's part after
-/// `disk_guest`), with br0's ports reported as BRPORT while the guest runs. Returns the
+/// `disk_part`), with br0's ports reported as BRPORT while the guest runs. Returns the
 /// report (stdout) and stderr.
-fn bridged_under_tcg(dir: &Path, config: &Path, marker_len: usize) -> (String, String) {
+fn bridged_under_tcg(dir: &Path, config: &Path, disk_part: &str) -> (String, String) {
     let guest = dir.join("guest.sh");
-    std::fs::write(&guest, disk_guest(marker_len) + &tap_guest(OVER_BRIDGE)).unwrap();
+    std::fs::write(&guest, disk_part.to_string() + &tap_guest(OVER_BRIDGE)).unwrap();
     let run = format!(
         "{DOMBOOT} run --accel tcg --timeout 600 {} --modules {} --rootfs busybox",
         config.display(),
@@ -281,6 +320,8 @@ fn xl_disk_and_bridged_vif_under_tcg() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("xl.img");
     image(&img, "XL-DISK");
+    let ro = dir.path().join("xl-ro.img");
+    image(&ro, RO_MARKER);
     let kernel = domboot_testkit::debian_kernel("cloud");
     let cfg = dir.path().join("guest.cfg");
     let mac = "00:16:3e:5a:00:01";
@@ -289,15 +330,23 @@ fn xl_disk_and_bridged_vif_under_tcg() {
         xl_cfg(
             &kernel.vmlinuz.to_string_lossy(),
             &img.to_string_lossy(),
+            Some(&format!("file:{}", ro.display())),
             mac,
             "br0",
         ),
     )
     .unwrap();
-    let (out, stderr) = bridged_under_tcg(dir.path(), &cfg, 7);
+    let (out, stderr) = bridged_under_tcg(dir.path(), &cfg, &(disk_guest(7) + &ro_disk_guest()));
     eprintln!("xl under TCG:\n{out}\n{stderr}");
     check_tap(&out, mac, OVER_BRIDGE, "xl vif on br0 under TCG");
     check_disk(&out, "XL-DISK", "xl.img", &sector_of(&img), "xl");
+    let head = std::fs::read(&ro).unwrap();
+    check_ro_disk(
+        &out,
+        &String::from_utf8_lossy(&head[..RO_MARKER.len()]),
+        "xl",
+    );
+    assert_eq!(head, image_bytes(RO_MARKER), "xl-ro.img changed\n{out}");
     assert!(
         field(&out, "BRPORT").is_some_and(|p| p.starts_with("dbtap")),
         "br0's port is the tap domboot named\n{out}"
@@ -327,7 +376,7 @@ fn xend_vbd_and_bridged_vif_under_tcg() {
         ),
     )
     .unwrap();
-    let (out, stderr) = bridged_under_tcg(dir.path(), &cfg, 9);
+    let (out, stderr) = bridged_under_tcg(dir.path(), &cfg, &disk_guest(9));
     eprintln!("xend under TCG:\n{out}\n{stderr}");
     check_tap(&out, mac, OVER_BRIDGE, "xend vif on br0 under TCG");
     check_disk(&out, "XEND-DISK", "xend.img", &sector_of(&img), "xend");
@@ -346,6 +395,7 @@ fn config_with_missing_bridge(dir: &Path) -> (std::path::PathBuf, std::path::Pat
         xl_cfg(
             &kernel.vmlinuz.to_string_lossy(),
             &img.to_string_lossy(),
+            None,
             CONFIG_MAC,
             MISSING_BRIDGE,
         ),
@@ -418,8 +468,9 @@ fn net_user_replaces_a_configurations_vif_under_tcg() {
 }
 
 /// The libvirt and xl configurations on domboot's KVM backend, in one outer boot: the
-/// libvirt domain's disk and user network (passt), the xl domain's disk and its vif on a
-/// bridge the outer guest makes.
+/// libvirt domain's disk and user network (passt), the xl domain's disks (a file, and a
+/// block device read-only: `phy:` on a loop device) and its vif on a bridge the outer
+/// guest makes.
 #[test]
 fn configurations_on_the_kvm_backend() {
     let mut bench = Bench::new(Path::new(DOMBOOT));
@@ -459,19 +510,32 @@ fn configurations_on_the_kvm_backend() {
     let xl_mac = "00:16:3e:5a:00:11";
     let cfg = bench.bytes(
         "/bench/guest.cfg",
-        xl_cfg(&kernel, "/tmp/xl.img", xl_mac, "br0").as_bytes(),
+        xl_cfg(
+            &kernel,
+            "/tmp/xl.img",
+            Some("phy:/dev/loop0"),
+            xl_mac,
+            "br0",
+        )
+        .as_bytes(),
     );
     let xl_guest = bench.bytes(
         "/bench/xl.sh",
-        (disk_guest(7) + &tap_guest(OVER_BRIDGE)).as_bytes(),
+        (disk_guest(7) + &ro_disk_guest() + &tap_guest(OVER_BRIDGE)).as_bytes(),
     );
+    // The read-only disk is a block device (`phy:`): a loop device on /tmp/xl-ro.img.
+    bench.module("kernel/drivers/block/loop.ko");
     bench.check(
         "xl-bridge",
         &format!(
-            "{make}; ip link add br0 type bridge; ip addr add 10.9.0.1/24 dev br0; \
+            "{make}; {make_ro}; losetup /dev/loop0 /tmp/xl-ro.img; \
+             ip link add br0 type bridge; ip addr add 10.9.0.1/24 dev br0; \
              ip link set br0 up; {ports}{exchange}; {sector}; \
+             echo \"HOST_RO $(head -c {ro_len} /tmp/xl-ro.img)\"; \
              kill $(jobs -p) 2>/dev/null; true",
             make = image_shell("/tmp/xl.img", "XL-DISK"),
+            make_ro = image_shell("/tmp/xl-ro.img", RO_MARKER),
+            ro_len = RO_MARKER.len(),
             ports = report_ports("ls /sys/class/net/br0/brif"),
             exchange = tap_host_script(
                 &format!("{run} {cfg}"),
@@ -523,6 +587,7 @@ fn configurations_on_the_kvm_backend() {
         field(out, "HOST_SECTOR").unwrap_or(""),
         "xl on KVM",
     );
+    check_ro_disk(out, field(out, "HOST_RO").unwrap_or(""), "xl on KVM (phy:)");
     assert!(
         field(out, "BRPORT").is_some_and(|p| p.starts_with("dbtap")),
         "br0's port is the tap domboot named\n{}",
