@@ -13,11 +13,11 @@
 mod devices_kit;
 
 use devices_kit::{
-    DOMBOOT, bench_modules, bench_networks, check_tap, field, modules_dir, result, serve_user_data,
-    tap_guest, tap_host_script, user_data, user_net_script,
+    DOMBOOT, bench_modules, bench_networks, check_tap, field, in_network_namespace, modules_dir,
+    serve_user_data, shown, tap_guest, tap_host_script, user_data, user_net_script,
 };
 use domboot_testkit::nested::Bench;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -217,6 +217,25 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// A domain configuration `name` in `dir` for the cloud kernel, its text from
+/// `text(KERNEL, IMAGE)`, whose disk IMAGE is a fresh image `image_name` that starts with
+/// `marker`: the configuration's path and the image's.
+fn domain(
+    dir: &Path,
+    name: &str,
+    image_name: &str,
+    marker: &str,
+    text: impl FnOnce(&str, &str) -> String,
+) -> (PathBuf, PathBuf) {
+    let img = dir.join(image_name);
+    image(&img, marker);
+    let kernel = domboot_testkit::debian_kernel("cloud");
+    let cfg = dir.join(name);
+    let contents = text(&kernel.vmlinuz.to_string_lossy(), &img.to_string_lossy());
+    std::fs::write(&cfg, contents).unwrap();
+    (cfg, img)
+}
+
 /// The second sector of the image at `path` as far as the guest's write goes.
 fn sector_of(path: &Path) -> String {
     let data = std::fs::read(path).unwrap();
@@ -228,20 +247,14 @@ fn sector_of(path: &Path) -> String {
 #[test]
 fn libvirt_disk_and_user_network_under_tcg() {
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("libvirt.img");
-    image(&img, "LIBVIRT-DISK");
-    let kernel = domboot_testkit::debian_kernel("cloud");
-    let xml = dir.path().join("guest.xml");
     let mac = "52:54:00:cf:00:01";
-    std::fs::write(
-        &xml,
-        libvirt_xml(
-            &kernel.vmlinuz.to_string_lossy(),
-            &img.to_string_lossy(),
-            mac,
-        ),
-    )
-    .unwrap();
+    let (xml, img) = domain(
+        dir.path(),
+        "guest.xml",
+        "libvirt.img",
+        "LIBVIRT-DISK",
+        |kernel, image| libvirt_xml(kernel, image, mac),
+    );
     let (port, want) = serve_user_data();
     let script = disk_guest(12) + &user_net_script("10.0.2.2", port);
     let out = run_tcg(&xml, &[], &script);
@@ -291,17 +304,7 @@ fn bridged_under_tcg(dir: &Path, config: &Path, disk_part: &str) -> (String, Str
             OVER_BRIDGE
         )
     );
-    let out = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .output()
-        .expect("unshare (util-linux) runs");
-    let (stdout, stderr) = text(&out);
-    assert!(
-        out.status.success(),
-        "unshare -n (a network namespace needs root): {:?}\n{stdout}\n{stderr}",
-        out.status
-    );
-    (stdout, stderr)
+    in_network_namespace(&script)
 }
 
 /// Shell, in the background (ends with `& `: follow it with a command): waits for br0 to have a port (the tap domboot or QEMU made)
@@ -318,24 +321,13 @@ fn report_ports(ports: &str) -> String {
 #[test]
 fn xl_disk_and_bridged_vif_under_tcg() {
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("xl.img");
-    image(&img, "XL-DISK");
     let ro = dir.path().join("xl-ro.img");
     image(&ro, RO_MARKER);
-    let kernel = domboot_testkit::debian_kernel("cloud");
-    let cfg = dir.path().join("guest.cfg");
+    let ro_disk = format!("file:{}", ro.display());
     let mac = "00:16:3e:5a:00:01";
-    std::fs::write(
-        &cfg,
-        xl_cfg(
-            &kernel.vmlinuz.to_string_lossy(),
-            &img.to_string_lossy(),
-            Some(&format!("file:{}", ro.display())),
-            mac,
-            "br0",
-        ),
-    )
-    .unwrap();
+    let (cfg, img) = domain(dir.path(), "guest.cfg", "xl.img", "XL-DISK", |k, i| {
+        xl_cfg(k, i, Some(&ro_disk), mac, "br0")
+    });
     let (out, stderr) = bridged_under_tcg(dir.path(), &cfg, &(disk_guest(7) + &ro_disk_guest()));
     eprintln!("xl under TCG:\n{out}\n{stderr}");
     check_tap(&out, mac, OVER_BRIDGE, "xl vif on br0 under TCG");
@@ -360,22 +352,10 @@ fn xl_disk_and_bridged_vif_under_tcg() {
 #[test]
 fn xend_vbd_and_bridged_vif_under_tcg() {
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("xend.img");
-    image(&img, "XEND-DISK");
-    let kernel = domboot_testkit::debian_kernel("cloud");
-    let cfg = dir.path().join("guest.sxp");
     let mac = "00:16:3e:5a:00:02";
-    std::fs::write(
-        &cfg,
-        sxp_cfg(
-            &kernel.vmlinuz.to_string_lossy(),
-            &img.to_string_lossy(),
-            mac,
-            "br0",
-            "dbsxp0",
-        ),
-    )
-    .unwrap();
+    let (cfg, img) = domain(dir.path(), "guest.sxp", "xend.img", "XEND-DISK", |k, i| {
+        sxp_cfg(k, i, mac, "br0", "dbsxp0")
+    });
     let (out, stderr) = bridged_under_tcg(dir.path(), &cfg, &disk_guest(9));
     eprintln!("xend under TCG:\n{out}\n{stderr}");
     check_tap(&out, mac, OVER_BRIDGE, "xend vif on br0 under TCG");
@@ -386,23 +366,10 @@ fn xend_vbd_and_bridged_vif_under_tcg() {
 }
 
 /// An xl configuration whose vif names a bridge no host has, and its disk: what (d) runs.
-fn config_with_missing_bridge(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let img = dir.join("over.img");
-    image(&img, "OVERRIDE-DISK");
-    let kernel = domboot_testkit::debian_kernel("cloud");
-    let cfg = dir.join("guest.cfg");
-    std::fs::write(
-        &cfg,
-        xl_cfg(
-            &kernel.vmlinuz.to_string_lossy(),
-            &img.to_string_lossy(),
-            None,
-            CONFIG_MAC,
-            MISSING_BRIDGE,
-        ),
-    )
-    .unwrap();
-    (cfg, img)
+fn config_with_missing_bridge(dir: &Path) -> (PathBuf, PathBuf) {
+    domain(dir, "guest.cfg", "over.img", "OVERRIDE-DISK", |k, i| {
+        xl_cfg(k, i, None, CONFIG_MAC, MISSING_BRIDGE)
+    })
 }
 
 /// A bridge name no host here has: the configuration's vif is attached (and fails before
@@ -553,12 +520,7 @@ fn configurations_on_the_kvm_backend() {
     bench.retry_inner_faults(&[domboot_testkit::nested::RESET_TRIPLE_FAULT]);
     let run = bench.run().unwrap_or_else(|e| panic!("nested bench: {e}"));
 
-    let r = result(&run, "libvirt-user");
-    eprintln!(
-        "libvirt on KVM ({} ms):\n{}",
-        r.elapsed.as_millis(),
-        r.output()
-    );
+    let r = shown(&run, "libvirt-user", "libvirt on KVM");
     let out = r.stdout.as_str();
     let want = domboot_testkit::sha256_hex(&user_data());
     assert_eq!(field(out, "RC"), Some("0"), "{}", r.output());
@@ -577,8 +539,7 @@ fn configurations_on_the_kvm_backend() {
         assert!(r.stderr.contains(w), "{w}\n{}", r.output());
     }
 
-    let r = result(&run, "xl-bridge");
-    eprintln!("xl on KVM ({} ms):\n{}", r.elapsed.as_millis(), r.output());
+    let r = shown(&run, "xl-bridge", "xl on KVM");
     let out = r.stdout.as_str();
     check_tap(out, xl_mac, OVER_BRIDGE, "xl vif on br0 on KVM");
     check_disk(

@@ -12,8 +12,8 @@
 mod devices_kit;
 
 use devices_kit::{
-    DOMBOOT, bench_modules, bench_networks, check_tap, field, modules_dir, result, serve_user_data,
-    tap_guest, tap_host_script, user_data, user_net_script,
+    DOMBOOT, bench_modules, bench_networks, check_tap, field, in_network_namespace, modules_dir,
+    result, serve_user_data, shown, tap_guest, tap_host_script, user_data, user_net_script,
 };
 use domboot_testkit::nested::Bench;
 use std::path::{Path, PathBuf};
@@ -225,17 +225,7 @@ fn tap_network_under_tcg() {
             OVER_TAP
         )
     );
-    let out = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .output()
-        .expect("unshare (util-linux) runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "unshare -n (a network namespace needs root): {:?}\n{stdout}\n{stderr}",
-        out.status
-    );
+    let (stdout, _) = in_network_namespace(&script);
     eprintln!("tap under TCG:\n{stdout}");
     check_tap(&stdout, "52:54:00:00:00:44", OVER_TAP, "tap under TCG");
 }
@@ -356,12 +346,7 @@ fn disks_and_rng_on_the_kvm_backend() {
     // The network first: a disk check that fails (or times out on a loaded host) then
     // does not hide how the network did.
     net_results(&run);
-    let r = result(&run, "disks");
-    eprintln!(
-        "disks on KVM ({} ms):\n{}",
-        r.elapsed.as_millis(),
-        r.output()
-    );
+    let r = shown(&run, "disks", "disks on KVM");
     let out = r.stdout.as_str();
     assert_eq!(field(out, "RC"), Some("0"), "disks:\n{}", r.output());
     let host_sum = field(out, "HOST_SUM").unwrap_or("").to_string();

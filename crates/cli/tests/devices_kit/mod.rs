@@ -186,7 +186,33 @@ pub fn bench_networks(bench: &mut Bench) {
     bench.bytes("/etc/group", b"root:x:0:\nnogroup:x:65534:\n");
 }
 
+/// Runs `script` with sh in a network namespace of its own (`unshare -n`, which needs
+/// root): its taps, bridges and addresses never touch the host's network. Returns its
+/// stdout and stderr; fails the test if it did not exit 0.
+pub fn in_network_namespace(script: &str) -> (String, String) {
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", script])
+        .output()
+        .expect("unshare (util-linux) runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "unshare -n (a network namespace needs root): {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
 pub fn result<'a>(run: &'a BenchRun, name: &str) -> &'a CheckResult {
     run.result(name)
         .unwrap_or_else(|| panic!("{name}: no result from the bench"))
+}
+
+/// The result of the check `name`, shown on stderr (as `what`, with its time) before the
+/// test looks at it.
+pub fn shown<'a>(run: &'a BenchRun, name: &str, what: &str) -> &'a CheckResult {
+    let r = result(run, name);
+    eprintln!("{what} ({} ms):\n{}", r.elapsed.as_millis(), r.output());
+    r
 }

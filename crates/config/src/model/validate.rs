@@ -366,6 +366,11 @@ mod tests {
         assert_eq!(key_of(c.validate(d, "t")).as_deref(), Some("name"));
     }
 
+    /// The items `c.unsupported_items()` names.
+    fn items(c: &DomainConfig) -> Vec<String> {
+        c.unsupported_items().into_iter().map(|u| u.item).collect()
+    }
+
     #[test]
     fn unsupported_items_are_named() {
         let mut c = DomainConfig::default();
@@ -384,11 +389,7 @@ mod tests {
             ..Default::default()
         });
         c.on_crash = Some(LifecycleAction::Destroy);
-        let items: Vec<String> = c
-            .unsupported_items()
-            .iter()
-            .map(|u| u.item.clone())
-            .collect();
+        let items = items(&c);
         // The bridge is attached (a tap on it); libvirt's virtual network is not.
         assert_eq!(
             items,
@@ -424,11 +425,7 @@ mod tests {
             script: Some("vif-openvswitch".into()),
             ..Default::default()
         });
-        let items: Vec<String> = c
-            .unsupported_items()
-            .iter()
-            .map(|u| u.item.clone())
-            .collect();
+        let items = items(&c);
         assert_eq!(
             items,
             [
