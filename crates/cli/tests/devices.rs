@@ -9,11 +9,15 @@
 //! and arrives with the checksum it left with; over the user network (passt on KVM,
 //! QEMU's under TCG) the guest fetches data from a TCP server on the host.
 
-use domboot_testkit::nested::{Bench, CheckResult};
+mod devices_kit;
+
+use devices_kit::{
+    DOMBOOT, bench_modules, bench_networks, check_tap, field, in_network_namespace, modules_dir,
+    result, serve_user_data, shown, tap_guest, tap_host_script, user_data, user_net_script,
+};
+use domboot_testkit::nested::Bench;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const DOMBOOT: &str = env!("CARGO_BIN_EXE_domboot");
 /// Bytes the guest writes to vda.
 const WRITTEN: u64 = 16 << 20;
 /// Bytes the guest writes into a file on vdc's ext4 filesystem.
@@ -25,28 +29,6 @@ const EXT4_MIB: u64 = 320;
 const RO_MARKER: &str = "READ-ONLY-DISK";
 /// Bytes sent each way over the tap.
 const OVER_TAP: u64 = 64 << 20;
-/// Bytes the guest fetches over the user network.
-const OVER_USER: u64 = 1 << 20;
-
-/// A udhcpc script that configures the lease (busybox ships none).
-const DHCP_SCRIPT: &str = "printf '%s\\n' '#!/bin/sh' '[ \"$1\" = bound ] || exit 0' \
-    'ip addr add $ip/${mask:-24} dev $interface' 'ip route add default via ${router%% *}' \
-    > /tmp/dhcp; chmod +x /tmp/dhcp";
-
-/// The guest side of the user-network check: DHCP, then `OVER_USER` bytes from
-/// `server:port`, checksummed.
-fn user_net_script(server: &str, port: u16) -> String {
-    format!(
-        "{DHCP_SCRIPT}
-i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-ip link set eth0 up
-udhcpc -i eth0 -s /tmp/dhcp -q -n -t 10 >/dev/null 2>&1; echo \"DHCP $?\"
-echo \"MAC $(cat /sys/class/net/eth0/address)\"
-mkfifo /tmp/hold-in; exec 3<>/tmp/hold-in
-echo \"FETCHED $(nc {server} {port} <&3 | head -c {OVER_USER} | sha256sum | cut -d' ' -f1)\"
-"
-    )
-}
 
 /// What the guest runs: waits for both disks, reports what it sees, writes vda, tries to
 /// write vdb, reads the rng, and reads vda back from the device (caches dropped).
@@ -95,13 +77,6 @@ fn ext4_make(image: &str) -> String {
         "dd if=/dev/zero of={image} bs=1M count=0 seek={EXT4_MIB} 2>/dev/null; \
          mkfs.ext4 -q -F {image}"
     )
-}
-
-/// The value after `KEY ` on a line of its own.
-fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
-    let tag = format!("{key} ");
-    out.lines()
-        .find_map(|l| l.trim_end_matches('\r').strip_prefix(&tag).map(str::trim))
 }
 
 /// Checks the guest's report (`out`) and the host's view of the images.
@@ -162,12 +137,6 @@ fn images(dir: &Path) -> (PathBuf, PathBuf) {
     bb[..RO_MARKER.len()].copy_from_slice(RO_MARKER.as_bytes());
     std::fs::write(&b, bb).unwrap();
     (a, b)
-}
-
-fn modules_dir() -> PathBuf {
-    let kernel = domboot_testkit::debian_kernel("cloud");
-    std::fs::canonicalize(kernel.vmlinuz.parent().unwrap().join("modules"))
-        .expect("the cloud kernel's modules tree")
 }
 
 #[test]
@@ -235,7 +204,7 @@ fn tap_network_under_tcg() {
     let dir = tempfile::tempdir().unwrap();
     let tmp = dir.path().to_string_lossy().into_owned();
     let guest = dir.path().join("tap.sh");
-    std::fs::write(&guest, TAP_GUEST.replace("BYTES", &OVER_TAP.to_string())).unwrap();
+    std::fs::write(&guest, tap_guest(OVER_TAP)).unwrap();
     let kernel = domboot_testkit::debian_kernel("cloud");
     let run = format!(
         "{DOMBOOT} run --accel tcg --kernel {} --modules {} --memory 512M --timeout 600 \
@@ -248,43 +217,22 @@ fn tap_network_under_tcg() {
     let script = format!(
         "ip link set lo up; {}; kill $(jobs -p) 2>/dev/null; true",
         tap_host_script(
-            &run,
-            "ttap0",
-            "52:54:00:00:00:44",
+            &format!("{run} --net tap:ttap0,mac=52:54:00:00:00:44"),
+            Some("ttap0"),
             &guest.to_string_lossy(),
             &tmp,
-            "busybox nc"
+            "busybox nc",
+            OVER_TAP
         )
     );
-    let out = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .output()
-        .expect("unshare (util-linux) runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "unshare -n (a network namespace needs root): {:?}\n{stdout}\n{stderr}",
-        out.status
-    );
+    let (stdout, _) = in_network_namespace(&script);
     eprintln!("tap under TCG:\n{stdout}");
-    check_tap(&stdout, "52:54:00:00:00:44", "tap under TCG");
+    check_tap(&stdout, "52:54:00:00:00:44", OVER_TAP, "tap under TCG");
 }
 
 #[test]
 fn user_network_under_tcg() {
-    let data: Vec<u8> = (0..OVER_USER as u32)
-        .map(|i| (i * 13 + i / 4096) as u8)
-        .collect();
-    let want = domboot_testkit::sha256_hex(&data);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        use std::io::Write;
-        if let Ok((mut c, _)) = listener.accept() {
-            let _ = c.write_all(&data);
-        }
-    });
+    let (port, want) = serve_user_data();
     let kernel = domboot_testkit::debian_kernel("cloud");
     let out = Command::new(DOMBOOT)
         .args([
@@ -323,30 +271,6 @@ fn user_network_under_tcg() {
     assert_eq!(field(&stdout, "DHCP"), Some("0"), "{stdout}");
     assert_eq!(field(&stdout, "MAC"), Some("52:54:00:00:00:51"), "{stdout}");
     assert_eq!(field(&stdout, "FETCHED"), Some(want.as_str()), "{stdout}");
-    let _ = server.join();
-}
-
-/// The modules the KVM guest loads, copied into the outer guest at their host paths.
-fn bench_modules(bench: &mut Bench) -> String {
-    let dir = modules_dir();
-    for m in [
-        "kernel/drivers/virtio/virtio.ko",
-        "kernel/drivers/virtio/virtio_ring.ko",
-        "kernel/drivers/virtio/virtio_mmio.ko",
-        "kernel/drivers/block/virtio_blk.ko",
-        "kernel/drivers/char/hw_random/virtio-rng.ko",
-        "kernel/net/core/failover.ko",
-        "kernel/drivers/net/net_failover.ko",
-        "kernel/drivers/net/virtio_net.ko",
-    ] {
-        bench.file(&dir.join(m));
-    }
-    dir.to_string_lossy().into_owned()
-}
-
-fn result<'a>(run: &'a domboot_testkit::nested::BenchRun, name: &str) -> &'a CheckResult {
-    run.result(name)
-        .unwrap_or_else(|| panic!("{name}: no result from the bench"))
 }
 
 #[test]
@@ -422,12 +346,7 @@ fn disks_and_rng_on_the_kvm_backend() {
     // The network first: a disk check that fails (or times out on a loaded host) then
     // does not hide how the network did.
     net_results(&run);
-    let r = result(&run, "disks");
-    eprintln!(
-        "disks on KVM ({} ms):\n{}",
-        r.elapsed.as_millis(),
-        r.output()
-    );
+    let r = shown(&run, "disks", "disks on KVM");
     let out = r.stdout.as_str();
     assert_eq!(field(out, "RC"), Some("0"), "disks:\n{}", r.output());
     let host_sum = field(out, "HOST_SUM").unwrap_or("").to_string();
@@ -444,98 +363,23 @@ fn disks_and_rng_on_the_kvm_backend() {
     check_hvc(&r.stdout, "KVM");
 }
 
-/// The guest side of the tap check: a static address, `OVER_TAP` bytes from the host's
-/// port 7001 and as many random bytes to its port 7002, each checksummed. The guest
-/// powers off when its command ends, so it waits for the host to say it has every byte
-/// (a connection to the guest's port 7003) before it ends: what nc left in the socket's
-/// send queue would be lost otherwise. Each busybox nc listener reads an input that never
-/// ends (a FIFO held open, /dev/zero): one whose input ends closes its connection.
-const TAP_GUEST: &str = r#"i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-echo "MAC $(cat /sys/class/net/eth0/address)"
-ip addr add 10.9.0.2/24 dev eth0; ip link set eth0 up
-i=0; until ping -c 1 -W 1 10.9.0.1 >/dev/null 2>&1 || [ $i -gt 60 ]; do i=$((i+1)); done
-# --exec passes domboot's stdin (here at its end at once), and busybox's nc client stops
-# at the end of its input: a FIFO held open keeps it reading until the host closes.
-mkfifo /tmp/hold-in; exec 3<>/tmp/hold-in
-echo "FROM_HOST $(nc 10.9.0.1 7001 <&3 | head -c BYTES | sha256sum | cut -d' ' -f1)"
-head -c BYTES /dev/urandom > /tmp/r
-echo "GUEST_BLOB $(sha256sum < /tmp/r | cut -d' ' -f1)"
-nc -l -p 7003 < /dev/zero > /tmp/ack &
-nc 10.9.0.1 7002 < /tmp/r
-wait
-echo "ACK $(cat /tmp/ack)"
-"#;
-
-/// The host's side of the tap check, as shell: serves `OVER_TAP` random bytes on port 7001,
-/// takes as many on port 7002, tells the guest on its port 7003 when all have arrived,
-/// and runs `run --net tap:TAP,mac=MAC --exec "$(cat GUEST)"`, giving the tap its
-/// address once domboot (or QEMU) has created it. Prints HOST_BLOB, RC, SECONDS, the
-/// guest's output and HOST_RECV. `tmp` is a folder for its files, `nc` busybox's nc.
-fn tap_host_script(run: &str, tap: &str, mac: &str, guest: &str, tmp: &str, nc: &str) -> String {
-    format!(
-        "head -c {OVER_TAP} /dev/urandom > {tmp}/blob; \
-         echo \"HOST_BLOB $(sha256sum < {tmp}/blob | cut -d' ' -f1)\"; \
-         {nc} -l -p 7001 < {tmp}/blob >/dev/null & \
-         mkfifo {tmp}/hold; exec 3<>{tmp}/hold; \
-         {nc} -l -p 7002 <&3 > {tmp}/recv & rx=$!; \
-         (while [ \"$(stat -c %s {tmp}/recv 2>/dev/null || echo 0)\" -lt {OVER_TAP} ]; do sleep 0.2; done; \
-          echo got-all | {nc} 10.9.0.2 7003 > /dev/null) & \
-         t0=$(date +%s); \
-         {run} --net tap:{tap},mac={mac} --exec \"$(cat {guest})\" > {tmp}/g 2>&1 & \
-         g=$!; i=0; while ! ip link show {tap} >/dev/null 2>&1 && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
-         ip addr add 10.9.0.1/24 dev {tap}; \
-         wait $g; echo \"RC $?\"; echo \"SECONDS $(( $(date +%s) - t0 ))\"; cat {tmp}/g; \
-         echo \"HOST_RECV $(head -c {OVER_TAP} {tmp}/recv | sha256sum | cut -d' ' -f1)\"; kill $rx"
-    )
-}
-
-/// The tap check's report (`out`, from [`tap_host_script`]) shows `OVER_TAP` bytes crossing
-/// intact both ways, and the guest's MAC is `mac`.
-fn check_tap(out: &str, mac: &str, what: &str) {
-    let f = |k| field(out, k).unwrap_or("");
-    assert!(
-        f("RC") == "0"
-            && f("MAC") == mac
-            && f("HOST_BLOB").len() == 64
-            && f("FROM_HOST") == f("HOST_BLOB")
-            && f("GUEST_BLOB").len() == 64
-            && f("HOST_RECV") == f("GUEST_BLOB")
-            && f("ACK") == "got-all",
-        "{what}: {OVER_TAP} bytes did not cross the tap intact both ways\n{out}"
-    );
-}
-
 /// Tap (domboot creates dtap0 in the outer guest, which then gives it an address) and the
 /// user network through passt (the outer guest has QEMU's user network for a route).
 fn net_checks(bench: &mut Bench, run: &str) {
-    bench.module("kernel/drivers/net/tun.ko");
-    bench.network();
-    bench.program(Path::new("/usr/bin/passt"), "/usr/bin/passt");
-    // passt drops root for "nobody".
-    bench.bytes(
-        "/etc/passwd",
-        b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-    );
-    bench.bytes("/etc/group", b"root:x:0:\nnogroup:x:65534:\n");
-    bench.bytes(
-        "/bench/tap.sh",
-        TAP_GUEST.replace("BYTES", &OVER_TAP.to_string()).as_bytes(),
-    );
+    bench_networks(bench);
+    bench.bytes("/bench/tap.sh", tap_guest(OVER_TAP).as_bytes());
     bench.check(
         "net-tap",
         &tap_host_script(
-            run,
-            "dtap0",
-            "52:54:00:00:00:42",
+            &format!("{run} --net tap:dtap0,mac=52:54:00:00:00:42"),
+            Some("dtap0"),
             "/bench/tap.sh",
             "/tmp",
             "nc",
+            OVER_TAP,
         ),
     );
-    let data: Vec<u8> = (0..OVER_USER as u32)
-        .map(|i| (i * 13 + i / 4096) as u8)
-        .collect();
-    bench.bytes("/bench/user-data", &data);
+    bench.bytes("/bench/user-data", &user_data());
     bench.bytes(
         "/bench/user.sh",
         user_net_script("10.0.2.2", 7003).as_bytes(),
@@ -554,12 +398,9 @@ fn net_results(run: &domboot_testkit::nested::BenchRun) {
     eprintln!("net-user:\n{}", result(run, "net-user").output());
     let r = result(run, "net-tap");
     eprintln!("net-tap:\n{}", r.output());
-    check_tap(&r.output(), "52:54:00:00:00:42", "net-tap (KVM)");
+    check_tap(&r.output(), "52:54:00:00:00:42", OVER_TAP, "net-tap (KVM)");
     let r = result(run, "net-user");
-    let data: Vec<u8> = (0..OVER_USER as u32)
-        .map(|i| (i * 13 + i / 4096) as u8)
-        .collect();
-    let want = domboot_testkit::sha256_hex(&data);
+    let want = domboot_testkit::sha256_hex(&user_data());
     let out = r.stdout.as_str();
     assert!(
         field(out, "RC") == Some("0")

@@ -40,8 +40,14 @@ pub struct FromConfig {
     pub pvh: bool,
     /// The disks `run` attaches, in the file's order (the first is vda).
     pub disks: Vec<crate::commands::boot_entries::DiskArg>,
+    /// What `run` says when it attaches [`FromConfig::disks`] (a target that becomes
+    /// another name), not said when `--disk` replaces them.
+    pub disk_notes: Vec<String>,
     /// The interfaces `run` attaches, in the file's order (the first is eth0).
     pub nets: Vec<crate::run::devices::NetArg>,
+    /// What `run` says when it attaches [`FromConfig::nets`] (a NIC model that becomes
+    /// virtio-net, a tap name not reused), not said when `--net` replaces them.
+    pub net_notes: Vec<String>,
     /// The file asks for a random number generator `run` can give (libvirt `<rng>`);
     /// without one, `run`'s default applies.
     pub rng: bool,
@@ -93,7 +99,8 @@ pub fn load(path: &Path, over: &Overrides<'_>, strict: bool) -> anyhow::Result<F
         );
     }
     let resolve = |p: &str| domboot_config::resolve_path(base, p);
-    let disks = disks(&cfg, base, &source);
+    let (disks, disk_notes) = disks(&cfg, base, &source);
+    let (nets, net_notes) = interfaces(&cfg, &source)?;
     let kernel = cfg.boot.kernel.as_deref().map(resolve);
     let disk_boot = match (&kernel, &cfg.boot.bootloader) {
         (None, Some(loader)) => Some(disk_boot(&cfg, loader, &disks, &source)?),
@@ -126,7 +133,9 @@ pub fn load(path: &Path, over: &Overrides<'_>, strict: bool) -> anyhow::Result<F
         vcpus: cfg.vcpus,
         pvh: cfg.guest_type == GuestType::Pvh,
         disks,
-        nets: interfaces(&cfg, &source)?,
+        disk_notes,
+        nets,
+        net_notes,
         disk_boot,
         rng: cfg.rngs.iter().any(|r| r.attach_problem().is_none()),
         vsock: match &cfg.vsock {
@@ -174,13 +183,15 @@ fn disk_boot(
 }
 
 /// The configuration's disks domboot can attach (raw files and block devices; cdroms
-/// read-only), in order. The others were named by `unsupported_items`.
+/// read-only), in order, and the notes to say when they are attached. The others were
+/// named by `unsupported_items`.
 fn disks(
     cfg: &DomainConfig,
     base: &Path,
     source: &str,
-) -> Vec<crate::commands::boot_entries::DiskArg> {
+) -> (Vec<crate::commands::boot_entries::DiskArg>, Vec<String>) {
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     for d in &cfg.disks {
         let (Some(path), None) = (&d.source, d.attach_problem()) else {
             continue;
@@ -188,28 +199,32 @@ fn disks(
         let read_only = d.readonly || d.device == domboot_config::DiskDevice::Cdrom;
         let name = crate::run::devices::guest_disk_name(out.len());
         if d.target != name {
-            eprintln!(
+            notes.push(format!(
                 "domboot: note: {source}: disk {} ({path}) is the guest's virtio disk {name}",
                 d.target
-            );
+            ));
         }
         out.push(crate::commands::boot_entries::DiskArg {
             path: domboot_config::resolve_path(base, path),
             read_only,
         });
     }
-    out
+    (out, notes)
 }
 
 /// The configuration's interfaces domboot can attach: a bridge as a tap on it (named as
 /// the file's `vifname`/`<target dev>`, else one domboot makes up), an `ethernet` as the
-/// tap it names, `user` as the user-mode network; each with the file's MAC.
+/// tap it names, `user` as the user-mode network; each with the file's MAC. Each is a
+/// virtio-net NIC whatever model the file names. With them, the notes to say when they
+/// are attached.
 fn interfaces(
     cfg: &DomainConfig,
     source: &str,
-) -> anyhow::Result<Vec<crate::run::devices::NetArg>> {
+) -> anyhow::Result<(Vec<crate::run::devices::NetArg>, Vec<String>)> {
     use crate::run::devices::NetArg;
+    use domboot_vmm::devices::virtio::net::tap;
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     for (i, n) in cfg.interfaces.iter().enumerate() {
         if n.attach_problem().is_some() {
             continue;
@@ -220,11 +235,32 @@ fn interfaces(
             })?),
             None => None,
         };
+        if let Some(t) = n.tap_name()
+            && !tap::valid_name(t)
+        {
+            bail!(
+                "{source}: interface[{i}]: tap name {t:?}: 1 to 15 characters of letters, \
+                 digits, '-', '_' and '.'"
+            );
+        }
         // Linux names are at most 15 bytes: "dbtap" + pid (7 digits at most) + "." + index.
         let tap = n
-            .target
-            .clone()
+            .tap_name()
+            .map(String::from)
             .unwrap_or_else(|| format!("dbtap{}.{i}", std::process::id() % 10_000_000));
+        if let Some(t) = n.target.as_deref().filter(|_| n.tap_name().is_none()) {
+            notes.push(format!(
+                "domboot: note: {source}: interface[{i}]: {t} is a name a hypervisor gave a \
+                 running domain's interface; the tap is {tap}"
+            ));
+        }
+        let eth = format!("eth{}", out.len());
+        if let Some(model) = n.model.as_deref().filter(|m| *m != "virtio") {
+            notes.push(format!(
+                "domboot: note: {source}: interface[{i}] (model {model}) is the guest's \
+                 virtio-net {eth}"
+            ));
+        }
         out.push(match (n.kind.as_str(), &n.source) {
             ("bridge", Some(bridge)) => NetArg::Bridged {
                 tap,
@@ -235,7 +271,7 @@ fn interfaces(
             _ => NetArg::Tap { name: tap, mac },
         });
     }
-    Ok(out)
+    Ok((out, notes))
 }
 
 /// Command-line options win over the file.
@@ -249,5 +285,66 @@ fn apply(cfg: &mut DomainConfig, over: &Overrides<'_>) {
     if let Some(c) = over.cmdline {
         cfg.boot.cmdline = Some(c.to_string());
         cfg.boot.root = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::devices::NetArg;
+    use domboot_config::Interface;
+
+    fn nic(kind: &str, source: Option<&str>, target: Option<&str>) -> Interface {
+        Interface {
+            kind: kind.into(),
+            source: source.map(String::from),
+            target: target.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn interfaces_become_taps_bridged_taps_and_user_networks() {
+        let mut cfg = DomainConfig {
+            interfaces: vec![
+                nic("bridge", Some("br0"), Some("tap-web")),
+                // A name libvirt gave a running domain's tap is not taken over.
+                nic("bridge", Some("br0"), Some("vnet3")),
+                nic("user", None, None),
+                // Left out (and warned about by unsupported_items).
+                nic("direct", Some("eth0"), None),
+                nic("ethernet", None, Some("mytap0")),
+            ],
+            ..Default::default()
+        };
+        cfg.interfaces[2].mac = Some("52:54:00:00:00:07".into());
+        let (nets, notes) = interfaces(&cfg, "t.xml").unwrap();
+        assert_eq!(nets.len(), 4, "{nets:?}");
+        assert!(
+            matches!(&nets[0], NetArg::Bridged { tap, bridge, mac: None } if tap == "tap-web" && bridge == "br0")
+        );
+        assert!(
+            matches!(&nets[1], NetArg::Bridged { tap, .. } if tap.starts_with("dbtap") && tap.ends_with(".1"))
+        );
+        assert_eq!(
+            nets[2],
+            NetArg::User {
+                mac: Some([0x52, 0x54, 0, 0, 0, 7])
+            }
+        );
+        assert!(matches!(&nets[3], NetArg::Tap { name, .. } if name == "mytap0"));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("interface[1]: vnet3 is a name"),
+            "{notes:?}"
+        );
+
+        cfg.interfaces = vec![nic("bridge", Some("br0"), Some("a-name-far-too-long"))];
+        let e = interfaces(&cfg, "t.xml").unwrap_err().to_string();
+        assert!(e.contains("t.xml: interface[0]: tap name"), "{e}");
+        cfg.interfaces[0].target = None;
+        cfg.interfaces[0].mac = Some("01:00:5e:00:00:01".into());
+        let e = interfaces(&cfg, "t.xml").unwrap_err().to_string();
+        assert!(e.contains("not a unicast MAC"), "{e}");
     }
 }

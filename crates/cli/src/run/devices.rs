@@ -274,6 +274,8 @@ impl Devices {
     /// Fails when `accel` cannot realise these devices: the hybrid vsock is domboot's own
     /// KVM device, QEMU has no Unix-socket vsock of this protocol (its vhost-vsock needs
     /// the host's vsock, not a Unix socket). `why` says how the accelerator was chosen.
+    /// Also fails, on either backend, when an interface is to join a bridge this host
+    /// does not have (see [`Devices::check_bridges`]).
     pub fn check_accel(&self, accel: Accel, why: &str) -> anyhow::Result<()> {
         if self.vsock.is_some() && !self.vsock_from_config && accel != Accel::Kvm {
             anyhow::bail!(
@@ -282,6 +284,23 @@ impl Devices {
                  accelerator here is TCG ({why}); run with --accel kvm on a host whose KVM \
                  can run the guest"
             );
+        }
+        self.check_bridges()
+    }
+
+    /// Fails when a bridge an interface is to join is not a Linux bridge in this network
+    /// namespace, naming it: checked before anything starts, because under TCG QEMU would
+    /// only say that its tap script failed, and on KVM the tap would be made first.
+    fn check_bridges(&self) -> anyhow::Result<()> {
+        for (i, n) in self.nets.iter().enumerate() {
+            if let domboot_vmm::NetBackendConfig::Tap {
+                name,
+                bridge: Some(bridge),
+            } = &n.backend
+            {
+                tap::check_bridge(bridge)
+                    .map_err(|e| anyhow::anyhow!("eth{i} (the tap {name}): {e}"))?;
+            }
         }
         Ok(())
     }
@@ -421,6 +440,23 @@ mod tests {
             "{e}"
         );
         assert!(Devices::default().check_accel(Accel::Tcg, "").is_ok());
+    }
+
+    #[test]
+    fn a_missing_bridge_is_named_before_the_guest_starts() {
+        let bridged = NetArg::Bridged {
+            tap: "dbtap1.0".into(),
+            bridge: "dbnobridge9".into(),
+            mac: None,
+        };
+        let d = Devices::from_args(&[], &[NetArg::User { mac: None }, bridged], false, false);
+        for accel in [Accel::Tcg, Accel::Kvm] {
+            let e = d.check_accel(accel, "").unwrap_err().to_string();
+            assert!(
+                e.contains("eth1 (the tap dbtap1.0): no bridge dbnobridge9"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

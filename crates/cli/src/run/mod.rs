@@ -174,14 +174,21 @@ pub struct Args {
 impl Args {
     /// The guest's virtio devices as --disk, --net, --rng, --no-rng, --console and --vsock ask;
     /// where the command line names none of a kind, from the configuration:
-    /// --disk replaces the file's disks, --net its interfaces.
+    /// --disk replaces the file's disks, --net its interfaces. Says the configuration's
+    /// notes on the disks and interfaces it takes (one a run: call it once).
     pub fn devices_with(&self, config: Option<&FromConfig>) -> Devices {
         let disks = match config {
-            Some(c) if self.boot.disk.is_empty() => &c.disks[..],
+            Some(c) if self.boot.disk.is_empty() => {
+                c.disk_notes.iter().for_each(|n| eprintln!("{n}"));
+                &c.disks[..]
+            }
             _ => &self.boot.disk[..],
         };
         let nets = match config {
-            Some(c) if self.net.is_empty() => &c.nets[..],
+            Some(c) if self.net.is_empty() => {
+                c.net_notes.iter().for_each(|n| eprintln!("{n}"));
+                &c.nets[..]
+            }
             _ => &self.net[..],
         };
         let mut d =

@@ -50,10 +50,19 @@ impl Disk {
 
 impl Interface {
     /// Why `domboot run` cannot give this interface to a guest (it attaches `bridge` as a
-    /// tap on that bridge, `ethernet` as a tap, `user` as a user-mode network), or `None`.
+    /// tap on that Linux bridge, `ethernet` as a tap, `user` as a user-mode network), or
+    /// `None`.
     pub fn attach_problem(&self) -> Option<&'static str> {
         match self.kind.as_str() {
             "bridge" if self.source.is_none() => Some("a bridge interface names no bridge"),
+            "bridge" | "ethernet" | "user"
+                if self.virtualport.is_some() || !self.vlan.is_empty() =>
+            {
+                Some(
+                    "Open vSwitch ports and VLAN tags are not provided: domboot adds a tap to \
+                     a Linux bridge, untagged",
+                )
+            }
             "bridge" | "ethernet" | "user" => None,
             "network" => {
                 Some("libvirt's virtual networks are not provided: use a bridge, or --net user")
@@ -61,6 +70,48 @@ impl Interface {
             _ => Some("only bridge, ethernet and user interfaces are provided"),
         }
     }
+
+    /// The host-side name to give this interface's tap: the file's `vifname` /
+    /// `<target dev>`, unless it is a name a hypervisor gave a running domain's interface
+    /// (libvirt's `vnetN`, `macvtapN`, `macvlanN`, which libvirt itself drops when it
+    /// defines a domain; xend's `vifDOMID.N`): such a name belongs to that domain, and
+    /// reusing it would take over its tap.
+    pub fn tap_name(&self) -> Option<&str> {
+        self.target.as_deref().filter(|t| !is_generated_tap_name(t))
+    }
+
+    /// Parts of an attachable interface that `domboot run` does not apply, each as (item,
+    /// why): a script other than xend's vif-bridge (whose work, a tap on the bridge, domboot
+    /// does itself) and guest addresses.
+    pub fn unapplied(&self) -> Vec<(String, &'static str)> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.script {
+            let bridge_script = self.kind == "bridge"
+                && std::path::Path::new(s).file_name() == Some("vif-bridge".as_ref());
+            if !bridge_script {
+                out.push((
+                    format!("script {s}"),
+                    "not run: domboot brings the tap up (and onto its bridge) itself",
+                ));
+            }
+        }
+        if let Some(ip) = &self.ip {
+            out.push((
+                format!("ip {ip}"),
+                "not applied: domboot sets no addresses for the guest (it configures its own)",
+            ));
+        }
+        out
+    }
+}
+
+/// A host interface name that a hypervisor generates for a running domain (see
+/// [`Interface::tap_name`]).
+pub fn is_generated_tap_name(name: &str) -> bool {
+    ["vnet", "macvtap", "macvlan"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || crate::xl::spec::is_generated_vif_name(name)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

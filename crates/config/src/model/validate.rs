@@ -213,12 +213,17 @@ impl DomainConfig {
             }
         }
         for (i, n) in self.interfaces.iter().enumerate() {
-            if let Some(why) = n.attach_problem() {
-                let what = match &n.source {
-                    Some(s) => format!("{} {s}", n.kind),
-                    None => n.kind.clone(),
-                };
-                add(format!("interface[{i}] ({what})"), why);
+            let what = match &n.source {
+                Some(s) => format!("{} {s}", n.kind),
+                None => n.kind.clone(),
+            };
+            match n.attach_problem() {
+                Some(why) => add(format!("interface[{i}] ({what})"), why),
+                None => {
+                    for (part, why) in n.unapplied() {
+                        add(format!("interface[{i}] ({what}) {part}"), why);
+                    }
+                }
             }
         }
         for (i, r) in self.rngs.iter().enumerate() {
@@ -361,6 +366,11 @@ mod tests {
         assert_eq!(key_of(c.validate(d, "t")).as_deref(), Some("name"));
     }
 
+    /// The items `c.unsupported_items()` names.
+    fn items(c: &DomainConfig) -> Vec<String> {
+        c.unsupported_items().into_iter().map(|u| u.item).collect()
+    }
+
     #[test]
     fn unsupported_items_are_named() {
         let mut c = DomainConfig::default();
@@ -379,15 +389,68 @@ mod tests {
             ..Default::default()
         });
         c.on_crash = Some(LifecycleAction::Destroy);
-        let items: Vec<String> = c
-            .unsupported_items()
-            .iter()
-            .map(|u| u.item.clone())
-            .collect();
+        let items = items(&c);
         // The bridge is attached (a tap on it); libvirt's virtual network is not.
         assert_eq!(
             items,
             ["interface[1] (network default)", "graphics[0] (vnc)"]
         );
+    }
+
+    #[test]
+    fn what_an_attached_interface_asks_for_and_does_not_get_is_named() {
+        let mut c = DomainConfig::default();
+        let bridge = |script: Option<&str>| Interface {
+            kind: "bridge".into(),
+            source: Some("br0".into()),
+            script: script.map(String::from),
+            ..Default::default()
+        };
+        // vif-bridge's work is what domboot does: nothing to say.
+        c.interfaces
+            .push(bridge(Some("/etc/xen/scripts/vif-bridge")));
+        c.interfaces.push(bridge(Some("vif-route")));
+        c.interfaces.push(Interface {
+            kind: "ethernet".into(),
+            script: Some("/etc/qemu-ifup".into()),
+            ip: Some("10.0.0.5 10.0.0.6".into()),
+            ..Default::default()
+        });
+        // An Open vSwitch port with a VLAN tag is not attached at all (one item).
+        c.interfaces.push(Interface {
+            kind: "bridge".into(),
+            source: Some("ovsbr0".into()),
+            vlan: vec![42],
+            virtualport: Some("openvswitch".into()),
+            script: Some("vif-openvswitch".into()),
+            ..Default::default()
+        });
+        let items = items(&c);
+        assert_eq!(
+            items,
+            [
+                "interface[1] (bridge br0) script vif-route",
+                "interface[2] (ethernet) script /etc/qemu-ifup",
+                "interface[2] (ethernet) ip 10.0.0.5 10.0.0.6",
+                "interface[3] (bridge ovsbr0)",
+            ]
+        );
+        assert!(c.unsupported_items()[3].reason.contains("Open vSwitch"));
+    }
+
+    #[test]
+    fn names_hypervisors_generate_are_not_reused() {
+        let named = |t: &str| Interface {
+            kind: "bridge".into(),
+            target: Some(t.into()),
+            ..Default::default()
+        };
+        for generated in ["vnet0", "macvtap3", "macvlan1", "vif5.0"] {
+            assert_eq!(named(generated).tap_name(), None, "{generated}");
+        }
+        for own in ["tap-web", "vif-web", "dbsxp0", "vif5"] {
+            assert_eq!(named(own).tap_name(), Some(own));
+        }
+        assert_eq!(Interface::default().tap_name(), None);
     }
 }

@@ -11,6 +11,7 @@ use super::{
     read_config_bytes,
 };
 use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use virtio_queue::Queue;
@@ -91,7 +92,10 @@ impl Block {
                 open_err(error)
             });
         }
-        let size = file.metadata().map_err(open_err)?.len();
+        // Where the end is: a block device's metadata (xl's `phy:`, `--disk /dev/...`)
+        // says length 0. The file position is not used after this (requests are
+        // positional: preadv/pwritev).
+        let size = (&file).seek(SeekFrom::End(0)).map_err(open_err)?;
         if size == 0 {
             return Err(BlockError::Empty {
                 path: path.to_owned(),

@@ -26,6 +26,8 @@ const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const VNET_HDR_SIZE: libc::c_int = 12;
 const IFNAMSIZ: usize = 16;
+/// ETHTOOL_GDRVINFO (linux/ethtool.h): the driver's name and version.
+const ETHTOOL_GDRVINFO: u32 = 0x3;
 
 /// `struct ifreq` with the flags member of its union (what TUNSETIFF, SIOCGIFFLAGS and
 /// SIOCSIFFLAGS use); padded to the kernel's 40 bytes.
@@ -42,6 +44,31 @@ struct IfreqIndex {
     name: [u8; IFNAMSIZ],
     index: libc::c_int,
     _pad: [u8; 20],
+}
+
+/// `struct ifreq` with the data pointer of its union (SIOCETHTOOL).
+#[repr(C)]
+struct IfreqData {
+    name: [u8; IFNAMSIZ],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+/// `struct ethtool_drvinfo` (linux/ethtool.h), 196 bytes.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
 }
 
 impl IfreqFlags {
@@ -73,6 +100,22 @@ pub enum TapError {
         bridge: String,
         error: io::Error,
     },
+}
+
+/// Why a tap cannot be added to the bridge a configuration or option names.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error(
+        "no bridge {0} on this host (in this network namespace); create it \
+         (`ip link add {0} type bridge`) or give the guest another network"
+    )]
+    Missing(String),
+    #[error(
+        "{name} is not a Linux bridge (its driver is {driver}); domboot adds taps to Linux bridges"
+    )]
+    NotABridge { name: String, driver: String },
+    #[error("bridge {name}: {error}")]
+    Io { name: String, error: io::Error },
 }
 
 pub struct Tap {
@@ -108,7 +151,7 @@ impl Tap {
         if !valid_name(name) {
             return Err(TapError::BadName(name.into()));
         }
-        let existed = std::path::Path::new("/sys/class/net").join(name).exists();
+        let existed = exists(name);
         let io_err = |error: io::Error| {
             if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
                 TapError::Permission {
@@ -165,6 +208,84 @@ fn control_socket() -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
+/// The index of the interface `name` in this network namespace (not /sys/class/net's,
+/// which shows the namespace that mounted /sys), or `None` when it has none.
+fn index_of(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    // SAFETY: if_nametoindex reads the NUL-terminated string we pass and nothing else.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// Whether this network namespace has an interface `name`.
+fn exists(name: &str) -> bool {
+    index_of(name).is_some()
+}
+
+/// The name of the driver behind the interface `name` (ethtool's `driver`: `bridge` for
+/// a Linux bridge, `openvswitch` for an Open vSwitch one, `tun` for a tap).
+fn driver_of(name: &str) -> io::Result<String> {
+    let sock = control_socket()?;
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        n_priv_flags: 0,
+        n_stats: 0,
+        testinfo_len: 0,
+        eedump_len: 0,
+        regdump_len: 0,
+    };
+    let mut req = IfreqData {
+        name: [0; IFNAMSIZ],
+        data: (&raw mut info).cast(),
+        _pad: [0; 16],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: SIOCETHTOOL reads one `struct ifreq` (`req`, 40 bytes) whose data pointer
+    // is `info`, a `struct ethtool_drvinfo` as the kernel's (ETHTOOL_GDRVINFO writes at
+    // most its size); both live across the call, on a socket we own.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// Checks that `name` is a Linux bridge in this network namespace, so that a tap can be
+/// added to it: before a guest starts, with the same words whichever backend adds it.
+pub fn check_bridge(name: &str) -> Result<(), BridgeError> {
+    if !valid_name(name) {
+        return Err(BridgeError::Io {
+            name: name.into(),
+            error: io::Error::new(io::ErrorKind::InvalidInput, "not a valid interface name"),
+        });
+    }
+    if !exists(name) {
+        return Err(BridgeError::Missing(name.into()));
+    }
+    match driver_of(name) {
+        Ok(driver) if driver == "bridge" => Ok(()),
+        Ok(driver) => Err(BridgeError::NotABridge {
+            name: name.into(),
+            driver,
+        }),
+        // An interface without ethtool operations (a loopback, a dummy) is no bridge.
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Err(BridgeError::NotABridge {
+            name: name.into(),
+            driver: "unknown".into(),
+        }),
+        Err(error) => Err(BridgeError::Io {
+            name: name.into(),
+            error,
+        }),
+    }
+}
+
 /// Adds the interface `name` to the bridge `bridge`.
 fn add_to_bridge(name: &str, bridge: &str) -> io::Result<()> {
     if !valid_name(bridge) {
@@ -173,12 +294,9 @@ fn add_to_bridge(name: &str, bridge: &str) -> io::Result<()> {
             "not a valid interface name",
         ));
     }
-    let cname = std::ffi::CString::new(name)?;
-    // SAFETY: if_nametoindex reads the NUL-terminated string we pass and nothing else.
-    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if index == 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let Some(index) = index_of(name) else {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    };
     let sock = control_socket()?;
     let mut req = IfreqIndex {
         name: [0; IFNAMSIZ],
@@ -246,5 +364,23 @@ mod tests {
         }
         assert_eq!(std::mem::size_of::<IfreqFlags>(), 40);
         assert_eq!(std::mem::size_of::<IfreqIndex>(), 40);
+        assert_eq!(std::mem::size_of::<IfreqData>(), 40);
+        assert_eq!(std::mem::size_of::<EthtoolDrvinfo>(), 196);
+    }
+
+    #[test]
+    fn bridges_are_checked_in_this_namespace() {
+        // Every Linux has lo, which is no bridge; no host has this one.
+        assert!(matches!(
+            check_bridge("lo"),
+            Err(BridgeError::NotABridge { .. })
+        ));
+        assert!(matches!(
+            check_bridge("dbnobridge9"),
+            Err(BridgeError::Missing(_))
+        ));
+        assert!(matches!(check_bridge("a/b"), Err(BridgeError::Io { .. })));
+        let e = check_bridge("dbnobridge9").unwrap_err().to_string();
+        assert!(e.contains("no bridge dbnobridge9"), "{e}");
     }
 }
