@@ -79,9 +79,9 @@ pub fn build(image: &DomainImage, added: &[String]) -> anyhow::Result<BootPlan> 
         BuildError::CmdlineTooLong { .. } if !added.is_empty() => {
             let bytes: usize = added.iter().map(|w| w.len() + 1).sum();
             anyhow::Error::new(e).context(format!(
-                "{bytes} bytes of the command line are the virtio_mmio.device= words of the \
-                 guest's {} virtio device(s) (--virtio-mmio-cmdline, on by default with \
-                 --no-acpi): shorten --cmdline or give the guest fewer devices",
+                "the command line is too long with the virtio_mmio.device= words of the \
+                 guest's {} virtio device(s), {bytes} bytes of it (--virtio-mmio-cmdline, on \
+                 by default with --no-acpi): shorten --cmdline or give the guest fewer devices",
                 added.len()
             ))
         }
