@@ -18,7 +18,7 @@ Installs (each only when missing):
     shares the host's / with the guest through it
   * a tiny test kernel with VIRTIO_MMIO_CMDLINE_DEVICES, built once from linux-source-6.1:
       \$CACHE/kernels/virtio-mmio-cmdline/  bzImage, config (its .config), recipe
-    (${MMIO_KERNEL_JOBS} make jobs; DOMBOOT_KERNEL_JOBS sets them)
+    (rebuilt only when its recipe or linux-source-6.1's version changes; a few minutes)
   * real Debian kernels, unpacked into the cache:
       \$CACHE/debian/cloud/    from the package linux-image-cloud-amd64 depends on
       \$CACHE/debian/generic/  from the package linux-image-amd64 depends on
@@ -38,7 +38,7 @@ Options:
 Environment:
   DOMBOOT_CACHE    cache folder (default: \$HOME/.cache/domboot; now: $CACHE)
   DOMBOOT_KERNEL_JOBS
-                   make -jN for the test kernel's build (default: the number of CPUs)
+                   make -jN for the test kernel's build (default: the CPUs, now $(nproc 2>/dev/null || echo 2))
   DOMBOOT_APT_MAX_AGE_HOURS
                    refresh apt's package lists when older than this (default 24)
 EOF
