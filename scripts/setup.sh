@@ -16,6 +16,9 @@ Installs (each only when missing):
   * virtiofsd, the Rust one (cargo install virtiofsd --locked --root \$CACHE/virtiofsd):
     Debian bookworm packages none and its QEMU 7.2 dropped the C one; run --exec --rootfs host
     shares the host's / with the guest through it
+  * a tiny test kernel with VIRTIO_MMIO_CMDLINE_DEVICES, built once from linux-source-6.1:
+      \$CACHE/kernels/virtio-mmio-cmdline/  bzImage, config (its .config), recipe
+    (rebuilt only when its recipe or linux-source-6.1's version changes; a few minutes)
   * real Debian kernels, unpacked into the cache:
       \$CACHE/debian/cloud/    from the package linux-image-cloud-amd64 depends on
       \$CACHE/debian/generic/  from the package linux-image-amd64 depends on
@@ -34,6 +37,8 @@ Options:
 
 Environment:
   DOMBOOT_CACHE    cache folder (default: \$HOME/.cache/domboot; now: $CACHE)
+  DOMBOOT_KERNEL_JOBS
+                   make -jN for the test kernel's build (default: the CPUs, now $(nproc 2>/dev/null || echo 2))
   DOMBOOT_APT_MAX_AGE_HOURS
                    refresh apt's package lists when older than this (default 24)
 EOF
@@ -49,7 +54,8 @@ APT_MAX_AGE_HOURS=${DOMBOOT_APT_MAX_AGE_HOURS:-24}
 # debian-installer-12-netboot-amd64: its netboot tree's grub.cfg and pxelinux menus are listed by boot-entries.
 # libseccomp-dev, libcap-ng-dev: building virtiofsd (below), which `run --exec --rootfs host` needs.
 # fio: scripts/bench/devices.sh carries it into the inner guest for its 4 KiB random reads.
-APT_REQUIRED=(busybox-static cpio gcc libc6-dev lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools gdisk parted e2fsprogs dosfstools mtools xorriso debian-installer-12-netboot-amd64 passt libseccomp-dev libcap-ng-dev fio)
+# linux-source-6.1 make bc bison flex libelf-dev: the tiny test kernel built below (build_mmio_kernel).
+APT_REQUIRED=(busybox-static cpio gcc libc6-dev lz4 lzop xz-utils zstd bzip2 gzip binutils file acpica-tools gdisk parted e2fsprogs dosfstools mtools xorriso debian-installer-12-netboot-amd64 passt libseccomp-dev libcap-ng-dev fio linux-source-6.1 make bc bison flex libelf-dev)
 APT_OPTIONAL=(systemd-boot-efi)
 # QEMU for `run` under TCG and the tests; qemu-system-x86 pulls in qemu-system-data, whose
 # qboot.rom is the firmware `run` boots with.
@@ -498,9 +504,91 @@ fetch_kernels() {
     local f
     for f in "${KERNEL_FLAVOURS[@]}"; do fetch_kernel "$f"; done
     fetch_busybox_i386
+    build_mmio_kernel
     remove_stale_kernels
     rm -rf "$CACHE"/debian/.download.*
     exec 9>&-
+}
+
+# ---------------------------------------------------------------- test kernel --
+# A tiny x86_64 kernel with VIRTIO_MMIO_CMDLINE_DEVICES, which neither Debian's kernels nor
+# ../shared/kernels have: `run --virtio-mmio-cmdline`'s proof (crates/cli/tests/
+# virtio_cmdline.rs) boots it without ACPI, where the command line is the only way it can
+# find its virtio devices. Built like ../shared/kernels/build-kernels.sh (tinyconfig, a
+# serial console, an initramfs, what busybox needs), from Debian's linux-source-6.1, with
+# the virtio-mmio drivers built in. Rebuilt only when the recipe below or the source
+# package's version changes; the extracted source tree is deleted after the build.
+MMIO_KERNEL_DIR=$CACHE/kernels/virtio-mmio-cmdline
+MMIO_KERNEL_JOBS=${DOMBOOT_KERNEL_JOBS:-$(nproc 2>/dev/null || echo 2)}
+MMIO_KERNEL_SOURCE=/usr/src/linux-source-6.1.tar.xz
+# Each must read =y in the .config after olddefconfig, or the step fails.
+MMIO_KERNEL_YES=(PRINTK TTY SERIAL_8250 SERIAL_8250_CONSOLE BLK_DEV_INITRD RD_GZIP BINFMT_ELF
+    BINFMT_SCRIPT PROC_FS SYSFS DEVTMPFS EARLY_PRINTK 64BIT KERNEL_GZIP
+    VIRTIO_MENU VIRTIO VIRTIO_MMIO VIRTIO_MMIO_CMDLINE_DEVICES BLOCK BLK_DEV VIRTIO_BLK
+    HVC_DRIVER VIRTIO_CONSOLE HW_RANDOM HW_RANDOM_VIRTIO)
+# Each must be off: no ACPI (so only the command line announces the devices), no KASLR.
+MMIO_KERNEL_NO=(ACPI RANDOMIZE_BASE MODULES)
+mmio_kernel_recipe() {
+    local s
+    echo "source linux-source-6.1 $(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null)"
+    echo "base tinyconfig"
+    for s in "${MMIO_KERNEL_YES[@]}"; do echo "CONFIG_$s=y"; done
+    for s in "${MMIO_KERNEL_NO[@]}"; do echo "CONFIG_$s=n"; done
+}
+build_mmio_kernel() {
+    local dest=$MMIO_KERNEL_DIR recipe
+    recipe=$(mmio_kernel_recipe)
+    if [[ -f $dest/bzImage && -f $dest/recipe && $(<"$dest/recipe") == "$recipe" ]]; then
+        log "virtio-mmio-cmdline test kernel: $dest/bzImage - cached"
+        return 0
+    fi
+    [[ -f $MMIO_KERNEL_SOURCE ]] || die "test kernel: $MMIO_KERNEL_SOURCE missing (apt-get install linux-source-6.1)"
+    local t0=$SECONDS work
+    mkdir -p "$CACHE/kernels"
+    rm -rf "$CACHE"/kernels/.build.*
+    work=$(mktemp -d "$CACHE/kernels/.build.XXXXXX")
+    log "virtio-mmio-cmdline test kernel: extracting $MMIO_KERNEL_SOURCE into $work"
+    # The whole tree: Kconfig reads files of every architecture (crypto/Kconfig sources
+    # arch/*/crypto/Kconfig).
+    tar -xJf "$MMIO_KERNEL_SOURCE" -C "$work" ||
+        { rm -rf "$work"; die "test kernel: extracting $MMIO_KERNEL_SOURCE failed"; }
+    local src=$work/linux-source-6.1 out=$work/out
+    local make_k=(make -C "$src" O="$out" ARCH=x86_64)
+    # A failed step shows the end of its log and leaves no source tree behind.
+    kernel_failed() {
+        tail -n 30 "$work/$1" | sed 's/^/    kernel: /' >&2
+        rm -rf "$work"
+        die "test kernel: $2 failed"
+    }
+    log "virtio-mmio-cmdline test kernel: configuring (tinyconfig + virtio-mmio, $((SECONDS - t0))s so far)"
+    "${make_k[@]}" tinyconfig >"$work/config.log" 2>&1 || kernel_failed config.log "make tinyconfig"
+    {
+        local s
+        for s in "${MMIO_KERNEL_YES[@]}"; do echo "CONFIG_$s=y"; done
+        for s in "${MMIO_KERNEL_NO[@]}"; do echo "# CONFIG_$s is not set"; done
+    } >>"$out/.config"
+    "${make_k[@]}" olddefconfig >>"$work/config.log" 2>&1 || kernel_failed config.log "make olddefconfig"
+    local missing=() s
+    for s in "${MMIO_KERNEL_YES[@]}"; do
+        if ! grep -qx "CONFIG_$s=y" "$out/.config"; then missing+=("CONFIG_$s=y"); fi
+    done
+    for s in "${MMIO_KERNEL_NO[@]}"; do
+        if grep -q "^CONFIG_$s=" "$out/.config"; then missing+=("CONFIG_$s off"); fi
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        rm -rf "$work"
+        die "test kernel: after olddefconfig the .config lacks ${missing[*]} (a dependency is missing from MMIO_KERNEL_YES)"
+    fi
+    log "virtio-mmio-cmdline test kernel: make -j$MMIO_KERNEL_JOBS bzImage ($((SECONDS - t0))s so far)"
+    "${make_k[@]}" -j"$MMIO_KERNEL_JOBS" bzImage >"$work/build.log" 2>&1 || kernel_failed build.log "make bzImage"
+    rm -rf "$dest.new"
+    mkdir -p "$dest.new"
+    cp "$out/arch/x86/boot/bzImage" "$dest.new/bzImage"
+    cp "$out/.config" "$dest.new/config"
+    echo "$recipe" >"$dest.new/recipe"
+    rm -rf "$dest" "$work"
+    mv "$dest.new" "$dest"
+    log "virtio-mmio-cmdline test kernel: $dest/bzImage ($(du -h "$dest/bzImage" | cut -f1)) built in $((SECONDS - t0))s"
 }
 
 # ---------------------------------------------------------------- main ---------

@@ -496,29 +496,14 @@ $B poweroff -f
 /// An initramfs with busybox, [`HVC_INIT`] and the modules named (paths in the cloud
 /// kernel's modules tree), loaded in that order.
 fn hvc_initramfs(dir: &Path, modules: &[&str]) -> PathBuf {
-    let tree = modules_dir();
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut list = String::new();
-    for m in modules {
-        let name = Path::new(m)
-            .file_stem()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        files.push((
-            format!("modules/{name}.ko"),
-            std::fs::read(tree.join(m)).unwrap(),
-        ));
-        list.push_str(&name);
-        list.push('\n');
-    }
-    files.push(("modules/list".into(), list.into_bytes()));
-    std::fs::create_dir_all(dir.join("root-hvc/modules")).unwrap();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, b)| (p.as_str(), b.as_slice()))
-        .collect();
-    domboot_testkit::busybox_initramfs(dir, &domboot_testkit::busybox(), "hvc", HVC_INIT, &refs)
+    domboot_testkit::busybox_initramfs_with_modules(
+        dir,
+        &domboot_testkit::busybox(),
+        "hvc",
+        HVC_INIT,
+        &modules_dir(),
+        modules,
+    )
 }
 
 /// virtio_ring first: virtio uses its symbols.

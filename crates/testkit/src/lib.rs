@@ -64,6 +64,31 @@ pub fn debian_kernel(flavour: &str) -> DebianKernel {
     }
 }
 
+/// A test kernel scripts/setup.sh builds into the cache (`$CACHE/kernels/NAME/`).
+pub struct BuiltKernel {
+    pub bzimage: PathBuf,
+    /// Its whole .config.
+    pub config: PathBuf,
+}
+
+/// The tiny x86_64 kernel with VIRTIO_MMIO_CMDLINE_DEVICES that scripts/setup.sh builds:
+/// tinyconfig with a serial console, an initramfs, virtio-mmio, virtio-blk, the virtio
+/// console and virtio-rng built in, and no ACPI (so it finds virtio-mmio devices only
+/// through `virtio_mmio.device=` on its command line, and ends with `reboot -f`).
+pub fn virtio_mmio_cmdline_kernel() -> BuiltKernel {
+    let dir = cache_dir().join("kernels/virtio-mmio-cmdline");
+    let kernel = BuiltKernel {
+        bzimage: dir.join("bzImage"),
+        config: dir.join("config"),
+    };
+    assert!(
+        kernel.bzimage.is_file() && kernel.config.is_file(),
+        "{} missing: run scripts/setup.sh --install-only to build it",
+        kernel.bzimage.display()
+    );
+    kernel
+}
+
 /// The tiny kernels of ../shared/kernels: (name, payload format, is 64-bit, relocatable, PVH).
 pub const TINY_KERNELS: &[(&str, &str, bool, bool, bool)] = &[
     ("x64-pvh-gzip", "gzip", true, true, true),
@@ -130,6 +155,14 @@ pub struct GuestReport {
     pub console: String,
 }
 
+/// The value after `KEY ` on a line of its own in a guest's report (`\r` and surrounding
+/// blanks trimmed): the report lines the tests' /init scripts print, such as `SUM abc...`.
+pub fn report_field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
+    let tag = format!("{key} ");
+    out.lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix(&tag).map(str::trim))
+}
+
 /// A random-enough marker so a test cannot pass on stale output.
 pub fn marker() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
@@ -190,6 +223,42 @@ pub fn busybox_initramfs(
     host_cpio(&root, &out, true).unwrap_or_else(|e| panic!("building the initramfs: {e}"));
     std::fs::remove_dir_all(&root).unwrap();
     out
+}
+
+/// [`busybox_initramfs`] with kernel modules too: each of `modules` (paths in the modules
+/// tree `tree`, such as `kernel/drivers/virtio/virtio.ko`) as /modules/NAME.ko, and their
+/// names, in the order given, in /modules/list, for an `init` that loads them
+/// (`for m in $(cat /modules/list); do insmod /modules/$m.ko; done`).
+pub fn busybox_initramfs_with_modules(
+    dir: &std::path::Path,
+    busybox: &std::path::Path,
+    name: &str,
+    init: &str,
+    tree: &std::path::Path,
+    modules: &[&str],
+) -> PathBuf {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut list = String::new();
+    for m in modules {
+        let path = tree.join(m);
+        let stem = path
+            .file_stem()
+            .unwrap_or_else(|| panic!("module path {m} names no file"))
+            .to_string_lossy()
+            .into_owned();
+        let bytes =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("module {}: {e}", path.display()));
+        files.push((format!("modules/{stem}.ko"), bytes));
+        list.push_str(&stem);
+        list.push('\n');
+    }
+    files.push(("modules/list".into(), list.into_bytes()));
+    std::fs::create_dir_all(dir.join(format!("root-{name}/modules"))).unwrap();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    busybox_initramfs(dir, busybox, name, init, &refs)
 }
 
 /// An initramfs whose /init is no program and which has no /sbin/init or /bin/sh to fall

@@ -4,8 +4,10 @@
 //! and the vCPUs, vCPU 0 in the plan's entry state.
 //!
 //! The order matters in two places, each said where it happens: memory slots before the
-//! irqchip, and the virtio devices before the ACPI tables that describe them.
+//! irqchip, and the virtio devices before the ACPI tables that describe them. Which
+//! virtio device goes in which slot is [`virtio::layout`]'s to say.
 
+use crate::device_manager::virtio::{self, Planned};
 use crate::device_manager::{DeviceManager, legacy};
 use crate::devices::virtio::console::{Console, ConsoleInput};
 use crate::devices::virtio::fs::Fs;
@@ -15,8 +17,7 @@ use crate::devices::virtio::{VirtioDevice, block::Block, rng::Rng};
 use crate::devices::{i8042, panic_watch, serial};
 use crate::vm::Vm;
 use crate::{
-    ConsoleKind, NetBackendConfig, SerialSink, VmConfig, VmmError, acpi, ioctl, irqchip, kvm,
-    memory, mptable,
+    NetBackendConfig, SerialSink, VmConfig, VmmError, acpi, ioctl, irqchip, kvm, memory, mptable,
 };
 use crate::{reset_vector, vcpu};
 use domboot_builder::BootPlan;
@@ -41,6 +42,10 @@ pub fn build(plan: &BootPlan, cfg: &VmConfig) -> Result<Vm, VmmError> {
             eprintln!("domboot-vmm: {s}");
         }
     };
+    // Where each virtio device goes, and whether the guest can find it there, before
+    // anything is opened.
+    let layout = virtio::layout(cfg)?;
+    check_slots(plan, cfg, &layout)?;
     let (kvm, pvm) = kvm::open()?;
     if pvm {
         log("/dev/kvm is PVM (kvm_pvm): only PVM-aware kernels and freestanding guests run");
@@ -90,21 +95,7 @@ pub fn build(plan: &BootPlan, cfg: &VmConfig) -> Result<Vm, VmmError> {
     let sink = open_sink(cfg)?;
     let mut devices = legacy_devices(&vm, cfg, &watch, &sink)?;
     devices.link_serial_ports(&vm, &cfg.serial_links)?;
-    if cfg.console == ConsoleKind::Virtio {
-        // First, so hvc0's device sits in the first slot whatever else the guest has.
-        let input = ConsoleInput::new().map_err(|error| VmmError::Io {
-            what: "virtio console input eventfd".into(),
-            error,
-        })?;
-        let output = panic_watch::Watched {
-            inner: sink.clone(),
-            watch: watch.clone(),
-        };
-        let console = Console::new(Box::new(output), input.clone());
-        add_virtio_checked(&mut devices, &vm, &mem, plan, cfg, Box::new(console))?;
-        devices.console_input = Some(input);
-    }
-    add_virtio_devices(&mut devices, &vm, &mem, plan, cfg)?;
+    add_virtio_devices(&mut devices, &vm, &mem, cfg, &layout, &sink, &watch)?;
 
     let template = vcpu::supported_cpuid(&kvm)?;
     let signature = template
@@ -198,97 +189,139 @@ fn legacy_devices(
     DeviceManager::new(serial, kbd_irq, cfg.acpi, cfg.verbose)
 }
 
-/// The disks (vda, vdb, ... in order), the network interfaces (eth0, ...) and the
-/// entropy source. They need the DSDT to be
-/// found (Linux's virtio_mmio driver matches `LNRO0005` there), hence ACPI.
-fn add_virtio_devices(
-    devices: &mut DeviceManager,
-    vm: &VmFd,
-    mem: &Arc<GuestMemoryMmap>,
+/// Checks each virtio device's slot: that the guest can find the device there (through
+/// the DSDT with ACPI; without ACPI only through its `virtio_mmio.device=` word on the
+/// plan's command line, see [`virtio::cmdline_words`]) and that the plan's RAM leaves its
+/// window free.
+fn check_slots(
     plan: &BootPlan,
     cfg: &VmConfig,
+    layout: &[(Planned, virtio::Slot)],
 ) -> Result<(), VmmError> {
-    for (i, disk) in cfg.disks.iter().enumerate() {
-        let name = disk_name(i);
-        let block = Block::open(&disk.path, disk.read_only, &name)
-            .map_err(|e| VmmError::Setup(e.to_string()))?;
-        add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(block))?;
+    if layout.is_empty() {
+        return Ok(());
     }
-    for (i, n) in cfg.nets.iter().enumerate() {
-        let backend: Box<dyn NetBackend> = match &n.backend {
-            NetBackendConfig::Tap { name, bridge } => Box::new(
-                Tap::open_on(name, bridge.as_deref())
-                    .map_err(|e| VmmError::Setup(e.to_string()))?,
-            ),
-            NetBackendConfig::User => {
-                Box::new(Passt::start().map_err(|e| VmmError::Setup(e.to_string()))?)
-            }
-        };
-        let mac = n.mac.unwrap_or_else(net::random_mac);
-        let dev = Net::new(backend, mac, &format!("eth{i}"));
-        add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(dev))?;
-    }
-    if cfg.rng {
-        let rng = Rng::new().map_err(|error| VmmError::Io {
-            what: "virtio-rng: opening /dev/urandom".into(),
-            error,
-        })?;
-        add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(rng))?;
-    }
-    if let Some(v) = &cfg.vsock {
-        if !vsock::valid_guest_cid(v.cid) {
+    let ram = memory::ram_ranges(plan)?;
+    let cmdline = plan_cmdline(plan);
+    for (device, slot) in layout {
+        let name = device.describe();
+        let word = slot.cmdline();
+        if !cfg.acpi && !cmdline.split_whitespace().any(|w| w == word) {
             return Err(VmmError::Setup(format!(
-                "vsock: guest CID {} (3 to {}; 0 to 2 are reserved)",
-                v.cid,
-                u32::MAX - 1
+                "{name}: without ACPI the guest finds a virtio-mmio device only through \
+                 `{word}` on its command line (a kernel built with \
+                 VIRTIO_MMIO_CMDLINE_DEVICES), and the command line lacks it"
             )));
         }
-        let dev =
-            Vsock::new(v.cid, &v.socket).map_err(|e| VmmError::Setup(format!("vsock: {e}")))?;
-        add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(dev))?;
-    }
-    for f in &cfg.filesystems {
-        let dev = Fs::connect(&f.socket, &f.tag)
-            .map_err(|e| VmmError::Setup(format!("virtio-fs: {e}")))?;
-        add_virtio_checked(devices, vm, mem, plan, cfg, Box::new(dev))?;
+        if let Some((start, end)) = ram
+            .iter()
+            .find(|&&(s, e)| s < slot.addr + slot.len && slot.addr < e)
+        {
+            return Err(VmmError::Layout(format!(
+                "{name}: the plan's RAM {start:#x}-{end:#x} covers its virtio-mmio window at {:#x}",
+                slot.addr
+            )));
+        }
     }
     Ok(())
 }
 
-/// Adds one virtio device after checking what it needs: ACPI (the guest finds
-/// virtio-mmio devices through the DSDT) and a window the plan's RAM leaves free.
-fn add_virtio_checked(
+/// The command line the plan hands the kernel: its "cmdline" segment up to the NUL (empty
+/// when it has none).
+fn plan_cmdline(plan: &BootPlan) -> String {
+    plan.segments
+        .iter()
+        .find(|s| s.name == "cmdline")
+        .map(|s| {
+            let bytes = s.data.split(|&b| b == 0).next().unwrap_or_default();
+            String::from_utf8_lossy(bytes).into_owned()
+        })
+        .unwrap_or_default()
+}
+
+/// Opens each virtio device of `layout` and attaches it at its slot (the console's output
+/// goes to `sink` past the panic watcher, as COM1's does).
+fn add_virtio_devices(
     devices: &mut DeviceManager,
     vm: &VmFd,
     mem: &Arc<GuestMemoryMmap>,
-    plan: &BootPlan,
     cfg: &VmConfig,
-    device: Box<dyn VirtioDevice>,
+    layout: &[(Planned, virtio::Slot)],
+    sink: &serial::SharedSink,
+    watch: &panic_watch::PanicWatch,
 ) -> Result<(), VmmError> {
-    let name = device.name();
-    if !cfg.acpi {
-        return Err(VmmError::Setup(format!(
-            "{name}: virtio-mmio devices are found through the ACPI DSDT; they need ACPI \
-             (drop --no-acpi)"
-        )));
-    }
-    let slot = devices.add_virtio(vm, mem, device)?;
-    if let Some((start, end)) = memory::ram_ranges(plan)?
-        .into_iter()
-        .find(|&(s, e)| s < slot.addr + slot.len && slot.addr < e)
-    {
-        return Err(VmmError::Layout(format!(
-            "{name}: the plan's RAM {start:#x}-{end:#x} covers its virtio-mmio window at {:#x}",
-            slot.addr
-        )));
-    }
-    if cfg.verbose {
-        eprintln!(
-            "domboot-vmm: {name} at {:#x}, interrupt {}",
-            slot.addr, slot.gsi
-        );
+    for (planned, slot) in layout {
+        let device = open_virtio(planned, devices, sink, watch)?;
+        let name = device.name();
+        devices.add_virtio(vm, mem, device, *slot)?;
+        if cfg.verbose {
+            eprintln!(
+                "domboot-vmm: {name} at {:#x}, interrupt {}",
+                slot.addr, slot.gsi
+            );
+        }
     }
     Ok(())
+}
+
+/// The device `planned` describes, with its host side open.
+fn open_virtio(
+    planned: &Planned,
+    devices: &mut DeviceManager,
+    sink: &serial::SharedSink,
+    watch: &panic_watch::PanicWatch,
+) -> Result<Box<dyn VirtioDevice>, VmmError> {
+    Ok(match *planned {
+        Planned::Console => {
+            let input = ConsoleInput::new().map_err(|error| VmmError::Io {
+                what: "virtio console input eventfd".into(),
+                error,
+            })?;
+            let output = panic_watch::Watched {
+                inner: sink.clone(),
+                watch: watch.clone(),
+            };
+            devices.console_input = Some(input.clone());
+            Box::new(Console::new(Box::new(output), input))
+        }
+        Planned::Disk(i, disk) => Box::new(
+            Block::open(&disk.path, disk.read_only, &disk_name(i))
+                .map_err(|e| VmmError::Setup(e.to_string()))?,
+        ),
+        Planned::Net(i, n) => {
+            let backend: Box<dyn NetBackend> = match &n.backend {
+                NetBackendConfig::Tap { name, bridge } => Box::new(
+                    Tap::open_on(name, bridge.as_deref())
+                        .map_err(|e| VmmError::Setup(e.to_string()))?,
+                ),
+                NetBackendConfig::User => {
+                    Box::new(Passt::start().map_err(|e| VmmError::Setup(e.to_string()))?)
+                }
+            };
+            let mac = n.mac.unwrap_or_else(net::random_mac);
+            Box::new(Net::new(backend, mac, &format!("eth{i}")))
+        }
+        Planned::Rng => Box::new(Rng::new().map_err(|error| VmmError::Io {
+            what: "virtio-rng: opening /dev/urandom".into(),
+            error,
+        })?),
+        Planned::Vsock(v) => {
+            if !vsock::valid_guest_cid(v.cid) {
+                return Err(VmmError::Setup(format!(
+                    "vsock: guest CID {} (3 to {}; 0 to 2 are reserved)",
+                    v.cid,
+                    u32::MAX - 1
+                )));
+            }
+            Box::new(
+                Vsock::new(v.cid, &v.socket).map_err(|e| VmmError::Setup(format!("vsock: {e}")))?,
+            )
+        }
+        Planned::Fs(f) => Box::new(
+            Fs::connect(&f.socket, &f.tag)
+                .map_err(|e| VmmError::Setup(format!("virtio-fs: {e}")))?,
+        ),
+    })
 }
 
 /// vda, vdb, ..., vdz, vdaa, ... as Linux names them.
@@ -361,6 +394,59 @@ mod tests {
             names,
             ["vda", "vdb", "vdz", "vdaa", "vdab", "vdzz", "vdaaa"]
         );
+    }
+
+    /// Without ACPI each virtio device's `virtio_mmio.device=` word must be on the plan's
+    /// command line; with ACPI the DSDT announces it.
+    #[test]
+    fn without_acpi_the_command_line_must_announce_each_device() {
+        let cfg = VmConfig {
+            acpi: false,
+            disks: vec![crate::DiskConfig {
+                path: "a.img".into(),
+                read_only: false,
+            }],
+            rng: true,
+            ..Default::default()
+        };
+        let layout = virtio::layout(&cfg).unwrap();
+        let with_cmdline = |text: &str| {
+            let mut plan = crate::tests::empty_plan();
+            let mut data = text.as_bytes().to_vec();
+            data.push(0);
+            plan.segments.push(domboot_builder::Segment {
+                name: "cmdline".into(),
+                addr: 0x2_0000,
+                mem_size: data.len() as u64,
+                data: data.into(),
+                backing: None,
+            });
+            plan
+        };
+        let err = check_slots(&crate::tests::empty_plan(), &cfg, &layout)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("virtio-blk vda (a.img)")
+                && err.contains("`virtio_mmio.device=4K@0xd0000000:16`"),
+            "{err}"
+        );
+        // Only the disk's word: the rng is the one missing.
+        let plan = with_cmdline("console=ttyS0 virtio_mmio.device=4K@0xd0000000:16");
+        let err = check_slots(&plan, &cfg, &layout).unwrap_err().to_string();
+        assert!(err.starts_with("VM set-up: virtio-rng:"), "{err}");
+        let words = virtio::cmdline_words(&cfg).unwrap().join(" ");
+        let plan = with_cmdline(&format!("console=ttyS0 {words} panic=-1"));
+        assert_eq!(
+            plan_cmdline(&plan),
+            format!("console=ttyS0 {words} panic=-1")
+        );
+        check_slots(&plan, &cfg, &layout).unwrap();
+        let acpi = VmConfig {
+            acpi: true,
+            ..cfg.clone()
+        };
+        check_slots(&crate::tests::empty_plan(), &acpi, &layout).unwrap();
     }
 
     #[test]

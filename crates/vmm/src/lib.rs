@@ -43,6 +43,7 @@ pub mod vcpu;
 mod vcpu_thread;
 pub mod vm;
 
+pub use device_manager::virtio::cmdline_words as virtio_mmio_cmdline;
 pub use devices::serial::SerialSink;
 pub use exit::{CrashReport, Registers};
 pub use kvm::{KvmStatus, kvm_status};
@@ -64,7 +65,9 @@ pub struct VmConfig {
     pub verbose: bool,
     /// ACPI tables (RSDP, XSDT, FADT, MADT, DSDT) and the ACPI sleep registers, through
     /// which the guest powers off (see [`acpi`]). On by default; off, the guest has only
-    /// the MP table and can reset but not power off, and no virtio devices.
+    /// the MP table and can reset but not power off, and finds virtio devices only through
+    /// the `virtio_mmio.device=` words of [`virtio_mmio_cmdline`] on its command line (the
+    /// plan's command line must have them: the builder checks).
     pub acpi: bool,
     /// virtio-blk disks, in order: the first is the guest's vda.
     pub disks: Vec<DiskConfig>,

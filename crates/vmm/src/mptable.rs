@@ -1,6 +1,6 @@
 //! The Intel MultiProcessor Specification 1.4 table: how a guest without ACPI learns its
-//! processors (APIC IDs 0..n, the first one the boot processor), the I/O APIC and the ISA
-//! interrupt wiring. Linux finds it by scanning the BIOS area for the `_MP_` floating
+//! processors (APIC IDs 0..n, the first one the boot processor), the I/O APIC and the
+//! interrupt wiring of all its pins. Linux finds it by scanning the BIOS area for the `_MP_` floating
 //! pointer, so it goes at [`MPTABLE_START`] (0xF0000), which the builder's e820 reserves.
 
 use crate::VmmError;
@@ -27,7 +27,8 @@ const ENTRY_LOCAL_INTERRUPT: u8 = 4;
 const INT_TYPE_INT: u8 = 0;
 const INT_TYPE_NMI: u8 = 1;
 const INT_TYPE_EXTINT: u8 = 3;
-const ISA_IRQS: u8 = 16;
+/// The pins of KVM's in-kernel I/O APIC (KVM_IOAPIC_NUM_PINS).
+const IOAPIC_PINS: u8 = 24;
 /// CPUID.1:EDX bits the processor entries advertise: FPU and APIC.
 const CPU_FEATURES: u32 = 1 | (1 << 9);
 
@@ -73,8 +74,14 @@ pub fn build(cpus: u8, base: u64, signature: u32) -> Result<Vec<u8>, VmmError> {
     io[4..8].copy_from_slice(&IOAPIC_ADDR.to_le_bytes());
     entries.extend_from_slice(&io);
     count += 1;
-    // ISA IRQ n → I/O APIC pin n, as KVM's default GSI routing wires them.
-    for irq in 0..ISA_IRQS {
+    // IRQ n → I/O APIC pin n, as KVM's default GSI routing wires them, for every pin: the
+    // ISA interrupts and the pins above them (16-23), which the virtio-mmio devices use
+    // (device_manager::virtio::GSIS). Without ACPI, Linux allocates an IRQ only for a pin
+    // the MP table lists, so a `virtio_mmio.device=...:16` would find no IRQ 16. The
+    // entries say "ISA bus", so Linux takes its defaults for them, edge-triggered and
+    // active-high, as the irqfds pulse the pins (and as the DSDT describes them); Firecracker
+    // lists its devices' interrupts the same way.
+    for irq in 0..IOAPIC_PINS {
         entries.extend_from_slice(&[
             ENTRY_IO_INTERRUPT,
             INT_TYPE_INT,
@@ -148,7 +155,13 @@ mod tests {
         assert_eq!(len, table.len());
         assert_eq!(sum(table), 0);
         let count = u16::from_le_bytes([table[34], table[35]]);
-        assert_eq!(count, 4 + 1 + 1 + 16 + 2);
+        assert_eq!(count, 4 + 1 + 1 + 24 + 2);
+        // The I/O interrupt entries: pin n takes bus 0's IRQ n, flags 0 (the bus's
+        // defaults), for pins 0 to 23.
+        let ints = &table[44 + 4 * 20 + 8 + 8..][..24 * 8];
+        for (n, e) in ints.chunks(8).enumerate() {
+            assert_eq!(e, [3, 0, 0, 0, 0, n as u8, 4, n as u8], "pin {n}");
+        }
         // Processor entries: BSP flag only on the first.
         assert_eq!(table[44 + 3], 3);
         assert_eq!(table[44 + 20 + 3], 1);

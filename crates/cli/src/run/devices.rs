@@ -336,34 +336,53 @@ impl Devices {
         m
     }
 
-    /// For the KVM backend.
-    pub fn vmm_vsock(&self) -> Option<domboot_vmm::VsockConfig> {
-        self.vsock.as_ref().map(|v| domboot_vmm::VsockConfig {
-            cid: v.cid,
-            socket: v.socket.clone(),
-        })
+    /// The KVM backend's configuration of these devices (everything else as
+    /// [`domboot_vmm::VmConfig::default`]): what the VMM builds them from, and what decides
+    /// their slots ([`Devices::virtio_mmio_words`]).
+    pub fn vmm_config(&self) -> domboot_vmm::VmConfig {
+        domboot_vmm::VmConfig {
+            disks: self
+                .disks
+                .iter()
+                .map(|d| domboot_vmm::DiskConfig {
+                    path: d.path.clone(),
+                    read_only: d.read_only,
+                })
+                .collect(),
+            rng: self.rng,
+            nets: self
+                .nets
+                .iter()
+                .map(|n| domboot_vmm::NetConfig {
+                    backend: n.backend.clone(),
+                    mac: Some(n.mac),
+                })
+                .collect(),
+            console: if self.virtio_console {
+                domboot_vmm::ConsoleKind::Virtio
+            } else {
+                domboot_vmm::ConsoleKind::Serial
+            },
+            vsock: self.vsock.as_ref().map(|v| domboot_vmm::VsockConfig {
+                cid: v.cid,
+                socket: v.socket.clone(),
+            }),
+            filesystems: self
+                .virtiofs
+                .iter()
+                .map(|(tag, socket)| domboot_vmm::FsConfig {
+                    tag: tag.clone(),
+                    socket: socket.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        }
     }
 
-    /// For the KVM backend.
-    pub fn vmm_filesystems(&self) -> Vec<domboot_vmm::FsConfig> {
-        self.virtiofs
-            .iter()
-            .map(|(tag, socket)| domboot_vmm::FsConfig {
-                tag: tag.clone(),
-                socket: socket.clone(),
-            })
-            .collect()
-    }
-
-    /// For the KVM backend.
-    pub fn vmm_nets(&self) -> Vec<domboot_vmm::NetConfig> {
-        self.nets
-            .iter()
-            .map(|n| domboot_vmm::NetConfig {
-                backend: n.backend.clone(),
-                mac: Some(n.mac),
-            })
-            .collect()
+    /// `virtio_mmio.device=...` for each of these devices on the KVM backend, in the order
+    /// of the slots the VMM gives them (see [`super::mmio_cmdline`]).
+    pub fn virtio_mmio_words(&self) -> anyhow::Result<Vec<String>> {
+        Ok(domboot_vmm::virtio_mmio_cmdline(&self.vmm_config())?)
     }
 }
 

@@ -97,7 +97,25 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         let inputs = (all_initrds.as_slice(), base_cmdline.as_str(), memory);
         image = tune_for_tcg(&args, image, inputs, machine, &progress)?;
     }
-    let plan = image.build()?;
+    // The virtio-fs devices get their sockets when their servers start, below; their
+    // slots, all the words need, follow from the shares alone.
+    let mut planned = devices.clone();
+    if let Some(h) = host {
+        planned.virtiofs = h
+            .shares
+            .iter()
+            .map(|s| (s.tag.clone(), PathBuf::new()))
+            .collect();
+    }
+    let announced = super::mmio_cmdline::apply(
+        &mut image,
+        &planned,
+        args.virtio_mmio_cmdline,
+        args.no_acpi,
+        accel,
+        args.verbose,
+    )?;
+    let plan = super::mmio_cmdline::build(&image, &announced)?;
     if args.verbose {
         eprintln!(
             "domboot: kernel {}; accelerator {accel:?}: {why}",

@@ -37,25 +37,8 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         timeout: cfg.timeout,
         verbose: cfg.verbose,
         acpi: cfg.acpi,
-        disks: cfg
-            .devices
-            .disks
-            .iter()
-            .map(|d| domboot_vmm::DiskConfig {
-                path: d.path.clone(),
-                read_only: d.read_only,
-            })
-            .collect(),
-        rng: cfg.devices.rng,
-        nets: cfg.devices.vmm_nets(),
-        console: if cfg.devices.virtio_console {
-            domboot_vmm::ConsoleKind::Virtio
-        } else {
-            domboot_vmm::ConsoleKind::Serial
-        },
-        vsock: cfg.devices.vmm_vsock(),
         serial_links: cfg.extra_serials.clone(),
-        filesystems: cfg.devices.vmm_filesystems(),
+        ..cfg.devices.vmm_config()
     };
     let outcome = domboot_vmm::run(plan, &vm)?;
     if let SerialSink::Filter(_) = &cfg.serial {

@@ -12,6 +12,7 @@ pub mod exec;
 mod exec_run;
 mod interactive;
 pub mod kvm;
+mod mmio_cmdline;
 pub mod modules;
 mod preflight;
 mod pvh_kernel;
@@ -78,10 +79,21 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
     /// KVM: give the guest no ACPI tables (only the MP table). It then cannot power off
-    /// (Linux halts instead: end it with --timeout or Ctrl-A x), but can still reset.
-    /// Under TCG, QEMU's firmware supplies its own tables either way.
+    /// (Linux halts instead: end it with --timeout or Ctrl-A x), but can still reset, and
+    /// finds its virtio devices only through --virtio-mmio-cmdline's words, which this
+    /// turns on. Under TCG, QEMU's firmware supplies its own tables either way.
     #[arg(long)]
     pub no_acpi: bool,
+    /// KVM: announce each virtio device on the guest's kernel command line as
+    /// `virtio_mmio.device=4K@ADDR:IRQ` (one word per device, in the order of their slots:
+    /// a virtio console, the disks, the interfaces, the rng, the vsock), for kernels built
+    /// with VIRTIO_MMIO_CMDLINE_DEVICES. On by default with --no-acpi: without the DSDT it
+    /// is the only way the guest finds the devices. Debian's kernels lack that option and
+    /// ignore the words. A kernel with both ACPI and the option finds each device twice
+    /// when ACPI is on; the second probe fails (EBUSY), the device works. Under TCG the
+    /// devices are QEMU's PCI devices: nothing is added (a notice says so).
+    #[arg(long)]
+    pub virtio_mmio_cmdline: bool,
     /// With --exec under TCG: boot the kernel as given, with the command line as given.
     /// Otherwise a bzImage with a PVH entry is booted as its own vmlinux (decompressed once,
     /// cached in ~/.cache/domboot/vmlinux), and the kernel options that shorten an emulated
@@ -474,6 +486,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let devices = args.devices_with(domain.config.as_ref());
     let interactive = matches!(args.serial, SerialArg::Stdio);
     let linux = linux_version(&image);
+    // Before the command line is final: the virtio_mmio.device= words are KVM's only.
+    let (accel, why) = choose_accel(args.accel, || linux.clone(), args.pvm_guest)?;
+    devices.check_accel(accel, &why)?;
     // Only Linux gives an initrd a meaning to check and a command line to complete: a
     // freestanding guest's "initrd" is whatever data it wants.
     if linux.is_some() {
@@ -484,9 +499,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         interactive::apply_defaults(&mut image, interactive, console)?;
     }
-    let plan = image.build()?;
-    let (accel, why) = choose_accel(args.accel, || linux.clone(), args.pvm_guest)?;
-    devices.check_accel(accel, &why)?;
+    // Any guest's: the words are how it finds its devices without ACPI, whatever it is.
+    let announced = mmio_cmdline::apply(
+        &mut image,
+        &devices,
+        args.virtio_mmio_cmdline,
+        args.no_acpi,
+        accel,
+        args.verbose,
+    )?;
+    let plan = mmio_cmdline::build(&image, &announced)?;
     devices.announce_vsock(accel);
     if args.verbose {
         eprintln!("domboot: accelerator {accel:?}: {why}");

@@ -11,11 +11,7 @@ pub const DOMBOOT: &str = env!("CARGO_BIN_EXE_domboot");
 pub const OVER_USER: u64 = 1 << 20;
 
 /// The value after `KEY ` on a line of its own.
-pub fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
-    let tag = format!("{key} ");
-    out.lines()
-        .find_map(|l| l.trim_end_matches('\r').strip_prefix(&tag).map(str::trim))
-}
+pub use domboot_testkit::report_field as field;
 
 /// The cloud kernel's modules tree (the guests load their virtio drivers from it).
 pub fn modules_dir() -> PathBuf {

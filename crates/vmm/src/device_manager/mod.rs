@@ -101,20 +101,14 @@ impl DeviceManager {
         Ok(())
     }
 
-    /// Adds a virtio device in the next virtio-mmio slot.
+    /// Adds a virtio device at `slot` (see [`virtio::layout`]).
     pub fn add_virtio(
         &mut self,
         vm: &VmFd,
         mem: &Arc<GuestMemoryMmap>,
         device: Box<dyn VirtioDevice>,
-    ) -> Result<virtio::Slot, VmmError> {
-        let Some(slot) = virtio::Slot::nth(self.virtio.len()) else {
-            return Err(VmmError::Setup(format!(
-                "{}: at most {} virtio devices fit this machine's interrupts",
-                device.name(),
-                virtio::GSIS.len()
-            )));
-        };
+        slot: virtio::Slot,
+    ) -> Result<(), VmmError> {
         let attached = virtio::attach(vm, mem, device, slot)?;
         self.mmio
             .insert(
@@ -125,7 +119,7 @@ impl DeviceManager {
             )
             .map_err(|e| VmmError::Setup(e.to_string()))?;
         self.virtio.push(attached);
-        Ok(slot)
+        Ok(())
     }
 
     /// Where the virtio devices are, for the DSDT.
