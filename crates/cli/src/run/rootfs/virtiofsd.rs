@@ -5,6 +5,7 @@
 //! otherwise wait forever.
 
 use super::Share;
+use crate::run::child::log_tail;
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -77,14 +78,7 @@ impl ServerWatch {
             .or_else(|| ended.first())
             .copied()?;
         servers.get_mut(index).map(|s| {
-            let how = match (
-                status.code(),
-                std::os::unix::process::ExitStatusExt::signal(&status),
-            ) {
-                (Some(code), _) => format!("exited with status {code}"),
-                (None, Some(sig)) => format!("was killed by signal {sig}"),
-                (None, None) => status.to_string(),
-            };
+            let how = crate::run::child::how_it_ended(status);
             format!(
                 "virtiofsd serving {} to the guest (pid {}) {how} while the guest ran, so the \
                  guest lost those files{}",
@@ -244,15 +238,4 @@ fn command(virtiofsd: &Path, share: &Share, socket: &Path) -> Command {
         cmd.arg("--rlimit-nofile=0");
     }
     cmd
-}
-
-/// The last lines of a virtiofsd log, as the end of an error message.
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().rev().take(5).collect();
-    if lines.is_empty() {
-        return String::new();
-    }
-    let tail: Vec<&str> = lines.into_iter().rev().collect();
-    format!(": {}", tail.join("; "))
 }
