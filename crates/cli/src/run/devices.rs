@@ -2,9 +2,10 @@
 //! later, the domain configuration); each backend realises them: KVM as virtio-mmio
 //! devices in domboot's own VMM ([`super::kvm`]), TCG as QEMU's virtio-pci devices
 //! ([`super::tcg`]). The guest sees the same disks in the same order with the same IDs,
-//! and the same interfaces with the same MACs, either way. The vsock device exists only
-//! on KVM: QEMU has no Unix-socket vsock of Firecracker's protocol, so
-//! [`Devices::check_accel`] refuses it under TCG before anything starts.
+//! and the same interfaces with the same MACs, either way. The vsock (Firecracker's hybrid
+//! vsock on a Unix socket) is the KVM backend's own device there, and under TCG QEMU's
+//! vhost-user-vsock-pci served by rust-vmm's vhost-device-vsock ([`super::vhost_vsock`]),
+//! which [`Devices::for_accel`] looks for before anything starts.
 
 use super::Accel;
 use crate::commands::boot_entries::DiskArg;
@@ -169,15 +170,18 @@ pub struct Devices {
     pub rng: bool,
     /// The console is a virtio console (hvc0) instead of COM1.
     pub virtio_console: bool,
-    /// Firecracker's hybrid vsock (KVM only).
+    /// Firecracker's hybrid vsock.
     pub vsock: Option<VsockArg>,
+    /// Under TCG: the vhost-device-vsock that serves the vsock (found by
+    /// [`Devices::for_accel`]).
+    pub vhost_vsock: Option<PathBuf>,
     /// virtio-fs devices as (tag, vhost-user socket of its virtiofsd): QEMU's
     /// vhost-user-fs-pci under TCG, the KVM backend's virtio-mmio device, see
     /// [`super::rootfs`].
     pub virtiofs: Vec<(String, PathBuf)>,
     /// The vsock is a domain configuration's `<vsock>` (libvirt's vhost-vsock), not
-    /// `--vsock`: under TCG it becomes QEMU's vhost-vsock-pci where the host has
-    /// /dev/vhost-vsock, and is left out with a warning where not.
+    /// `--vsock`: its socket is domboot's choice (announced), and under TCG without a
+    /// vhost-device-vsock it is left out with a warning instead of refused.
     pub vsock_from_config: bool,
 }
 
@@ -248,12 +252,13 @@ impl Devices {
         }
     }
 
-    /// The hybrid vsock's socket, said once before a KVM run when the configuration chose
-    /// it (libvirt's XML has no place for it).
-    pub fn announce_vsock(&self, accel: Accel) {
-        if let (Some(v), true, Accel::Kvm) = (&self.vsock, self.vsock_from_config, accel) {
+    /// The hybrid vsock's socket, said once before a run when the configuration chose it
+    /// (libvirt's XML has no place for it).
+    pub fn announce_vsock(&self) {
+        if let (Some(v), true) = (&self.vsock, self.vsock_from_config) {
             eprintln!(
-                "domboot: vsock: guest CID {} on the Unix socket {} (connect, then send                  `CONNECT <port>`; --vsock CID,SOCKET chooses another)",
+                "domboot: vsock: guest CID {} on the Unix socket {} (connect, then send \
+                 `CONNECT <port>`; --vsock CID,SOCKET chooses another)",
                 v.cid,
                 v.socket.display()
             );
@@ -261,7 +266,7 @@ impl Devices {
     }
 
     /// Whether the guest has any device that QEMU attaches over PCI under TCG (every
-    /// virtio device; the vsock counted too, whichever kind).
+    /// virtio device, the vsock's vhost-user-vsock-pci included).
     pub fn any_pci(&self) -> bool {
         !self.disks.is_empty()
             || !self.nets.is_empty()
@@ -271,21 +276,51 @@ impl Devices {
             || !self.virtiofs.is_empty()
     }
 
-    /// Fails when `accel` cannot realise these devices: the hybrid vsock is domboot's own
-    /// KVM device, QEMU has no Unix-socket vsock of this protocol (its vhost-vsock needs
-    /// the host's vsock, not a Unix socket). `why` says how the accelerator was chosen.
-    /// Also fails, on either backend, when an interface is to join a bridge this host
-    /// does not have (see [`Devices::check_bridges`]).
-    pub fn check_accel(&self, accel: Accel, why: &str) -> anyhow::Result<()> {
-        if self.vsock.is_some() && !self.vsock_from_config && accel != Accel::Kvm {
-            anyhow::bail!(
-                "--vsock: Firecracker's hybrid vsock (a Unix socket with CONNECT/OK) is a \
-                 device of domboot's own KVM backend; QEMU under TCG cannot offer it. The \
-                 accelerator here is TCG ({why}); run with --accel kvm on a host whose KVM \
-                 can run the guest"
-            );
+    /// These devices as `accel` realises them. Under TCG the vsock needs a
+    /// vhost-device-vsock ([`super::vhost_vsock::find`]): without one `--vsock` fails, and
+    /// a configuration's `<vsock>` is left out with a warning (as virtiofsd's absence turns
+    /// the host rootfs into busybox's). `why` says how the accelerator was chosen.
+    /// Fails, on either backend, when an interface is to join a bridge this host does not
+    /// have (see [`Devices::check_bridges`]).
+    pub fn for_accel(self, accel: Accel, why: &str) -> anyhow::Result<Devices> {
+        self.for_accel_with(accel, why, super::vhost_vsock::find)
+    }
+
+    fn for_accel_with(
+        self,
+        accel: Accel,
+        why: &str,
+        find: impl FnOnce() -> Option<PathBuf>,
+    ) -> anyhow::Result<Devices> {
+        self.check_bridges()?;
+        let Some(v) = &self.vsock else {
+            return Ok(self);
+        };
+        if accel == Accel::Kvm {
+            return Ok(self);
         }
-        self.check_bridges()
+        match find() {
+            Some(program) => Ok(Devices {
+                vhost_vsock: Some(program),
+                ..self
+            }),
+            None if self.vsock_from_config => {
+                eprintln!(
+                    "domboot: warning: the configuration's vsock (guest CID {}) is left out: {}",
+                    v.cid,
+                    super::vhost_vsock::missing()
+                );
+                Ok(Devices {
+                    vsock: None,
+                    vsock_from_config: false,
+                    ..self
+                })
+            }
+            None => anyhow::bail!(
+                "--vsock: the accelerator is TCG ({why}), and {}",
+                super::vhost_vsock::missing()
+            ),
+        }
     }
 
     /// Fails when a bridge an interface is to join is not a Linux bridge in this network
@@ -452,13 +487,24 @@ mod tests {
             d.modules()
                 .contains(&"vmw_vsock_virtio_transport".to_string())
         );
-        assert!(d.check_accel(Accel::Kvm, "").is_ok());
-        let e = d.check_accel(Accel::Tcg, "requested").unwrap_err();
+        let none = || None;
+        let kvm = d.clone().for_accel_with(Accel::Kvm, "", none).unwrap();
+        assert!(kvm.vsock.is_some() && kvm.vhost_vsock.is_none());
+        let daemon = || Some(PathBuf::from("/opt/vhost-device-vsock"));
+        let tcg = d.clone().for_accel_with(Accel::Tcg, "", daemon).unwrap();
+        assert_eq!(tcg.vhost_vsock, daemon());
+        assert_eq!(tcg.vsock, d.vsock);
+        let e = d.for_accel_with(Accel::Tcg, "requested", none).unwrap_err();
         assert!(
-            e.to_string().contains("QEMU under TCG cannot offer it"),
+            e.to_string().contains("scripts/setup.sh --install-only")
+                && e.to_string().contains("TCG (requested)"),
             "{e}"
         );
-        assert!(Devices::default().check_accel(Accel::Tcg, "").is_ok());
+        assert!(
+            Devices::default()
+                .for_accel_with(Accel::Tcg, "", none)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -470,7 +516,7 @@ mod tests {
         };
         let d = Devices::from_args(&[], &[NetArg::User { mac: None }, bridged], false, false);
         for accel in [Accel::Tcg, Accel::Kvm] {
-            let e = d.check_accel(accel, "").unwrap_err().to_string();
+            let e = d.clone().for_accel(accel, "").unwrap_err().to_string();
             assert!(
                 e.contains("eth1 (the tap dbtap1.0): no bridge dbnobridge9"),
                 "{e}"
@@ -490,8 +536,9 @@ mod tests {
         let d = Devices::default().with_config(from_file.clone(), true, false);
         assert!(d.rng && d.vsock_from_config);
         assert_eq!(d.vsock, from_file);
-        // Under TCG the file's vsock is QEMU's vhost-vsock (or a warning), not refused.
-        assert!(d.check_accel(Accel::Tcg, "").is_ok());
+        // Under TCG without vhost-device-vsock the file's vsock is left out, not refused.
+        let without = d.clone().for_accel_with(Accel::Tcg, "", || None).unwrap();
+        assert!(without.vsock.is_none() && without.rng);
         assert!(
             !Devices::default().with_config(None, true, true).rng,
             "--no-rng wins"
@@ -502,6 +549,6 @@ mod tests {
             .with_config(from_file, false, false);
         assert_eq!(d.vsock, cli, "--vsock wins");
         assert!(!d.vsock_from_config && !d.rng);
-        assert!(d.check_accel(Accel::Tcg, "").is_err());
+        assert!(d.for_accel_with(Accel::Tcg, "", || None).is_err());
     }
 }

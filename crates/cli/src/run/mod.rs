@@ -19,6 +19,7 @@ mod pvh_kernel;
 pub mod rootfs;
 pub mod tcg;
 mod tcg_tuning;
+pub mod vhost_vsock;
 pub mod watch;
 
 use crate::commands::boot_args::BootArgs;
@@ -177,8 +178,11 @@ pub struct Args {
     /// host programs connect to the Unix socket SOCKET and write `CONNECT <port>\n` (the
     /// answer is `OK <port>\n`); the guest's connections to the host's (CID 2) port P go
     /// to the Unix socket `SOCKET_P`. SOCKET must not exist; it goes when the VM ends.
-    /// KVM only: QEMU cannot offer this protocol, so with --accel tcg (or auto choosing
-    /// TCG) domboot refuses at once.
+    /// KVM: domboot's own device. TCG: QEMU's vhost-user-vsock-pci served by rust-vmm's
+    /// vhost-device-vsock ($DOMBOOT_VHOST_DEVICE_VSOCK, the cache's, or on PATH;
+    /// `scripts/setup.sh --install-only` installs it), which passes no half-close
+    /// (shutdown SHUT_WR) on, answers `OK <guest port>`, and lets a guest's connection to
+    /// a port nobody listens on time out instead of resetting it.
     #[arg(long, value_name = "CID,SOCKET", value_parser = devices::parse_vsock)]
     pub vsock: Option<devices::VsockArg>,
 }
@@ -488,7 +492,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let linux = linux_version(&image);
     // Before the command line is final: the virtio_mmio.device= words are KVM's only.
     let (accel, why) = choose_accel(args.accel, || linux.clone(), args.pvm_guest)?;
-    devices.check_accel(accel, &why)?;
+    let devices = devices.for_accel(accel, &why)?;
     // Only Linux gives an initrd a meaning to check and a command line to complete: a
     // freestanding guest's "initrd" is whatever data it wants.
     if linux.is_some() {
@@ -509,7 +513,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.verbose,
     )?;
     let plan = mmio_cmdline::build(&image, &announced)?;
-    devices.announce_vsock(accel);
+    devices.announce_vsock();
     if args.verbose {
         eprintln!("domboot: accelerator {accel:?}: {why}");
     }

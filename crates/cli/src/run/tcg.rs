@@ -10,13 +10,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// The guest's disks, interfaces and rng as QEMU's virtio-pci devices (the KVM backend's
-/// are virtio-mmio; the guest's drivers see the same disks, vda first, with the same IDs,
-/// and the same MACs).
+/// The guest's disks, interfaces, rng, virtio-fs and vsock as QEMU's virtio-pci devices
+/// (the KVM backend's are virtio-mmio; the guest's drivers see the same disks, vda first,
+/// with the same IDs, and the same MACs). `vsock` is the vhost-user socket of the run's
+/// vhost-device-vsock.
 fn add_devices(
     cmd: &mut Command,
     devices: &super::Devices,
     dir: &std::path::Path,
+    vsock: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     for (i, disk) in devices.disks.iter().enumerate() {
         // QEMU reports a missing file in its own words after starting; say it first.
@@ -70,27 +72,12 @@ fn add_devices(
             .arg("-device")
             .arg(format!("vhost-user-fs-pci,chardev=fs{i},tag={tag}"));
     }
-    devices.check_accel(super::Accel::Tcg, "QEMU runs the guest")?;
-    if let (Some(v), true) = (&devices.vsock, devices.vsock_from_config) {
-        // libvirt's own device: the host's vhost-vsock (host programs use AF_VSOCK).
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/vhost-vsock")
-        {
-            Ok(_) => cmd
-                .arg("-device")
-                .arg(format!("vhost-vsock-pci,guest-cid={}", v.cid)),
-            Err(e) => {
-                eprintln!(
-                    "domboot: warning: vsock (cid {}) is not supported under TCG here: QEMU's \
-                     vhost-vsock-pci needs /dev/vhost-vsock ({e}; modprobe vhost_vsock); \
-                     the guest goes without",
-                    v.cid
-                );
-                cmd
-            }
-        };
+    if let Some(socket) = vsock {
+        // The hybrid vsock: vhost-device-vsock serves the device (see [`super::vhost_vsock`]).
+        let socket = socket.to_string_lossy().replace(',', ",,");
+        cmd.arg("-chardev")
+            .arg(format!("socket,id=vsock0,path={socket}"))
+            .args(["-device", "vhost-user-vsock-pci,chardev=vsock0"]);
     }
     Ok(())
 }
@@ -151,12 +138,29 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         })
         .with_context(|| format!("cannot write {}", image.display()))?;
 
+    // Stopped (and the hybrid socket removed) when this goes, after QEMU.
+    let mut vsock = match &cfg.devices.vsock {
+        Some(v) => {
+            let program = match &cfg.devices.vhost_vsock {
+                Some(p) => p.clone(),
+                None => super::vhost_vsock::find()
+                    .ok_or_else(|| anyhow::anyhow!("--vsock: {}", super::vhost_vsock::missing()))?,
+            };
+            Some(super::vhost_vsock::Daemon::start(
+                &program,
+                v,
+                dir.path(),
+                cfg.verbose,
+            )?)
+        }
+        None => None,
+    };
     let mut cmd = Command::new(QEMU);
     super::child::dies_with_domboot(&mut cmd);
     let memory = format!("{}M", plan.memory_size.div_ceil(1 << 20));
-    // A vhost-user device's backend (virtiofsd) reads and writes guest memory itself: it
-    // must be a shared memfd, of exactly -m's size.
-    let machine = if cfg.devices.virtiofs.is_empty() {
+    // A vhost-user device's backend (virtiofsd, vhost-device-vsock) reads and writes guest
+    // memory itself: it must be a shared memfd, of exactly -m's size.
+    let machine = if cfg.devices.virtiofs.is_empty() && vsock.is_none() {
         "pc"
     } else {
         cmd.arg("-object").arg(format!(
@@ -184,7 +188,12 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         .arg("-kernel")
         .arg(&image)
         .stderr(Stdio::piped());
-    add_devices(&mut cmd, &cfg.devices, dir.path())?;
+    add_devices(
+        &mut cmd,
+        &cfg.devices,
+        dir.path(),
+        vsock.as_ref().map(|d| d.vhost_socket()),
+    )?;
     // The console's backend: COM1 directly, or (--console virtio) a virtconsole, with
     // COM1 then discarded (hvc0 replays the kernel's log when it registers).
     let console = match &cfg.serial {
@@ -290,7 +299,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         });
     }
 
-    let outcome = wait(&mut child, cfg, started)?;
+    let outcome = wait(&mut child, cfg, started, vsock.as_mut())?;
     if let Some(t) = forward_out {
         let _ = t.join();
     }
@@ -328,18 +337,31 @@ enum Waited {
     BackendGone(String),
 }
 
-/// How long QEMU gets to exit by itself once a virtiofsd has ended: when the guest powers
-/// off, QEMU closes the sockets and each virtiofsd ends by itself, sometimes noticed
-/// before QEMU's own exit.
+/// How long QEMU gets to exit by itself once a virtiofsd (or vhost-device-vsock) has
+/// ended: when the guest powers off, QEMU closes the sockets and each virtiofsd ends by
+/// itself, sometimes noticed before QEMU's own exit.
 const BACKEND_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a panicked guest may go on printing its report before it is stopped.
 const PANIC_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn wait(child: &mut Child, cfg: &RunConfig, started: Instant) -> anyhow::Result<Waited> {
+fn wait(
+    child: &mut Child,
+    cfg: &RunConfig,
+    started: Instant,
+    mut vsock: Option<&mut super::vhost_vsock::Daemon>,
+) -> anyhow::Result<Waited> {
     loop {
         if let Some(status) = child.try_wait().context("cannot wait for QEMU")? {
             return Ok(Waited::Exited(status.code()));
+        }
+        if let Some(why) = vsock.as_deref_mut().and_then(|d| d.gone()) {
+            // The guest goes on without its vsock (its other devices still work), as it
+            // would on KVM with no vsock; unless QEMU is ending anyway.
+            if let Some(status) = exits_within(child, BACKEND_GRACE)? {
+                return Ok(Waited::Exited(status.code()));
+            }
+            eprintln!("domboot: warning: {why}");
         }
         let signal = cfg.signal.load(Ordering::Relaxed);
         if signal != 0 {
@@ -351,12 +373,8 @@ fn wait(child: &mut Child, cfg: &RunConfig, started: Instant) -> anyhow::Result<
             return Ok(Waited::TimedOut);
         }
         if let Some(why) = cfg.backends.as_ref().and_then(|b| b.gone()) {
-            let until = Instant::now() + BACKEND_GRACE;
-            while Instant::now() < until {
-                if let Some(status) = child.try_wait().context("cannot wait for QEMU")? {
-                    return Ok(Waited::Exited(status.code()));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
+            if let Some(status) = exits_within(child, BACKEND_GRACE)? {
+                return Ok(Waited::Exited(status.code()));
             }
             stop(child);
             return Ok(Waited::BackendGone(why));
@@ -368,6 +386,23 @@ fn wait(child: &mut Child, cfg: &RunConfig, started: Instant) -> anyhow::Result<
             std::thread::sleep(std::time::Duration::from_millis(100));
             stop(child);
             return Ok(Waited::Panicked);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// QEMU's exit status if it exits by itself within `patience`.
+fn exits_within(
+    child: &mut Child,
+    patience: std::time::Duration,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    let until = Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().context("cannot wait for QEMU")? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= until {
+            return Ok(None);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

@@ -317,7 +317,7 @@ fn quote(value: &[u8]) -> Vec<u8> {
 }
 
 /// `name` on PATH, as an absolute path.
-fn find_program(name: &str) -> Option<PathBuf> {
+pub(in crate::run) fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .filter(|d| d.is_absolute())
@@ -351,7 +351,7 @@ fn check_setpriv(setpriv: &Path) -> anyhow::Result<()> {
     )
 }
 
-fn is_executable(p: &Path) -> bool {
+pub(in crate::run) fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
