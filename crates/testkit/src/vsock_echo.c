@@ -2,13 +2,19 @@
  *
  *   vsock_echo server PORT           guest: accept one vsock connection on PORT, echo
  *                                    what arrives until EOF
- *   vsock_echo client CID PORT       guest: connect to CID:PORT, send stdin, print what
+ *   vsock_echo client CID PORT [N]   guest: connect to CID:PORT, send stdin, print what
  *                                    comes back until the peer's EOF
  *   vsock_echo unix-server PATH      host: listen on the Unix socket PATH, accept one
  *                                    connection, echo until EOF
- *   vsock_echo unix-client PATH PORT host: Firecracker's hybrid vsock handshake on PATH
+ *   vsock_echo unix-client PATH PORT [N]
+ *                                    host: Firecracker's hybrid vsock handshake on PATH
  *                                    (CONNECT PORT, expect OK; retried for 30 s while
  *                                    the guest is not listening yet), then as client
+ *   vsock_echo cid                   guest: print the local CID (/dev/vsock's ioctl)
+ *
+ * A client ends its sending with a half-close (shutdown SHUT_WR) and reads until the
+ * peer's EOF; with N it sends no half-close, stops once N bytes came back and closes:
+ * vhost-device-vsock (the vsock under TCG) passes no half-close on.
  *
  * Exit status 0 on success, 1 on any failure (with a message on stderr). Compiled
  * static at test time (gcc -static -O2).
@@ -16,9 +22,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -61,10 +69,12 @@ static void echo(int fd) {
 
 /* Stdin to `fd` (then half-close), `fd` to stdout until its EOF, both at once: the
  * socket is non-blocking, so a peer that echoes (and stops reading while its writes
- * wait for us) never deadlocks with our writes. */
-static void relay(int fd) {
+ * wait for us) never deadlocks with our writes. With `expect` >= 0: no half-close, and
+ * done once `expect` bytes came back. */
+static void relay(int fd, long long expect) {
     static char in[65536], out[65536];
     size_t pending = 0, off = 0;
+    long long got = 0;
     int in_open = 1;
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
         fail("fcntl");
@@ -84,6 +94,8 @@ static void relay(int fd) {
                 break;
             if (n > 0 && write_all(1, out, (size_t)n) < 0)
                 fail("write stdout");
+            if (n > 0 && expect >= 0 && (got += n) >= expect)
+                break;
         }
         if (pending && (p[0].revents & POLLOUT)) {
             ssize_t n = write(fd, in + off, pending);
@@ -100,7 +112,7 @@ static void relay(int fd) {
                 fail("read stdin");
             if (n == 0) {
                 in_open = 0;
-                if (shutdown(fd, SHUT_WR) < 0)
+                if (expect < 0 && shutdown(fd, SHUT_WR) < 0)
                     fail("shutdown");
             }
             if (n > 0) {
@@ -175,7 +187,7 @@ int main(int argc, char **argv) {
         if (c < 0)
             fail("accept");
         echo(c);
-    } else if (!strcmp(mode, "client") && argc == 4) {
+    } else if (!strcmp(mode, "client") && (argc == 4 || argc == 5)) {
         struct sockaddr_vm a = {.svm_family = AF_VSOCK,
                                 .svm_cid = (unsigned)atoi(argv[2]),
                                 .svm_port = (unsigned)atoi(argv[3])};
@@ -184,7 +196,7 @@ int main(int argc, char **argv) {
             fail("vsock socket");
         if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
             fail("connect");
-        relay(fd);
+        relay(fd, argc == 5 ? atoll(argv[4]) : -1);
     } else if (!strcmp(mode, "unix-server") && argc == 3) {
         struct sockaddr_un a = unix_addr(argv[2]);
         int s = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -198,20 +210,31 @@ int main(int argc, char **argv) {
         if (c < 0)
             fail("accept");
         echo(c);
-    } else if (!strcmp(mode, "unix-client") && argc == 4) {
+    } else if (!strcmp(mode, "unix-client") && (argc == 4 || argc == 5)) {
+        /* vhost-device-vsock closes connections it is not ready for before reading the
+         * CONNECT line: a failed write is a retry, not a SIGPIPE. */
+        signal(SIGPIPE, SIG_IGN);
         for (int i = 0; i < 300; i++) {
             int fd = hybrid_connect(argv[2], argv[3]);
             if (fd >= 0) {
-                relay(fd);
+                relay(fd, argc == 5 ? atoll(argv[4]) : -1);
                 return 0;
             }
             usleep(100000);
         }
         fprintf(stderr, "vsock_echo: no OK from %s for port %s in 30 s\n", argv[2], argv[3]);
         return 1;
+    } else if (!strcmp(mode, "cid") && argc == 2) {
+        unsigned int cid;
+        int fd = open("/dev/vsock", O_RDONLY);
+        if (fd < 0)
+            fail("/dev/vsock");
+        if (ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) < 0)
+            fail("IOCTL_VM_SOCKETS_GET_LOCAL_CID");
+        printf("%u\n", cid);
     } else {
-        fprintf(stderr, "usage: vsock_echo server PORT | client CID PORT | "
-                        "unix-server PATH | unix-client PATH PORT\n");
+        fprintf(stderr, "usage: vsock_echo server PORT | client CID PORT [N] | "
+                        "unix-server PATH | unix-client PATH PORT [N] | cid\n");
         return 2;
     }
     return 0;
