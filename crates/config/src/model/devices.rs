@@ -363,8 +363,8 @@ pub struct Input {
 }
 
 /// A virtio-vsock device (libvirt `<vsock model='virtio'>`). libvirt backs it with the
-/// host's vhost-vsock; `domboot run` on KVM gives the guest its own hybrid vsock on a
-/// Unix socket instead (see the CLI's `run`), under TCG QEMU's vhost-vsock-pci.
+/// host's vhost-vsock; `domboot run` gives the guest Firecracker's hybrid vsock on a
+/// Unix socket instead (see the CLI's `run`), on KVM and under TCG alike.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vsock {
