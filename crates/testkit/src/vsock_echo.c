@@ -8,7 +8,7 @@
  *                                    connection, echo until EOF
  *   vsock_echo unix-client PATH PORT [N]
  *                                    host: Firecracker's hybrid vsock handshake on PATH
- *                                    (CONNECT PORT, expect OK; retried for 30 s while
+ *                                    (CONNECT PORT, expect OK; retried for 120 s while
  *                                    the guest is not listening yet), then as client
  *   vsock_echo cid                   guest: print the local CID (/dev/vsock's ioctl)
  *
@@ -214,7 +214,7 @@ int main(int argc, char **argv) {
         /* vhost-device-vsock closes connections it is not ready for before reading the
          * CONNECT line: a failed write is a retry, not a SIGPIPE. */
         signal(SIGPIPE, SIG_IGN);
-        for (int i = 0; i < 300; i++) {
+        for (int i = 0; i < 1200; i++) {
             int fd = hybrid_connect(argv[2], argv[3]);
             if (fd >= 0) {
                 relay(fd, argc == 5 ? atoll(argv[4]) : -1);
@@ -222,7 +222,7 @@ int main(int argc, char **argv) {
             }
             usleep(100000);
         }
-        fprintf(stderr, "vsock_echo: no OK from %s for port %s in 30 s\n", argv[2], argv[3]);
+        fprintf(stderr, "vsock_echo: no OK from %s for port %s in 120 s\n", argv[2], argv[3]);
         return 1;
     } else if (!strcmp(mode, "cid") && argc == 2) {
         unsigned int cid;
