@@ -32,8 +32,8 @@ pub fn known(dir: &Path, kernel: &Path, limit: u64) -> bool {
 }
 
 /// Records that `kernel`'s payload passed the check within `limit`. The mark holds the
-/// path for a reader; it is written under a temporary name and renamed, so a mark exists
-/// whole or not at all. Failures are ignored (the next run checks again).
+/// path for a reader; it is written like every output file (`crate::atomic`), so it
+/// exists whole or not at all. Failures are ignored (the next run checks again).
 pub fn remember(dir: &Path, kernel: &Path, limit: u64) {
     let Some(path) = mark(dir, kernel, limit) else {
         return;
@@ -41,11 +41,8 @@ pub fn remember(dir: &Path, kernel: &Path, limit: u64) {
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
     let text = format!("{}\n", kernel.display());
-    if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &path).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let _ = crate::atomic::write_file(&path, text.as_bytes());
 }
 
 /// Where the marks live.
