@@ -22,6 +22,7 @@
 //! so a check's command line reads the same as it would on a host with a usable KVM.
 
 mod ledger;
+mod watch;
 
 use ledger::Ledger;
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use watch::{Heartbeat, Progress};
 
 /// The modules the outer guest loads for a real KVM, in load order (paths in the Debian
 /// kernel's modules tree).
@@ -124,6 +126,9 @@ pub struct Bench {
     pub timeout: Duration,
     /// Print progress (check names as they finish) to stderr while the outer guest runs.
     pub progress: bool,
+    /// How often a check during which the outer guest hung, froze or died is tried again
+    /// ([`MAX_RETRIES`] unless a test of the bench itself wants fewer outer boots).
+    pub max_retries: usize,
 }
 
 impl Bench {
@@ -148,6 +153,7 @@ impl Bench {
             network: false,
             timeout: Duration::from_secs(1800),
             progress: false,
+            max_retries: MAX_RETRIES,
         }
     }
 
@@ -286,7 +292,7 @@ impl Bench {
 
     /// Boots the outer guest until every check has reported. A check during which the
     /// outer guest stops making progress (see [`Bench::boot`]) or dies is retried in a
-    /// fresh outer boot after the others, up to [`MAX_RETRIES`] times; then it is reported
+    /// fresh outer boot after the others, up to `max_retries` times; then it is reported
     /// as failed.
     fn run_in(&self, dir: &Path) -> Result<BenchRun, String> {
         let root = dir.join("root");
@@ -295,7 +301,7 @@ impl Bench {
         // Uncompressed: the outer kernel unpacks it faster than a compressed one under TCG.
         crate::host_cpio(&root, &initramfs, false)?;
         let started = Instant::now();
-        let mut ledger = Ledger::new(self.checks.len());
+        let mut ledger = Ledger::new(self.checks.len(), self.max_retries);
         let mut console_all = String::new();
         for attempt in 1.. {
             if ledger.pending.is_empty() {
@@ -303,10 +309,10 @@ impl Bench {
             }
             let console = dir.join(format!("console-{attempt}.log"));
             let results_file = dir.join(format!("results-{attempt}.log"));
+            let heartbeat = dir.join(format!("heartbeat-{attempt}.log"));
             let ended = self.boot(
                 &initramfs,
-                &console,
-                &results_file,
+                [&console, &results_file, &heartbeat],
                 &ledger.pending,
                 started,
             )?;
@@ -402,14 +408,15 @@ impl Bench {
     }
 
     /// Runs QEMU on the outer initramfs for the checks `order` names, in that order,
-    /// until it powers off, the bench's time is up, or a check makes no progress for its
-    /// timeout plus [`HANG_GRACE`]: the outer /init's own `timeout` should have ended it
-    /// by then, so the outer guest itself is stuck.
+    /// until it powers off, the bench's time is up, its heartbeat stops (the outer guest
+    /// froze), or a check makes no progress for its timeout plus [`HANG_GRACE`]: the outer
+    /// /init's own `timeout` should have ended it by then, so the outer guest is stuck.
+    /// QEMU writes the outer guest's three serial ports to the three `files`: its console,
+    /// the results stream and the heartbeat.
     fn boot(
         &self,
         initramfs: &Path,
-        console: &Path,
-        results: &Path,
+        files: [&Path; 3],
         order: &[usize],
         bench_started: Instant,
     ) -> Result<Ended, String> {
@@ -426,10 +433,11 @@ impl Bench {
             .args(["-accel", "tcg", "-M", "pc", "-cpu", "max", "-smp", "2"])
             .args(["-m", &OUTER_MEMORY_MIB.to_string()])
             .args(["-display", "none", "-nodefaults", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .arg("-serial")
-            .arg(format!("file:{}", results.display()))
+            .args(
+                files
+                    .iter()
+                    .flat_map(|f| ["-serial".to_string(), format!("file:{}", f.display())]),
+            )
             .arg("-kernel")
             .arg(&self.outer_kernel)
             .arg("-initrd")
@@ -455,7 +463,9 @@ impl Bench {
             }
             s
         });
+        let [_, results, heartbeat] = files;
         let mut watch = Progress::default();
+        let mut beat = Heartbeat::default();
         let ended = loop {
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
                 let qemu_err = drain.join().unwrap_or_default();
@@ -477,15 +487,27 @@ impl Bench {
             let text =
                 String::from_utf8_lossy(&std::fs::read(results).unwrap_or_default()).into_owned();
             watch.update(&text, self.progress);
-            let hung = watch.running.as_ref().and_then(|(name, since)| {
+            let running = watch.running.as_ref().and_then(|(name, since)| {
                 let i = self.checks.iter().position(|c| &c.name == name)?;
-                (since.elapsed() > self.checks[i].timeout + HANG_GRACE).then_some(i)
+                Some((i, since.elapsed()))
             });
-            let out_of_time = bench_started.elapsed() > self.timeout;
-            if hung.is_some() || out_of_time {
+            let now = Instant::now();
+            beat.update(std::fs::metadata(heartbeat).map_or(0, |m| m.len()), now);
+            let stop = if let Some(silent) = beat.frozen_for(now) {
+                Some(Ended::Froze(running.map(|(i, _)| i), silent))
+            } else if let Some((i, _)) =
+                running.filter(|&(i, ran)| ran > self.checks[i].timeout + HANG_GRACE)
+            {
+                Some(Ended::Hung(i))
+            } else if bench_started.elapsed() > self.timeout {
+                Some(Ended::OutOfTime)
+            } else {
+                None
+            };
+            if let Some(stop) = stop {
                 let _ = child.kill();
                 let _ = child.wait();
-                break hung.map_or(Ended::OutOfTime, Ended::Hung);
+                break stop;
             }
             std::thread::sleep(Duration::from_millis(200));
         };
@@ -533,48 +555,17 @@ pub const HANG_GRACE: Duration = Duration::from_secs(60);
 enum Ended {
     /// The outer /init ran its list and powered off.
     Finished,
-    /// The check at this index made no progress: the outer guest was stopped.
+    /// The check at this index made no progress for its timeout plus [`HANG_GRACE`]
+    /// while the outer guest's heartbeat went on: the outer guest was stopped.
     Hung(usize),
+    /// The outer guest's heartbeat stopped for this long, during the check at this index
+    /// or between two checks: the outer guest was stopped.
+    Froze(Option<usize>, Duration),
     /// The outer guest rebooted (its kernel panicked: panic=-1 and -no-reboot) during the
     /// check at this index, or between two checks.
     Died(Option<usize>),
     /// The whole bench ran out of time.
     OutOfTime,
-}
-
-/// Follows the results stream: which check is running since when, and progress lines.
-#[derive(Default)]
-struct Progress {
-    running: Option<(String, Instant)>,
-    done: usize,
-}
-
-impl Progress {
-    fn update(&mut self, text: &str, print: bool) {
-        let mut last_start = None;
-        let mut done = Vec::new();
-        for l in text.lines().map(|l| l.trim_end_matches('\r')) {
-            if let Some(n) = l.strip_prefix("@@START ") {
-                last_start = Some(n);
-            } else if let Some(n) = l.strip_prefix("@@END ") {
-                done.push(n);
-                if last_start == Some(n) {
-                    last_start = None;
-                }
-            }
-        }
-        if print {
-            for name in done.iter().skip(self.done) {
-                eprintln!("[nested] done: {name}");
-            }
-        }
-        self.done = done.len();
-        match (last_start, &self.running) {
-            (Some(n), Some((r, _))) if r == n => {}
-            (Some(n), _) => self.running = Some((n.to_string(), Instant::now())),
-            (None, _) => self.running = None,
-        }
-    }
 }
 
 /// The outer guest's /init. For each check number `NNN` in `bench.order=` on its command
@@ -592,65 +583,9 @@ impl Progress {
 /// base64 lines
 /// @@END NAME
 /// ```
-const OUTER_INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-# With a network, move to a tmpfs first: passt sandboxes itself with pivot_root, which the
-# initramfs's own root (rootfs) refuses ("Failed to sandbox process").
-if [ ! -e /.on-tmpfs ] && grep -q bench.net=1 /proc/cmdline; then
-    mkdir -p /newroot && mount -t tmpfs tmpfs /newroot
-    for d in /* /.[!.]*; do
-        case $d in /proc | /sys | /dev | /newroot | '/.[!.]*') ;; *) cp -a "$d" /newroot/ ;; esac
-    done
-    mkdir -p /newroot/proc /newroot/sys /newroot/dev
-    touch /newroot/.on-tmpfs
-    umount /proc
-    exec switch_root /newroot /init
-fi
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-stty -F /dev/ttyS1 raw -echo 2>/dev/null
-R=/dev/ttyS1
-for m in /kmod/*.ko; do insmod "$m" || echo "bench: insmod $m failed"; done
-if [ -c /dev/kvm ]; then echo "@@BENCH-KVM ok" > $R; else echo "@@BENCH-KVM missing" > $R; fi
-ip link set lo up
-if grep -q bench.net=1 /proc/cmdline; then
-    printf '%s\n' '#!/bin/sh' '[ "$1" = bound ] || exit 0' \
-        'ip addr add $ip/${mask:-24} dev $interface' 'ip route add default via ${router%% *}' > /bin/dhcp-up
-    chmod +x /bin/dhcp-up
-    ip link set eth0 up && udhcpc -i eth0 -s /bin/dhcp-up -q -n -t 10 >/dev/null 2>&1 ||
-        echo "bench: no DHCP lease on eth0"
-fi
-ms() { read up rest < /proc/uptime; echo $(( ${up%.*} * 1000 + 1${up#*.}0 - 1000 )); }
-order=$(sed -n 's/.*bench\.order=\([0-9,]*\).*/\1/p' /proc/cmdline | tr , ' ')
-for n in $order; do
-    set -- $(grep "^$n " /bench/list)
-    t=$2 name=$3
-    [ -n "$name" ] || continue
-    echo "@@START $name" > $R
-    in=/dev/null
-    [ -f /bench/checks/$n.in ] && in=/bench/checks/$n.in
-    echo "bench: $name"
-    t0=$(ms)
-    (cd /tmp && timeout $t sh /bench/checks/$n.sh < $in > /tmp/out 2> /tmp/err)
-    rc=$?
-    t1=$(ms)
-    {
-        echo "@@BEGIN $name"
-        echo "@@STATUS $rc"
-        echo "@@MS $((t1 - t0))"
-        echo "@@STDOUT"
-        base64 < /tmp/out
-        echo "@@STDERR"
-        base64 < /tmp/err
-        echo "@@END $name"
-    } > $R
-done
-echo "@@BENCH-DONE" > $R
-sync
-poweroff -f
-"#;
+///
+/// and a heartbeat line (`@@ALIVE MS`) every 2 s on ttyS2 ([`watch::Heartbeat`]).
+const OUTER_INIT: &str = include_str!("nested/outer_init.sh");
 
 /// Parses the ttyS1 stream the outer /init wrote.
 pub fn parse_results(text: &str) -> Vec<CheckResult> {
@@ -833,25 +768,6 @@ mod tests {
         assert_eq!(r[0].stdout, "hello\n");
         assert_eq!(r[0].stderr, "err");
         assert_eq!(r[1].stdout, "");
-    }
-
-    #[test]
-    fn progress_follows_the_running_check() {
-        let mut p = Progress::default();
-        p.update("@@BENCH-KVM ok\n@@START a\n", false);
-        let (name, since) = p.running.clone().unwrap();
-        assert_eq!(name, "a");
-        p.update("@@BENCH-KVM ok\n@@START a\n", false);
-        assert_eq!(
-            p.running.as_ref().unwrap().1,
-            since,
-            "the same run keeps its start"
-        );
-        p.update("@@START a\n@@BEGIN a\n@@END a\n", false);
-        assert!(p.running.is_none());
-        assert_eq!(p.done, 1);
-        p.update("@@START a\n@@END a\n@@START b\n", false);
-        assert_eq!(p.running.as_ref().unwrap().0, "b");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The nested bench survives its outer guest dying: a check during which the outer kernel
 //! panics is retried in fresh outer boots and finally reported as failed, and the checks
-//! after it still run (CI once lost 19 checks of the matrix to one outer panic).
+//! after it still run (CI once lost 19 checks of the matrix to one outer panic). An outer
+//! guest whose user processes all stop (its heartbeat with them) is given up within
+//! `Heartbeat::FROZEN_AFTER`, not the check's timeout.
 
 use domboot_testkit::nested::Bench;
 use std::path::Path;
+use std::time::Duration;
 
 #[test]
 fn a_check_that_panics_the_outer_kernel_fails_alone() {
@@ -33,4 +36,40 @@ fn a_check_that_panics_the_outer_kernel_fails_alone() {
     );
     // Tried three times: the first boot and two retries, each one a death.
     assert_eq!(run.hung, ["boom", "boom"], "{}", run.console);
+}
+
+#[test]
+fn a_frozen_outer_guest_is_given_up_early() {
+    let mut bench = Bench::new(Path::new("/bin/true"));
+    // One outer boot for the freeze, one for the check after it.
+    bench.max_retries = 0;
+    bench.check("before", "echo BEFORE");
+    // Every user process of the outer guest (its /init and heartbeat included) into one
+    // cgroup, frozen: the kernel runs on, nothing else does, as when the outer guest
+    // hangs. Without the heartbeat the bench would wait for the check's timeout + grace.
+    bench.check(
+        "freeze",
+        "mount -t cgroup2 none /sys/fs/cgroup && mkdir /sys/fs/cgroup/frozen || exit 1\n\
+         for p in /proc/[0-9]*; do echo ${p#/proc/} > /sys/fs/cgroup/frozen/cgroup.procs; done 2>/dev/null\n\
+         echo 1 > /sys/fs/cgroup/frozen/cgroup.freeze\n\
+         sleep 5; echo NOT-FROZEN",
+    );
+    bench.set_timeout("freeze", Duration::from_secs(900));
+    bench.check("after", "echo AFTER");
+    let run = bench.run().expect("the bench itself runs");
+
+    let freeze = run.result("freeze").expect("freeze reported as failed");
+    assert_eq!(freeze.status, None, "{freeze:?}");
+    assert!(
+        freeze.stderr.contains("froze (no heartbeat for"),
+        "{}",
+        freeze.stderr
+    );
+    for (name, out) in [("before", "BEFORE"), ("after", "AFTER")] {
+        let r = run.result(name).expect("reported");
+        assert_eq!((r.status, r.stdout.trim()), (Some(0), out), "{r:?}");
+    }
+    // Two outer boots and a freeze of FROZEN_AFTER (45 s): far less than the 900 s the
+    // check's timeout would have cost.
+    assert!(run.elapsed < Duration::from_secs(600), "{:?}", run.elapsed);
 }

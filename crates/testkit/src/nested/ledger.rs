@@ -3,7 +3,7 @@
 //! boot is needed. Kept apart from the code that boots QEMU so that the retry rules can be
 //! tested without booting anything.
 
-use super::{Check, CheckResult, Ended, HANG_GRACE, MAX_INNER_RETRIES, MAX_RETRIES, tail};
+use super::{Check, CheckResult, Ended, HANG_GRACE, MAX_INNER_RETRIES, tail};
 use std::time::Duration;
 
 /// What the bench knows after some outer boots.
@@ -19,16 +19,20 @@ pub(super) struct Ledger {
     pub hung_once: Vec<usize>,
     /// Outer boots that died between two checks.
     deaths_between: usize,
+    /// How often a check may take its outer guest down before it counts as failed (and
+    /// how many outer deaths between checks end the bench).
+    max_retries: usize,
 }
 
 impl Ledger {
-    pub fn new(checks: usize) -> Self {
+    pub fn new(checks: usize, max_retries: usize) -> Self {
         Ledger {
             pending: (0..checks).collect(),
             results: Vec::new(),
             retried: Vec::new(),
             hung_once: Vec::new(),
             deaths_between: 0,
+            max_retries,
         }
     }
 
@@ -96,34 +100,35 @@ impl Ledger {
                 self.pending.len(),
                 tail(console, 60)
             )),
-            Ended::Died(None) => {
+            Ended::Died(None) | Ended::Froze(None, _) => {
                 // Between two checks: nothing to blame, but a guest that keeps dying
                 // there must not loop forever.
+                let what = what_happened(&ended);
                 self.deaths_between += 1;
-                if self.deaths_between > MAX_RETRIES {
+                if self.deaths_between > self.max_retries {
                     return Err(format!(
-                        "the outer guest died between checks {} times; {} check(s) \
+                        "the outer guest {what} between checks ({} times); {} check(s) \
                          unreported\n--- outer console (tail) ---\n{}",
                         self.deaths_between,
                         self.pending.len(),
                         tail(console, 60)
                     ));
                 }
-                super::note("the outer guest died between two checks: rebooting it");
+                super::note(&format!(
+                    "the outer guest {what} between two checks: rebooting it{}",
+                    evidence(console)
+                ));
                 Ok(())
             }
-            Ended::Hung(i) | Ended::Died(Some(i)) => {
+            Ended::Hung(i) | Ended::Died(Some(i)) | Ended::Froze(Some(i), _) => {
                 self.pending.retain(|&p| p != i);
                 let name = &checks[i].name;
-                let what = if matches!(ended, Ended::Hung(_)) {
-                    format!("hung (no progress for its timeout + {HANG_GRACE:?})")
-                } else {
-                    "died (its kernel panicked or reset)".to_string()
-                };
+                let what = what_happened(&ended);
                 super::note(&format!(
-                    "the outer guest {what} during {name}: rebooting it"
+                    "the outer guest {what} during {name}: rebooting it{}",
+                    evidence(console)
                 ));
-                if self.hung_once.iter().filter(|&&h| h == i).count() >= MAX_RETRIES {
+                if self.hung_once.iter().filter(|&&h| h == i).count() >= self.max_retries {
                     self.results.push(CheckResult {
                         name: name.clone(),
                         status: None,
@@ -131,7 +136,7 @@ impl Ledger {
                         stderr: format!(
                             "the outer guest {what} during this check {} times\n\
                              --- outer console (tail) ---\n{}",
-                            MAX_RETRIES + 1,
+                            self.max_retries + 1,
                             tail(console, 30)
                         ),
                         elapsed: checks[i].timeout + HANG_GRACE,
@@ -146,8 +151,34 @@ impl Ledger {
     }
 }
 
+/// How an outer boot that did not finish ended, for notes and results.
+fn what_happened(ended: &Ended) -> String {
+    match ended {
+        Ended::Hung(_) => format!(
+            "hung (its heartbeat went on, but the check made no progress for its timeout + \
+             {HANG_GRACE:?})"
+        ),
+        Ended::Froze(_, silent) => format!("froze (no heartbeat for {} s)", silent.as_secs()),
+        Ended::Died(_) => "died (its kernel panicked or reset)".to_string(),
+        Ended::Finished | Ended::OutOfTime => "ended".to_string(),
+    }
+}
+
+/// The outer kernel's last words, for the note printed when an outer boot is given up:
+/// a frozen guest's watchdogs (soft lockup, RCU stall) print the stuck vCPU's stack there,
+/// and those notes are the only trace a passing test run leaves of its bench's faults.
+fn evidence(console: &str) -> String {
+    let last = tail(console, 40);
+    if last.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; its console ended with:\n{last}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::MAX_RETRIES;
     use super::*;
 
     const FAULT: &str = "a fault of the bench";
@@ -190,7 +221,7 @@ mod tests {
         // re-ran showed the bench's fault again; that is a reason for one more boot, not
         // "finished without reporting".
         let c = checks(&["a", "b"]);
-        let mut l = Ledger::new(2);
+        let mut l = Ledger::new(2, MAX_RETRIES);
         let first = vec![result("a", ""), result("b", FAULT)];
         boot(&mut l, &c, first, Ended::Finished).unwrap();
         assert_eq!(l.pending, vec![1]);
@@ -209,7 +240,7 @@ mod tests {
     #[test]
     fn a_finished_boot_that_skipped_a_check_is_an_error_naming_it() {
         let c = checks(&["a", "b", "c"]);
-        let mut l = Ledger::new(3);
+        let mut l = Ledger::new(3, MAX_RETRIES);
         let e = boot(
             &mut l,
             &c,
@@ -223,7 +254,7 @@ mod tests {
     #[test]
     fn a_hang_is_retried_then_counted_as_the_checks_failure() {
         let c = checks(&["a", "b"]);
-        let mut l = Ledger::new(2);
+        let mut l = Ledger::new(2, MAX_RETRIES);
         boot(&mut l, &c, vec![result("a", "")], Ended::Hung(1)).unwrap();
         assert_eq!(l.pending, vec![1]);
         for _ in 1..MAX_RETRIES {
@@ -238,20 +269,47 @@ mod tests {
     }
 
     #[test]
+    fn a_freeze_counts_as_a_hang_of_its_check_or_a_death_between_checks() {
+        let c = checks(&["a", "b"]);
+        let mut l = Ledger::new(2, MAX_RETRIES);
+        let silent = Duration::from_secs(50);
+        boot(
+            &mut l,
+            &c,
+            vec![result("a", "")],
+            Ended::Froze(Some(1), silent),
+        )
+        .unwrap();
+        assert_eq!(l.pending, vec![1]);
+        assert_eq!(l.hung_once, vec![1]);
+        for _ in 0..MAX_RETRIES {
+            boot(&mut l, &c, vec![], Ended::Froze(None, silent)).unwrap();
+        }
+        let e = boot(&mut l, &c, vec![], Ended::Froze(None, silent)).unwrap_err();
+        assert!(
+            e.contains("froze (no heartbeat for 50 s) between checks"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn deaths_between_checks_are_bounded() {
         let c = checks(&["a"]);
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new(1, MAX_RETRIES);
         for _ in 0..MAX_RETRIES {
             boot(&mut l, &c, vec![], Ended::Died(None)).unwrap();
         }
         let e = boot(&mut l, &c, vec![], Ended::Died(None)).unwrap_err();
-        assert!(e.contains("died between checks"), "{e}");
+        assert!(
+            e.contains("died (its kernel panicked or reset) between checks"),
+            "{e}"
+        );
     }
 
     #[test]
     fn out_of_time_is_an_error() {
         let c = checks(&["a"]);
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new(1, MAX_RETRIES);
         let e = boot(&mut l, &c, vec![], Ended::OutOfTime).unwrap_err();
         assert!(e.contains("1 check(s) unreported"), "{e}");
     }
