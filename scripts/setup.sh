@@ -16,9 +16,6 @@ Installs (each only when missing):
   * virtiofsd, the Rust one (cargo install virtiofsd --locked --root \$CACHE/virtiofsd):
     Debian bookworm packages none and its QEMU 7.2 dropped the C one; run --exec --rootfs host
     shares the host's / with the guest through it
-  * vhost-device-vsock, rust-vmm's vhost-user vsock device (cargo install vhost-device-vsock
-    --locked --root \$CACHE/vhost-device-vsock): run --vsock under TCG (QEMU's
-    vhost-user-vsock-pci) runs it for the guest's hybrid vsock; Debian bookworm packages none
   * a tiny test kernel with VIRTIO_MMIO_CMDLINE_DEVICES, built once from linux-source-6.1:
       \$CACHE/kernels/virtio-mmio-cmdline/  bzImage, config (its .config), recipe
     (rebuilt only when its recipe or linux-source-6.1's version changes; a few minutes)
@@ -289,22 +286,6 @@ install_virtiofsd() {
     mkdir -p "$VIRTIOFSD_ROOT"
     cargo install virtiofsd --locked --root "$VIRTIOFSD_ROOT" >&2 ||
         die "cargo install virtiofsd failed (needs libseccomp-dev and libcap-ng-dev)"
-}
-
-# vhost-device-vsock: `run --accel tcg --vsock CID,SOCKET` gives QEMU's vhost-user-vsock-pci
-# this daemon as its back end (Firecracker's hybrid vsock on SOCKET, like the KVM backend's
-# own device). No Debian package has it; it builds against no system library.
-VHOST_VSOCK_ROOT=$CACHE/vhost-device-vsock
-install_vhost_device_vsock() {
-    local bin=$VHOST_VSOCK_ROOT/bin/vhost-device-vsock
-    if [[ -x $bin ]]; then
-        log "vhost-device-vsock: $("$bin" --version 2>/dev/null | head -1) - cached in $VHOST_VSOCK_ROOT"
-        return 0
-    fi
-    log "cargo install vhost-device-vsock --locked --root $VHOST_VSOCK_ROOT (a few minutes, once)"
-    mkdir -p "$VHOST_VSOCK_ROOT"
-    cargo install vhost-device-vsock --locked --root "$VHOST_VSOCK_ROOT" >&2 ||
-        die "cargo install vhost-device-vsock failed"
 }
 
 # virtme-ng for the benchmark only: every failure is a warning (PyPI unreachable, no venv
@@ -615,7 +596,6 @@ log "domboot setup: repo $ROOT, cache $CACHE"
 install_debian_packages
 install_rust_tools
 install_virtiofsd
-install_vhost_device_vsock
 install_vng
 fetch_crates
 fetch_kernels

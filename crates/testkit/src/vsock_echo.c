@@ -13,8 +13,8 @@
  *   vsock_echo cid                   guest: print the local CID (/dev/vsock's ioctl)
  *
  * A client ends its sending with a half-close (shutdown SHUT_WR) and reads until the
- * peer's EOF; with N it sends no half-close, stops once N bytes came back and closes:
- * vhost-device-vsock (the vsock under TCG) passes no half-close on.
+ * peer's EOF; with N it sends no half-close, stops once N bytes came back and closes
+ * (for a peer that passes no half-close on).
  *
  * Exit status 0 on success, 1 on any failure (with a message on stderr). Compiled
  * static at test time (gcc -static -O2).
@@ -211,8 +211,8 @@ int main(int argc, char **argv) {
             fail("accept");
         echo(c);
     } else if (!strcmp(mode, "unix-client") && (argc == 4 || argc == 5)) {
-        /* vhost-device-vsock closes connections it is not ready for before reading the
-         * CONNECT line: a failed write is a retry, not a SIGPIPE. */
+        /* A device may close a connection before reading the CONNECT line (too many
+         * handshakes at once): a failed write is a retry, not a SIGPIPE. */
         signal(SIGPIPE, SIG_IGN);
         for (int i = 0; i < 1200; i++) {
             int fd = hybrid_connect(argv[2], argv[3]);

@@ -21,7 +21,8 @@
 //! Where things are: [`builder`] makes a [`vm::Vm`] from the plan (memory, KVM, devices,
 //! tables, vCPUs); [`vm`] runs it; [`vcpu_thread`] is one vCPU's exit loop;
 //! [`device_manager`] puts devices on the port and MMIO [`bus`]es; [`devices`] holds each
-//! device's own model, [`devices::virtio`] the virtio ones.
+//! device's own model, [`devices::virtio`] the virtio ones; [`vhost_user`] serves those
+//! devices to QEMU when the CLI runs a guest under TCG.
 
 pub mod acpi;
 pub mod builder;
@@ -41,6 +42,7 @@ pub mod terminal;
 mod threads;
 pub mod vcpu;
 mod vcpu_thread;
+pub mod vhost_user;
 pub mod vm;
 
 pub use device_manager::virtio::cmdline_words as virtio_mmio_cmdline;

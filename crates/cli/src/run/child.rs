@@ -1,4 +1,4 @@
-//! The processes a run starts (QEMU, virtiofsd, vhost-device-vsock) end with domboot, even when domboot is
+//! The processes a run starts (QEMU, virtiofsd) end with domboot, even when domboot is
 //! killed with SIGKILL and cannot stop them itself: a test harness's `kill()`, the OOM
 //! killer or `kill -9` left QEMU running a guest nobody watched.
 

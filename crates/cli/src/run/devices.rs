@@ -3,11 +3,9 @@
 //! devices in domboot's own VMM ([`super::kvm`]), TCG as QEMU's virtio-pci devices
 //! ([`super::tcg`]). The guest sees the same disks in the same order with the same IDs,
 //! and the same interfaces with the same MACs, either way. The vsock (Firecracker's hybrid
-//! vsock on a Unix socket) is the KVM backend's own device there, and under TCG QEMU's
-//! vhost-user-vsock-pci served by rust-vmm's vhost-device-vsock ([`super::vhost_vsock`]),
-//! which [`Devices::for_accel`] looks for before anything starts.
+//! vsock on a Unix socket) is the KVM backend's own device on both: under TCG domboot
+//! serves it to QEMU's vhost-user-vsock-pci itself ([`super::tcg_vsock`]).
 
-use super::Accel;
 use crate::commands::boot_entries::DiskArg;
 use domboot_vmm::devices::virtio::net::{format_mac, parse_mac, random_mac, tap};
 use domboot_vmm::devices::virtio::vsock::valid_guest_cid;
@@ -172,16 +170,12 @@ pub struct Devices {
     pub virtio_console: bool,
     /// Firecracker's hybrid vsock.
     pub vsock: Option<VsockArg>,
-    /// Under TCG: the vhost-device-vsock that serves the vsock (found by
-    /// [`Devices::for_accel`]).
-    pub vhost_vsock: Option<PathBuf>,
     /// virtio-fs devices as (tag, vhost-user socket of its virtiofsd): QEMU's
     /// vhost-user-fs-pci under TCG, the KVM backend's virtio-mmio device, see
     /// [`super::rootfs`].
     pub virtiofs: Vec<(String, PathBuf)>,
     /// The vsock is a domain configuration's `<vsock>` (libvirt's vhost-vsock), not
-    /// `--vsock`: its socket is domboot's choice (announced), and under TCG without a
-    /// vhost-device-vsock it is left out with a warning instead of refused.
+    /// `--vsock`: its socket is domboot's choice, announced.
     pub vsock_from_config: bool,
 }
 
@@ -276,51 +270,12 @@ impl Devices {
             || !self.virtiofs.is_empty()
     }
 
-    /// These devices as `accel` realises them. Under TCG the vsock needs a
-    /// vhost-device-vsock ([`super::vhost_vsock::find`]): without one `--vsock` fails, and
-    /// a configuration's `<vsock>` is left out with a warning (as virtiofsd's absence turns
-    /// the host rootfs into busybox's). `why` says how the accelerator was chosen.
-    /// Fails, on either backend, when an interface is to join a bridge this host does not
-    /// have (see [`Devices::check_bridges`]).
-    pub fn for_accel(self, accel: Accel, why: &str) -> anyhow::Result<Devices> {
-        self.for_accel_with(accel, why, super::vhost_vsock::find)
-    }
-
-    fn for_accel_with(
-        self,
-        accel: Accel,
-        why: &str,
-        find: impl FnOnce() -> Option<PathBuf>,
-    ) -> anyhow::Result<Devices> {
+    /// These devices, checked before anything starts: fails, on either backend, when an
+    /// interface is to join a bridge this host does not have (see
+    /// [`Devices::check_bridges`]). Every device works on both accelerators.
+    pub fn checked(self) -> anyhow::Result<Devices> {
         self.check_bridges()?;
-        let Some(v) = &self.vsock else {
-            return Ok(self);
-        };
-        if accel == Accel::Kvm {
-            return Ok(self);
-        }
-        match find() {
-            Some(program) => Ok(Devices {
-                vhost_vsock: Some(program),
-                ..self
-            }),
-            None if self.vsock_from_config => {
-                eprintln!(
-                    "domboot: warning: the configuration's vsock (guest CID {}) is left out: {}",
-                    v.cid,
-                    super::vhost_vsock::missing()
-                );
-                Ok(Devices {
-                    vsock: None,
-                    vsock_from_config: false,
-                    ..self
-                })
-            }
-            None => anyhow::bail!(
-                "--vsock: the accelerator is TCG ({why}), and {}",
-                super::vhost_vsock::missing()
-            ),
-        }
+        Ok(self)
     }
 
     /// Fails when a bridge an interface is to join is not a Linux bridge in this network
@@ -487,24 +442,8 @@ mod tests {
             d.modules()
                 .contains(&"vmw_vsock_virtio_transport".to_string())
         );
-        let none = || None;
-        let kvm = d.clone().for_accel_with(Accel::Kvm, "", none).unwrap();
-        assert!(kvm.vsock.is_some() && kvm.vhost_vsock.is_none());
-        let daemon = || Some(PathBuf::from("/opt/vhost-device-vsock"));
-        let tcg = d.clone().for_accel_with(Accel::Tcg, "", daemon).unwrap();
-        assert_eq!(tcg.vhost_vsock, daemon());
-        assert_eq!(tcg.vsock, d.vsock);
-        let e = d.for_accel_with(Accel::Tcg, "requested", none).unwrap_err();
-        assert!(
-            e.to_string().contains("scripts/setup.sh --install-only")
-                && e.to_string().contains("TCG (requested)"),
-            "{e}"
-        );
-        assert!(
-            Devices::default()
-                .for_accel_with(Accel::Tcg, "", none)
-                .is_ok()
-        );
+        // The same device on both accelerators: nothing to look for first.
+        assert_eq!(d.clone().checked().unwrap().vsock, d.vsock);
     }
 
     #[test]
@@ -515,13 +454,11 @@ mod tests {
             mac: None,
         };
         let d = Devices::from_args(&[], &[NetArg::User { mac: None }, bridged], false, false);
-        for accel in [Accel::Tcg, Accel::Kvm] {
-            let e = d.clone().for_accel(accel, "").unwrap_err().to_string();
-            assert!(
-                e.contains("eth1 (the tap dbtap1.0): no bridge dbnobridge9"),
-                "{e}"
-            );
-        }
+        let e = d.checked().unwrap_err().to_string();
+        assert!(
+            e.contains("eth1 (the tap dbtap1.0): no bridge dbnobridge9"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -536,9 +473,6 @@ mod tests {
         let d = Devices::default().with_config(from_file.clone(), true, false);
         assert!(d.rng && d.vsock_from_config);
         assert_eq!(d.vsock, from_file);
-        // Under TCG without vhost-device-vsock the file's vsock is left out, not refused.
-        let without = d.clone().for_accel_with(Accel::Tcg, "", || None).unwrap();
-        assert!(without.vsock.is_none() && without.rng);
         assert!(
             !Devices::default().with_config(None, true, true).rng,
             "--no-rng wins"
@@ -549,6 +483,5 @@ mod tests {
             .with_config(from_file, false, false);
         assert_eq!(d.vsock, cli, "--vsock wins");
         assert!(!d.vsock_from_config && !d.rng);
-        assert!(d.for_accel_with(Accel::Tcg, "", || None).is_err());
     }
 }

@@ -86,7 +86,7 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
             .image_from(&kernel, &all_initrds, Some(&base_cmdline), memory, pvh)?;
     super::preflight::check_initrds(&image)?;
     let (accel, why) = choose_accel(args.accel, || linux_version(&image), args.pvm_guest)?;
-    let devices = devices.for_accel(accel, &why)?;
+    let devices = devices.checked()?;
     let cpus = cpu_count(args.cpus, config.as_ref().and_then(|c| c.vcpus))?;
     if accel == Accel::Tcg && !args.no_boot_tuning {
         let machine = tcg_tuning::Machine {

@@ -19,7 +19,7 @@ mod pvh_kernel;
 pub mod rootfs;
 pub mod tcg;
 mod tcg_tuning;
-pub mod vhost_vsock;
+mod tcg_vsock;
 pub mod watch;
 
 use crate::commands::boot_args::BootArgs;
@@ -178,11 +178,10 @@ pub struct Args {
     /// host programs connect to the Unix socket SOCKET and write `CONNECT <port>\n` (the
     /// answer is `OK <port>\n`); the guest's connections to the host's (CID 2) port P go
     /// to the Unix socket `SOCKET_P`. SOCKET must not exist; it goes when the VM ends.
-    /// KVM: domboot's own device. TCG: QEMU's vhost-user-vsock-pci served by rust-vmm's
-    /// vhost-device-vsock ($DOMBOOT_VHOST_DEVICE_VSOCK, the cache's, or on PATH;
-    /// `scripts/setup.sh --install-only` installs it), which passes no half-close
-    /// (shutdown SHUT_WR) on, answers `OK <guest port>`, and lets a guest's connection to
-    /// a port nobody listens on time out instead of resetting it.
+    /// The same device on either accelerator (under TCG served to QEMU's
+    /// vhost-user-vsock-pci from domboot itself): half-close (shutdown SHUT_WR) passes
+    /// both ways, the answer's port is the host side's (1 << 30 and up), and a guest's
+    /// connection to a port nobody listens on is reset at once.
     #[arg(long, value_name = "CID,SOCKET", value_parser = devices::parse_vsock)]
     pub vsock: Option<devices::VsockArg>,
 }
@@ -492,7 +491,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let linux = linux_version(&image);
     // Before the command line is final: the virtio_mmio.device= words are KVM's only.
     let (accel, why) = choose_accel(args.accel, || linux.clone(), args.pvm_guest)?;
-    let devices = devices.for_accel(accel, &why)?;
+    let devices = devices.checked()?;
     // Only Linux gives an initrd a meaning to check and a command line to complete: a
     // freestanding guest's "initrd" is whatever data it wants.
     if linux.is_some() {

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 /// The guest's disks, interfaces, rng, virtio-fs and vsock as QEMU's virtio-pci devices
 /// (the KVM backend's are virtio-mmio; the guest's drivers see the same disks, vda first,
-/// with the same IDs, and the same MACs). `vsock` is the vhost-user socket of the run's
-/// vhost-device-vsock.
+/// with the same IDs, and the same MACs). `vsock` is the vhost-user socket on which
+/// domboot serves the run's vsock.
 fn add_devices(
     cmd: &mut Command,
     devices: &super::Devices,
@@ -73,7 +73,8 @@ fn add_devices(
             .arg(format!("vhost-user-fs-pci,chardev=fs{i},tag={tag}"));
     }
     if let Some(socket) = vsock {
-        // The hybrid vsock: vhost-device-vsock serves the device (see [`super::vhost_vsock`]).
+        // The hybrid vsock: domboot's own device, served from this process (see
+        // [`super::tcg_vsock`]).
         let socket = socket.to_string_lossy().replace(',', ",,");
         cmd.arg("-chardev")
             .arg(format!("socket,id=vsock0,path={socket}"))
@@ -140,26 +141,14 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
 
     // Stopped (and the hybrid socket removed) when this goes, after QEMU.
     let mut vsock = match &cfg.devices.vsock {
-        Some(v) => {
-            let program = match &cfg.devices.vhost_vsock {
-                Some(p) => p.clone(),
-                None => super::vhost_vsock::find()
-                    .ok_or_else(|| anyhow::anyhow!("--vsock: {}", super::vhost_vsock::missing()))?,
-            };
-            Some(super::vhost_vsock::Daemon::start(
-                &program,
-                v,
-                dir.path(),
-                cfg.verbose,
-            )?)
-        }
+        Some(v) => Some(super::tcg_vsock::TcgVsock::start(v, dir.path())?),
         None => None,
     };
     let mut cmd = Command::new(QEMU);
     super::child::dies_with_domboot(&mut cmd);
     let memory = format!("{}M", plan.memory_size.div_ceil(1 << 20));
-    // A vhost-user device's backend (virtiofsd, vhost-device-vsock) reads and writes guest
-    // memory itself: it must be a shared memfd, of exactly -m's size.
+    // A vhost-user device's backend (virtiofsd, domboot's vsock server) reads and writes
+    // guest memory itself: it must be a shared memfd, of exactly -m's size.
     let machine = if cfg.devices.virtiofs.is_empty() && vsock.is_none() {
         "pc"
     } else {
@@ -192,7 +181,7 @@ pub fn run(plan: &BootPlan, cfg: &RunConfig) -> anyhow::Result<Outcome> {
         &mut cmd,
         &cfg.devices,
         dir.path(),
-        vsock.as_ref().map(|d| d.vhost_socket()),
+        vsock.as_ref().map(|v| v.vhost_socket()),
     )?;
     // The console's backend: COM1 directly, or (--console virtio) a virtconsole, with
     // COM1 then discarded (hvc0 replays the kernel's log when it registers).
@@ -337,8 +326,8 @@ enum Waited {
     BackendGone(String),
 }
 
-/// How long QEMU gets to exit by itself once a virtiofsd (or vhost-device-vsock) has
-/// ended: when the guest powers off, QEMU closes the sockets and each virtiofsd ends by
+/// How long QEMU gets to exit by itself once a virtiofsd (or the vsock's server) has
+/// ended: when the guest powers off, QEMU closes the sockets and each backend ends by
 /// itself, sometimes noticed before QEMU's own exit.
 const BACKEND_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -349,7 +338,7 @@ fn wait(
     child: &mut Child,
     cfg: &RunConfig,
     started: Instant,
-    mut vsock: Option<&mut super::vhost_vsock::Daemon>,
+    mut vsock: Option<&mut super::tcg_vsock::TcgVsock>,
 ) -> anyhow::Result<Waited> {
     loop {
         if let Some(status) = child.try_wait().context("cannot wait for QEMU")? {
