@@ -30,7 +30,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use watch::{Heartbeat, Progress};
+use watch::{Heartbeat, Progress, QemuCpu};
 
 /// The modules the outer guest loads for a real KVM, in load order (paths in the Debian
 /// kernel's modules tree).
@@ -433,6 +433,8 @@ impl Bench {
             .args(["-accel", "tcg", "-M", "pc", "-cpu", "max", "-smp", "2"])
             .args(["-m", &OUTER_MEMORY_MIB.to_string()])
             .args(["-display", "none", "-nodefaults", "-no-reboot"])
+            // Named threads ("CPU 0/TCG"), for the note on a frozen outer guest.
+            .args(["-name", "nested-bench,debug-threads=on"])
             .args(
                 files
                     .iter()
@@ -466,6 +468,7 @@ impl Bench {
         let [_, results, heartbeat] = files;
         let mut watch = Progress::default();
         let mut beat = Heartbeat::default();
+        let mut qemu_cpu = QemuCpu::new(child.id());
         let ended = loop {
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
                 let qemu_err = drain.join().unwrap_or_default();
@@ -492,9 +495,15 @@ impl Bench {
                 Some((i, since.elapsed()))
             });
             let now = Instant::now();
-            beat.update(std::fs::metadata(heartbeat).map_or(0, |m| m.len()), now);
+            if beat.update(std::fs::metadata(heartbeat).map_or(0, |m| m.len()), now) {
+                qemu_cpu.beat();
+            }
             let stop = if let Some(silent) = beat.frozen_for(now) {
-                Some(Ended::Froze(running.map(|(i, _)| i), silent))
+                Some(Ended::Froze(
+                    running.map(|(i, _)| i),
+                    silent,
+                    qemu_cpu.describe(),
+                ))
             } else if let Some((i, _)) =
                 running.filter(|&(i, ran)| ran > self.checks[i].timeout + HANG_GRACE)
             {
@@ -559,8 +568,8 @@ enum Ended {
     /// while the outer guest's heartbeat went on: the outer guest was stopped.
     Hung(usize),
     /// The outer guest's heartbeat stopped for this long, during the check at this index
-    /// or between two checks: the outer guest was stopped.
-    Froze(Option<usize>, Duration),
+    /// or between two checks: the outer guest was stopped. With what QEMU was doing.
+    Froze(Option<usize>, Duration, String),
     /// The outer guest rebooted (its kernel panicked: panic=-1 and -no-reboot) during the
     /// check at this index, or between two checks.
     Died(Option<usize>),

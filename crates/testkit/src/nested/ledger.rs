@@ -100,7 +100,7 @@ impl Ledger {
                 self.pending.len(),
                 tail(console, 60)
             )),
-            Ended::Died(None) | Ended::Froze(None, _) => {
+            Ended::Died(None) | Ended::Froze(None, ..) => {
                 // Between two checks: nothing to blame, but a guest that keeps dying
                 // there must not loop forever.
                 let what = what_happened(&ended);
@@ -120,7 +120,7 @@ impl Ledger {
                 ));
                 Ok(())
             }
-            Ended::Hung(i) | Ended::Died(Some(i)) | Ended::Froze(Some(i), _) => {
+            Ended::Hung(i) | Ended::Died(Some(i)) | Ended::Froze(Some(i), ..) => {
                 self.pending.retain(|&p| p != i);
                 let name = &checks[i].name;
                 let what = what_happened(&ended);
@@ -158,7 +158,9 @@ fn what_happened(ended: &Ended) -> String {
             "hung (its heartbeat went on, but the check made no progress for its timeout + \
              {HANG_GRACE:?})"
         ),
-        Ended::Froze(_, silent) => format!("froze (no heartbeat for {} s)", silent.as_secs()),
+        Ended::Froze(_, silent, qemu) => {
+            format!("froze (no heartbeat for {} s; {qemu})", silent.as_secs())
+        }
         Ended::Died(_) => "died (its kernel panicked or reset)".to_string(),
         Ended::Finished | Ended::OutOfTime => "ended".to_string(),
     }
@@ -277,17 +279,29 @@ mod tests {
             &mut l,
             &c,
             vec![result("a", "")],
-            Ended::Froze(Some(1), silent),
+            Ended::Froze(Some(1), silent, "QEMU".into()),
         )
         .unwrap();
         assert_eq!(l.pending, vec![1]);
         assert_eq!(l.hung_once, vec![1]);
         for _ in 0..MAX_RETRIES {
-            boot(&mut l, &c, vec![], Ended::Froze(None, silent)).unwrap();
+            boot(
+                &mut l,
+                &c,
+                vec![],
+                Ended::Froze(None, silent, "QEMU".into()),
+            )
+            .unwrap();
         }
-        let e = boot(&mut l, &c, vec![], Ended::Froze(None, silent)).unwrap_err();
+        let e = boot(
+            &mut l,
+            &c,
+            vec![],
+            Ended::Froze(None, silent, "QEMU".into()),
+        )
+        .unwrap_err();
         assert!(
-            e.contains("froze (no heartbeat for 50 s) between checks"),
+            e.contains("froze (no heartbeat for 50 s; QEMU) between checks"),
             "{e}"
         );
     }

@@ -56,13 +56,16 @@ impl Heartbeat {
     /// busy with inner guests.
     pub const FROZEN_AFTER: Duration = Duration::from_secs(45);
 
-    /// Takes the heartbeat file's current length. Before the first beat (the outer kernel
-    /// still booting) there is nothing to miss.
-    pub fn update(&mut self, len: u64, now: Instant) {
+    /// Takes the heartbeat file's current length; true when a beat came. Before the first
+    /// beat (the outer kernel still booting) there is nothing to miss.
+    pub fn update(&mut self, len: u64, now: Instant) -> bool {
         match self.seen {
-            Some((old, _)) if old == len => {}
-            _ if len == 0 => {}
-            _ => self.seen = Some((len, now)),
+            Some((old, _)) if old == len => false,
+            _ if len == 0 => false,
+            _ => {
+                self.seen = Some((len, now));
+                true
+            }
         }
     }
 
@@ -73,6 +76,68 @@ impl Heartbeat {
         let silent = now.saturating_duration_since(at);
         (silent > Self::FROZEN_AFTER).then_some(silent)
     }
+}
+
+/// QEMU's own CPU time and threads, for the note on a frozen outer guest: whether QEMU
+/// spun through the silence (its TCG threads stuck in emulation) or slept (waiting on a
+/// lock or on I/O) is the first thing to know about the freeze's cause.
+pub(super) struct QemuCpu {
+    pid: u32,
+    /// QEMU's CPU time at the last heartbeat.
+    at_beat: Option<Duration>,
+}
+
+impl QemuCpu {
+    pub fn new(pid: u32) -> QemuCpu {
+        QemuCpu { pid, at_beat: None }
+    }
+
+    /// Notes QEMU's CPU time as a heartbeat arrives.
+    pub fn beat(&mut self) {
+        self.at_beat = cpu_time(&format!("/proc/{}/stat", self.pid));
+    }
+
+    /// CPU time since the last heartbeat, and each thread's name and state.
+    pub fn describe(&self) -> String {
+        let used = match (self.at_beat, cpu_time(&format!("/proc/{}/stat", self.pid))) {
+            (Some(a), Some(b)) => format!("{:.1} s", b.saturating_sub(a).as_secs_f64()),
+            _ => "an unknown amount".to_string(),
+        };
+        let mut threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", self.pid))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                let (name, state) = name_and_state(&stat)?;
+                Some(format!("{name} {state}"))
+            })
+            .collect();
+        threads.sort();
+        format!(
+            "QEMU used {used} of CPU since the last heartbeat; its threads (R running, S \
+             sleeping, D in I/O): {}",
+            threads.join(", ")
+        )
+    }
+}
+
+/// utime + stime of a /proc stat file. They count USER_HZ ticks, which is 100 on x86.
+fn cpu_time(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The name in parentheses may hold spaces: fields are counted after its ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// A thread's name and one-letter state from its /proc stat line.
+fn name_and_state(stat: &str) -> Option<(&str, &str)> {
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
+    Some((name, state))
 }
 
 #[cfg(test)]
@@ -99,16 +164,35 @@ mod tests {
     }
 
     #[test]
+    fn qemu_threads_are_read_from_proc() {
+        // This process stands in for QEMU: its test thread is running.
+        let me = QemuCpu::new(std::process::id());
+        let text = me.describe();
+        assert!(text.contains(" R"), "{text}");
+        assert!(cpu_time("/proc/self/stat").is_some());
+        let line = "12 (CPU 0/TCG) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0";
+        assert_eq!(name_and_state(line), Some(("CPU 0/TCG", "S")));
+        let path = std::env::temp_dir().join(format!("qemu-stat-{}", std::process::id()));
+        std::fs::write(&path, line).unwrap();
+        assert_eq!(
+            cpu_time(path.to_str().unwrap()),
+            Some(Duration::from_secs(3))
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn a_heartbeat_that_stops_is_a_frozen_guest() {
         let t0 = Instant::now();
         let mut h = Heartbeat::default();
         // The outer kernel boots for a long time before /init's first beat.
-        h.update(0, t0);
+        assert!(!h.update(0, t0));
         assert_eq!(h.frozen_for(t0 + Duration::from_secs(600)), None);
-        h.update(20, t0);
+        assert!(h.update(20, t0));
+        assert!(!h.update(20, t0), "the same length is no beat");
         let late = Heartbeat::FROZEN_AFTER + Duration::from_secs(1);
         // Beats keep coming: alive however long it runs.
-        h.update(40, t0 + late);
+        assert!(h.update(40, t0 + late));
         assert_eq!(h.frozen_for(t0 + late), None);
         // The same length for longer than FROZEN_AFTER: frozen, and for how long.
         assert_eq!(h.frozen_for(t0 + late + late), Some(late));
