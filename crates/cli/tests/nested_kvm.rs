@@ -251,6 +251,12 @@ fn real_linux_on_the_kvm_backend() {
         &format!("{hang} & pid=$!; sleep 15; kill -TERM $pid; wait $pid; echo \"rc=$?\""),
     );
 
+    // A kernel option that turns the IOAPIC off: domboot warns on its ACPI platform, and
+    // the guest works with --no-acpi (the MP table and 8259s), as the warning says.
+    let line = run_line(&cloud, &rd64, "reboot noapic", "--memory 512M");
+    bench.check("noapic-warns", &line);
+    bench.check("noapic-no-acpi", &format!("{line} --no-acpi"));
+
     let exec = exec_checks(&mut bench, &cloud, &tiny["i386-norelo-xz"]);
     let host_rootfs = rootfs::checks(&mut bench, &cloud, &cloud_modules());
     disk_entry_checks(&mut bench, &f);
@@ -326,6 +332,18 @@ fn real_linux_on_the_kvm_backend() {
         }
     }
     ends(&mut fails, &run);
+    const NOAPIC_WARNING: &str = "`noapic` on the kernel command line";
+    if let Some(r) = run.result("noapic-warns") {
+        fails.check(
+            r.status == Some(0) && r.stderr.contains(NOAPIC_WARNING),
+            || format!("noapic-warns: no warning, or not status 0\n{}", r.output()),
+        );
+    }
+    if let Some(r) = booted(&mut fails, &run, &f, "noapic-no-acpi") {
+        fails.check(!r.stderr.contains(NOAPIC_WARNING), || {
+            format!("noapic-no-acpi: warned although --no-acpi\n{}", r.output())
+        });
+    }
     exec_results(&mut fails, &run, &exec);
     rootfs::results(&mut fails, &run, &host_rootfs);
     rootfs::user_results(&mut fails, &run, &host_rootfs);

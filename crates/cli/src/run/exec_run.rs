@@ -116,6 +116,7 @@ pub(super) fn run_exec(args: Args) -> anyhow::Result<ExitCode> {
         args.verbose,
     )?;
     let plan = super::mmio_cmdline::build(&image, &announced)?;
+    super::preflight::warn_interrupt_options(&image.cmdline, accel, !args.no_acpi);
     if args.verbose {
         eprintln!(
             "domboot: kernel {}; accelerator {accel:?}: {why}",

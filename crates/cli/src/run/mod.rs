@@ -512,6 +512,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.verbose,
     )?;
     let plan = mmio_cmdline::build(&image, &announced)?;
+    if linux.is_some() {
+        preflight::warn_interrupt_options(&image.cmdline, accel, !args.no_acpi);
+    }
     devices.announce_vsock();
     if args.verbose {
         eprintln!("domboot: accelerator {accel:?}: {why}");

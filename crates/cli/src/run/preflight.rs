@@ -4,6 +4,10 @@
 //! "Initramfs unpacking failed: invalid magic at start of compressed archive" and panic
 //! much later with "No working init found" (or "VFS: Unable to mount root fs"), seconds into
 //! a TCG boot: so domboot looks at the first bytes of each one first.
+//!
+//! Kernel options that turn off the IOAPIC or the local APIC leave a guest of domboot's
+//! ACPI platform without interrupts (see [`interrupt_options_warning`]): the run goes on,
+//! with a warning that says why its console falls silent and what to do instead.
 
 use std::path::PathBuf;
 
@@ -92,9 +96,88 @@ fn check(data: &[u8]) -> Result<(), String> {
     ))
 }
 
+/// Kernel options (kernel-parameters.txt) after which Linux takes no interrupt through the
+/// IOAPIC, and whether they also take the local APIC (its timer) away.
+const APIC_OFF: &[(&str, bool)] = &[
+    ("noapic", false),
+    // "Tells an SMP kernel to act as a UP kernel, and disable the IO APIC".
+    ("nosmp", false),
+    ("maxcpus=0", false),
+    ("nolapic", true),
+    ("disableapic", true),
+];
+
+/// Prints [`interrupt_options_warning`]'s warning for a Linux run on KVM with ACPI tables.
+pub fn warn_interrupt_options(cmdline: &str, accel: super::Accel, acpi: bool) {
+    if matches!(accel, super::Accel::Kvm)
+        && acpi
+        && let Some(w) = interrupt_options_warning(cmdline)
+    {
+        eprintln!("domboot: warning: {w}");
+    }
+}
+
+/// The warning for a KVM run with ACPI whose kernel command line turns the IOAPIC off.
+///
+/// Why: domboot's ACPI tables describe a hardware-reduced platform (as QEMU's microvm
+/// does), on which Linux uses no 8259 PIC; its ISA interrupts go through the IOAPIC only.
+/// Without it COM1's interrupt reaches nothing: the kernel's own messages still appear
+/// (printk polls the UART), but everything user space prints is never sent, and the
+/// guest looks stuck after "Run /init". Without the local APIC it has no timer either
+/// and hangs. Measured in the nested bench with Debian's cloud kernel: `noapic` and
+/// `nosmp` lost /init's output, `nolapic` hung; all three ran fine with `--no-acpi`,
+/// whose MP table gives Linux the 8259s. Under TCG QEMU's firmware tables describe a PC.
+pub fn interrupt_options_warning(cmdline: &str) -> Option<String> {
+    // Words after "--" are init's, not the kernel's.
+    let words = cmdline.split_whitespace().take_while(|w| *w != "--");
+    let mut off = Vec::new();
+    let mut no_timer = false;
+    for w in words {
+        if let Some(&(name, lapic)) = APIC_OFF.iter().find(|(name, _)| *name == w) {
+            if !off.contains(&name) {
+                off.push(name);
+            }
+            no_timer |= lapic;
+        }
+    }
+    if off.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "`{}` on the kernel command line: domboot's ACPI platform is hardware-reduced (no \
+         8259 PIC, as on QEMU's microvm), so without the IOAPIC the serial port's interrupt \
+         goes nowhere and everything the guest's user space prints is lost{}; add --no-acpi \
+         (an MP table and the 8259s; the guest then halts instead of powering off) or drop \
+         the option",
+        off.join(" "),
+        if no_timer {
+            ", and without the local APIC it has no timer and hangs"
+        } else {
+            ""
+        }
+    ))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{check, interrupt_options_warning};
+
+    #[test]
+    fn apic_options_warn_once_each_and_only_as_kernel_words() {
+        assert_eq!(interrupt_options_warning("console=ttyS0 quiet"), None);
+        // Init's arguments and look-alikes are not the kernel's options.
+        assert_eq!(interrupt_options_warning("quiet -- noapic"), None);
+        assert_eq!(interrupt_options_warning("noapic=1 xnosmp maxcpus=2"), None);
+        let w = interrupt_options_warning("noapic console=ttyS0 noapic nosmp").unwrap();
+        assert!(
+            w.starts_with("`noapic nosmp` on the kernel command line"),
+            "{w}"
+        );
+        assert!(w.contains("--no-acpi") && !w.contains("timer"), "{w}");
+        let w = interrupt_options_warning("maxcpus=0 nolapic").unwrap();
+        assert!(w.starts_with("`maxcpus=0 nolapic`"), "{w}");
+        assert!(w.contains("no timer and hangs"), "{w}");
+    }
 
     #[test]
     fn archives_pass_and_pictures_fail() {
