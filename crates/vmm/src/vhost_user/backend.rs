@@ -108,7 +108,7 @@ impl DeviceBackend {
         let result = if queue.is_valid(&*mem) {
             state.device.process_queue(index, queue, &mem)
         } else {
-            Err(invalid_queue(index, queue))
+            Err(DeviceError::invalid_queue(index, queue))
         };
         drop(mem);
         match result {
@@ -173,17 +173,6 @@ impl DeviceBackend {
         state.device.reset();
         state.broken = false;
     }
-}
-
-fn invalid_queue(index: usize, queue: &Queue) -> DeviceError {
-    DeviceError(format!(
-        "queue {index}: size {} or ring addresses {:#x}/{:#x}/{:#x} are invalid \
-         (not a power of two, misaligned or outside RAM)",
-        queue.size(),
-        queue.desc_table(),
-        queue.avail_ring(),
-        queue.used_ring()
-    ))
 }
 
 /// A failed call notification is the frontend's problem (its eventfd is gone): say so.

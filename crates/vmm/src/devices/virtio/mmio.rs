@@ -201,14 +201,7 @@ impl MmioTransport {
         let result = if queue.is_valid(self.mem.as_ref()) {
             regs.device.process_queue(index, queue, &self.mem)
         } else {
-            Err(DeviceError(format!(
-                "queue {index}: size {} or ring addresses {:#x}/{:#x}/{:#x} are invalid \
-                 (not a power of two, misaligned or outside RAM)",
-                queue.size(),
-                queue.desc_table(),
-                queue.avail_ring(),
-                queue.used_ring()
-            )))
+            Err(DeviceError::invalid_queue(index, queue))
         };
         self.finish(regs, result);
     }

@@ -66,6 +66,21 @@ impl fmt::Display for DeviceError {
     }
 }
 
+impl DeviceError {
+    /// A queue the driver set up wrongly, found before it is served (every transport
+    /// checks with `Queue::is_valid` first).
+    pub fn invalid_queue(index: usize, queue: &Queue) -> DeviceError {
+        DeviceError(format!(
+            "queue {index}: size {} or ring addresses {:#x}/{:#x}/{:#x} are invalid \
+             (not a power of two, misaligned or outside RAM)",
+            queue.size(),
+            queue.desc_table(),
+            queue.avail_ring(),
+            queue.used_ring()
+        ))
+    }
+}
+
 impl From<virtio_queue::Error> for DeviceError {
     fn from(e: virtio_queue::Error) -> Self {
         DeviceError(format!("virtqueue: {e}"))

@@ -134,14 +134,7 @@ impl Fs {
         kick: &EventFd,
     ) -> Result<(), DeviceError> {
         if !queue.is_valid(mem) {
-            return Err(DeviceError(format!(
-                "queue {index}: size {} or ring addresses {:#x}/{:#x}/{:#x} are invalid \
-                 (not a power of two, misaligned or outside RAM)",
-                queue.size(),
-                queue.desc_table(),
-                queue.avail_ring(),
-                queue.used_ring()
-            )));
+            return Err(DeviceError::invalid_queue(index, queue));
         }
         let host = |addr: u64| -> Result<u64, DeviceError> {
             mem.get_host_address(GuestAddress(addr))
