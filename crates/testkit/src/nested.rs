@@ -467,7 +467,7 @@ impl Bench {
         });
         let [_, results, heartbeat] = files;
         let mut watch = Progress::default();
-        let mut beat = Heartbeat::default();
+        let mut beat = Heartbeat::new(Instant::now());
         let mut qemu_cpu = QemuCpu::new(child.id());
         let ended = loop {
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
