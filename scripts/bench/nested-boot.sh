@@ -8,14 +8,17 @@ usage() {
     cat <<'USAGE'
 Usage: scripts/bench/nested-boot.sh [--debug] [ROUNDS]     (default ROUNDS: 5)
 
---debug measures the debug build of domboot instead of the release build (quicker to
-build; the VMM's share of a boot is small either way, the table says which was used).
+Measures the lean release binary (scripts/build-release.sh: static, fat LTO, the run
+path's functions laid out together from crates/cli/startup-order.txt), with the plain
+`cargo build --release` binary as a reference row (domboot-plain). --debug measures the
+debug build instead of the lean one (quicker to build; the table says which was used).
 
 Inside the nested bench's outer guest (Debian's cloud kernel under QEMU TCG -cpu max, with
 kvm-amd: see README, "The nested bench"), boots Debian's cloud kernel with a busybox
 initramfs whose /init prints a marker and powers off, ROUNDS times each, interleaved:
 
   domboot run --accel kvm --memory 512M --kernel K --initrd RD --cmdline C
+  domboot-plain run ... (the same, with the plain release binary)
   qemu-system-x86_64 -accel kvm -cpu host -M microvm -m 512 COMMON
   qemu-system-x86_64 -accel kvm -cpu host -M pc      -m 512 COMMON
   COMMON = -nodefaults -no-user-config -display none -serial stdio -no-reboot
@@ -35,7 +38,7 @@ issue's goals (time <= 0.5x microvm's, VMM memory <= 0.1x QEMU's). Everything ru
 the ratios are what carries over.
 USAGE
 }
-PROFILE=release
+PROFILE=lean
 case "${1:-}" in
     -h | --help) usage; exit 0 ;;
     --debug) PROFILE=debug; shift ;;
@@ -52,10 +55,20 @@ KERNEL=$(readlink -f "$CACHE/debian/cloud/vmlinuz")
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-FLAGS=()
-[[ $PROFILE == release ]] && FLAGS=(--release)
-cargo build -q "${FLAGS[@]}" -p domboot -p domboot-testkit --bin domboot --bin nested >&2
-echo "domboot: $TARGET/$PROFILE/domboot; $ROUNDS rounds, interleaved" >&2
+cargo build -q --release -p domboot -p domboot-testkit --bin domboot --bin nested >&2
+PLAIN=$TARGET/release/domboot
+if [[ $PROFILE == lean ]]; then
+    BIN=$(scripts/build-release.sh)
+    # How much of the layout list this binary still has (a stale list only costs memory).
+    listed=$(wc -l <crates/cli/startup-order.txt)
+    found=$(nm --defined-only "$BIN" | awk '{print $NF}' | sort -u |
+        comm -12 - <(sort -u crates/cli/startup-order.txt) | wc -l)
+    echo "lean binary: $found of the $listed functions in crates/cli/startup-order.txt found" >&2
+else
+    cargo build -q -p domboot --bin domboot >&2
+    BIN=$TARGET/debug/domboot
+fi
+echo "domboot: $BIN ($PROFILE); domboot-plain: $PLAIN; $ROUNDS rounds, interleaved" >&2
 
 # The inner initramfs: busybox and an /init that prints the marker and powers off.
 mkdir -p "$WORK/rd/bin" "$WORK/rd/proc"
@@ -122,14 +135,18 @@ measure() {
 r=1
 while [ \$r -le $ROUNDS ]; do
     measure domboot \$r domboot domboot run --accel kvm --memory 512M --kernel $KERNEL --initrd $RD --cmdline "\$C"
+    measure domboot-plain \$r domboot-plain domboot-plain run --accel kvm --memory 512M --kernel $KERNEL --initrd $RD --cmdline "\$C"
     measure qemu-microvm \$r qemu-system-x86_64 qemu-system-x86_64 -accel kvm -cpu host -M microvm -m 512 \$COMMON -append "\$C"
     measure qemu-pc \$r qemu-system-x86_64 qemu-system-x86_64 -accel kvm -cpu host -M pc -m 512 \$COMMON -append "\$C"
     r=\$((r + 1))
 done
 INNER
 
-"$TARGET/$PROFILE/nested" --domboot "$TARGET/$PROFILE/domboot" --qemu --file "$KERNEL" --file "$RD" \
+"$TARGET/release/nested" --domboot "$BIN" --program "$PLAIN:/bin/domboot-plain" --qemu --file "$KERNEL" --file "$RD" \
     --file "$WORK/inner.sh" --timeout 3000 -- sh "$WORK/inner.sh" > "$WORK/rows.txt"
+# Every run, for a reader who wants more than the medians (ROW name round marker_ms
+# exit_ms vmm_kb guest_kb kernel_clock_ms).
+grep '^ROW ' "$WORK/rows.txt" >&2 || true
 
 awk '
 function median(list,   n, a, i, j, t) {
@@ -140,13 +157,15 @@ function median(list,   n, a, i, j, t) {
 /^ROW / { m[$2] = m[$2] " " $4; e[$2] = e[$2] " " $5; v[$2] = v[$2] " " $6; g[$2] = g[$2] " " $7; k[$2] = k[$2] " " $8; b[$2] = b[$2] " " ($4 - $8); if ($4 == $5) miss[$2]++ }
 END {
     printf "%-14s %10s %12s %13s %9s %14s %15s\n", "command", "marker ms", "kernel clock", "before clock", "exit ms", "VMM peak MiB", "guest RSS MiB"
-    n = split("domboot qemu-microvm qemu-pc", names, " ")
+    n = split("domboot domboot-plain qemu-microvm qemu-pc", names, " ")
     for (i = 1; i <= n; i++) {
         n_ = names[i]; M[n_] = median(m[n_]); E[n_] = median(e[n_]); V[n_] = median(v[n_]) / 1024; G[n_] = median(g[n_]) / 1024
         printf "%-14s %10d %12d %13d %9d %14.1f %15.1f%s\n", n_, M[n_], median(k[n_]), median(b[n_]), E[n_], V[n_], G[n_], miss[n_] ? "  (no marker in " miss[n_] " run(s))" : ""
     }
     printf "\nratios domboot/QEMU: time to marker %.2fx microvm, %.2fx pc; VMM memory %.3fx microvm, %.3fx pc\n",
         M["domboot"] / M["qemu-microvm"], M["domboot"] / M["qemu-pc"], V["domboot"] / V["qemu-microvm"], V["domboot"] / V["qemu-pc"]
+    printf "the plain release binary (domboot-plain): time to marker %.2fx microvm; VMM memory %.3fx microvm, %.3fx pc\n",
+        M["domboot-plain"] / M["qemu-microvm"], V["domboot-plain"] / V["qemu-microvm"], V["domboot-plain"] / V["qemu-pc"]
     printf "goal time <= 0.5x microvm: %s;  goal VMM memory <= 0.1x QEMU: %s\n",
         (M["domboot"] <= 0.5 * M["qemu-microvm"]) ? "met" : "NOT met",
         (V["domboot"] <= 0.1 * V["qemu-microvm"] && V["domboot"] <= 0.1 * V["qemu-pc"]) ? "met" : "NOT met"
