@@ -30,7 +30,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use watch::{Heartbeat, Progress, QemuCpu};
+use watch::{Heartbeat, Progress, QemuCpu, monitor_dump};
 
 /// The modules the outer guest loads for a real KVM, in load order (paths in the Debian
 /// kernel's modules tree).
@@ -425,6 +425,8 @@ impl Bench {
             .map(|i| format!("{i:03}"))
             .collect::<Vec<_>>()
             .join(",");
+        // Beside the results stream: results-N.log -> results-N.monitor.
+        let monitor = files[1].with_extension("monitor");
         let mut cmd = Command::new("qemu-system-x86_64");
         if self.network {
             cmd.args(["-nic", "user,model=virtio-net-pci"]);
@@ -433,8 +435,11 @@ impl Bench {
             .args(["-accel", "tcg", "-M", "pc", "-cpu", "max", "-smp", "2"])
             .args(["-m", &OUTER_MEMORY_MIB.to_string()])
             .args(["-display", "none", "-nodefaults", "-no-reboot"])
-            // Named threads ("CPU 0/TCG"), for the note on a frozen outer guest.
+            // Named threads ("CPU 0/TCG"), and the human monitor on a socket, for the
+            // note on a frozen outer guest.
             .args(["-name", "nested-bench,debug-threads=on"])
+            .arg("-monitor")
+            .arg(format!("unix:{},server=on,wait=off", monitor.display()))
             .args(
                 files
                     .iter()
@@ -502,7 +507,11 @@ impl Bench {
                 Some(Ended::Froze(
                     running.map(|(i, _)| i),
                     silent,
-                    qemu_cpu.describe(),
+                    format!(
+                        "{}; QEMU's monitor shows:\n{}",
+                        qemu_cpu.describe(),
+                        monitor_dump(&monitor)
+                    ),
                 ))
             } else if let Some((i, _)) =
                 running.filter(|&(i, ran)| ran > self.checks[i].timeout + HANG_GRACE)

@@ -65,6 +65,10 @@ fn a_frozen_outer_guest_is_given_up_early() {
         "{}",
         freeze.stderr
     );
+    // What the outer QEMU's monitor said about its vCPUs (here: idle in the outer kernel).
+    for shown in ["CPU #0", "RIP=", "CR3="] {
+        assert!(freeze.stderr.contains(shown), "{shown}: {}", freeze.stderr);
+    }
     for (name, out) in [("before", "BEFORE"), ("after", "AFTER")] {
         let r = run.result(name).expect("reported");
         assert_eq!((r.status, r.stdout.trim()), (Some(0), out), "{r:?}");

@@ -1,6 +1,9 @@
 //! What the host watches while an outer guest runs: the results stream (which check is
 //! running, since when) and the outer /init's heartbeat (is the outer guest alive at all).
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Follows the results stream: which check is running since when, and progress lines.
@@ -136,6 +139,96 @@ impl QemuCpu {
     }
 }
 
+/// Where the frozen outer guest's vCPUs are, asked of QEMU's human monitor (HMP) on its
+/// Unix socket: `info cpus` three times a second apart (is each vCPU's RIP moving, or stuck
+/// on one instruction?), then every vCPU's registers and the instructions at its RIP. Under
+/// TCG, a vCPU running an inner guest shows that guest's state, so this also tells the
+/// outer kernel's code from an inner guest's. The evidence for the freezes' root cause,
+/// which the heartbeat alone cannot give; a monitor that does not answer says so instead.
+pub(super) fn monitor_dump(socket: &Path) -> String {
+    match ask_monitor(socket) {
+        Ok(text) => text,
+        Err(e) => format!(
+            "(QEMU's monitor at {} did not answer: {e})",
+            socket.display()
+        ),
+    }
+}
+
+fn ask_monitor(socket: &Path) -> std::io::Result<String> {
+    let mut mon = UnixStream::connect(socket)?;
+    mon.set_read_timeout(Some(Duration::from_secs(10)))?;
+    read_to_prompt(&mut mon)?;
+    let mut out = String::new();
+    let mut ask = |mon: &mut UnixStream, cmd: &str| -> std::io::Result<()> {
+        mon.write_all(format!("{cmd}\n").as_bytes())?;
+        let reply = read_to_prompt(mon)?;
+        out.push_str(&format!("(qemu) {cmd}\n{}\n", hmp_reply(&reply, cmd)));
+        Ok(())
+    };
+    for second in 0..3 {
+        if second > 0 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        ask(&mut mon, "info cpus")?;
+    }
+    ask(&mut mon, "info registers -a")?;
+    for cpu in 0..2 {
+        ask(&mut mon, &format!("cpu {cpu}"))?;
+        ask(&mut mon, "x/6i $pc")?;
+    }
+    Ok(out)
+}
+
+/// Reads until the monitor's `(qemu) ` prompt (or 256 KiB, against a runaway reply).
+fn read_to_prompt(mon: &mut UnixStream) -> std::io::Result<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"(qemu) ") && got.len() < 256 << 10 {
+        let n = mon.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the monitor closed the connection",
+            ));
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// A monitor reply without the echo of the command (HMP echoes what it reads), terminal
+/// escapes (`ESC [ ... letter`), the prompt, carriage returns, and the vector registers
+/// `info registers -a` adds (long, and no help in telling where a vCPU is).
+fn hmp_reply(reply: &str, cmd: &str) -> String {
+    let body = reply
+        .strip_suffix("(qemu) ")
+        .unwrap_or(reply)
+        .replace('\r', "");
+    let mut clean = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: '[', parameters, then one final letter.
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            clean.push(c);
+        }
+    }
+    let mut lines: Vec<&str> = clean
+        .lines()
+        .filter(|l| !(l.starts_with("YMM") || l.starts_with("XMM")))
+        .collect();
+    if lines.first().is_some_and(|l| l.trim() == cmd) {
+        lines.remove(0);
+    }
+    lines.join("\n").trim_end().to_string()
+}
+
 /// utime + stime of a /proc stat file. They count USER_HZ ticks, which is 100 on x86.
 fn cpu_time(path: &str) -> Option<Duration> {
     let stat = std::fs::read_to_string(path).ok()?;
@@ -157,6 +250,23 @@ fn name_and_state(stat: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_monitor_reply_loses_its_echo_and_prompt() {
+        let reply = "info cpus\u{1b}[K\r\n* CPU #0: thread_id=12 pc=0xffffffff81000000\r\n  CPU #1: thread_id=13 (halted)\r\nYMM00=0000 0000\r\n(qemu) ";
+        assert_eq!(
+            hmp_reply(reply, "info cpus"),
+            "* CPU #0: thread_id=12 pc=0xffffffff81000000\n  CPU #1: thread_id=13 (halted)"
+        );
+    }
+
+    #[test]
+    fn a_monitor_that_is_not_there_is_named() {
+        let path = std::env::temp_dir().join(format!("no-monitor-{}.sock", std::process::id()));
+        let dump = monitor_dump(&path);
+        assert!(dump.contains("did not answer"), "{dump}");
+        assert!(dump.contains(&path.display().to_string()), "{dump}");
+    }
 
     #[test]
     fn progress_follows_the_running_check() {
