@@ -140,11 +140,11 @@ impl QemuCpu {
 }
 
 /// Where the frozen outer guest's vCPUs are, asked of QEMU's human monitor (HMP) on its
-/// Unix socket: `info cpus` three times a second apart (is each vCPU's RIP moving, or stuck
-/// on one instruction?), then every vCPU's registers and the instructions at its RIP. Under
-/// TCG, a vCPU running an inner guest shows that guest's state, so this also tells the
-/// outer kernel's code from an inner guest's. The evidence for the freezes' root cause,
-/// which the heartbeat alone cannot give; a monitor that does not answer says so instead.
+/// Unix socket: `info cpus` (halted or not), each vCPU's RIP twice a second apart (moving,
+/// or stuck on one instruction?), then every vCPU's registers and the instructions at its
+/// RIP. Under TCG a vCPU running an inner guest shows that guest's state, so this tells
+/// the outer kernel's code from an inner guest's. This is how the freezes' cause was found
+/// (kvm_pin.c); a monitor that does not answer says so instead.
 pub(super) fn monitor_dump(socket: &Path) -> String {
     match ask_monitor(socket) {
         Ok(text) => text,
@@ -159,23 +159,32 @@ fn ask_monitor(socket: &Path) -> std::io::Result<String> {
     let mut mon = UnixStream::connect(socket)?;
     mon.set_read_timeout(Some(Duration::from_secs(10)))?;
     read_to_prompt(&mut mon)?;
-    let mut out = String::new();
-    let mut ask = |mon: &mut UnixStream, cmd: &str| -> std::io::Result<()> {
+    let mut ask = |cmd: &str| -> std::io::Result<String> {
         mon.write_all(format!("{cmd}\n").as_bytes())?;
-        let reply = read_to_prompt(mon)?;
-        out.push_str(&format!("(qemu) {cmd}\n{}\n", hmp_reply(&reply, cmd)));
-        Ok(())
+        Ok(hmp_reply(&read_to_prompt(&mut mon)?, cmd))
     };
-    for second in 0..3 {
-        if second > 0 {
+    let mut out = format!("(qemu) info cpus\n{}\n", ask("info cpus")?);
+    for sample in 1..=2 {
+        if sample > 1 {
             std::thread::sleep(Duration::from_secs(1));
         }
-        ask(&mut mon, "info cpus")?;
+        let rips: Vec<String> = ask("info registers -a")?
+            .lines()
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("RIP=")))
+            .map(str::to_string)
+            .collect();
+        out.push_str(&format!("RIP, sample {sample}: {}\n", rips.join(" ")));
     }
-    ask(&mut mon, "info registers -a")?;
+    out.push_str(&format!(
+        "(qemu) info registers -a\n{}\n",
+        ask("info registers -a")?
+    ));
     for cpu in 0..2 {
-        ask(&mut mon, &format!("cpu {cpu}"))?;
-        ask(&mut mon, "x/6i $pc")?;
+        ask(&format!("cpu {cpu}"))?;
+        out.push_str(&format!(
+            "(qemu) cpu {cpu}; x/6i $pc\n{}\n",
+            ask("x/6i $pc")?
+        ));
     }
     Ok(out)
 }
@@ -223,7 +232,8 @@ fn hmp_reply(reply: &str, cmd: &str) -> String {
         .lines()
         .filter(|l| !(l.starts_with("YMM") || l.starts_with("XMM")))
         .collect();
-    if lines.first().is_some_and(|l| l.trim() == cmd) {
+    // The echo: the command, or its readline redraw ("iininfinfo... info cpus").
+    if lines.first().is_some_and(|l| l.trim_end().ends_with(cmd)) {
         lines.remove(0);
     }
     lines.join("\n").trim_end().to_string()
@@ -253,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_monitor_reply_loses_its_echo_and_prompt() {
-        let reply = "info cpus\u{1b}[K\r\n* CPU #0: thread_id=12 pc=0xffffffff81000000\r\n  CPU #1: thread_id=13 (halted)\r\nYMM00=0000 0000\r\n(qemu) ";
+        let reply = "iininf\u{1b}[Kinfo cpus\r\n* CPU #0: thread_id=12 pc=0xffffffff81000000\r\n  CPU #1: thread_id=13 (halted)\r\nYMM00=0000 0000\r\n(qemu) ";
         assert_eq!(
             hmp_reply(reply, "info cpus"),
             "* CPU #0: thread_id=12 pc=0xffffffff81000000\n  CPU #1: thread_id=13 (halted)"
