@@ -126,23 +126,32 @@ pub fn busybox_i386() -> PathBuf {
 /// Compiles `vsock_echo.c` (both ends of the vsock echo checks: busybox has no vsock
 /// tools) with `gcc -static -O2` into `dir`, and returns the binary's path.
 pub fn vsock_echo(dir: &std::path::Path) -> PathBuf {
-    let src = dir.join("vsock_echo.c");
     let out = dir.join("vsock-echo");
-    std::fs::write(&src, include_str!("vsock_echo.c")).unwrap();
+    gcc_static("vsock_echo.c", include_str!("vsock_echo.c"), &out)
+        .unwrap_or_else(|e| panic!("{e}"));
+    out
+}
+
+/// Compiles the C program `source` (called `name` in messages) with `gcc -static -O2
+/// -Wall` into the executable `out`: small tools for guests that have no libraries.
+pub fn gcc_static(name: &str, source: &str, out: &std::path::Path) -> Result<(), String> {
+    let src = out.with_extension("c");
+    std::fs::write(&src, source).map_err(|e| format!("{}: {e}", src.display()))?;
     let result = std::process::Command::new("gcc")
         .args(["-static", "-O2", "-Wall", "-o"])
-        .arg(&out)
+        .arg(out)
         .arg(&src)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("gcc: {e} (run scripts/setup.sh --install-only: gcc libc6-dev)")
-        });
-    assert!(
-        result.status.success(),
-        "gcc -static vsock_echo.c failed:\n{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    out
+        .output();
+    let _ = std::fs::remove_file(&src);
+    let result = result
+        .map_err(|e| format!("gcc: {e} (run scripts/setup.sh --install-only: gcc libc6-dev)"))?;
+    if !result.status.success() {
+        return Err(format!(
+            "gcc -static {name} failed:\n{}",
+            String::from_utf8_lossy(&result.stderr)
+        ));
+    }
+    Ok(())
 }
 
 /// What the guest's /init reports.

@@ -373,6 +373,13 @@ impl Bench {
             )?;
         }
         add_program(root, &self.domboot, "/bin/domboot")?;
+        // Holds a VM for the outer guest's whole life (see kvm_pin.c: without it, every
+        // inner run made the outer kernel patch its code, which froze it now and then).
+        crate::gcc_static(
+            "kvm_pin.c",
+            include_str!("kvm_pin.c"),
+            &root.join("bin/kvm_pin"),
+        )?;
         for (guest, host) in &self.programs {
             add_program(root, host, guest)?;
         }
@@ -536,7 +543,10 @@ impl Bench {
 /// How often a check during which the outer guest hung or died is tried again, each time
 /// in a fresh outer boot after the other checks. The hang (an inner KVM_RUN that never
 /// returns) was seen 4 times in about 150 inner boots, all while the host was loaded (twice
-/// in one run of 31 checks with two outer guests on 2 cores); its cause is not known yet.
+/// in one run of 31 checks with two outer guests on 2 cores). Those, and the later
+/// freezes the heartbeat caught (0-3 per full run), were the outer kernel patching its
+/// code for KVM's static keys under QEMU TCG, which the VM /init now holds prevents (see
+/// kvm_pin.c); the retries stay for what else an emulated SVM may do.
 /// The outer kernel died twice (in CI, "stack guard page was hit" in an inner vCPU's
 /// thread, during `--cpus 4`; once under QEMU `-accel kvm`, not domboot).
 const MAX_RETRIES: usize = 2;
