@@ -174,21 +174,10 @@ fn corrupt_or_oversized_payload_is_an_error_on_every_protocol() {
     plan(&bad, &[], o).unwrap();
 }
 
-/// Resident KiB of the mapping of this process that holds `addr` (from /proc/self/smaps).
+/// Resident KiB of the mapping of this process that holds `addr`.
 fn resident_kib_of_mapping_at(addr: usize) -> u64 {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let mut inside = false;
-    for line in smaps.lines() {
-        if let Some((range, _)) = line.split_once(' ')
-            && let Some((a, b)) = range.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            inside = (a..b).contains(&addr);
-        } else if inside && let Some(rss) = line.strip_prefix("Rss:") {
-            return rss.trim().trim_end_matches(" kB").parse().unwrap();
-        }
-    }
-    panic!("no mapping holds {addr:#x}");
+    let rss = support::smaps_field(addr, "Rss:").expect("a mapping holds the kernel's bytes");
+    rss.trim_end_matches(" kB").parse().unwrap()
 }
 
 #[test]

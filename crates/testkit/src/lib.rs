@@ -154,6 +154,24 @@ pub fn gcc_static(name: &str, source: &str, out: &std::path::Path) -> Result<(),
     Ok(())
 }
 
+/// A field (`"Rss:"`, `"VmFlags:"`, ...) of the mapping of this process that holds `addr`,
+/// from /proc/self/smaps, trimmed; `None` when no mapping holds it or it has no such field.
+pub fn smaps_field(addr: usize, field: &str) -> Option<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut inside = false;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ')
+            && let Some((a, b)) = range.split_once('-')
+            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        {
+            inside = (a..b).contains(&addr);
+        } else if inside && let Some(value) = line.strip_prefix(field) {
+            return Some(value.trim().to_string());
+        }
+    }
+    None
+}
+
 /// What the guest's /init reports.
 pub struct GuestReport {
     pub marker: Option<String>,

@@ -133,21 +133,13 @@ mod tests {
     use super::*;
     use vm_memory::{GuestMemoryRegion, MemoryRegionAddress};
 
-    /// The VmFlags of the mapping that contains `addr` (/proc/self/smaps).
+    /// The VmFlags of the mapping that contains `addr` (with a leading space, as smaps
+    /// separates them).
     fn vm_flags(addr: usize) -> String {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let mut inside = false;
-        for line in smaps.lines() {
-            if let Some((range, _)) = line.split_once(' ')
-                && let Some((a, b)) = range.split_once('-')
-                && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            {
-                inside = (a..b).contains(&addr);
-            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
-                return flags.to_string();
-            }
-        }
-        String::new()
+        format!(
+            " {}",
+            domboot_testkit::smaps_field(addr, "VmFlags:").unwrap_or_default()
+        )
     }
 
     #[test]
