@@ -127,6 +127,7 @@ measure() {
         sleep 0.2
     done
     t1=\$(now)
+    [ -f /tmp/mark ] || echo "NO MARKER: \$name round \$round; its stderr ended with: \$(tail -5 /tmp/err | tr '\\n' '|')" >&2
     mark=\$(cat /tmp/mark 2> /dev/null || echo \$t1)
     up=\$(cat /tmp/uptime 2> /dev/null || echo 0.00)
     up=\$(( \${up%.*} * 1000 + 1\${up#*.}0 - 1000 ))
