@@ -44,6 +44,7 @@ echo "RAM $ram"
 echo "DATE $($B date +%s)"
 echo "UNAME $($B uname -m)"
 echo "TSCDL $($B grep -c tsc_deadline_timer /proc/cpuinfo)"
+echo "CPUNAME $($B sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | $B head -n 1)"
 case $A in
     reboot) $B reboot -f ;;
     panic) echo c > /proc/sysrq-trigger ;;
@@ -226,10 +227,13 @@ fn real_linux_on_the_kvm_backend() {
     bench.check("console-in", &line).stdin = Some(b"hello-from-the-host\n".to_vec());
 
     // The platform as the kernel sees it: its log, and its clock.
+    // The outer guest's CPU name first: the inner guest should see the same.
+    let host_cpu =
+        "echo \"HOSTCPU $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)\"; ";
     let line = run_line(&cloud, &rd64, "dmesg", "--memory 512M");
-    bench.check("platform-log", &line);
+    bench.check("platform-log", &format!("{host_cpu}{line}"));
     let line = run_line(&tiny["x64-pvh-gzip"], &rd64, "dmesg", "--memory 256M");
-    bench.check("platform-log-tiny", &line);
+    bench.check("platform-log-tiny", &format!("{host_cpu}{line}"));
 
     // How runs end.
     let line = run_line(&cloud, &rd64, "reboot", "--memory 512M");
@@ -608,6 +612,13 @@ fn platform_log(fails: &mut Failures, r: &CheckResult) {
             r.output()
         )
     });
+    // CPUID names the host's processor, as QEMU's `-cpu host` does (KVM's template leaves
+    // the name out, and Linux then took one from its family table: "AMD Hammer").
+    let (guest_cpu, host_cpu) = (field(r, "CPUNAME"), field(r, "HOSTCPU"));
+    fails.check(
+        guest_cpu.is_some_and(|n| !n.is_empty()) && guest_cpu == host_cpu,
+        || format!("{name}: the guest's CPU is {guest_cpu:?}, the host's {host_cpu:?}"),
+    );
     for c in COMPLAINTS {
         if let Some(l) = log.iter().find(|l| l.contains(c)) {
             fails.0.push(format!("{name}: the kernel complains: {l}"));

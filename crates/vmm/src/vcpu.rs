@@ -81,7 +81,58 @@ pub fn supported_cpuid(kvm: &Kvm) -> Result<CpuId, VmmError> {
             e.ecx |= CPUID_1_ECX_TSC_DEADLINE;
         }
     }
+    fill_brand_string(&mut cpuid, host_cpuid);
     Ok(cpuid)
+}
+
+/// CPUID leaves 0x80000002-0x80000004: the processor's name, 48 bytes of ASCII.
+const BRAND_LEAVES: std::ops::RangeInclusive<u32> = 0x8000_0002..=0x8000_0004;
+
+/// One CPUID leaf of the CPU this process runs on, as (EAX, EBX, ECX, EDX).
+fn host_cpuid(leaf: u32) -> [u32; 4] {
+    // SAFETY: CPUID exists on every x86-64 processor and only reads identification
+    // registers; it has no memory effects. (The Rust used here declares `__cpuid` safe;
+    // the block keeps the crate building with its rust-version, 1.85.)
+    #[allow(unused_unsafe)]
+    let r = unsafe { std::arch::x86_64::__cpuid(leaf) };
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+/// Gives the guest the host processor's name, where KVM's template leaves it out.
+///
+/// KVM_GET_SUPPORTED_CPUID zeroes the brand-string leaves (Linux 6.1's `__do_cpuid_func`
+/// has no case for them, so its default clears them). A guest then names its CPU from its
+/// own family table ("AMD Hammer" in /proc/cpuinfo and the boot log). QEMU's `-cpu host`
+/// copies the host's string, and so does domboot; leaves KVM did fill are kept.
+fn fill_brand_string(cpuid: &mut CpuId, host: impl Fn(u32) -> [u32; 4]) {
+    let highest = |c: &CpuId| {
+        c.as_slice()
+            .iter()
+            .find(|e| e.function == 0x8000_0000)
+            .map_or(0, |e| e.eax)
+    };
+    if highest(cpuid) < *BRAND_LEAVES.end() || host(0x8000_0000)[0] < *BRAND_LEAVES.end() {
+        return;
+    }
+    for leaf in BRAND_LEAVES {
+        let [eax, ebx, ecx, edx] = host(leaf);
+        let filled = kvm_cpuid_entry2 {
+            function: leaf,
+            eax,
+            ebx,
+            ecx,
+            edx,
+            ..Default::default()
+        };
+        match cpuid.as_mut_slice().iter_mut().find(|e| e.function == leaf) {
+            Some(e) if [e.eax, e.ebx, e.ecx, e.edx] == [0; 4] => *e = filled,
+            Some(_) => {}
+            // A full template has no room: the guest keeps its family-table name.
+            None => {
+                let _ = cpuid.push(filled);
+            }
+        }
+    }
 }
 
 /// CPUID leaf 1, ECX bit 24: the LAPIC timer has TSC-deadline mode.
@@ -397,6 +448,78 @@ mod tests {
         let vcpu = cpuid_for(&template, 1, 4);
         let leaf1 = vcpu.as_slice().iter().find(|e| e.function == 1).unwrap();
         assert_eq!(leaf1.ecx & CPUID_1_ECX_TSC_DEADLINE != 0, has_timer);
+    }
+
+    /// The brand-string leaves KVM zeroes get the host's name; filled ones are kept, and a
+    /// template or host without the leaves is left alone.
+    #[test]
+    fn the_guest_gets_the_host_processors_name() {
+        let leaf = |function, regs: [u32; 4]| kvm_cpuid_entry2 {
+            function,
+            eax: regs[0],
+            ebx: regs[1],
+            ecx: regs[2],
+            edx: regs[3],
+            ..Default::default()
+        };
+        let mut name = [0u8; 48];
+        name[..23].copy_from_slice(b"AMD Test Processor 9000");
+        let host = |l: u32| match l {
+            0x8000_0000 => [0x8000_0008, 0, 0, 0],
+            0x8000_0002..=0x8000_0004 => {
+                let at = (l - 0x8000_0002) as usize * 16;
+                let word = |i: usize| {
+                    u32::from_le_bytes(name[at + 4 * i..at + 4 * i + 4].try_into().unwrap())
+                };
+                [word(0), word(1), word(2), word(3)]
+            }
+            _ => [0; 4],
+        };
+        let kept = [1, 2, 3, 4];
+        let mut cpuid = CpuId::from_entries(&[
+            leaf(0x8000_0000, [0x8000_0008, 0, 0, 0]),
+            leaf(0x8000_0002, [0; 4]),
+            leaf(0x8000_0003, kept),
+        ])
+        .unwrap();
+        fill_brand_string(&mut cpuid, host);
+        let regs = |f| {
+            let e = cpuid.as_slice().iter().find(|e| e.function == f).unwrap();
+            [e.eax, e.ebx, e.ecx, e.edx]
+        };
+        assert_eq!(regs(0x8000_0002), host(0x8000_0002));
+        assert_eq!(regs(0x8000_0003), kept);
+        assert_eq!(regs(0x8000_0004), host(0x8000_0004));
+        let bytes: Vec<u8> = regs(0x8000_0002)
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        assert_eq!(&bytes[..16], b"AMD Test Process");
+
+        // A template whose highest extended leaf is below the brand leaves stays as it is.
+        let mut short = CpuId::from_entries(&[leaf(0x8000_0000, [0x8000_0001, 0, 0, 0])]).unwrap();
+        fill_brand_string(&mut short, host);
+        assert_eq!(short.as_slice().len(), 1);
+        // So does one on a host without them.
+        let mut cpuid = CpuId::from_entries(&[leaf(0x8000_0000, [0x8000_0008, 0, 0, 0])]).unwrap();
+        fill_brand_string(&mut cpuid, |_| [0x8000_0001, 0, 0, 0]);
+        assert_eq!(cpuid.as_slice().len(), 1);
+    }
+
+    /// The real template on this machine's KVM names the host's processor, as CPUID on the
+    /// host does.
+    #[test]
+    fn the_template_names_the_host_processor() {
+        let (kvm, _) = crate::kvm::open().expect("a usable /dev/kvm");
+        let template = supported_cpuid(&kvm).unwrap();
+        for l in BRAND_LEAVES {
+            let e = template
+                .as_slice()
+                .iter()
+                .find(|e| e.function == l)
+                .unwrap();
+            assert_eq!([e.eax, e.ebx, e.ecx, e.edx], host_cpuid(l), "leaf {l:#x}");
+        }
     }
 
     /// On this machine's KVM: the state set is the state KVM holds (PVM accepts all of it).
