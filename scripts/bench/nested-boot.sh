@@ -42,10 +42,11 @@ previous guest's kernel ran (the inner kernel's KASLR places it anywhere) spends
 domboot runs, 1.39-1.46 s after a scrub; QEMU pc 1.52-1.61 s either way; the first run
 in a fresh outer guest is always fast). The scrub moves that cost out of the measured
 runs, for every VMM alike; real hosts have no such cost.
-busybox's `time -v` is not used: it
-reports ru_maxrss four times too large. Prints medians, ratios domboot/QEMU and the
-issue's goals (time <= 0.5x microvm's, VMM memory <= 0.1x QEMU's). Everything runs nested under TCG, so absolute times are ~10-50x a real host's;
-the ratios are what carries over.
+
+busybox's `time -v` is not used: it reports ru_maxrss four times too large. Prints
+medians, ratios domboot/QEMU and the issue's goals (time <= 0.5x microvm's, VMM memory
+<= 0.1x QEMU's). Everything runs nested under TCG, so absolute times are ~10-50x a real
+host's; the ratios are what carries over.
 USAGE
 }
 PROFILE=lean
