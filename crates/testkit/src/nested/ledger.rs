@@ -3,7 +3,7 @@
 //! boot is needed. Kept apart from the code that boots QEMU so that the retry rules can be
 //! tested without booting anything.
 
-use super::{Check, CheckResult, Ended, HANG_GRACE, MAX_INNER_RETRIES, tail};
+use super::{Check, CheckResult, Ended, HANG_GRACE, MAX_INNER_RETRIES, MAX_SETUP_RETRIES, tail};
 use std::time::Duration;
 
 /// What the bench knows after some outer boots.
@@ -19,6 +19,8 @@ pub(super) struct Ledger {
     pub hung_once: Vec<usize>,
     /// Outer boots that died between two checks.
     deaths_between: usize,
+    /// Outer boots that froze or died before their first check ([`Ended::InSetUp`]).
+    setup_failures: usize,
     /// How often a check may take its outer guest down before it counts as failed (and
     /// how many outer deaths between checks end the bench).
     max_retries: usize,
@@ -32,6 +34,7 @@ impl Ledger {
             retried: Vec::new(),
             hung_once: Vec::new(),
             deaths_between: 0,
+            setup_failures: 0,
             max_retries,
         }
     }
@@ -100,6 +103,25 @@ impl Ledger {
                 self.pending.len(),
                 tail(console, 60)
             )),
+            Ended::InSetUp(how) => {
+                let what = what_happened(&how);
+                self.setup_failures += 1;
+                if self.setup_failures > MAX_SETUP_RETRIES {
+                    return Err(format!(
+                        "the outer guest {what} during its own set-up (modules, the held \
+                         VM), {} times; {} check(s) unreported\n\
+                         --- outer console (tail) ---\n{}",
+                        self.setup_failures,
+                        self.pending.len(),
+                        tail(console, 60)
+                    ));
+                }
+                super::note(&format!(
+                    "the outer guest {what} during its own set-up: rebooting it{}",
+                    evidence(console)
+                ));
+                Ok(())
+            }
             Ended::Died(None) | Ended::Froze(None, ..) => {
                 // Between two checks: nothing to blame, but a guest that keeps dying
                 // there must not loop forever.
@@ -162,6 +184,7 @@ fn what_happened(ended: &Ended) -> String {
             format!("froze (no heartbeat for {} s; {qemu})", silent.as_secs())
         }
         Ended::Died(_) => "died (its kernel panicked or reset)".to_string(),
+        Ended::InSetUp(how) => what_happened(how),
         Ended::Finished | Ended::OutOfTime => "ended".to_string(),
     }
 }
@@ -318,6 +341,36 @@ mod tests {
             e.contains("died (its kernel panicked or reset) between checks"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn set_up_failures_do_not_spend_the_checks_retries() {
+        // A test of the bench allows its checks no retry; an outer boot that froze while
+        // creating its held VM is still booted again, up to MAX_SETUP_RETRIES times.
+        let c = checks(&["a"]);
+        let mut l = Ledger::new(1, 0);
+        let froze = || {
+            Ended::InSetUp(Box::new(Ended::Froze(
+                None,
+                Duration::from_secs(45),
+                "QEMU".into(),
+            )))
+        };
+        for _ in 0..MAX_SETUP_RETRIES {
+            boot(&mut l, &c, vec![], froze()).unwrap();
+            assert_eq!(l.pending, vec![0]);
+        }
+        let e = boot(&mut l, &c, vec![], froze()).unwrap_err();
+        assert!(
+            e.contains("froze (no heartbeat for 45 s; QEMU) during its own set-up"),
+            "{e}"
+        );
+        // The checks' own budget is untouched: with max_retries 0, one death between
+        // checks (after the set-up) already ends the bench.
+        let mut l = Ledger::new(1, 0);
+        boot(&mut l, &c, vec![], froze()).unwrap();
+        let e = boot(&mut l, &c, vec![], Ended::Died(None)).unwrap_err();
+        assert!(e.contains("between checks (1 times)"), "{e}");
     }
 
     #[test]

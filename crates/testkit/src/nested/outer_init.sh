@@ -26,7 +26,18 @@ for m in /kmod/*.ko; do insmod "$m" || echo "bench: insmod $m failed"; done
 if [ -c /dev/kvm ]; then echo "@@BENCH-KVM ok" > $R; else echo "@@BENCH-KVM missing" > $R; fi
 # One VM held open from here on keeps KVM's static keys on, so inner runs never make the
 # outer kernel patch its own code, which QEMU TCG sometimes never finishes (kvm_pin.c).
-[ -c /dev/kvm ] && { /bin/kvm_pin hold > /dev/null || echo "bench: kvm_pin hold failed"; } &
+# Creating it patches the code once; the checks start after that (@@BENCH-READY), so a
+# freeze there is the set-up's, retried by the bench apart from any check's retries.
+if [ -c /dev/kvm ]; then
+    { /bin/kvm_pin hold > /tmp/kvm_pin.out || echo "bench: kvm_pin hold failed"; } &
+    pin=$!
+    i=0
+    while ! grep -q holding /tmp/kvm_pin.out 2>/dev/null && kill -0 $pin 2>/dev/null &&
+        [ $i -lt 600 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+fi
+echo "@@BENCH-READY" > $R
 ip link set lo up
 if grep -q bench.net=1 /proc/cmdline; then
     printf '%s\n' '#!/bin/sh' '[ "$1" = bound ] || exit 0' \

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub(super) struct Progress {
     pub running: Option<(String, Instant)>,
     pub done: usize,
+    /// The outer /init finished its own set-up (modules, the held VM) and starts checks.
+    pub ready: bool,
 }
 
 impl Progress {
@@ -18,7 +20,9 @@ impl Progress {
         let mut last_start = None;
         let mut done = Vec::new();
         for l in text.lines().map(|l| l.trim_end_matches('\r')) {
-            if let Some(n) = l.strip_prefix("@@START ") {
+            if l == "@@BENCH-READY" {
+                self.ready = true;
+            } else if let Some(n) = l.strip_prefix("@@START ") {
                 last_start = Some(n);
             } else if let Some(n) = l.strip_prefix("@@END ") {
                 done.push(n);
@@ -281,7 +285,10 @@ mod tests {
     #[test]
     fn progress_follows_the_running_check() {
         let mut p = Progress::default();
-        p.update("@@BENCH-KVM ok\n@@START a\n", false);
+        p.update("@@BENCH-KVM ok\n", false);
+        assert!(!p.ready, "still in its set-up");
+        p.update("@@BENCH-KVM ok\n@@BENCH-READY\r\n@@START a\n", false);
+        assert!(p.ready);
         let (name, since) = p.running.clone().unwrap();
         assert_eq!(name, "a");
         p.update("@@BENCH-KVM ok\n@@START a\n", false);
