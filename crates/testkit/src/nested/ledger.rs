@@ -103,45 +103,24 @@ impl Ledger {
                 self.pending.len(),
                 tail(console, 60)
             )),
-            Ended::InSetUp(how) => {
-                let what = what_happened(&how);
-                self.setup_failures += 1;
-                if self.setup_failures > MAX_SETUP_RETRIES {
-                    return Err(format!(
-                        "the outer guest {what} during its own set-up (modules, the held \
-                         VM), {} times; {} check(s) unreported\n\
-                         --- outer console (tail) ---\n{}",
-                        self.setup_failures,
-                        self.pending.len(),
-                        tail(console, 60)
-                    ));
-                }
-                super::note(&format!(
-                    "the outer guest {what} during its own set-up: rebooting it{}",
-                    evidence(console)
-                ));
-                Ok(())
-            }
-            Ended::Died(None) | Ended::Froze(None, ..) => {
-                // Between two checks: nothing to blame, but a guest that keeps dying
-                // there must not loop forever.
-                let what = what_happened(&ended);
-                self.deaths_between += 1;
-                if self.deaths_between > self.max_retries {
-                    return Err(format!(
-                        "the outer guest {what} between checks ({} times); {} check(s) \
-                         unreported\n--- outer console (tail) ---\n{}",
-                        self.deaths_between,
-                        self.pending.len(),
-                        tail(console, 60)
-                    ));
-                }
-                super::note(&format!(
-                    "the outer guest {what} between two checks: rebooting it{}",
-                    evidence(console)
-                ));
-                Ok(())
-            }
+            Ended::InSetUp(how) => lost_boot(
+                &mut self.setup_failures,
+                MAX_SETUP_RETRIES,
+                &what_happened(&how),
+                "during its own set-up (modules, the held VM)",
+                self.pending.len(),
+                console,
+            ),
+            // Between two checks: nothing to blame, but a guest that keeps dying there
+            // must not loop forever.
+            Ended::Died(None) | Ended::Froze(None, ..) => lost_boot(
+                &mut self.deaths_between,
+                self.max_retries,
+                &what_happened(&ended),
+                "between checks",
+                self.pending.len(),
+                console,
+            ),
             Ended::Hung(i) | Ended::Died(Some(i)) | Ended::Froze(Some(i), ..) => {
                 self.pending.retain(|&p| p != i);
                 let name = &checks[i].name;
@@ -171,6 +150,31 @@ impl Ledger {
             }
         }
     }
+}
+
+/// One more outer boot lost `place`, where no check is to blame: noted, and the bench
+/// boots again, unless `lost` now exceeds `budget`, which ends the bench.
+fn lost_boot(
+    lost: &mut usize,
+    budget: usize,
+    what: &str,
+    place: &str,
+    pending: usize,
+    console: &str,
+) -> Result<(), String> {
+    *lost += 1;
+    if *lost > budget {
+        return Err(format!(
+            "the outer guest {what} {place} ({lost} times); {pending} check(s) unreported\n\
+             --- outer console (tail) ---\n{}",
+            tail(console, 60)
+        ));
+    }
+    super::note(&format!(
+        "the outer guest {what} {place}: rebooting it{}",
+        evidence(console)
+    ));
+    Ok(())
 }
 
 /// How an outer boot that did not finish ended, for notes and results.
